@@ -1,0 +1,31 @@
+#include "common/clock.h"
+
+namespace benchfleet {
+
+absl::Time RealClock::Now() { return absl::Now(); }
+void RealClock::SleepFor(absl::Duration d) { absl::SleepFor(d); }
+RealClock* RealClock::Get() {
+  static RealClock* clock = new RealClock();
+  return clock;
+}
+
+FakeClock::FakeClock(absl::Time start) : now_(start) {}
+
+absl::Time FakeClock::Now() {
+  absl::MutexLock lock(&mu_);
+  return now_;
+}
+
+void FakeClock::SleepFor(absl::Duration d) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time until = now_ + d;
+  auto reached = [this, until]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return now_ >= until; };
+  mu_.Await(absl::Condition(&reached));
+}
+
+void FakeClock::Advance(absl::Duration d) {
+  absl::MutexLock lock(&mu_);
+  now_ += d;
+}
+
+}  // namespace benchfleet

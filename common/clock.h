@@ -1,0 +1,45 @@
+// Clock: the single source of time for logic that waits, expires or schedules (leases,
+// heartbeats, cooldowns). Production code uses RealClock; tests inject FakeClock and advance
+// it explicitly. Both are thread-safe.
+#ifndef BENCHFLEET_COMMON_CLOCK_H_
+#define BENCHFLEET_COMMON_CLOCK_H_
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace benchfleet {
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  // Wall-clock time, for timestamps that are stored and shown.
+  virtual absl::Time Now() = 0;
+  // Blocks the caller for `d` of this clock's time (FakeClock: until Advance passes it).
+  virtual void SleepFor(absl::Duration d) = 0;
+};
+
+class RealClock : public Clock {
+ public:
+  absl::Time Now() override;
+  void SleepFor(absl::Duration d) override;
+  // A process-wide instance for composition roots (stateless, so sharing is safe).
+  static RealClock* Get();
+};
+
+class FakeClock : public Clock {
+ public:
+  explicit FakeClock(absl::Time start = absl::FromUnixSeconds(1'700'000'000));
+  absl::Time Now() override;
+  // Returns once another thread has advanced the clock by at least `d`.
+  void SleepFor(absl::Duration d) override;
+  void Advance(absl::Duration d);
+
+ private:
+  absl::Mutex mu_;
+  absl::Time now_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace benchfleet
+
+#endif  // BENCHFLEET_COMMON_CLOCK_H_

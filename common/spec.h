@@ -1,0 +1,123 @@
+// The experiment spec as plain structs: what `benchfleet validate` checks, what the controller
+// stores and drives. Produced by common/spec_loader (the only place yaml-cpp is used); read by
+// the controller's attempt driver and the CLI. Plain data; not thread-safe.
+//
+// Conventions: durations are absl::Duration; percentages are fractions (10% -> 0.10);
+// the first variant is the baseline every other variant is compared with.
+#ifndef BENCHFLEET_COMMON_SPEC_H_
+#define BENCHFLEET_COMMON_SPEC_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace benchfleet {
+
+enum class Better { kLower, kHigher };
+enum class RunOrder { kInterleaved, kSequential };
+enum class CompareMode { kStdout, kFile, kNone };
+enum class DecisionProfile { kFirstPass, kOptimized };
+
+// A command is either a shell string (run with /bin/sh -c) or an argv vector (no shell).
+// Exactly one of the two is set in a valid spec.
+struct CommandSpec {
+  std::string shell;
+  std::vector<std::string> argv;
+  bool empty() const { return shell.empty() && argv.empty(); }
+};
+
+struct InputSpec {
+  std::string name;  // [a-z0-9_.-]+, unique within the spec
+  std::string path;  // relative to the work directory, never escaping it
+  double weight = 1.0;  // > 0; relative input frequency for the aggregate
+};
+
+struct CustomMetricSpec {
+  std::string name;   // [a-z0-9_]+, not one of the built-in metric names
+  std::string regex;  // ECMAScript regex with exactly one capture group, applied to stdout
+  Better better = Better::kLower;
+};
+
+struct VariantSpec {
+  std::string name;                   // [a-z0-9+_.-]+, unique
+  std::string ref;                    // source ref (branch/commit); may be empty
+  std::vector<std::string> combines;  // names of other variants this one compounds
+  std::map<std::string, std::string> env;  // extra environment for every step
+  std::optional<CommandSpec> command;      // overrides benchmark.command
+  std::optional<CommandSpec> setup;        // overrides the top-level setup
+};
+
+struct VerdictSpec {
+  DecisionProfile profile = DecisionProfile::kFirstPass;
+  double alpha = 0.05;             // (0, 0.5]
+  double max_cv = 0.10;            // (0, 10]
+  double kill_factor = 1.10;       // > 1
+  double input_regression = 0.05;  // [0, 10]
+};
+
+struct GateSpec {
+  absl::Duration cooldown = absl::Seconds(60);
+  double max_gpu_temp_c = 50;
+  double max_cpu_temp_c = 70;
+  double max_load = 0.3;
+  absl::Duration max_wait = absl::Minutes(15);
+};
+
+struct ExperimentSpec {
+  // Where the spec came from (for messages); not part of the YAML.
+  std::string source_path;
+  // The verbatim YAML text, kept so the controller can store and re-validate it.
+  std::string source_text;
+
+  std::string api_version;  // "benchfleet/v1"
+  std::string kind;         // "Experiment"
+  std::string name;         // [a-z0-9-], 1..63 chars, starts with a letter or digit
+  std::string campaign;     // optional, same charset as name
+  std::string idea;         // optional, same charset as name
+  std::string hypothesis;   // optional free text
+  std::map<std::string, std::string> required_labels;  // requires.labels
+  std::string source_repo;  // source.repo; empty = run in workdir
+  // Absolute directory the commands run in (spec `workdir:`, default: the spec file's
+  // directory made absolute by the loader).
+  std::string workdir;
+
+  std::optional<CommandSpec> setup;  // untimed, once per variant
+  CommandSpec command;               // benchmark.command or benchmark.argv
+  std::vector<InputSpec> inputs;     // >= 1; fewer than 5 adds a warning
+  int warmup = 3;                    // >= 0
+  int runs = 10;                     // >= 10 unless allow_underpowered
+  int max_runs = 20;                 // >= runs
+  bool allow_underpowered = false;
+  RunOrder order = RunOrder::kInterleaved;
+  absl::Duration timeout = absl::Minutes(30);  // absolute cap per run, > 0
+  std::optional<uint64_t> seed;  // benchmark.seed; absent = chosen and recorded at run time
+
+  std::string primary_metric = "wall_time";  // wall_time|user_time|sys_time|max_rss|<custom>
+  std::vector<CustomMetricSpec> custom_metrics;
+
+  std::optional<CommandSpec> correctness_command;  // once per variant; failure -> REJECT
+  CompareMode compare = CompareMode::kStdout;
+  std::string compare_path;  // for CompareMode::kFile, relative to the workdir
+
+  std::vector<VariantSpec> variants;  // >= 2; variants[0] is the baseline
+  VerdictSpec verdict;
+  GateSpec gates;
+  std::vector<std::string> notify;
+
+  // Non-fatal findings (e.g. fewer than 5 inputs), each "file:line:col: field: message".
+  std::vector<std::string> warnings;
+
+  const VariantSpec& baseline() const { return variants.front(); }
+};
+
+// The built-in metric names, valid as benchmark.metrics.primary.
+inline constexpr const char* kBuiltinMetrics[] = {"wall_time", "user_time", "sys_time",
+                                                  "max_rss"};
+
+}  // namespace benchfleet
+
+#endif  // BENCHFLEET_COMMON_SPEC_H_
