@@ -20,7 +20,15 @@ void FakeClock::SleepFor(absl::Duration d) {
   absl::MutexLock lock(&mu_);
   const absl::Time until = now_ + d;
   auto reached = [this, until]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return now_ >= until; };
+  ++sleepers_;
   mu_.Await(absl::Condition(&reached));
+  --sleepers_;
+}
+
+void FakeClock::AwaitSleepers(int n) {
+  absl::MutexLock lock(&mu_);
+  auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return sleepers_ >= n; };
+  mu_.Await(absl::Condition(&enough));
 }
 
 void FakeClock::Advance(absl::Duration d) {

@@ -34,10 +34,14 @@ class FakeClock : public Clock {
   // Returns once another thread has advanced the clock by at least `d`.
   void SleepFor(absl::Duration d) override;
   void Advance(absl::Duration d);
+  // Blocks until at least `n` threads are inside SleepFor (so a test can advance the clock
+  // knowing the sleeper has already read its start time).
+  void AwaitSleepers(int n);
 
  private:
   absl::Mutex mu_;
   absl::Time now_ ABSL_GUARDED_BY(mu_);
+  int sleepers_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace benchfleet

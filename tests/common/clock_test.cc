@@ -1,5 +1,6 @@
 #include "common/clock.h"
 
+#include <atomic>
 #include <thread>
 
 #include "gtest/gtest.h"
@@ -20,8 +21,9 @@ TEST(FakeClockTest, SleepForReturnsOnlyAfterAdvance) {
     clock.SleepFor(absl::Seconds(10));
     woke = true;
   });
+  clock.AwaitSleepers(1);
   clock.Advance(absl::Seconds(9));
-  absl::SleepFor(absl::Milliseconds(20));
+  clock.AwaitSleepers(1);  // still asleep: 9 s of its 10 s have passed
   EXPECT_FALSE(woke.load());
   clock.Advance(absl::Seconds(1));
   sleeper.join();

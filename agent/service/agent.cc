@@ -1,0 +1,446 @@
+#include "agent/service/agent.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "agent/lease/host_lock.h"
+#include "agent/probe/host_facts.h"
+#include "benchfleet/v1/agent.grpc.pb.h"
+#include "common/config_file.h"
+#include "common/status_macros.h"
+#include "spdlog/spdlog.h"
+
+extern char** environ;
+
+namespace benchfleet {
+namespace {
+
+using Key = std::pair<int64_t, int64_t>;  // (attempt_id, step_seq)
+using Stream = grpc::ClientReaderWriter<v1::AgentMessage, v1::ControllerMessage>;
+
+constexpr int64_t kStderrTailBytes = 2048;
+
+std::string ReadTail(const std::string& path, int64_t max_bytes) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return "";
+  const std::streamoff size = in.tellg();
+  const std::streamoff start = size > max_bytes ? size - max_bytes : 0;
+  in.seekg(start);
+  std::string out(static_cast<size_t>(size - start), '\0');
+  in.read(out.data(), static_cast<std::streamsize>(out.size()));
+  return out;
+}
+
+}  // namespace
+
+class Agent::Impl {
+ public:
+  AgentOptions options;
+  ProcessRunner* runner = nullptr;
+  std::unique_ptr<HostLock> lock;
+  HostFacts facts;
+  std::vector<std::string> base_env;
+
+  absl::Mutex mu;
+  bool stopping ABSL_GUARDED_BY(mu) = false;
+  int64_t lease_attempt ABSL_GUARDED_BY(mu) = 0;
+  std::string lease_token ABSL_GUARDED_BY(mu);
+  std::deque<v1::StepOrder> pending ABSL_GUARDED_BY(mu);
+  Key running ABSL_GUARDED_BY(mu) = {0, 0};
+  std::set<Key> done ABSL_GUARDED_BY(mu);
+  std::map<Key, v1::StepResult> unacked ABSL_GUARDED_BY(mu);
+  grpc::ClientContext* context ABSL_GUARDED_BY(mu) = nullptr;
+  absl::Duration heartbeat_interval ABSL_GUARDED_BY(mu);
+  absl::Duration lease_timeout ABSL_GUARDED_BY(mu);
+  absl::Time disconnected_since ABSL_GUARDED_BY(mu) = absl::Now();
+  bool connected ABSL_GUARDED_BY(mu) = false;
+  std::atomic<bool> cancel_running{false};
+
+  // Serializes writes on the current stream (the sync API allows one at a time).
+  absl::Mutex write_mu;
+  Stream* stream ABSL_GUARDED_BY(write_mu) = nullptr;
+
+  std::thread worker;
+
+  bool Write(const v1::AgentMessage& m) {
+    absl::MutexLock lock(&write_mu);
+    if (stream == nullptr) return false;
+    return stream->Write(m);
+  }
+
+  void WorkerLoop();
+  void RunSession();
+  void Handle(const v1::ControllerMessage& m);
+  void DropLeaseLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  v1::StepResult Execute(const v1::StepOrder& order);
+  std::string AttemptDir(int64_t attempt_id) const {
+    return absl::StrCat(options.workdir, "/attempts/", attempt_id);
+  }
+};
+
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options,
+                                                     ProcessRunner* runner) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->runner = runner;
+  impl->facts = ReadHostFacts();
+  if (impl->options.id.empty()) impl->options.id = impl->facts.hostname;
+  if (impl->options.workdir.empty()) impl->options.workdir = DefaultDataDir() + "/agent";
+  if (impl->options.lock_file.empty()) impl->options.lock_file = HostLock::DefaultPath();
+  std::error_code ec;
+  std::filesystem::create_directories(impl->options.workdir, ec);
+  if (ec) {
+    return absl::PermissionDeniedError(absl::StrCat("cannot create the agent work directory ",
+                                                    impl->options.workdir, ": ", ec.message(),
+                                                    "; choose another with --workdir"));
+  }
+  ASSIGN_OR_RETURN(impl->lock, HostLock::Acquire(impl->options.lock_file));
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) impl->base_env.emplace_back(*e);
+  {
+    absl::MutexLock lock(&impl->mu);
+    impl->heartbeat_interval = options.heartbeat_interval;
+    impl->lease_timeout = options.lease_timeout;
+  }
+  Impl* raw = impl.get();
+  impl->worker = std::thread([raw] { raw->WorkerLoop(); });
+  return std::unique_ptr<Agent>(new Agent(std::move(impl)));
+}
+
+Agent::Agent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Agent::~Agent() {
+  Shutdown();
+  impl_->worker.join();
+}
+
+const std::string& Agent::id() const { return impl_->options.id; }
+
+void Agent::Shutdown() {
+  absl::MutexLock lock(&impl_->mu);
+  impl_->stopping = true;
+  impl_->cancel_running = true;
+  if (impl_->context != nullptr) impl_->context->TryCancel();
+}
+
+absl::Status Agent::Run() {
+  Impl& d = *impl_;
+  absl::Duration backoff = d.options.initial_backoff;
+  for (;;) {
+    {
+      absl::MutexLock lock(&d.mu);
+      if (d.stopping) return absl::OkStatus();
+    }
+    const absl::Time started = absl::Now();
+    d.RunSession();
+    if (absl::Now() - started > absl::Seconds(5)) backoff = d.options.initial_backoff;
+    // Wait out the backoff, watching the lease: a job cut off from its controller for
+    // longer than the lease timeout is killed (DESIGN.md §6).
+    const absl::Time until = absl::Now() + backoff;
+    absl::MutexLock lock(&d.mu);
+    while (!d.stopping && absl::Now() < until) {
+      if (d.lease_attempt != 0 && absl::Now() - d.disconnected_since > d.lease_timeout) {
+        d.DropLeaseLocked("the controller was unreachable for longer than the lease timeout");
+      }
+      d.mu.AwaitWithTimeout(absl::Condition(&d.stopping), absl::Milliseconds(50));
+    }
+    backoff = std::min(backoff * 2, d.options.max_backoff);
+  }
+}
+
+void Agent::Impl::DropLeaseLocked(const std::string& why) {
+  spdlog::info("dropping lease of attempt {}: {}", lease_attempt, why);
+  if (running.first == lease_attempt) cancel_running = true;
+  pending.clear();
+  for (auto it = unacked.begin(); it != unacked.end();) {
+    it = it->first.first == lease_attempt ? unacked.erase(it) : std::next(it);
+  }
+  for (auto it = done.begin(); it != done.end();) {
+    it = it->first == lease_attempt ? done.erase(it) : std::next(it);
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(AttemptDir(lease_attempt), ec);
+  lease_attempt = 0;
+  lease_token.clear();
+}
+
+void Agent::Impl::RunSession() {
+  auto creds = MakeChannelCredentials(options.controller, options.transport);
+  if (!creds.ok()) {
+    spdlog::error("{}", std::string(creds.status().message()));
+    absl::MutexLock lock(&mu);
+    stopping = true;  // a configuration error does not get better by retrying
+    return;
+  }
+  auto channel =
+      grpc::CreateCustomChannel(options.controller, *creds, MakeChannelArguments());
+  auto stub = v1::AgentService::NewStub(channel);
+  grpc::ClientContext ctx;
+  {
+    absl::MutexLock lock(&mu);
+    if (stopping) return;
+    context = &ctx;
+  }
+  std::unique_ptr<Stream> s = stub->Connect(&ctx);
+  {
+    absl::MutexLock lock(&write_mu);
+    stream = s.get();
+  }
+  v1::AgentMessage hello_msg;
+  std::vector<v1::StepResult> resend;
+  {
+    absl::MutexLock lock(&mu);
+    v1::Hello* h = hello_msg.mutable_hello();
+    h->set_agent_id(options.id);
+    for (const auto& [k, v] : options.labels) (*h->mutable_labels())[k] = v;
+    h->mutable_facts()->set_hostname(facts.hostname);
+    h->mutable_facts()->set_cpu_model(facts.cpu_model);
+    h->mutable_facts()->set_cpu_cores(facts.cpu_cores);
+    h->mutable_facts()->set_memory_bytes(facts.memory_bytes);
+    h->mutable_facts()->set_os(facts.os);
+    h->mutable_facts()->set_kernel(facts.kernel);
+    h->set_version("0.1.0");
+    h->set_current_attempt_id(lease_attempt);
+    h->set_current_lease_token(lease_token);
+    for (const auto& [key, r] : unacked) resend.push_back(r);
+  }
+  bool ok = Write(hello_msg);
+  for (const v1::StepResult& r : resend) {
+    if (!ok) break;
+    v1::AgentMessage m;
+    *m.mutable_step_result() = r;
+    ok = Write(m);
+  }
+
+  absl::Mutex hb_mu;
+  bool session_over = false;
+  std::thread heartbeat([&] {
+    int64_t seq = 0;
+    for (;;) {
+      absl::Duration interval;
+      v1::AgentMessage m;
+      {
+        absl::MutexLock lock(&mu);
+        interval = heartbeat_interval;
+        m.mutable_heartbeat()->set_seq(++seq);
+        m.mutable_heartbeat()->set_attempt_id(lease_attempt);
+        m.mutable_heartbeat()->set_busy(running.first != 0);
+      }
+      {
+        absl::MutexLock lock(&hb_mu);
+        if (hb_mu.AwaitWithTimeout(absl::Condition(&session_over), interval)) return;
+      }
+      if (!Write(m)) return;
+    }
+  });
+
+  v1::ControllerMessage in;
+  bool welcomed = false;
+  while (ok && s->Read(&in)) {
+    if (in.has_welcome() && !welcomed) {
+      welcomed = true;
+      absl::MutexLock lock(&mu);
+      connected = true;
+      spdlog::info("agent {} connected to controller {}", options.id, options.controller);
+    }
+    Handle(in);
+  }
+  {
+    absl::MutexLock lock(&hb_mu);
+    session_over = true;
+  }
+  heartbeat.join();
+  {
+    absl::MutexLock lock(&write_mu);
+    stream = nullptr;
+  }
+  ctx.TryCancel();
+  grpc::Status status = s->Finish();
+  absl::MutexLock lock(&mu);
+  context = nullptr;
+  if (connected || welcomed) disconnected_since = absl::Now();
+  connected = false;
+  if (!stopping) {
+    spdlog::warn("lost the controller at {}: {}; reconnecting", options.controller,
+                 status.error_message().empty() ? "stream closed" : status.error_message());
+  }
+}
+
+void Agent::Impl::Handle(const v1::ControllerMessage& m) {
+  v1::AgentMessage reply;
+  {
+    absl::MutexLock lock(&mu);
+    switch (m.msg_case()) {
+      case v1::ControllerMessage::kWelcome:
+        if (m.welcome().heartbeat_interval_ms() > 0)
+          heartbeat_interval = absl::Milliseconds(m.welcome().heartbeat_interval_ms());
+        if (m.welcome().lease_timeout_ms() > 0)
+          lease_timeout = absl::Milliseconds(m.welcome().lease_timeout_ms());
+        return;
+      case v1::ControllerMessage::kLease: {
+        const auto& l = m.lease();
+        v1::LeaseReply* r = reply.mutable_lease_reply();
+        r->set_attempt_id(l.attempt_id());
+        r->set_lease_token(l.lease_token());
+        if (lease_attempt != 0 && lease_attempt != l.attempt_id()) {
+          r->set_accepted(false);
+          r->set_reason(absl::StrCat("this agent already holds the lease of attempt ",
+                                     lease_attempt, "; one lease at a time"));
+        } else {
+          lease_attempt = l.attempt_id();
+          lease_token = l.lease_token();
+          r->set_accepted(true);
+          spdlog::info("leased attempt {} of experiment {} ({})", l.attempt_id(),
+                       l.experiment_id(), l.experiment_name());
+        }
+        break;
+      }
+      case v1::ControllerMessage::kStep: {
+        const v1::StepOrder& o = m.step();
+        const Key key{o.attempt_id(), o.step_seq()};
+        if (o.attempt_id() != lease_attempt || o.lease_token() != lease_token) {
+          spdlog::warn("ignoring step {} of attempt {}: not under this agent's lease",
+                       o.step_seq(), o.attempt_id());
+          return;
+        }
+        if (done.contains(key)) {
+          auto it = unacked.find(key);
+          if (it == unacked.end()) return;
+          *reply.mutable_step_result() = it->second;  // the controller lost it: resend
+          break;
+        }
+        if (running == key) return;
+        for (const v1::StepOrder& p : pending)
+          if (p.step_seq() == o.step_seq() && p.attempt_id() == o.attempt_id()) return;
+        pending.push_back(o);
+        return;
+      }
+      case v1::ControllerMessage::kAck:
+        unacked.erase({m.ack().attempt_id(), m.ack().step_seq()});
+        if (!m.ack().accepted()) {
+          spdlog::warn("controller rejected result {} of attempt {}: {}", m.ack().step_seq(),
+                       m.ack().attempt_id(), m.ack().reason());
+        }
+        return;
+      case v1::ControllerMessage::kRelease:
+        if (m.release().attempt_id() != lease_attempt) return;
+        DropLeaseLocked(absl::StrCat("released by the controller: ", m.release().reason()));
+        reply.mutable_released()->set_attempt_id(m.release().attempt_id());
+        break;
+      case v1::ControllerMessage::MSG_NOT_SET:
+        return;
+    }
+  }
+  Write(reply);
+}
+
+void Agent::Impl::WorkerLoop() {
+  for (;;) {
+    v1::StepOrder order;
+    {
+      absl::MutexLock lock(&mu);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+        return stopping || !pending.empty();
+      };
+      mu.Await(absl::Condition(&ready));
+      if (stopping) return;
+      order = std::move(pending.front());
+      pending.pop_front();
+      running = {order.attempt_id(), order.step_seq()};
+      cancel_running = false;
+    }
+    v1::StepResult result = Execute(order);
+    v1::AgentMessage m;
+    {
+      absl::MutexLock lock(&mu);
+      const Key key{order.attempt_id(), order.step_seq()};
+      running = {0, 0};
+      // A result for a lease dropped meanwhile is not sent: it would be stale.
+      if (lease_attempt != order.attempt_id() || lease_token != order.lease_token()) continue;
+      done.insert(key);
+      unacked[key] = result;
+      *m.mutable_step_result() = result;
+    }
+    Write(m);  // if the stream is down, the result is resent after reconnecting
+  }
+}
+
+v1::StepResult Agent::Impl::Execute(const v1::StepOrder& o) {
+  v1::StepResult r;
+  r.set_attempt_id(o.attempt_id());
+  r.set_lease_token(o.lease_token());
+  r.set_step_seq(o.step_seq());
+
+  RunRequest req;
+  req.argv.assign(o.argv().begin(), o.argv().end());
+  req.cwd = o.cwd();
+  std::map<std::string, std::string> env;
+  for (const std::string& e : base_env) {
+    auto eq = e.find('=');
+    if (eq != std::string::npos) env[e.substr(0, eq)] = e.substr(eq + 1);
+  }
+  for (const auto& [k, v] : o.env()) env[k] = v;
+  for (const auto& [k, v] : env) req.env.push_back(absl::StrCat(k, "=", v));
+  if (o.timeout_ms() > 0) req.timeout = absl::Milliseconds(o.timeout_ms());
+  const std::string dir = AttemptDir(o.attempt_id());
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  req.stdout_path = absl::StrCat(dir, "/", o.step_seq(), ".stdout");
+  req.stderr_path = absl::StrCat(dir, "/", o.step_seq(), ".stderr");
+  for (int cpu : o.cpus()) req.cpus.push_back(cpu);
+  req.cancel = &cancel_running;
+
+  absl::StatusOr<RunResult> run = runner->Run(req);
+  if (!run.ok()) {
+    r.set_error(std::string(run.status().message()));
+    r.set_exit_code(-1);
+    return r;
+  }
+  r.set_wall_ns(run->wall_ns);
+  r.set_user_ns(run->user_ns);
+  r.set_sys_ns(run->sys_ns);
+  r.set_max_rss_bytes(run->max_rss_bytes);
+  r.set_exit_code(run->exit_code);
+  r.set_term_signal(run->term_signal);
+  r.set_timed_out(run->timed_out);
+  if (run->exit_code != 0 || run->term_signal != 0) {
+    r.set_stderr_tail(ReadTail(req.stderr_path, kStderrTailBytes));
+  }
+  if (!o.compare_file().empty()) {
+    absl::StatusOr<std::string> digest = Sha256File(absl::StrCat(o.cwd(), "/", o.compare_file()));
+    if (digest.ok()) {
+      r.set_output_digest(*digest);
+    } else if (run->exit_code == 0 && !run->timed_out) {
+      r.set_error(absl::StrCat("the compared file ", o.compare_file(),
+                               " was not found after the run: ", digest.status().message()));
+    }
+  } else {
+    r.set_output_digest(run->stdout_sha256);
+  }
+  if (o.metrics_size() > 0) {
+    std::vector<std::pair<std::string, std::string>> patterns;
+    for (const auto& p : o.metrics()) patterns.emplace_back(p.name(), p.regex());
+    for (const auto& [k, v] : ExtractMetrics(run->stdout_head, patterns)) (*r.mutable_metrics())[k] = v;
+  }
+  // Captures of successful steps are not needed once measured.
+  if (run->exit_code == 0 && !run->timed_out) {
+    std::filesystem::remove(req.stdout_path, ec);
+    std::filesystem::remove(req.stderr_path, ec);
+  }
+  return r;
+}
+
+}  // namespace benchfleet

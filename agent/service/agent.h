@@ -1,0 +1,58 @@
+// Agent: the per-host instrument. It holds the host lock, dials the controller (reconnecting
+// with backoff), registers the host, heartbeats, accepts one lease at a time and runs the
+// steps of that lease one process at a time through a ProcessRunner, sending each result
+// until the controller acknowledges it (results are resent after a reconnect; the controller
+// de-duplicates by (attempt, step)). It never decides verdicts.
+//
+// An agent cut off from its controller for longer than the lease timeout kills its running
+// step and drops the lease. Thread-safe: Run() blocks; Shutdown() may be called from any
+// thread.
+#ifndef BENCHFLEET_AGENT_SERVICE_AGENT_H_
+#define BENCHFLEET_AGENT_SERVICE_AGENT_H_
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "agent/runner/process_runner.h"
+#include "common/credentials.h"
+
+namespace benchfleet {
+
+struct AgentOptions {
+  std::string controller = "127.0.0.1:7070";
+  std::string id;  // default: the hostname
+  std::map<std::string, std::string> labels;
+  std::string workdir;    // capture files live here; default: <data dir>/agent
+  std::string lock_file;  // default: HostLock::DefaultPath()
+  TransportOptions transport;
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(5);
+  absl::Duration heartbeat_interval = absl::Seconds(2);  // until the controller says otherwise
+  absl::Duration lease_timeout = absl::Seconds(15);      // likewise
+};
+
+class Agent {
+ public:
+  // Takes the host lock and prepares the work directory. `runner` must outlive the agent.
+  static absl::StatusOr<std::unique_ptr<Agent>> Create(const AgentOptions& options,
+                                                       ProcessRunner* runner);
+  ~Agent();
+
+  // Connects and serves until Shutdown(). Returns OK after Shutdown.
+  absl::Status Run();
+  void Shutdown();
+  const std::string& id() const;
+
+  class Impl;
+
+ private:
+  explicit Agent(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace benchfleet
+
+#endif  // BENCHFLEET_AGENT_SERVICE_AGENT_H_

@@ -1,0 +1,583 @@
+#include "controller/attempt/attempt_driver.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "controller/stats/stats.h"
+#include "controller/verdict/verdict.h"
+
+namespace benchfleet {
+namespace {
+
+constexpr size_t kStderrShown = 300;
+
+// Quotes `s` for /bin/sh so that an input path with spaces or metacharacters stays one word.
+std::string ShellQuote(const std::string& s) {
+  return absl::StrCat("'", absl::StrReplaceAll(s, {{"'", "'\\''"}}), "'");
+}
+
+std::vector<std::string> ToArgv(const CommandSpec& cmd, const std::string* input_path) {
+  if (!cmd.shell.empty()) {
+    std::string shell = cmd.shell;
+    if (input_path != nullptr) {
+      shell = absl::StrReplaceAll(shell, {{"{input}", ShellQuote(*input_path)}});
+    }
+    return {"/bin/sh", "-c", shell};
+  }
+  std::vector<std::string> argv = cmd.argv;
+  if (input_path != nullptr) {
+    for (std::string& a : argv) a = absl::StrReplaceAll(a, {{"{input}", *input_path}});
+  }
+  return argv;
+}
+
+// Fisher-Yates with the generator's raw output, so that a seed gives the same order with
+// every standard library (std::shuffle's use of the engine is implementation-defined).
+template <typename T>
+void SeededShuffle(std::vector<T>& v, std::mt19937_64& rng) {
+  for (size_t i = v.size(); i > 1; --i) {
+    const size_t j = static_cast<size_t>(rng() % i);
+    std::swap(v[i - 1], v[j]);
+  }
+}
+
+std::string Tail(const std::string& s) {
+  std::string t = s.size() > kStderrShown ? s.substr(s.size() - kStderrShown) : s;
+  absl::StrReplaceAll({{"\n", " | "}}, &t);
+  return t;
+}
+
+double WeightedGeoMean(const std::vector<std::pair<double, double>>& value_weight) {
+  double num = 0, den = 0;
+  for (const auto& [v, w] : value_weight) {
+    if (v <= 0) continue;
+    num += w * std::log(v);
+    den += w;
+  }
+  return den > 0 ? std::exp(num / den) : 0;
+}
+
+}  // namespace
+
+const char* StepKindName(StepKind kind) {
+  switch (kind) {
+    case StepKind::kSetup:
+      return "setup";
+    case StepKind::kCorrectness:
+      return "correctness";
+    case StepKind::kWarmup:
+      return "warmup";
+    case StepKind::kMeasure:
+      return "measure";
+  }
+  return "unknown";
+}
+
+AttemptDriver::AttemptDriver(ExperimentSpec spec, uint64_t seed, int64_t experiment_number)
+    : spec_(std::move(spec)), seed_(seed), number_(experiment_number), rng_(seed) {
+  for (const VariantSpec& v : spec_.variants) variants_[v.name] = VariantState{};
+  warnings_ = spec_.warnings;
+  for (const VariantSpec& v : spec_.variants) {
+    const std::optional<CommandSpec>& setup = v.setup ? v.setup : spec_.setup;
+    if (setup && !setup->empty()) queue_.push_back({StepKind::kSetup, v.name, "", 0});
+  }
+  const int64_t per_variant_runs =
+      static_cast<int64_t>(spec_.inputs.size()) * (spec_.warmup + spec_.runs);
+  steps_planned_ = static_cast<int64_t>(queue_.size()) +
+                   static_cast<int64_t>(spec_.variants.size()) *
+                       (per_variant_runs + (spec_.correctness_command ? 1 : 0));
+}
+
+bool AttemptDriver::Active(const std::string& variant) const {
+  const VariantState& vs = variants_.at(variant);
+  return !vs.rejected && !vs.killed;
+}
+
+void AttemptDriver::QueueRounds(StepKind kind, int rounds,
+                                const std::vector<std::string>& variants,
+                                const std::vector<std::string>& inputs) {
+  if (spec_.order == RunOrder::kSequential) {
+    for (const std::string& v : variants)
+      for (const std::string& in : inputs)
+        for (int r = 0; r < rounds; ++r) queue_.push_back({kind, v, in, r});
+    return;
+  }
+  // Interleaved: each round is one randomized block holding every (variant, input) pair once,
+  // so slow drifts of the host hit all variants alike.
+  for (int r = 0; r < rounds; ++r) {
+    std::vector<Pending> block;
+    for (const std::string& v : variants)
+      for (const std::string& in : inputs) block.push_back({kind, v, in, r});
+    SeededShuffle(block, rng_);
+    for (Pending& p : block) queue_.push_back(std::move(p));
+  }
+}
+
+void AttemptDriver::AdvancePhase() {
+  std::vector<std::string> active;
+  for (const VariantSpec& v : spec_.variants)
+    if (Active(v.name)) active.push_back(v.name);
+  std::vector<std::string> inputs;
+  for (const InputSpec& in : spec_.inputs) inputs.push_back(in.name);
+
+  switch (phase_) {
+    case Phase::kSetup:
+      phase_ = Phase::kCorrectness;
+      if (spec_.correctness_command && !spec_.correctness_command->empty()) {
+        for (const std::string& v : active) queue_.push_back({StepKind::kCorrectness, v, "", 0});
+      }
+      return;
+    case Phase::kCorrectness:
+      phase_ = Phase::kWarmup;
+      QueueRounds(StepKind::kWarmup, spec_.warmup, active, inputs);
+      return;
+    case Phase::kWarmup:
+      phase_ = Phase::kMeasure;
+      QueueRounds(StepKind::kMeasure, spec_.runs, active, inputs);
+      return;
+    case Phase::kMeasure: {
+      phase_ = Phase::kExtend;
+      std::map<std::string, std::set<std::string>> extend;
+      Evaluate(/*final_pass=*/false, &extend);
+      if (extend.empty()) break;
+      extended_ = true;
+      // Per (variant, input): how many more runs reach max_runs. The baseline is extended on
+      // every input any candidate needs, so both sides end with comparable n.
+      std::map<std::pair<std::string, std::string>, int> needed;
+      const std::string& base = spec_.baseline().name;
+      for (const auto& [variant, ins] : extend) {
+        for (const std::string& in : ins) {
+          for (const std::string& v : {base, variant}) {
+            const int have = static_cast<int>(samples_[{v, in}].size());
+            needed[{v, in}] = std::max(0, spec_.max_runs - have);
+          }
+        }
+      }
+      int rounds = 0;
+      for (const auto& [key, n] : needed) rounds = std::max(rounds, n);
+      for (int r = 0; r < rounds; ++r) {
+        std::vector<Pending> block;
+        for (const auto& [key, n] : needed)
+          if (n > r) block.push_back({StepKind::kMeasure, key.first, key.second, r});
+        if (spec_.order == RunOrder::kInterleaved) SeededShuffle(block, rng_);
+        steps_planned_ += static_cast<int64_t>(block.size());
+        for (Pending& p : block) queue_.push_back(std::move(p));
+      }
+      if (!queue_.empty()) return;
+      break;
+    }
+    case Phase::kExtend:
+    case Phase::kDone:
+      break;
+  }
+  phase_ = Phase::kDone;
+  finished_ = true;
+}
+
+std::optional<PlannedStep> AttemptDriver::Next() {
+  while (!finished_) {
+    if (queue_.empty()) {
+      AdvancePhase();
+      continue;
+    }
+    Pending p = std::move(queue_.front());
+    queue_.pop_front();
+    if (!Active(p.variant)) {
+      --steps_planned_;  // aborted: the variant was rejected or killed
+      continue;
+    }
+    in_flight_ = p;
+    return Materialize(p);
+  }
+  return std::nullopt;
+}
+
+std::vector<double> AttemptDriver::BaselineWalls(const std::string& input) const {
+  std::vector<double> walls;
+  auto it = samples_.find({spec_.baseline().name, input});
+  if (it == samples_.end()) return walls;
+  for (const Sample& s : it->second) walls.push_back(static_cast<double>(s.wall_ns));
+  return walls;
+}
+
+PlannedStep AttemptDriver::Materialize(const Pending& p) {
+  const VariantSpec* variant = nullptr;
+  for (const VariantSpec& v : spec_.variants)
+    if (v.name == p.variant) variant = &v;
+  PlannedStep step;
+  step.seq = next_seq_++;
+  step.kind = p.kind;
+  step.variant = p.variant;
+  step.input = p.input;
+  step.cwd = spec_.workdir;
+  step.env = variant->env;
+  step.env["BENCHFLEET_VARIANT"] = p.variant;
+  step.env["BENCHFLEET_STEP"] = StepKindName(p.kind);
+  step.timeout = spec_.timeout;
+  switch (p.kind) {
+    case StepKind::kSetup:
+      step.argv = ToArgv(variant->setup ? *variant->setup : *spec_.setup, nullptr);
+      break;
+    case StepKind::kCorrectness:
+      step.argv = ToArgv(*spec_.correctness_command, nullptr);
+      break;
+    case StepKind::kWarmup:
+    case StepKind::kMeasure: {
+      const InputSpec* input = nullptr;
+      for (const InputSpec& in : spec_.inputs)
+        if (in.name == p.input) input = &in;
+      step.argv = ToArgv(variant->command ? *variant->command : spec_.command, &input->path);
+      step.env["BENCHFLEET_INPUT"] = input->name;
+      step.env["BENCHFLEET_INPUT_PATH"] = input->path;
+      if (spec_.compare == CompareMode::kFile) step.compare_file = spec_.compare_path;
+      if (p.kind == StepKind::kMeasure) {
+        for (const CustomMetricSpec& m : spec_.custom_metrics)
+          step.metrics.emplace_back(m.name, m.regex);
+      }
+      if (p.variant != spec_.baseline().name) {
+        step.timeout = verdict::CandidateDeadline(BaselineWalls(p.input),
+                                                  spec_.verdict.kill_factor, spec_.timeout);
+      }
+      break;
+    }
+  }
+  return step;
+}
+
+std::optional<double> AttemptDriver::PrimaryValue(const StepOutcome& o, std::string* why) const {
+  const std::string& m = spec_.primary_metric;
+  if (m == "wall_time") return static_cast<double>(o.wall_ns);
+  if (m == "user_time") return static_cast<double>(o.user_ns);
+  if (m == "sys_time") return static_cast<double>(o.sys_ns);
+  if (m == "max_rss") return static_cast<double>(o.max_rss_bytes);
+  auto it = o.metrics.find(m);
+  if (it == o.metrics.end()) {
+    *why = absl::StrCat("metric '", m, "' was not found in its output (check the regex in ",
+                        "benchmark.metrics.custom)");
+    return std::nullopt;
+  }
+  return it->second;
+}
+
+std::string AttemptDriver::Describe(const StepOutcome& o) const {
+  std::string d = o.term_signal != 0 ? absl::StrCat("was killed by signal ", o.term_signal)
+                                     : absl::StrCat("exited with status ", o.exit_code);
+  if (!o.stderr_tail.empty()) absl::StrAppend(&d, " (stderr: ", Tail(o.stderr_tail), ")");
+  return d;
+}
+
+void AttemptDriver::FailAttempt(std::string reason) {
+  failed_ = true;
+  failure_ = std::move(reason);
+  finished_ = true;
+  phase_ = Phase::kDone;
+  queue_.clear();
+}
+
+void AttemptDriver::Reject(const std::string& variant, std::string reason) {
+  VariantState& vs = variants_[variant];
+  if (vs.rejected) return;
+  vs.rejected = true;
+  vs.reject_reason = std::move(reason);
+}
+
+void AttemptDriver::OnResult(const StepOutcome& o) {
+  if (!in_flight_) return;
+  const Pending p = *in_flight_;
+  in_flight_.reset();
+  ++steps_done_;
+  const bool is_baseline = p.variant == spec_.baseline().name;
+  const std::string where =
+      p.input.empty() ? std::string() : absl::StrCat(" on input ", p.input);
+  const std::string what = absl::StrCat(StepKindName(p.kind), " of ", p.variant, where);
+
+  if (!o.error.empty()) {
+    std::string reason = absl::StrCat(what, " could not start: ", o.error);
+    if (is_baseline) return FailAttempt(std::move(reason));
+    return Reject(p.variant, std::move(reason));
+  }
+  if (p.kind == StepKind::kSetup || p.kind == StepKind::kCorrectness) {
+    if (o.timed_out || o.exit_code != 0 || o.term_signal != 0) {
+      std::string reason =
+          o.timed_out ? absl::StrCat(what, " exceeded the timeout of ",
+                                     absl::FormatDuration(spec_.timeout))
+                      : absl::StrCat(what, " ", Describe(o));
+      if (is_baseline) {
+        return FailAttempt(absl::StrCat(reason, "; the baseline must pass before anything can ",
+                                        "be compared with it"));
+      }
+      return Reject(p.variant, std::move(reason));
+    }
+    return;
+  }
+
+  VariantState& vs = variants_[p.variant];
+  if (o.timed_out) {
+    if (is_baseline) {
+      return FailAttempt(absl::StrCat(what, " exceeded the timeout of ",
+                                      absl::FormatDuration(spec_.timeout),
+                                      "; raise benchmark.timeout"));
+    }
+    ++vs.consecutive_timeouts;
+    if (p.kind == StepKind::kMeasure) {
+      samples_[{p.variant, p.input}].push_back(
+          {static_cast<double>(o.wall_ns), o.wall_ns, true, ""});
+    }
+    if (vs.consecutive_timeouts >= 2 && !vs.killed) {
+      vs.killed = true;
+      vs.kill_reason = absl::StrFormat(
+          "the last was a %s run on input %s, killed after %.2f s; its remaining runs were "
+          "aborted",
+          StepKindName(p.kind), p.input, static_cast<double>(o.wall_ns) / 1e9);
+    }
+    return;
+  }
+  vs.consecutive_timeouts = 0;
+  if (o.exit_code != 0 || o.term_signal != 0) {
+    std::string reason = absl::StrCat(what, " ", Describe(o));
+    if (is_baseline) return FailAttempt(std::move(reason));
+    return Reject(p.variant, std::move(reason));
+  }
+  if (spec_.compare != CompareMode::kNone) digests_[{p.variant, p.input}].insert(o.output_digest);
+  if (p.kind != StepKind::kMeasure) return;
+  std::string why;
+  std::optional<double> value = PrimaryValue(o, &why);
+  if (!value) {
+    std::string reason = absl::StrCat(what, ": ", why);
+    if (is_baseline) return FailAttempt(std::move(reason));
+    return Reject(p.variant, std::move(reason));
+  }
+  samples_[{p.variant, p.input}].push_back({*value, o.wall_ns, false, o.output_digest});
+}
+
+AttemptProgress AttemptDriver::progress() const {
+  AttemptProgress pr;
+  pr.steps_done = steps_done_;
+  pr.steps_total = std::max(steps_planned_, steps_done_);
+  if (finished_) {
+    pr.current = failed_ ? "failed" : "finished";
+  } else if (in_flight_) {
+    pr.current = absl::StrCat(StepKindName(in_flight_->kind), " ", in_flight_->variant);
+    if (!in_flight_->input.empty()) {
+      absl::StrAppend(&pr.current, " on ", in_flight_->input);
+      if (in_flight_->kind == StepKind::kMeasure || in_flight_->kind == StepKind::kWarmup) {
+        absl::StrAppend(&pr.current, " (round ", in_flight_->round + 1, ")");
+      }
+    }
+  }
+  return pr;
+}
+
+double AttemptDriver::MedianAcrossInputs(const std::string& variant,
+                                        bool completed_only) const {
+  std::vector<std::pair<double, double>> medians;
+  for (const InputSpec& in : spec_.inputs) {
+    auto it = samples_.find({variant, in.name});
+    if (it == samples_.end()) continue;
+    std::vector<double> values;
+    for (const Sample& s : it->second)
+      if (!completed_only || !s.timed_out) values.push_back(s.value);
+    if (!values.empty()) medians.emplace_back(stats::Median(values), in.weight);
+  }
+  return WeightedGeoMean(medians);
+}
+
+ExperimentReport AttemptDriver::BuildReport() const { return Evaluate(true, nullptr); }
+
+ExperimentReport AttemptDriver::Evaluate(
+    bool final_pass, std::map<std::string, std::set<std::string>>* extend) const {
+  ExperimentReport report;
+  report.number = number_;
+  report.name = spec_.name;
+  report.campaign = spec_.campaign;
+  report.metric = spec_.primary_metric;
+  report.seed = seed_;
+  report.baseline = spec_.baseline().name;
+  report.steps_run = steps_done_;
+  report.failed = failed_;
+  report.failure = failure_;
+  report.warnings = warnings_;
+  Better better = Better::kLower;
+  if (report.metric == "max_rss") {
+    report.unit = MetricUnit::kBytes;
+  } else if (report.metric == "wall_time" || report.metric == "user_time" ||
+             report.metric == "sys_time") {
+    report.unit = MetricUnit::kNanoseconds;
+  } else {
+    report.unit = MetricUnit::kPlain;
+    for (const CustomMetricSpec& m : spec_.custom_metrics)
+      if (m.name == report.metric) better = m.better;
+  }
+  report.higher_is_better = better == Better::kHigher;
+  if (failed_) return report;
+
+  const verdict::DecisionPolicy policy = verdict::PolicyFor(spec_.verdict, better, seed_);
+  const std::string& base = spec_.baseline().name;
+
+  // Outputs the baseline itself does not reproduce cannot be compared.
+  std::set<std::string> unstable_inputs;
+  if (spec_.compare != CompareMode::kNone) {
+    for (const InputSpec& in : spec_.inputs) {
+      auto it = digests_.find({base, in.name});
+      if (it != digests_.end() && it->second.size() > 1) {
+        unstable_inputs.insert(in.name);
+        report.warnings.push_back(absl::StrCat(
+            "the baseline's output on input ", in.name,
+            " differs between its own runs, so outputs were not compared there; make the ",
+            "output deterministic or set correctness.compare: none"));
+      }
+    }
+  }
+
+  std::map<std::string, double> improvement_of;
+  for (size_t vi = 1; vi < spec_.variants.size(); ++vi) {
+    const VariantSpec& v = spec_.variants[vi];
+    const VariantState& vs = variants_.at(v.name);
+    verdict::CandidateEvidence ev;
+    ev.variant = v.name;
+    ev.correctness_failed = vs.rejected;
+    ev.correctness_detail = vs.reject_reason;
+    ev.killed = vs.killed;
+    ev.kill_detail = vs.kill_reason;
+    bool all_at_max = true;
+    for (const InputSpec& in : spec_.inputs) {
+      verdict::InputSamples is;
+      is.input = in.name;
+      is.weight = in.weight;
+      auto b = samples_.find({base, in.name});
+      auto c = samples_.find({v.name, in.name});
+      if (b != samples_.end())
+        for (const Sample& s : b->second) is.baseline.push_back(s.value);
+      if (c != samples_.end())
+        for (const Sample& s : c->second) is.candidate.push_back(s.value);
+      if (static_cast<int>(is.candidate.size()) < spec_.max_runs ||
+          static_cast<int>(is.baseline.size()) < spec_.max_runs) {
+        all_at_max = false;
+      }
+      if (spec_.compare != CompareMode::kNone && !unstable_inputs.contains(in.name)) {
+        auto bd = digests_.find({base, in.name});
+        auto cd = digests_.find({v.name, in.name});
+        if (bd != digests_.end() && cd != digests_.end()) {
+          for (const std::string& d : cd->second) {
+            if (!bd->second.contains(d)) {
+              is.output_differs = true;
+              is.output_detail = absl::StrCat(
+                  spec_.compare == CompareMode::kFile ? spec_.compare_path : "stdout",
+                  " sha256 ", d.substr(0, 12), "… vs the baseline's ",
+                  bd->second.begin()->substr(0, 12), "…");
+              break;
+            }
+          }
+        }
+      }
+      // The decision engine needs samples on both sides; a killed or rejected candidate may
+      // have none on some inputs, and its verdict does not depend on them.
+      if ((vs.rejected || vs.killed) && (is.baseline.size() < 2 || is.candidate.size() < 2) &&
+          !is.output_differs) {
+        continue;
+      }
+      ev.inputs.push_back(std::move(is));
+    }
+    ev.at_max_runs = final_pass || all_at_max;
+
+    const verdict::Decision d = verdict::Decide(ev, policy);
+    if (extend != nullptr && d.needs_more_runs) {
+      for (const std::string& in : d.inputs_to_extend) (*extend)[v.name].insert(in);
+    }
+
+    CandidateReport cr;
+    cr.variant = v.name;
+    cr.verdict = verdict::VerdictName(d.verdict);
+    cr.reason = d.reason;
+    cr.change = d.aggregate_change;
+    cr.p_value = d.aggregate_p_value;
+    cr.combines = v.combines;
+    std::vector<std::pair<double, double>> base_medians, cand_medians;
+    for (const verdict::InputDecision& id : d.inputs) {
+      InputRow row;
+      row.input = id.input;
+      row.n_baseline = static_cast<int64_t>(id.baseline.n);
+      row.n_candidate = static_cast<int64_t>(id.candidate.n);
+      row.baseline_median = id.baseline.median;
+      row.candidate_median = id.candidate.median;
+      row.baseline_cv = id.baseline.cv;
+      row.candidate_cv = id.candidate.cv;
+      row.change = id.change;
+      row.ci_low = id.change_ci.low;
+      row.ci_high = id.change_ci.high;
+      row.p_value = id.p_value;
+      row.welch_p_value = id.welch_p_value;
+      row.outliers_removed =
+          static_cast<int64_t>(id.baseline_outliers_removed + id.candidate_outliers_removed);
+      // Per-input classification with the same thresholds as the aggregate.
+      bool differs = false;
+      for (const verdict::InputSamples& is : ev.inputs)
+        if (is.input == id.input) differs = is.output_differs;
+      const bool significant = id.p_value < policy.alpha;
+      if (differs) {
+        row.verdict = "REJECT";
+      } else if (id.regressed) {
+        row.verdict = "DISCARD";
+      } else if (id.baseline.cv > policy.max_cv || id.candidate.cv > policy.max_cv) {
+        row.verdict = "INCONCLUSIVE";
+      } else if (id.improvement >= policy.keep_threshold - 1e-9 && significant) {
+        row.verdict = "KEEP";
+      } else if (id.improvement >= policy.maybe_threshold - 1e-9 && significant) {
+        row.verdict = "MAYBE";
+      } else {
+        row.verdict = "DISCARD";
+      }
+      base_medians.emplace_back(id.baseline.median, id.weight);
+      cand_medians.emplace_back(id.candidate.median, id.weight);
+      cr.inputs.push_back(std::move(row));
+    }
+    cr.baseline_median = WeightedGeoMean(base_medians);
+    cr.candidate_median = WeightedGeoMean(cand_medians);
+    if (d.verdict == verdict::Verdict::kKill || d.verdict == verdict::Verdict::kReject) {
+      // The decision stopped before the aggregate; show what was measured, from the raw
+      // samples (a killed candidate has no completed runs to show).
+      cr.baseline_median = MedianAcrossInputs(base, /*completed_only=*/false);
+      cr.candidate_median = d.verdict == verdict::Verdict::kKill
+                                ? 0
+                                : MedianAcrossInputs(v.name, /*completed_only=*/true);
+      cr.change = cr.baseline_median > 0 && cr.candidate_median > 0
+                      ? cr.candidate_median / cr.baseline_median - 1
+                      : 0;
+    } else {
+      improvement_of[v.name] = d.aggregate_improvement;
+    }
+    report.candidates.push_back(std::move(cr));
+  }
+
+  // Compound variants: a combination that does worse than its best part is a conflict.
+  for (CandidateReport& cr : report.candidates) {
+    if (cr.combines.empty() || !improvement_of.contains(cr.variant)) continue;
+    std::string best;
+    double best_improvement = -1e300;
+    for (const std::string& part : cr.combines) {
+      auto it = improvement_of.find(part);
+      if (it != improvement_of.end() && it->second > best_improvement) {
+        best = part;
+        best_improvement = it->second;
+      }
+    }
+    if (!best.empty() && improvement_of[cr.variant] < best_improvement) {
+      cr.conflict = absl::StrFormat(
+          "%s improves %.1f%%, less than its part %s alone (%.1f%%): the parts conflict; keep "
+          "only the better one",
+          cr.variant, improvement_of[cr.variant] * 100, best, best_improvement * 100);
+    }
+  }
+  if (extended_) {
+    report.warnings.push_back(absl::StrCat(
+        "some inputs were noisy or not yet significant after ", spec_.runs,
+        " runs and were extended towards max_runs (", spec_.max_runs, ")"));
+  }
+  return report;
+}
+
+}  // namespace benchfleet

@@ -1,0 +1,142 @@
+// AttemptDriver: the plan of one experiment attempt as a step-by-step state machine. It
+// decides which process the agent runs next (setup, correctness, warmups, measured runs in a
+// seeded interleaved order, adaptive extension to max_runs), the deadline of each candidate
+// run (DESIGN.md §4), reacts to each result (KILL after two deadlines in a row, REJECT on
+// failure or differing output, failure of the attempt when the baseline breaks) and finally
+// builds the ExperimentReport with the decision engine.
+//
+// Pure logic: no I/O, no clock, no gRPC; the controller feeds it results. Not thread-safe;
+// externally synchronized (the controller's attempt loop owns it).
+#ifndef BENCHFLEET_CONTROLLER_ATTEMPT_ATTEMPT_DRIVER_H_
+#define BENCHFLEET_CONTROLLER_ATTEMPT_ATTEMPT_DRIVER_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "common/spec.h"
+#include "controller/report/report.h"
+
+namespace benchfleet {
+
+enum class StepKind { kSetup, kCorrectness, kWarmup, kMeasure };
+const char* StepKindName(StepKind kind);  // "setup", "correctness", "warmup", "measure"
+
+struct PlannedStep {
+  int64_t seq = 0;
+  StepKind kind = StepKind::kMeasure;
+  std::string variant;
+  std::string input;  // empty for setup/correctness
+  std::vector<std::string> argv;
+  std::string cwd;
+  std::map<std::string, std::string> env;
+  absl::Duration timeout = absl::InfiniteDuration();
+  std::string compare_file;  // digest this file instead of stdout (compare: file:<path>)
+  std::vector<std::pair<std::string, std::string>> metrics;  // custom metric name -> regex
+};
+
+struct StepOutcome {
+  int64_t seq = 0;
+  int64_t wall_ns = 0, user_ns = 0, sys_ns = 0, max_rss_bytes = 0;
+  int exit_code = 0;
+  int term_signal = 0;
+  bool timed_out = false;
+  std::string output_digest;
+  std::map<std::string, double> metrics;
+  std::string error;        // could not start
+  std::string stderr_tail;  // for failure messages
+};
+
+struct AttemptProgress {
+  int64_t steps_done = 0;
+  int64_t steps_total = 0;
+  std::string current;  // e.g. "measure fast on tiny (run 4/10)"
+};
+
+class AttemptDriver {
+ public:
+  // `spec` must be valid (spec_loader); `seed` fixes the order and the bootstrap.
+  AttemptDriver(ExperimentSpec spec, uint64_t seed, int64_t experiment_number);
+
+  // The next step to run, or nullopt when the attempt is finished. Call OnResult with its
+  // outcome before calling Next again.
+  std::optional<PlannedStep> Next();
+  void OnResult(const StepOutcome& outcome);
+
+  bool finished() const { return finished_; }
+  AttemptProgress progress() const;
+  uint64_t seed() const { return seed_; }
+
+  // Builds the report (statistics and verdicts). Valid once finished().
+  ExperimentReport BuildReport() const;
+
+ private:
+  enum class Phase { kSetup, kCorrectness, kWarmup, kMeasure, kExtend, kDone };
+  struct Pending {
+    StepKind kind;
+    std::string variant;
+    std::string input;
+    int round = 0;
+  };
+  struct VariantState {
+    bool rejected = false;
+    std::string reject_reason;
+    bool killed = false;
+    std::string kill_reason;
+    int consecutive_timeouts = 0;
+  };
+  struct Sample {
+    double value = 0;
+    int64_t wall_ns = 0;
+    bool timed_out = false;
+    std::string digest;
+  };
+
+  bool Active(const std::string& variant) const;
+  void AdvancePhase();
+  void QueueRounds(StepKind kind, int rounds, const std::vector<std::string>& variants,
+                   const std::vector<std::string>& inputs);
+  PlannedStep Materialize(const Pending& p);
+  std::vector<double> BaselineWalls(const std::string& input) const;
+  std::optional<double> PrimaryValue(const StepOutcome& o, std::string* why) const;
+  void FailAttempt(std::string reason);
+  void Reject(const std::string& variant, std::string reason);
+  std::string Describe(const StepOutcome& o) const;
+  // Weighted geometric mean over inputs of the variant's median primary metric.
+  double MedianAcrossInputs(const std::string& variant, bool completed_only) const;
+  // Runs the decision engine for every candidate; `final_pass` = no more extension.
+  ExperimentReport Evaluate(bool final_pass, std::map<std::string, std::set<std::string>>*
+                                                 extend) const;
+
+  ExperimentSpec spec_;
+  uint64_t seed_;
+  int64_t number_;
+  std::mt19937_64 rng_;
+  Phase phase_ = Phase::kSetup;
+  std::deque<Pending> queue_;
+  std::optional<Pending> in_flight_;
+  int64_t next_seq_ = 1;
+  int64_t steps_done_ = 0;
+  int64_t steps_planned_ = 0;
+  bool finished_ = false;
+  bool failed_ = false;
+  std::string failure_;
+  bool extended_ = false;
+  std::vector<std::string> warnings_;
+  std::map<std::string, VariantState> variants_;
+  // (variant, input) -> measured samples, in execution order.
+  std::map<std::pair<std::string, std::string>, std::vector<Sample>> samples_;
+  // (variant, input) -> digests seen in measured and warmup runs.
+  std::map<std::pair<std::string, std::string>, std::set<std::string>> digests_;
+};
+
+}  // namespace benchfleet
+
+#endif  // BENCHFLEET_CONTROLLER_ATTEMPT_ATTEMPT_DRIVER_H_

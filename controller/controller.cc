@@ -1,0 +1,91 @@
+#include "controller/controller.h"
+
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/executor.h"
+#include "common/status_macros.h"
+#include "controller/scheduler/dispatcher.h"
+#include "controller/service/agent_service.h"
+#include "controller/service/fleet_service.h"
+#include "controller/store/store.h"
+#include "spdlog/spdlog.h"
+
+namespace benchfleet {
+
+class Controller::Impl {
+ public:
+  ControllerOptions options;
+  Clock* clock = nullptr;
+  std::unique_ptr<Store> store;
+  std::unique_ptr<Dispatcher> dispatcher;
+  std::unique_ptr<Executor> executor;
+  std::unique_ptr<AgentServiceImpl> agent_service;
+  std::unique_ptr<FleetServiceImpl> fleet_service;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  absl::Mutex mu;
+  bool shut_down ABSL_GUARDED_BY(mu) = false;
+
+  void Shutdown() {
+    {
+      absl::MutexLock lock(&mu);
+      if (shut_down) return;
+      shut_down = true;
+    }
+    // Open streams (agents, watchers) are cancelled after a short grace period.
+    server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Milliseconds(500)));
+    dispatcher.reset();
+    executor.reset();
+  }
+};
+
+absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(const ControllerOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->clock = options.clock != nullptr ? options.clock : RealClock::Get();
+  ASSIGN_OR_RETURN(impl->store, OpenStore(options.store_url));
+  DispatcherOptions dopts;
+  dopts.heartbeat_interval = options.heartbeat_interval;
+  dopts.lease_timeout = options.lease_timeout;
+  ASSIGN_OR_RETURN(impl->dispatcher, Dispatcher::Create(impl->store.get(), impl->clock, dopts));
+  impl->executor = std::make_unique<Executor>(4);
+  impl->agent_service = std::make_unique<AgentServiceImpl>(impl->dispatcher.get());
+  impl->fleet_service = std::make_unique<FleetServiceImpl>(
+      impl->store.get(), impl->dispatcher.get(), impl->executor.get(), impl->clock);
+
+  ASSIGN_OR_RETURN(auto creds, MakeServerCredentials(options.listen, options.transport));
+  grpc::ServerBuilder builder;
+  ConfigureServerBuilder(builder);
+  builder.AddListeningPort(options.listen, creds, &impl->port);
+  builder.RegisterService(impl->agent_service.get());
+  builder.RegisterService(impl->fleet_service.get());
+  impl->server = builder.BuildAndStart();
+  if (impl->server == nullptr || impl->port == 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "could not listen on ", options.listen,
+        ": the address is in use or not local; pick another with --listen HOST:PORT"));
+  }
+  spdlog::info("benchfleet-controller listening on {} (store {})", options.listen,
+               options.store_url);
+  return std::unique_ptr<Controller>(new Controller(std::move(impl)));
+}
+
+Controller::Controller(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Controller::~Controller() { impl_->Shutdown(); }
+
+int Controller::port() const { return impl_->port; }
+
+std::string Controller::address() const {
+  std::string host = impl_->options.listen.substr(0, impl_->options.listen.rfind(':'));
+  if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "127.0.0.1";
+  return absl::StrCat(host, ":", impl_->port);
+}
+
+void Controller::Wait() { impl_->server->Wait(); }
+
+void Controller::Shutdown() { impl_->Shutdown(); }
+
+}  // namespace benchfleet

@@ -1,0 +1,48 @@
+// Controller: the composition root of benchfleet-controller and of local mode. It opens the
+// store, builds the dispatcher and the two gRPC services and serves them on one port.
+// Thread-safe. Create() starts serving; Shutdown() (or the destructor) stops everything.
+#ifndef BENCHFLEET_CONTROLLER_CONTROLLER_H_
+#define BENCHFLEET_CONTROLLER_CONTROLLER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/credentials.h"
+
+namespace benchfleet {
+
+struct ControllerOptions {
+  std::string listen = "127.0.0.1:7070";  // port 0 picks a free port (see Controller::port)
+  std::string store_url = "sqlite://benchfleet.db";
+  TransportOptions transport;
+  absl::Duration heartbeat_interval = absl::Seconds(2);
+  absl::Duration lease_timeout = absl::Seconds(15);
+  Clock* clock = nullptr;  // default: the real clock
+};
+
+class Controller {
+ public:
+  // Opens the store (applying migrations), re-queues attempts a previous process left
+  // running, and starts serving. Errors name the address or store URL that failed.
+  static absl::StatusOr<std::unique_ptr<Controller>> Create(const ControllerOptions& options);
+  ~Controller();
+
+  int port() const;
+  std::string address() const;  // "127.0.0.1:PORT" as clients should dial it
+  // Blocks until Shutdown() is called from another thread.
+  void Wait();
+  void Shutdown();
+
+  class Impl;
+
+ private:
+  explicit Controller(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace benchfleet
+
+#endif  // BENCHFLEET_CONTROLLER_CONTROLLER_H_

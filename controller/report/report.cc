@@ -1,0 +1,169 @@
+#include "controller/report/report.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "nlohmann/json.hpp"
+
+namespace benchfleet {
+
+std::string FormatValue(double value, MetricUnit unit) {
+  switch (unit) {
+    case MetricUnit::kNanoseconds: {
+      const double a = std::fabs(value);
+      if (a >= 1e9) return absl::StrFormat("%.3f s", value / 1e9);
+      if (a >= 1e6) return absl::StrFormat("%.2f ms", value / 1e6);
+      if (a >= 1e3) return absl::StrFormat("%.1f us", value / 1e3);
+      return absl::StrFormat("%.0f ns", value);
+    }
+    case MetricUnit::kBytes: {
+      const double a = std::fabs(value);
+      if (a >= 1024.0 * 1024 * 1024) return absl::StrFormat("%.2f GiB", value / (1024.0 * 1024 * 1024));
+      if (a >= 1024.0 * 1024) return absl::StrFormat("%.1f MiB", value / (1024.0 * 1024));
+      if (a >= 1024.0) return absl::StrFormat("%.1f KiB", value / 1024.0);
+      return absl::StrFormat("%.0f B", value);
+    }
+    case MetricUnit::kPlain:
+      return absl::StrFormat("%.4g", value);
+  }
+  return absl::StrFormat("%g", value);
+}
+
+std::string FormatPercent(double fraction) {
+  return absl::StrFormat("%+.1f%%", fraction * 100.0);
+}
+
+namespace {
+
+std::string FormatP(double p) {
+  if (p < 1e-4) return absl::StrFormat("%.1e", p);
+  return absl::StrFormat("%.4f", p);
+}
+
+std::string Pad(std::string s, size_t width) {
+  if (s.size() < width) s.append(width - s.size(), ' ');
+  return s;
+}
+
+std::string PadLeft(std::string s, size_t width) {
+  if (s.size() < width) s.insert(0, width - s.size(), ' ');
+  return s;
+}
+
+}  // namespace
+
+std::string RenderReportText(const ExperimentReport& report) {
+  std::string out;
+  const std::string title =
+      absl::StrFormat("Experiment %03d: %s", report.number, report.name);
+  if (report.failed) {
+    absl::StrAppend(&out, title, "\n", "Result: no verdict\n", "Verdict: FAILED\n",
+                    "Reason: ", report.failure, "\n");
+  }
+  for (const CandidateReport& c : report.candidates) {
+    if (!out.empty()) out += "\n";
+    absl::StrAppend(&out, title, "\n");
+    absl::StrAppend(&out, "Variant: ", c.variant, " vs ", report.baseline, " (", report.metric,
+                    report.higher_is_better ? ", higher is better" : "", ")\n");
+    if (c.verdict == "KILL" || c.verdict == "REJECT" || c.candidate_median == 0) {
+      absl::StrAppend(&out, "Result: ",
+                      c.candidate_median > 0 ? FormatValue(c.candidate_median, report.unit)
+                                             : std::string("n/a"),
+                      " (baseline: ", FormatValue(c.baseline_median, report.unit), ")\n");
+      absl::StrAppend(&out, "Change: ",
+                      c.candidate_median > 0 ? FormatPercent(c.change) : std::string("n/a"),
+                      "\n");
+    } else {
+      absl::StrAppend(&out, "Result: ", FormatValue(c.candidate_median, report.unit),
+                      " (baseline: ", FormatValue(c.baseline_median, report.unit), ")\n");
+      absl::StrAppend(&out, "Change: ", FormatPercent(c.change), "\n");
+    }
+    absl::StrAppend(&out, "Verdict: ", c.verdict, "\n");
+    absl::StrAppend(&out, "Reason: ", c.reason, "\n");
+    if (!c.conflict.empty()) absl::StrAppend(&out, "Conflict: ", c.conflict, "\n");
+    if (c.inputs.empty()) continue;
+    size_t name_width = 5;
+    for (const InputRow& row : c.inputs) name_width = std::max(name_width, row.input.size());
+    absl::StrAppend(&out, "  ", Pad("input", name_width), "  ", PadLeft("n", 7), "  ",
+                    PadLeft("baseline", 11), "  ", PadLeft("median", 11), "  ",
+                    PadLeft("CV", 6), "  ", PadLeft("change", 7), "  ", Pad("95% CI", 17),
+                    "  ", PadLeft("p-value", 8), "  verdict\n");
+    for (const InputRow& row : c.inputs) {
+      const std::string ci = absl::StrCat("[", FormatPercent(row.ci_low), ", ",
+                                          FormatPercent(row.ci_high), "]");
+      const bool measured = row.n_candidate > 0 && row.candidate_median > 0;
+      absl::StrAppend(
+          &out, "  ", Pad(row.input, name_width), "  ",
+          PadLeft(absl::StrCat(row.n_candidate, "/", row.n_baseline), 7), "  ",
+          PadLeft(FormatValue(row.baseline_median, report.unit), 11), "  ",
+          PadLeft(measured ? FormatValue(row.candidate_median, report.unit) : "n/a", 11), "  ",
+          PadLeft(measured ? absl::StrFormat("%.1f%%", row.candidate_cv * 100) : "n/a", 6),
+          "  ", PadLeft(measured ? FormatPercent(row.change) : "n/a", 7), "  ",
+          Pad(measured ? ci : "n/a", 17), "  ", PadLeft(measured ? FormatP(row.p_value) : "n/a", 8),
+          "  ", row.verdict, "\n");
+    }
+  }
+  if (!report.warnings.empty()) {
+    absl::StrAppend(&out, "\nWarnings:\n");
+    for (const std::string& w : report.warnings) absl::StrAppend(&out, "  - ", w, "\n");
+  }
+  absl::StrAppend(&out, "\n(seed ", report.seed, ", ", report.steps_run, " steps",
+                  report.host.empty() ? "" : absl::StrCat(", host ", report.host), ")\n");
+  return out;
+}
+
+std::string ReportToJson(const ExperimentReport& report) {
+  nlohmann::json j;
+  j["number"] = report.number;
+  j["name"] = report.name;
+  j["campaign"] = report.campaign;
+  j["metric"] = report.metric;
+  j["unit"] = report.unit == MetricUnit::kNanoseconds ? "ns"
+              : report.unit == MetricUnit::kBytes     ? "bytes"
+                                                      : "";
+  j["higher_is_better"] = report.higher_is_better;
+  j["seed"] = std::to_string(report.seed);
+  j["baseline"] = report.baseline;
+  j["host"] = report.host;
+  j["failed"] = report.failed;
+  j["failure"] = report.failure;
+  j["steps_run"] = report.steps_run;
+  j["warnings"] = report.warnings;
+  j["candidates"] = nlohmann::json::array();
+  for (const CandidateReport& c : report.candidates) {
+    nlohmann::json jc;
+    jc["variant"] = c.variant;
+    jc["verdict"] = c.verdict;
+    jc["reason"] = c.reason;
+    jc["baseline_median"] = c.baseline_median;
+    jc["candidate_median"] = c.candidate_median;
+    jc["change"] = c.change;
+    jc["p_value"] = c.p_value;
+    jc["combines"] = c.combines;
+    jc["conflict"] = c.conflict;
+    jc["inputs"] = nlohmann::json::array();
+    for (const InputRow& r : c.inputs) {
+      jc["inputs"].push_back({{"input", r.input},
+                              {"n_baseline", r.n_baseline},
+                              {"n_candidate", r.n_candidate},
+                              {"baseline_median", r.baseline_median},
+                              {"candidate_median", r.candidate_median},
+                              {"baseline_cv", r.baseline_cv},
+                              {"candidate_cv", r.candidate_cv},
+                              {"change", r.change},
+                              {"ci_low", r.ci_low},
+                              {"ci_high", r.ci_high},
+                              {"p_value", r.p_value},
+                              {"welch_p_value", r.welch_p_value},
+                              {"outliers_removed", r.outliers_removed},
+                              {"verdict", r.verdict}});
+    }
+    j["candidates"].push_back(std::move(jc));
+  }
+  return j.dump(2);
+}
+
+}  // namespace benchfleet

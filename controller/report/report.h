@@ -1,0 +1,74 @@
+// ExperimentReport: the structured outcome of one experiment attempt (per candidate verdict,
+// per-input statistics) and its two renderings: the text block users read and JSON for
+// `--json` and the store. Built by the attempt driver; rendered by the controller when an
+// experiment ends. Plain data and pure functions; thread-compatible.
+#ifndef BENCHFLEET_CONTROLLER_REPORT_REPORT_H_
+#define BENCHFLEET_CONTROLLER_REPORT_REPORT_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace benchfleet {
+
+// How a metric's values are shown.
+enum class MetricUnit { kNanoseconds, kBytes, kPlain };
+
+struct InputRow {
+  std::string input;
+  int64_t n_baseline = 0;
+  int64_t n_candidate = 0;
+  double baseline_median = 0;
+  double candidate_median = 0;
+  double baseline_cv = 0;
+  double candidate_cv = 0;
+  double change = 0;  // candidate/baseline - 1
+  double ci_low = 0;  // 95 % bootstrap CI of the change
+  double ci_high = 0;
+  double p_value = 1;        // Mann-Whitney U
+  double welch_p_value = 1;  // Welch's t
+  int64_t outliers_removed = 0;
+  std::string verdict;  // per-input classification
+};
+
+struct CandidateReport {
+  std::string variant;
+  std::string verdict;  // KEEP | MAYBE | DISCARD | KILL | REJECT | INCONCLUSIVE
+  std::string reason;
+  double baseline_median = 0;  // across inputs: weighted geometric mean of the medians
+  double candidate_median = 0;
+  double change = 0;  // aggregate: weighted geometric mean of per-input ratios, minus 1
+  double p_value = 1;
+  std::vector<std::string> combines;
+  std::string conflict;  // set when a compound variant does worse than its best part
+  std::vector<InputRow> inputs;
+};
+
+struct ExperimentReport {
+  int64_t number = 0;
+  std::string name;
+  std::string campaign;
+  std::string metric = "wall_time";
+  MetricUnit unit = MetricUnit::kNanoseconds;
+  bool higher_is_better = false;
+  uint64_t seed = 0;
+  std::string baseline;
+  std::string host;
+  bool failed = false;  // the attempt could not produce verdicts (e.g. the baseline failed)
+  std::string failure;
+  int64_t steps_run = 0;
+  std::vector<CandidateReport> candidates;
+  std::vector<std::string> warnings;
+};
+
+// "12.34 ms", "1.20 s", "35.2 MiB", or a plain number.
+std::string FormatValue(double value, MetricUnit unit);
+// "+5.0%", "-12.3%".
+std::string FormatPercent(double fraction);
+// The report block per candidate (Experiment/Result/Change/Verdict/Reason + input table).
+std::string RenderReportText(const ExperimentReport& report);
+std::string ReportToJson(const ExperimentReport& report);
+
+}  // namespace benchfleet
+
+#endif  // BENCHFLEET_CONTROLLER_REPORT_REPORT_H_

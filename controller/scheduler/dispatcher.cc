@@ -1,0 +1,528 @@
+#include "controller/scheduler/dispatcher.h"
+
+#include <fstream>
+#include <random>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/spec_loader.h"
+#include "common/status_macros.h"
+#include "controller/report/report.h"
+#include "spdlog/spdlog.h"
+
+namespace benchfleet {
+namespace {
+
+std::string RandomBytes(size_t n) {
+  std::string bytes(n, '\0');
+  std::ifstream urandom("/dev/urandom", std::ios::binary);
+  if (!urandom.read(bytes.data(), static_cast<std::streamsize>(n))) {
+    // /dev/urandom is always there on Linux; fall back to the seeded device anyway.
+    std::random_device rd;
+    for (char& c : bytes) c = static_cast<char>(rd());
+  }
+  return bytes;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Dispatcher>> Dispatcher::Create(Store* store, Clock* clock,
+                                                                DispatcherOptions options) {
+  // Attempts a previous controller process left running cannot be resumed (their driver
+  // state is gone): they are lost and their experiments re-queued from scratch.
+  ASSIGN_OR_RETURN(std::vector<AttemptRecord> running, store->ListRunningAttempts());
+  for (const AttemptRecord& a : running) {
+    RETURN_IF_ERROR(store->EndAttempt(a.id, AttemptState::kLost,
+                                      "the controller restarted during this attempt",
+                                      clock->Now()));
+  }
+  if (!running.empty()) {
+    spdlog::warn("re-queued {} attempt(s) left running by a previous controller",
+                 running.size());
+  }
+  return std::unique_ptr<Dispatcher>(new Dispatcher(store, clock, options));
+}
+
+Dispatcher::Dispatcher(Store* store, Clock* clock, DispatcherOptions options)
+    : store_(store), clock_(clock), options_(options) {
+  loop_ = std::thread([this] { Loop(); });
+}
+
+Dispatcher::~Dispatcher() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  loop_.join();
+}
+
+void Dispatcher::Post(std::function<void()> fn) {
+  absl::MutexLock lock(&mu_);
+  events_.push_back(std::move(fn));
+}
+
+void Dispatcher::Loop() {
+  absl::Time next_tick = absl::Now();
+  for (;;) {
+    std::deque<std::function<void()>> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !events_.empty();
+      };
+      mu_.AwaitWithDeadline(absl::Condition(&ready), next_tick);
+      if (stopping_) return;
+      batch.swap(events_);
+    }
+    for (auto& fn : batch) fn();
+    if (absl::Now() >= next_tick) {
+      Tick();
+      next_tick = absl::Now() + options_.tick;
+    }
+    if (work_maybe_queued_) AssignWork();
+  }
+}
+
+Dispatcher::Session* Dispatcher::SessionFor(const std::shared_ptr<AgentLink>& link) {
+  for (auto& [id, s] : sessions_)
+    if (s.link == link) return &s;
+  return nullptr;
+}
+
+std::string Dispatcher::NewToken() { return absl::BytesToHexString(RandomBytes(16)); }
+
+void Dispatcher::OnConnected(std::shared_ptr<AgentLink> link, AgentHello hello) {
+  Post([this, link = std::move(link), hello = std::move(hello)]() mutable {
+    const std::string id = hello.agent_id;
+    auto old = sessions_.find(id);
+    if (old != sessions_.end() && old->second.link != link) {
+      old->second.link->Close("a newer connection from the same agent replaced this one");
+    }
+    Session& s = sessions_[id];
+    s.link = link;
+    s.hello = hello;
+    s.last_seen = clock_->Now();
+    s.attempt_id = 0;
+    AgentRecord rec;
+    rec.id = id;
+    rec.hostname = hello.facts.hostname;
+    rec.labels = hello.labels;
+    rec.facts_json = absl::StrCat(
+        "{\"cpu_model\":\"", absl::CEscape(hello.facts.cpu_model), "\",\"cpu_cores\":",
+        hello.facts.cpu_cores, ",\"memory_bytes\":", hello.facts.memory_bytes, ",\"os\":\"",
+        absl::CEscape(hello.facts.os), "\",\"kernel\":\"", absl::CEscape(hello.facts.kernel),
+        "\"}");
+    rec.state = AgentState::kIdle;
+    rec.last_seen = s.last_seen;
+    link->SendWelcome(options_.heartbeat_interval, options_.lease_timeout);
+    // Re-attach to the attempt the agent still holds, if it is still ours.
+    if (hello.current_attempt_id != 0) {
+      auto it = active_.find(hello.current_attempt_id);
+      if (it != active_.end() && it->second.agent_id == id &&
+          it->second.attempt.lease_token == hello.current_lease_token) {
+        s.attempt_id = it->first;
+        it->second.agent_lost_at = absl::InfiniteFuture();
+        rec.state = AgentState::kBusy;
+        // The order may have been lost with the old stream; the agent de-duplicates by
+        // step_seq and resends a result it already has.
+        if (it->second.in_flight) {
+          link->SendStep(it->first, it->second.attempt.lease_token, *it->second.in_flight);
+        }
+      } else {
+        link->SendRelease(hello.current_attempt_id, hello.current_lease_token,
+                          "the controller no longer knows this attempt");
+      }
+    }
+    if (absl::Status st = store_->UpsertAgent(rec); !st.ok()) {
+      spdlog::error("could not record agent {}: {}", id, st.ToString());
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      connected_[id] = s.attempt_id != 0 ? active_[s.attempt_id].experiment.id : 0;
+    }
+    spdlog::info("agent {} connected from host {}", id, hello.facts.hostname);
+    work_maybe_queued_ = true;
+  });
+}
+
+void Dispatcher::OnHeartbeat(const std::shared_ptr<AgentLink>& link, int64_t /*attempt_id*/) {
+  Post([this, link] {
+    if (Session* s = SessionFor(link)) s->last_seen = clock_->Now();
+  });
+}
+
+void Dispatcher::OnLeaseReply(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
+                              const std::string& token, bool accepted,
+                              const std::string& reason) {
+  Post([=, this] {
+    Session* s = SessionFor(link);
+    if (s == nullptr) return;
+    s->last_seen = clock_->Now();
+    auto it = active_.find(attempt_id);
+    if (it == active_.end() || it->second.attempt.lease_token != token) return;
+    if (!accepted) {
+      LoseAttempt(attempt_id, absl::StrCat("agent ", s->hello.agent_id,
+                                           " refused the lease: ", reason));
+      return;
+    }
+    it->second.lease_accepted = true;
+    SendNext(it->second);
+  });
+}
+
+void Dispatcher::OnStepResult(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
+                              const std::string& token, StepOutcome outcome) {
+  Post([=, this, outcome = std::move(outcome)] {
+    Session* s = SessionFor(link);
+    if (s != nullptr) s->last_seen = clock_->Now();
+    auto it = active_.find(attempt_id);
+    const bool ours = it != active_.end() && it->second.attempt.lease_token == token;
+    StepResultRecord rec;
+    rec.attempt_id = attempt_id;
+    rec.step_seq = outcome.seq;
+    if (ours && it->second.in_flight && it->second.in_flight->seq == outcome.seq) {
+      const PlannedStep& step = *it->second.in_flight;
+      rec.kind = StepKindName(step.kind);
+      rec.variant = step.variant;
+      rec.input = step.input;
+    }
+    rec.wall_ns = outcome.wall_ns;
+    rec.user_ns = outcome.user_ns;
+    rec.sys_ns = outcome.sys_ns;
+    rec.max_rss_bytes = outcome.max_rss_bytes;
+    rec.exit_code = outcome.exit_code;
+    rec.term_signal = outcome.term_signal;
+    rec.timed_out = outcome.timed_out;
+    rec.output_digest = outcome.output_digest;
+    {
+      std::string m = "{";
+      for (const auto& [k, v] : outcome.metrics) {
+        if (m.size() > 1) m += ",";
+        absl::StrAppend(&m, "\"", absl::CEscape(k), "\":", v);
+      }
+      rec.metrics_json = m + "}";
+    }
+    rec.error = outcome.error;
+    rec.finished_at = clock_->Now();
+    // Commit before acknowledging (DESIGN.md §6).
+    absl::StatusOr<RecordOutcome> stored = store_->RecordStepResult(rec, token);
+    if (!stored.ok()) {
+      if (absl::IsFailedPrecondition(stored.status()) || !ours) {
+        absl::MutexLock lock(&mu_);
+        ++counters_.stale_results;
+      }
+      if (s != nullptr) s->link->SendAck(attempt_id, outcome.seq, false,
+                                         std::string(stored.status().message()));
+      return;
+    }
+    if (*stored == RecordOutcome::kDuplicate) {
+      {
+        absl::MutexLock lock(&mu_);
+        ++counters_.duplicate_results;
+      }
+      if (s != nullptr) s->link->SendAck(attempt_id, outcome.seq, true, "duplicate");
+      return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      ++counters_.results_stored;
+    }
+    if (s != nullptr) s->link->SendAck(attempt_id, outcome.seq, true, "");
+    if (!ours) return;
+    Active& active = it->second;
+    if (!active.in_flight || active.in_flight->seq != outcome.seq) return;
+    active.in_flight.reset();
+    active.driver->OnResult(outcome);
+    SendNext(active);
+  });
+}
+
+void Dispatcher::OnDisconnected(const std::shared_ptr<AgentLink>& link) {
+  Post([this, link] {
+    for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
+      if (it->second.link != link) continue;
+      const std::string id = it->first;
+      if (it->second.attempt_id != 0) {
+        auto a = active_.find(it->second.attempt_id);
+        if (a != active_.end()) a->second.agent_lost_at = clock_->Now();
+      }
+      sessions_.erase(it);
+      (void)store_->SetAgentState(id, AgentState::kOffline, clock_->Now());
+      absl::MutexLock lock(&mu_);
+      connected_.erase(id);
+      spdlog::info("agent {} disconnected", id);
+      return;
+    }
+  });
+}
+
+void Dispatcher::OnSubmitted(int64_t experiment_id) {
+  Post([this, experiment_id] {
+    work_maybe_queued_ = true;
+    Publish(experiment_id);
+  });
+}
+
+absl::Status Dispatcher::Cancel(int64_t experiment_id, const std::string& reason) {
+  RETURN_IF_ERROR(store_->CancelExperiment(experiment_id, reason, clock_->Now()));
+  Post([this, experiment_id, reason] {
+    for (auto it = active_.begin(); it != active_.end(); ++it) {
+      if (it->second.experiment.id != experiment_id) continue;
+      auto s = sessions_.find(it->second.agent_id);
+      if (s != sessions_.end()) {
+        s->second.link->SendRelease(it->first, it->second.attempt.lease_token,
+                                    absl::StrCat("cancelled: ", reason));
+        s->second.attempt_id = 0;
+      }
+      active_.erase(it);
+      break;
+    }
+    Publish(experiment_id);
+    work_maybe_queued_ = true;
+  });
+  return absl::OkStatus();
+}
+
+void Dispatcher::Tick() {
+  const absl::Time now = clock_->Now();
+  // Agents that stopped talking lose their stream; the lease check below then applies.
+  std::vector<std::shared_ptr<AgentLink>> silent;
+  for (auto& [id, s] : sessions_) {
+    if (now - s.last_seen > options_.lease_timeout) silent.push_back(s.link);
+  }
+  for (auto& link : silent) {
+    link->Close("no heartbeat within the lease timeout");
+    for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
+      if (it->second.link != link) continue;
+      if (it->second.attempt_id != 0) {
+        auto a = active_.find(it->second.attempt_id);
+        if (a != active_.end()) a->second.agent_lost_at = now - options_.lease_timeout;
+      }
+      absl::MutexLock lock(&mu_);
+      connected_.erase(it->first);
+      sessions_.erase(it);
+      break;
+    }
+  }
+  std::vector<int64_t> lost;
+  for (auto& [id, a] : active_) {
+    if (now - a.agent_lost_at >= options_.lease_timeout) lost.push_back(id);
+  }
+  for (int64_t id : lost) {
+    LoseAttempt(id, absl::StrCat("agent ", active_[id].agent_id, " was silent for more than ",
+                                 absl::FormatDuration(options_.lease_timeout)));
+  }
+}
+
+void Dispatcher::AssignWork() {
+  work_maybe_queued_ = false;
+  for (auto& [id, s] : sessions_) {
+    if (s.attempt_id != 0) continue;
+    absl::StatusOr<AgentRecord> rec = store_->GetAgent(id);
+    if (rec.ok() && rec->cordoned) continue;
+    StartAttempt(s);
+  }
+}
+
+void Dispatcher::StartAttempt(Session& session) {
+  const std::string token = NewToken();
+  uint64_t seed = 0;
+  {
+    const std::string bytes = RandomBytes(8);
+    for (char c : bytes) seed = (seed << 8) | static_cast<unsigned char>(c);
+  }
+  absl::StatusOr<std::optional<Store::Claim>> claim = store_->ClaimNextExperiment(
+      session.hello.agent_id, session.hello.labels, token, seed, clock_->Now());
+  if (!claim.ok()) {
+    spdlog::error("could not claim work for agent {}: {}", session.hello.agent_id,
+                  claim.status().ToString());
+    return;
+  }
+  if (!claim->has_value()) return;
+  Store::Claim c = std::move(**claim);
+  SpecLoadOptions opts;
+  opts.base_dir = c.experiment.workdir;
+  absl::StatusOr<ExperimentSpec> spec =
+      ParseSpec(c.experiment.spec_yaml, c.experiment.spec_path, opts);
+  if (!spec.ok()) {
+    (void)store_->EndAttempt(c.attempt.id, AttemptState::kFailed,
+                             absl::StrCat("the stored spec no longer validates: ",
+                                          spec.status().message()),
+                             clock_->Now());
+    Publish(c.experiment.id);
+    work_maybe_queued_ = true;
+    return;
+  }
+  // A spec seed fixes the order; otherwise the claim's random seed is used and recorded.
+  const uint64_t effective_seed = spec->seed.value_or(c.attempt.seed);
+  Active active;
+  active.attempt = c.attempt;
+  active.attempt.seed = effective_seed;
+  active.experiment = c.experiment;
+  active.agent_id = session.hello.agent_id;
+  active.driver =
+      std::make_unique<AttemptDriver>(std::move(*spec), effective_seed, c.experiment.number);
+  const int64_t attempt_id = c.attempt.id;
+  session.attempt_id = attempt_id;
+  (void)store_->SetAgentState(session.hello.agent_id, AgentState::kBusy, clock_->Now());
+  {
+    absl::MutexLock lock(&mu_);
+    connected_[session.hello.agent_id] = c.experiment.id;
+  }
+  session.link->SendLease(attempt_id, token, c.experiment.id, c.experiment.name);
+  spdlog::info("experiment {} ({}) leased to agent {} as attempt {}", c.experiment.id,
+               c.experiment.name, session.hello.agent_id, attempt_id);
+  active_.emplace(attempt_id, std::move(active));
+  Publish(c.experiment.id);
+}
+
+void Dispatcher::SendNext(Active& active) {
+  std::optional<PlannedStep> step = active.driver->Next();
+  if (!step) {
+    FinishAttempt(active.attempt.id);
+    return;
+  }
+  active.in_flight = *step;
+  auto s = sessions_.find(active.agent_id);
+  if (s != sessions_.end()) {
+    s->second.link->SendStep(active.attempt.id, active.attempt.lease_token, *step);
+  }
+  Publish(active.experiment.id);
+}
+
+void Dispatcher::FinishAttempt(int64_t attempt_id) {
+  auto it = active_.find(attempt_id);
+  if (it == active_.end()) return;
+  Active& active = it->second;
+  ExperimentReport report = active.driver->BuildReport();
+  auto s = sessions_.find(active.agent_id);
+  if (s != sessions_.end()) report.host = s->second.hello.facts.hostname;
+  const std::string text = RenderReportText(report);
+  const std::string json = ReportToJson(report);
+  absl::Status st;
+  if (report.failed) {
+    st = store_->EndAttempt(attempt_id, AttemptState::kFailed, report.failure, clock_->Now());
+  } else {
+    std::vector<VerdictRecord> verdicts;
+    for (const CandidateReport& c : report.candidates) {
+      VerdictRecord v;
+      v.experiment_id = active.experiment.id;
+      v.attempt_id = attempt_id;
+      v.variant = c.variant;
+      v.verdict = c.verdict;
+      v.reason = c.reason;
+      v.change = c.change;
+      verdicts.push_back(std::move(v));
+    }
+    st = store_->CompleteExperiment(attempt_id, active.attempt.lease_token, json, text, verdicts,
+                                    clock_->Now());
+  }
+  if (!st.ok()) spdlog::error("could not store the end of attempt {}: {}", attempt_id, st.ToString());
+  if (s != sessions_.end()) {
+    s->second.link->SendRelease(attempt_id, active.attempt.lease_token,
+                                report.failed ? "attempt failed" : "attempt complete");
+    s->second.attempt_id = 0;
+    (void)store_->SetAgentState(active.agent_id, AgentState::kIdle, clock_->Now());
+    absl::MutexLock lock(&mu_);
+    connected_[active.agent_id] = 0;
+  }
+  const int64_t experiment_id = active.experiment.id;
+  spdlog::info("experiment {} attempt {} finished{}", experiment_id, attempt_id,
+               report.failed ? absl::StrCat(" without verdict: ", report.failure) : "");
+  active_.erase(it);
+  Publish(experiment_id);
+  work_maybe_queued_ = true;
+}
+
+void Dispatcher::LoseAttempt(int64_t attempt_id, const std::string& reason) {
+  auto it = active_.find(attempt_id);
+  if (it == active_.end()) return;
+  const int64_t experiment_id = it->second.experiment.id;
+  auto s = sessions_.find(it->second.agent_id);
+  if (s != sessions_.end() && s->second.attempt_id == attempt_id) {
+    s->second.link->SendRelease(attempt_id, it->second.attempt.lease_token, reason);
+    s->second.attempt_id = 0;
+  }
+  if (absl::Status st = store_->EndAttempt(attempt_id, AttemptState::kLost, reason, clock_->Now());
+      !st.ok()) {
+    spdlog::error("could not mark attempt {} lost: {}", attempt_id, st.ToString());
+  }
+  spdlog::warn("attempt {} of experiment {} lost: {}", attempt_id, experiment_id, reason);
+  {
+    absl::MutexLock lock(&mu_);
+    ++counters_.attempts_lost;
+  }
+  active_.erase(it);
+  Publish(experiment_id);
+  work_maybe_queued_ = true;
+}
+
+void Dispatcher::Publish(int64_t experiment_id) {
+  absl::StatusOr<ExperimentRecord> rec = store_->GetExperiment(experiment_id);
+  if (!rec.ok()) return;
+  ExperimentView view;
+  view.record = std::move(*rec);
+  for (auto& [id, a] : active_) {
+    if (a.experiment.id != experiment_id) continue;
+    view.progress = a.driver->progress();
+    view.attempt_id = id;
+    view.agent_id = a.agent_id;
+    auto s = sessions_.find(a.agent_id);
+    if (s != sessions_.end()) view.hostname = s->second.hello.facts.hostname;
+  }
+  std::vector<Watcher> to_call;
+  {
+    absl::MutexLock lock(&mu_);
+    const bool ended = view.record.state == ExperimentState::kDone ||
+                       view.record.state == ExperimentState::kFailed ||
+                       view.record.state == ExperimentState::kCancelled;
+    if (ended) {
+      live_.erase(experiment_id);
+    } else {
+      live_[experiment_id] = view;
+    }
+    for (auto& [handle, w] : watchers_)
+      if (w.first == experiment_id) to_call.push_back(w.second);
+  }
+  for (auto& fn : to_call) fn(view);
+}
+
+absl::StatusOr<ExperimentView> Dispatcher::View(int64_t experiment_id) {
+  ASSIGN_OR_RETURN(ExperimentRecord rec, store_->GetExperiment(experiment_id));
+  absl::MutexLock lock(&mu_);
+  auto it = live_.find(experiment_id);
+  ExperimentView view;
+  if (it != live_.end()) view = it->second;
+  view.record = std::move(rec);
+  return view;
+}
+
+bool Dispatcher::IsConnected(const std::string& agent_id) {
+  absl::MutexLock lock(&mu_);
+  return connected_.contains(agent_id);
+}
+
+int64_t Dispatcher::CurrentExperimentOf(const std::string& agent_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = connected_.find(agent_id);
+  return it == connected_.end() ? 0 : it->second;
+}
+
+int64_t Dispatcher::Subscribe(int64_t experiment_id, Watcher fn) {
+  absl::MutexLock lock(&mu_);
+  const int64_t handle = next_watcher_++;
+  watchers_[handle] = {experiment_id, std::move(fn)};
+  return handle;
+}
+
+void Dispatcher::Unsubscribe(int64_t handle) {
+  absl::MutexLock lock(&mu_);
+  watchers_.erase(handle);
+}
+
+DispatcherCounters Dispatcher::counters() {
+  absl::MutexLock lock(&mu_);
+  return counters_;
+}
+
+}  // namespace benchfleet

@@ -1,0 +1,181 @@
+// Dispatcher: the controller's brain. It keeps the connected agents, hands queued
+// experiments to idle agents whose labels match (one lease per agent), drives each attempt
+// step by step through an AttemptDriver, commits every result to the Store before
+// acknowledging it, expires silent agents and lost leases, and publishes progress to
+// watchers.
+//
+// It speaks to agents through AgentLink (implemented by the gRPC service adapter), so it
+// holds only plain structs. Thread-safe: every public method may be called from any thread;
+// state changes run on the dispatcher's own loop thread, which is the only place that does
+// store I/O for attempts, so gRPC reactors never block on it.
+#ifndef BENCHFLEET_CONTROLLER_SCHEDULER_DISPATCHER_H_
+#define BENCHFLEET_CONTROLLER_SCHEDULER_DISPATCHER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "controller/attempt/attempt_driver.h"
+#include "controller/store/store.h"
+
+namespace benchfleet {
+
+// The controller's side of one agent's stream. Implementations queue the message and return
+// at once; they never block and may be called from the dispatcher's loop thread only.
+class AgentLink {
+ public:
+  virtual ~AgentLink() = default;
+  virtual void SendWelcome(absl::Duration heartbeat_interval, absl::Duration lease_timeout) = 0;
+  virtual void SendLease(int64_t attempt_id, const std::string& lease_token,
+                         int64_t experiment_id, const std::string& experiment_name) = 0;
+  virtual void SendStep(int64_t attempt_id, const std::string& lease_token,
+                        const PlannedStep& step) = 0;
+  virtual void SendAck(int64_t attempt_id, int64_t step_seq, bool accepted,
+                       const std::string& reason) = 0;
+  virtual void SendRelease(int64_t attempt_id, const std::string& lease_token,
+                           const std::string& reason) = 0;
+  // Ends the stream (the agent will reconnect).
+  virtual void Close(const std::string& reason) = 0;
+};
+
+struct HostFactsInfo {
+  std::string hostname;
+  std::string cpu_model;
+  int cpu_cores = 0;
+  int64_t memory_bytes = 0;
+  std::string os;
+  std::string kernel;
+};
+
+struct AgentHello {
+  std::string agent_id;
+  std::map<std::string, std::string> labels;
+  HostFactsInfo facts;
+  std::string version;
+  int64_t current_attempt_id = 0;
+  std::string current_lease_token;
+};
+
+// What watchers and the Fleet API see of an experiment.
+struct ExperimentView {
+  ExperimentRecord record;
+  AttemptProgress progress;
+  int64_t attempt_id = 0;
+  std::string agent_id;
+  std::string hostname;
+};
+
+struct DispatcherOptions {
+  absl::Duration heartbeat_interval = absl::Seconds(2);
+  // An agent silent for this long loses its lease; its attempt is re-queued from scratch.
+  absl::Duration lease_timeout = absl::Seconds(15);
+  absl::Duration tick = absl::Milliseconds(100);
+};
+
+struct DispatcherCounters {
+  int64_t stale_results = 0;
+  int64_t duplicate_results = 0;
+  int64_t results_stored = 0;
+  int64_t attempts_lost = 0;
+};
+
+class Dispatcher {
+ public:
+  // `store` and `clock` must outlive the dispatcher. Re-queues attempts left running by a
+  // previous controller process (they are never resumed).
+  static absl::StatusOr<std::unique_ptr<Dispatcher>> Create(Store* store, Clock* clock,
+                                                            DispatcherOptions options);
+  ~Dispatcher();  // stops the loop thread
+
+  // Called by the agent service adapter. `link` stays valid until OnDisconnected.
+  void OnConnected(std::shared_ptr<AgentLink> link, AgentHello hello);
+  void OnHeartbeat(const std::shared_ptr<AgentLink>& link, int64_t attempt_id);
+  void OnLeaseReply(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
+                    const std::string& token, bool accepted, const std::string& reason);
+  void OnStepResult(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
+                    const std::string& token, StepOutcome outcome);
+  void OnDisconnected(const std::shared_ptr<AgentLink>& link);
+
+  // Called by the Fleet service after the store accepted a new experiment.
+  void OnSubmitted(int64_t experiment_id);
+  // Cancels in the store and releases the agent running it. Returns the store's status.
+  absl::Status Cancel(int64_t experiment_id, const std::string& reason);
+
+  // The current view of an experiment (store record + live progress).
+  absl::StatusOr<ExperimentView> View(int64_t experiment_id);
+  bool IsConnected(const std::string& agent_id);
+  int64_t CurrentExperimentOf(const std::string& agent_id);
+
+  // Calls `fn` with a fresh view whenever the experiment changes, from the loop thread
+  // (`fn` must not block). Returns a handle for Unsubscribe.
+  using Watcher = std::function<void(const ExperimentView&)>;
+  int64_t Subscribe(int64_t experiment_id, Watcher fn);
+  void Unsubscribe(int64_t handle);
+
+  DispatcherCounters counters();
+
+ private:
+  struct Session {
+    std::shared_ptr<AgentLink> link;
+    AgentHello hello;
+    absl::Time last_seen;
+    int64_t attempt_id = 0;  // 0 = idle
+  };
+  struct Active {
+    AttemptRecord attempt;
+    ExperimentRecord experiment;
+    std::unique_ptr<AttemptDriver> driver;
+    std::optional<PlannedStep> in_flight;
+    bool lease_accepted = false;
+    std::string agent_id;
+    absl::Time agent_lost_at = absl::InfiniteFuture();  // when its agent disconnected
+  };
+
+  Dispatcher(Store* store, Clock* clock, DispatcherOptions options);
+  void Post(std::function<void()> fn);
+  void Loop();
+  void Tick();
+  void AssignWork();
+  void StartAttempt(Session& session);
+  void SendNext(Active& active);
+  void FinishAttempt(int64_t attempt_id);
+  void LoseAttempt(int64_t attempt_id, const std::string& reason);
+  void Publish(int64_t experiment_id);
+  Session* SessionFor(const std::shared_ptr<AgentLink>& link);
+  std::string NewToken();
+
+  Store* store_;
+  Clock* clock_;
+  DispatcherOptions options_;
+
+  // Loop-thread state.
+  std::map<std::string, Session> sessions_;
+  std::map<int64_t, Active> active_;
+  bool work_maybe_queued_ = true;
+
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> events_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Published snapshots for readers on other threads.
+  std::map<int64_t, ExperimentView> live_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t> connected_ ABSL_GUARDED_BY(mu_);  // agent -> experiment
+  std::map<int64_t, std::pair<int64_t, Watcher>> watchers_ ABSL_GUARDED_BY(mu_);
+  int64_t next_watcher_ ABSL_GUARDED_BY(mu_) = 1;
+  DispatcherCounters counters_ ABSL_GUARDED_BY(mu_);
+  std::thread loop_;
+};
+
+}  // namespace benchfleet
+
+#endif  // BENCHFLEET_CONTROLLER_SCHEDULER_DISPATCHER_H_

@@ -1,0 +1,187 @@
+#include "controller/service/agent_service.h"
+
+#include <deque>
+#include <memory>
+
+#include "absl/synchronization/mutex.h"
+#include "controller/service/convert.h"
+#include "spdlog/spdlog.h"
+
+namespace benchfleet {
+namespace {
+
+using Reactor = grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>;
+
+// The dispatcher's handle on one stream. Outlives the reactor: once the reactor is done,
+// sends are dropped.
+class GrpcAgentLink : public AgentLink, public std::enable_shared_from_this<GrpcAgentLink> {
+ public:
+  explicit GrpcAgentLink(Reactor* reactor) : reactor_(reactor) {}
+
+  void SendWelcome(absl::Duration heartbeat, absl::Duration lease_timeout) override {
+    v1::ControllerMessage m;
+    m.mutable_welcome()->set_heartbeat_interval_ms(absl::ToInt64Milliseconds(heartbeat));
+    m.mutable_welcome()->set_lease_timeout_ms(absl::ToInt64Milliseconds(lease_timeout));
+    m.mutable_welcome()->set_controller_version("0.1.0");
+    Send(std::move(m));
+  }
+  void SendLease(int64_t attempt_id, const std::string& token, int64_t experiment_id,
+                 const std::string& name) override {
+    v1::ControllerMessage m;
+    m.mutable_lease()->set_attempt_id(attempt_id);
+    m.mutable_lease()->set_lease_token(token);
+    m.mutable_lease()->set_experiment_id(experiment_id);
+    m.mutable_lease()->set_experiment_name(name);
+    Send(std::move(m));
+  }
+  void SendStep(int64_t attempt_id, const std::string& token, const PlannedStep& step) override {
+    v1::ControllerMessage m;
+    *m.mutable_step() = ToProto(attempt_id, token, step);
+    Send(std::move(m));
+  }
+  void SendAck(int64_t attempt_id, int64_t seq, bool accepted,
+               const std::string& reason) override {
+    v1::ControllerMessage m;
+    m.mutable_ack()->set_attempt_id(attempt_id);
+    m.mutable_ack()->set_step_seq(seq);
+    m.mutable_ack()->set_accepted(accepted);
+    m.mutable_ack()->set_reason(reason);
+    Send(std::move(m));
+  }
+  void SendRelease(int64_t attempt_id, const std::string& token,
+                   const std::string& reason) override {
+    v1::ControllerMessage m;
+    m.mutable_release()->set_attempt_id(attempt_id);
+    m.mutable_release()->set_lease_token(token);
+    m.mutable_release()->set_reason(reason);
+    Send(std::move(m));
+  }
+  void Close(const std::string& reason) override {
+    absl::MutexLock lock(&mu_);
+    if (reactor_ == nullptr || finished_) return;
+    finished_ = true;
+    reactor_->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, reason));
+  }
+
+  // Reactor side.
+  void OnWriteDone(bool ok) {
+    absl::MutexLock lock(&mu_);
+    if (!queue_.empty()) queue_.pop_front();
+    if (!ok || reactor_ == nullptr || finished_) {
+      queue_.clear();
+      writing_ = false;
+      return;
+    }
+    if (queue_.empty()) {
+      writing_ = false;
+    } else {
+      reactor_->StartWrite(&queue_.front());
+    }
+  }
+  // Returns true if this call finished the stream.
+  bool FinishOnce(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    if (reactor_ == nullptr || finished_) return false;
+    finished_ = true;
+    reactor_->Finish(status);
+    return true;
+  }
+  void Detach() {
+    absl::MutexLock lock(&mu_);
+    reactor_ = nullptr;
+    queue_.clear();
+  }
+
+ private:
+  void Send(v1::ControllerMessage m) {
+    absl::MutexLock lock(&mu_);
+    if (reactor_ == nullptr || finished_) return;
+    queue_.push_back(std::move(m));
+    if (!writing_) {
+      writing_ = true;
+      reactor_->StartWrite(&queue_.front());
+    }
+  }
+
+  absl::Mutex mu_;
+  Reactor* reactor_ ABSL_GUARDED_BY(mu_);
+  // std::deque keeps the front element's address stable while others are appended.
+  std::deque<v1::ControllerMessage> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class AgentStreamReactor final : public Reactor {
+ public:
+  explicit AgentStreamReactor(Dispatcher* dispatcher)
+      : dispatcher_(dispatcher), link_(std::make_shared<GrpcAgentLink>(this)) {
+    StartRead(&in_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      link_->FinishOnce(grpc::Status::OK);
+      return;
+    }
+    switch (in_.msg_case()) {
+      case v1::AgentMessage::kHello:
+        if (in_.hello().agent_id().empty()) {
+          link_->FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                         "hello without an agent id; set --id on the agent"));
+          return;
+        }
+        hello_seen_ = true;
+        dispatcher_->OnConnected(link_, FromProto(in_.hello()));
+        break;
+      case v1::AgentMessage::kHeartbeat:
+        if (hello_seen_) dispatcher_->OnHeartbeat(link_, in_.heartbeat().attempt_id());
+        break;
+      case v1::AgentMessage::kLeaseReply:
+        if (hello_seen_) {
+          const auto& r = in_.lease_reply();
+          dispatcher_->OnLeaseReply(link_, r.attempt_id(), r.lease_token(), r.accepted(),
+                                    r.reason());
+        }
+        break;
+      case v1::AgentMessage::kStepResult:
+        if (hello_seen_) {
+          const auto& r = in_.step_result();
+          dispatcher_->OnStepResult(link_, r.attempt_id(), r.lease_token(), FromProto(r));
+        }
+        break;
+      case v1::AgentMessage::kReleased:
+      case v1::AgentMessage::MSG_NOT_SET:
+        break;
+    }
+    if (!hello_seen_) {
+      link_->FinishOnce(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                     "the first message on the agent stream must be hello"));
+      return;
+    }
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override { link_->OnWriteDone(ok); }
+
+  void OnCancel() override { link_->FinishOnce(grpc::Status::CANCELLED); }
+
+  void OnDone() override {
+    link_->Detach();
+    if (hello_seen_) dispatcher_->OnDisconnected(link_);
+    delete this;
+  }
+
+ private:
+  Dispatcher* dispatcher_;
+  std::shared_ptr<GrpcAgentLink> link_;
+  v1::AgentMessage in_;
+  bool hello_seen_ = false;
+};
+
+}  // namespace
+
+Reactor* AgentServiceImpl::Connect(grpc::CallbackServerContext* /*context*/) {
+  return new AgentStreamReactor(dispatcher_);
+}
+
+}  // namespace benchfleet

@@ -1,0 +1,112 @@
+#include "controller/service/convert.h"
+
+namespace benchfleet {
+
+v1::StepOrder ToProto(int64_t attempt_id, const std::string& token, const PlannedStep& step) {
+  v1::StepOrder o;
+  o.set_attempt_id(attempt_id);
+  o.set_lease_token(token);
+  o.set_step_seq(step.seq);
+  switch (step.kind) {
+    case StepKind::kSetup:
+      o.set_kind(v1::STEP_KIND_SETUP);
+      break;
+    case StepKind::kCorrectness:
+      o.set_kind(v1::STEP_KIND_CORRECTNESS);
+      break;
+    case StepKind::kWarmup:
+      o.set_kind(v1::STEP_KIND_WARMUP);
+      break;
+    case StepKind::kMeasure:
+      o.set_kind(v1::STEP_KIND_MEASURE);
+      break;
+  }
+  o.set_variant(step.variant);
+  o.set_input(step.input);
+  for (const std::string& a : step.argv) o.add_argv(a);
+  o.set_cwd(step.cwd);
+  for (const auto& [k, v] : step.env) (*o.mutable_env())[k] = v;
+  o.set_timeout_ms(step.timeout == absl::InfiniteDuration()
+                       ? 0
+                       : std::max<int64_t>(1, absl::ToInt64Milliseconds(step.timeout)));
+  o.set_compare_file(step.compare_file);
+  for (const auto& [name, regex] : step.metrics) {
+    v1::MetricPattern* m = o.add_metrics();
+    m->set_name(name);
+    m->set_regex(regex);
+  }
+  return o;
+}
+
+StepOutcome FromProto(const v1::StepResult& r) {
+  StepOutcome o;
+  o.seq = r.step_seq();
+  o.wall_ns = r.wall_ns();
+  o.user_ns = r.user_ns();
+  o.sys_ns = r.sys_ns();
+  o.max_rss_bytes = r.max_rss_bytes();
+  o.exit_code = r.exit_code();
+  o.term_signal = r.term_signal();
+  o.timed_out = r.timed_out();
+  o.output_digest = r.output_digest();
+  for (const auto& [k, v] : r.metrics()) o.metrics[k] = v;
+  o.error = r.error();
+  o.stderr_tail = r.stderr_tail();
+  return o;
+}
+
+AgentHello FromProto(const v1::Hello& h) {
+  AgentHello hello;
+  hello.agent_id = h.agent_id();
+  for (const auto& [k, v] : h.labels()) hello.labels[k] = v;
+  hello.facts.hostname = h.facts().hostname();
+  hello.facts.cpu_model = h.facts().cpu_model();
+  hello.facts.cpu_cores = h.facts().cpu_cores();
+  hello.facts.memory_bytes = h.facts().memory_bytes();
+  hello.facts.os = h.facts().os();
+  hello.facts.kernel = h.facts().kernel();
+  hello.version = h.version();
+  hello.current_attempt_id = h.current_attempt_id();
+  hello.current_lease_token = h.current_lease_token();
+  return hello;
+}
+
+v1::Experiment ToProto(const ExperimentView& view) {
+  const ExperimentRecord& r = view.record;
+  v1::Experiment e;
+  e.set_id(r.id);
+  e.set_number(r.number);
+  e.set_name(r.name);
+  e.set_campaign(r.campaign);
+  e.set_state(ExperimentStateName(r.state));
+  e.set_state_reason(r.state_reason);
+  e.set_created_at_unix_ms(absl::ToUnixMillis(r.created_at));
+  e.set_updated_at_unix_ms(absl::ToUnixMillis(r.updated_at));
+  e.set_attempts(r.attempts);
+  v1::Progress* p = e.mutable_progress();
+  p->set_runs_done(view.progress.steps_done);
+  p->set_runs_total(view.progress.steps_total);
+  p->set_current_step(view.progress.current);
+  p->set_agent_id(view.agent_id);
+  p->set_hostname(view.hostname);
+  p->set_attempt_id(view.attempt_id);
+  e.set_report_text(r.report_text);
+  e.set_report_json(r.report_json);
+  return e;
+}
+
+v1::Agent ToProto(const AgentRecord& a, bool connected, int64_t current_experiment_id) {
+  v1::Agent out;
+  out.set_id(a.id);
+  out.set_hostname(a.hostname);
+  for (const auto& [k, v] : a.labels) (*out.mutable_labels())[k] = v;
+  out.set_state(connected ? AgentStateName(a.state) : "offline");
+  out.set_cordoned(a.cordoned);
+  out.set_last_seen_unix_ms(absl::ToUnixMillis(a.last_seen));
+  out.set_facts_json(a.facts_json);
+  out.set_connected(connected);
+  out.set_current_experiment_id(current_experiment_id);
+  return out;
+}
+
+}  // namespace benchfleet

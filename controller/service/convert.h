@@ -1,0 +1,20 @@
+// Conversions between the controller's plain structs and benchfleet.v1 protos. Only the
+// service adapters include this. Stateless.
+#ifndef BENCHFLEET_CONTROLLER_SERVICE_CONVERT_H_
+#define BENCHFLEET_CONTROLLER_SERVICE_CONVERT_H_
+
+#include "benchfleet/v1/agent.pb.h"
+#include "benchfleet/v1/fleet.pb.h"
+#include "controller/scheduler/dispatcher.h"
+
+namespace benchfleet {
+
+v1::StepOrder ToProto(int64_t attempt_id, const std::string& token, const PlannedStep& step);
+StepOutcome FromProto(const v1::StepResult& result);
+AgentHello FromProto(const v1::Hello& hello);
+v1::Experiment ToProto(const ExperimentView& view);
+v1::Agent ToProto(const AgentRecord& agent, bool connected, int64_t current_experiment_id);
+
+}  // namespace benchfleet
+
+#endif  // BENCHFLEET_CONTROLLER_SERVICE_CONVERT_H_

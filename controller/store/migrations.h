@@ -1,0 +1,48 @@
+// Numbered schema migrations for the SQL stores (SqliteStore now, PgStore
+// later; both use the same version numbers). Migration N is a list of
+// statements that a store applies in one transaction and records in
+// `schema_migrations(version, applied_at)`; a store refuses a database whose
+// recorded version is higher than LatestSchemaVersion().
+//
+// The SQL is portable between SQLite and PostgreSQL except for auto-assigned id
+// columns, written as the placeholder {{ID}} and rendered per dialect by
+// MigrationStatements().
+//
+// Pure constant data and functions of it: thread-safe.
+#ifndef BENCHFLEET_CONTROLLER_STORE_MIGRATIONS_H_
+#define BENCHFLEET_CONTROLLER_STORE_MIGRATIONS_H_
+
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace benchfleet {
+
+enum class SqlDialect { kSqlite, kPostgres };
+
+struct Migration {
+  int version = 0;               // 1, 2, ... with no gaps
+  std::string_view description;  // for logs and error messages
+  std::span<const std::string_view>
+      statements;  // dialect-neutral; see MigrationStatements
+};
+
+// All migrations, in version order: versions 1..LatestSchemaVersion().
+std::span<const Migration> AllMigrations();
+
+// The highest version this build knows.
+int LatestSchemaVersion();
+
+// DDL for the bookkeeping table (idempotent: CREATE TABLE IF NOT EXISTS).
+// Portable.
+std::string_view SchemaMigrationsTableSql();
+
+// The statements of `migration` ready to execute on `dialect` (placeholders
+// replaced).
+std::vector<std::string> MigrationStatements(const Migration& migration,
+                                             SqlDialect dialect);
+
+}  // namespace benchfleet
+
+#endif  // BENCHFLEET_CONTROLLER_STORE_MIGRATIONS_H_

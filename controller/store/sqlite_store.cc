@@ -1,0 +1,1234 @@
+#include "controller/store/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/status_macros.h"
+#include "controller/store/migrations.h"
+#include "nlohmann/json.hpp"
+
+namespace benchfleet {
+namespace {
+
+constexpr std::string_view kMemoryPath = ":memory:";
+
+int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
+absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
+
+// What to tell an operator for the SQLite failures they can act on.
+std::string_view HintFor(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return "another connection held the database longer than the busy "
+             "timeout; retry, or "
+             "look for a stuck process using the same database file";
+    case SQLITE_FULL:
+      return "the disk is full; free space and retry";
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+    case SQLITE_CANTOPEN:
+      return "check that the file and its directory exist and are writable by "
+             "the controller";
+    case SQLITE_NOTADB:
+    case SQLITE_CORRUPT:
+      return "the file is not a benchfleet store or is damaged; restore it "
+             "from a backup or "
+             "choose another path";
+    case SQLITE_IOERR:
+      return "the disk reported an I/O error; check the filesystem";
+    default:
+      return "";
+  }
+}
+
+absl::StatusCode CodeFor(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+      return absl::StatusCode::kUnavailable;
+    case SQLITE_FULL:
+      return absl::StatusCode::kResourceExhausted;
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+      return absl::StatusCode::kPermissionDenied;
+    case SQLITE_CANTOPEN:
+      return absl::StatusCode::kFailedPrecondition;
+    case SQLITE_NOTADB:
+    case SQLITE_CORRUPT:
+      return absl::StatusCode::kDataLoss;
+    case SQLITE_TOOBIG:
+      return absl::StatusCode::kInvalidArgument;
+    case SQLITE_CONSTRAINT:
+      return rc == SQLITE_CONSTRAINT_UNIQUE ||
+                     rc == SQLITE_CONSTRAINT_PRIMARYKEY
+                 ? absl::StatusCode::kAlreadyExists
+                 : absl::StatusCode::kFailedPrecondition;
+    default:
+      return absl::StatusCode::kInternal;
+  }
+}
+
+class Stmt;
+
+// The connection plus what it is doing, for error messages that name the
+// database file and the operation.
+class Conn {
+ public:
+  Conn(sqlite3* db, const std::string& path, std::string what)
+      : db_(db), path_(path), what_(std::move(what)) {}
+
+  absl::StatusOr<Stmt> Prepare(std::string_view sql);
+  // Runs a statement that takes no parameters and returns no rows needed by the
+  // caller.
+  absl::Status Exec(std::string_view sql);
+  // Rows changed by the last INSERT/UPDATE/DELETE.
+  int64_t Changes() const { return sqlite3_changes(db_); }
+
+  absl::Status Error(int rc) const {
+    const char* message = sqlite3_extended_errcode(db_) == rc
+                              ? sqlite3_errmsg(db_)
+                              : sqlite3_errstr(rc);
+    std::string text = "store database " + path_ + ": " + what_ + ": " +
+                       message + " (SQLite code " + std::to_string(rc) + ")";
+    std::string_view hint = HintFor(rc);
+    if (!hint.empty()) text.append("; ").append(hint);
+    return absl::Status(CodeFor(rc), text);
+  }
+  const std::string& path() const { return path_; }
+  sqlite3* db() const { return db_; }
+
+ private:
+  sqlite3* db_;
+  const std::string& path_;
+  std::string what_;
+};
+
+// A prepared statement whose parameters are bound in order.
+class Stmt {
+ public:
+  Stmt(const Conn* conn, sqlite3_stmt* stmt) : conn_(conn), stmt_(stmt) {}
+  Stmt(Stmt&& other) noexcept
+      : conn_(other.conn_),
+        stmt_(std::exchange(other.stmt_, nullptr)),
+        next_param_(other.next_param_),
+        bind_rc_(other.bind_rc_) {}
+  Stmt& operator=(Stmt&&) = delete;
+  ~Stmt() { sqlite3_finalize(stmt_); }
+
+  Stmt& BindInt(int64_t value) {
+    return Check(sqlite3_bind_int64(stmt_, ++next_param_, value));
+  }
+  Stmt& BindDouble(double value) {
+    return Check(sqlite3_bind_double(stmt_, ++next_param_, value));
+  }
+  Stmt& BindText(std::string_view value) {
+    // A null data pointer would bind SQL NULL, not "".
+    const char* data = value.empty() ? "" : value.data();
+    return Check(sqlite3_bind_text64(stmt_, ++next_param_, data, value.size(),
+                                     SQLITE_TRANSIENT, SQLITE_UTF8));
+  }
+  Stmt& BindTime(absl::Time value) { return BindInt(ToMicros(value)); }
+  Stmt& BindNull() { return Check(sqlite3_bind_null(stmt_, ++next_param_)); }
+
+  // True when a row is ready, false when the statement has finished.
+  absl::StatusOr<bool> Step() {
+    if (bind_rc_ != SQLITE_OK) return conn_->Error(bind_rc_);
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return conn_->Error(rc);
+  }
+  // Steps until the statement finishes, ignoring any rows.
+  absl::Status Run() {
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, Step());
+      if (!row) return absl::OkStatus();
+    }
+  }
+
+  int64_t Int(int column) const { return sqlite3_column_int64(stmt_, column); }
+  double Double(int column) const {
+    return sqlite3_column_double(stmt_, column);
+  }
+  bool IsNull(int column) const {
+    return sqlite3_column_type(stmt_, column) == SQLITE_NULL;
+  }
+  absl::Time Time(int column) const { return FromMicros(Int(column)); }
+  std::string Text(int column) const {
+    const unsigned char* text = sqlite3_column_text(stmt_, column);
+    const int size = sqlite3_column_bytes(stmt_, column);
+    return text == nullptr
+               ? std::string()
+               : std::string(reinterpret_cast<const char*>(text), size);
+  }
+
+ private:
+  Stmt& Check(int rc) {
+    if (rc != SQLITE_OK && bind_rc_ == SQLITE_OK) bind_rc_ = rc;
+    return *this;
+  }
+
+  const Conn* conn_;
+  sqlite3_stmt* stmt_;
+  int next_param_ = 0;
+  int bind_rc_ = SQLITE_OK;
+};
+
+absl::StatusOr<Stmt> Conn::Prepare(std::string_view sql) {
+  sqlite3_stmt* stmt = nullptr;
+  const int rc = sqlite3_prepare_v2(
+      db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
+  if (rc != SQLITE_OK) {
+    sqlite3_finalize(stmt);
+    return Error(rc);
+  }
+  return Stmt(this, stmt);
+}
+
+absl::Status Conn::Exec(std::string_view sql) {
+  ASSIGN_OR_RETURN(Stmt stmt, Prepare(sql));
+  return stmt.Run();
+}
+
+enum class TxnKind { kRead, kWrite };
+
+// Runs `body` in one transaction; commits when it returns OK, rolls back
+// otherwise. Writers take the write lock up front (BEGIN IMMEDIATE) so that a
+// read-then-write transaction cannot be overtaken by another connection's write
+// between its read and its write.
+absl::Status Transact(sqlite3* db, const std::string& path, TxnKind kind,
+                      std::string what,
+                      const std::function<absl::Status(Conn&)>& body) {
+  Conn conn(db, path, std::move(what));
+  RETURN_IF_ERROR(
+      conn.Exec(kind == TxnKind::kWrite ? "BEGIN IMMEDIATE" : "BEGIN"));
+  absl::Status status = body(conn);
+  if (status.ok()) {
+    status = conn.Exec("COMMIT");
+    if (status.ok()) return status;
+  }
+  // SQLite may already have rolled back (e.g. after SQLITE_FULL); only roll
+  // back if still open.
+  if (sqlite3_get_autocommit(db) == 0) {
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  return status;
+}
+
+// ---- JSON label maps ----
+
+absl::StatusOr<std::string> LabelsToJson(
+    const std::map<std::string, std::string>& labels, std::string_view whose) {
+  nlohmann::json object = nlohmann::json::object();
+  for (const auto& [key, value] : labels) object[key] = value;
+  try {
+    return object.dump();
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(
+        std::string(whose) + ": label keys and values must be valid UTF-8 (" +
+        e.what() + ")");
+  }
+}
+
+absl::StatusOr<std::map<std::string, std::string>> LabelsFromJson(
+    const std::string& json, std::string_view whose, const std::string& path) {
+  const nlohmann::json parsed =
+      nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  std::map<std::string, std::string> labels;
+  bool valid = parsed.is_object();
+  if (valid) {
+    for (const auto& [key, value] : parsed.items()) {
+      if (!value.is_string()) {
+        valid = false;
+        break;
+      }
+      labels.emplace(key, value.get<std::string>());
+    }
+  }
+  if (!valid) {
+    return absl::DataLossError(
+        "store database " + path + ": " + std::string(whose) +
+        " are not a JSON object of strings; the database was modified "
+        "outside benchfleet or is damaged");
+  }
+  return labels;
+}
+
+// ---- Row readers; the column lists and the readers must agree. ----
+
+constexpr std::string_view kExperimentColumns =
+    "id, number, name, campaign, state, state_reason, spec_yaml, spec_path, "
+    "workdir, "
+    "required_labels_json, attempts, max_attempts, submitted_by, created_at, "
+    "updated_at, "
+    "report_json, report_text";
+
+absl::StatusOr<ExperimentRecord> ReadExperiment(const Stmt& row,
+                                                const std::string& path) {
+  ExperimentRecord r;
+  r.id = row.Int(0);
+  r.number = row.Int(1);
+  r.name = row.Text(2);
+  r.campaign = row.Text(3);
+  const std::string state = row.Text(4);
+  if (!ParseExperimentState(state, &r.state)) {
+    return absl::DataLossError("store database " + path + ": experiment " +
+                               std::to_string(r.id) + " has unknown state \"" +
+                               state + "\"");
+  }
+  r.state_reason = row.Text(5);
+  r.spec_yaml = row.Text(6);
+  r.spec_path = row.Text(7);
+  r.workdir = row.Text(8);
+  ASSIGN_OR_RETURN(
+      r.required_labels,
+      LabelsFromJson(row.Text(9),
+                     "required labels of experiment " + std::to_string(r.id),
+                     path));
+  r.attempts = static_cast<int>(row.Int(10));
+  r.max_attempts = static_cast<int>(row.Int(11));
+  r.submitted_by = row.Text(12);
+  r.created_at = row.Time(13);
+  r.updated_at = row.Time(14);
+  r.report_json = row.Text(15);
+  r.report_text = row.Text(16);
+  return r;
+}
+
+constexpr std::string_view kAttemptColumns =
+    "id, experiment_id, agent_id, lease_token, state, seed, reason, "
+    "environment_json, "
+    "started_at, ended_at";
+
+absl::StatusOr<AttemptRecord> ReadAttempt(const Stmt& row,
+                                          const std::string& path) {
+  AttemptRecord r;
+  r.id = row.Int(0);
+  r.experiment_id = row.Int(1);
+  r.agent_id = row.Text(2);
+  r.lease_token = row.Text(3);
+  const std::string state = row.Text(4);
+  if (!ParseAttemptState(state, &r.state)) {
+    return absl::DataLossError("store database " + path + ": attempt " +
+                               std::to_string(r.id) + " has unknown state \"" +
+                               state + "\"");
+  }
+  // The seed is stored as the int64 with the same bits (C++20 defines both
+  // conversions).
+  r.seed = static_cast<uint64_t>(row.Int(5));
+  r.reason = row.Text(6);
+  r.environment_json = row.Text(7);
+  r.started_at = row.Time(8);
+  r.ended_at = row.IsNull(9) ? absl::UnixEpoch() : row.Time(9);
+  return r;
+}
+
+constexpr std::string_view kStepResultColumns =
+    "attempt_id, step_seq, kind, variant, input, wall_ns, user_ns, sys_ns, "
+    "max_rss_bytes, "
+    "exit_code, term_signal, timed_out, output_digest, metrics_json, error, "
+    "finished_at";
+
+StepResultRecord ReadStepResult(const Stmt& row) {
+  StepResultRecord r;
+  r.attempt_id = row.Int(0);
+  r.step_seq = row.Int(1);
+  r.kind = row.Text(2);
+  r.variant = row.Text(3);
+  r.input = row.Text(4);
+  r.wall_ns = row.Int(5);
+  r.user_ns = row.Int(6);
+  r.sys_ns = row.Int(7);
+  r.max_rss_bytes = row.Int(8);
+  r.exit_code = static_cast<int>(row.Int(9));
+  r.term_signal = static_cast<int>(row.Int(10));
+  r.timed_out = row.Int(11) != 0;
+  r.output_digest = row.Text(12);
+  r.metrics_json = row.Text(13);
+  r.error = row.Text(14);
+  r.finished_at = row.Time(15);
+  return r;
+}
+
+constexpr std::string_view kVerdictColumns =
+    "experiment_id, attempt_id, variant, verdict, reason, relative_change, "
+    "detail_json";
+
+VerdictRecord ReadVerdict(const Stmt& row) {
+  VerdictRecord r;
+  r.experiment_id = row.Int(0);
+  r.attempt_id = row.Int(1);
+  r.variant = row.Text(2);
+  r.verdict = row.Text(3);
+  r.reason = row.Text(4);
+  r.change = row.Double(5);
+  r.detail_json = row.Text(6);
+  return r;
+}
+
+constexpr std::string_view kAgentColumns =
+    "id, hostname, labels_json, facts_json, state, cordoned, last_seen";
+
+absl::StatusOr<AgentRecord> ReadAgent(const Stmt& row,
+                                      const std::string& path) {
+  AgentRecord r;
+  r.id = row.Text(0);
+  r.hostname = row.Text(1);
+  ASSIGN_OR_RETURN(
+      r.labels, LabelsFromJson(row.Text(2), "labels of agent " + r.id, path));
+  r.facts_json = row.Text(3);
+  const std::string state = row.Text(4);
+  if (!ParseAgentState(state, &r.state)) {
+    return absl::DataLossError("store database " + path + ": agent " + r.id +
+                               " has unknown state \"" + state + "\"");
+  }
+  r.cordoned = row.Int(5) != 0;
+  r.last_seen = row.Time(6);
+  return r;
+}
+
+std::string Select(std::string_view columns, std::string_view rest) {
+  std::string sql = "SELECT ";
+  sql.append(columns).append(" ").append(rest);
+  return sql;
+}
+
+absl::StatusOr<ExperimentRecord> LoadExperiment(Conn& conn, int64_t id) {
+  ASSIGN_OR_RETURN(Stmt stmt,
+                   conn.Prepare(Select(kExperimentColumns,
+                                       "FROM experiments WHERE id = ?")));
+  stmt.BindInt(id);
+  ASSIGN_OR_RETURN(bool found, stmt.Step());
+  if (!found)
+    return absl::NotFoundError("experiment " + std::to_string(id) +
+                               " not found");
+  return ReadExperiment(stmt, conn.path());
+}
+
+absl::StatusOr<AttemptRecord> LoadAttempt(Conn& conn, int64_t id) {
+  ASSIGN_OR_RETURN(
+      Stmt stmt,
+      conn.Prepare(Select(kAttemptColumns, "FROM attempts WHERE id = ?")));
+  stmt.BindInt(id);
+  ASSIGN_OR_RETURN(bool found, stmt.Step());
+  if (!found)
+    return absl::NotFoundError("attempt " + std::to_string(id) + " not found");
+  return ReadAttempt(stmt, conn.path());
+}
+
+absl::StatusOr<std::vector<AttemptRecord>> LoadAttempts(Conn& conn,
+                                                        Stmt& stmt) {
+  std::vector<AttemptRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) return out;
+    ASSIGN_OR_RETURN(AttemptRecord attempt, ReadAttempt(stmt, conn.path()));
+    out.push_back(std::move(attempt));
+  }
+}
+
+bool LabelsSatisfy(const std::map<std::string, std::string>& required,
+                   const std::map<std::string, std::string>& offered) {
+  return std::all_of(required.begin(), required.end(), [&](const auto& label) {
+    auto it = offered.find(label.first);
+    return it != offered.end() && it->second == label.second;
+  });
+}
+
+absl::Status Migrate(sqlite3* db, const std::string& path) {
+  const int latest = LatestSchemaVersion();
+  // One migration per transaction, re-reading the version each time: another
+  // process may be migrating the same file concurrently, and BEGIN IMMEDIATE
+  // makes us take turns.
+  for (bool done = false; !done;) {
+    RETURN_IF_ERROR(Transact(
+        db, path, TxnKind::kWrite, "migrating the schema",
+        [&](Conn& conn) -> absl::Status {
+          RETURN_IF_ERROR(conn.Exec(SchemaMigrationsTableSql()));
+          ASSIGN_OR_RETURN(
+              Stmt query,
+              conn.Prepare(
+                  "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
+          ASSIGN_OR_RETURN(bool has_row, query.Step());
+          const int64_t current = has_row ? query.Int(0) : 0;
+          if (current > latest) {
+            return absl::FailedPreconditionError(
+                "store database " + path + " has schema version " +
+                std::to_string(current) +
+                " but this benchfleet build knows versions up to " +
+                std::to_string(latest) +
+                "; it was written by a newer benchfleet: upgrade this "
+                "controller, or point it at "
+                "another database");
+          }
+          if (current == latest) {
+            done = true;
+            return absl::OkStatus();
+          }
+          const Migration& migration = AllMigrations()[current];
+          if (migration.version != current + 1) {
+            return absl::InternalError(
+                "schema migrations are not numbered 1.." +
+                std::to_string(latest) + " without gaps");
+          }
+          for (const std::string& sql :
+               MigrationStatements(migration, SqlDialect::kSqlite)) {
+            RETURN_IF_ERROR(conn.Exec(sql));
+          }
+          ASSIGN_OR_RETURN(Stmt record,
+                           conn.Prepare("INSERT INTO schema_migrations "
+                                        "(version, applied_at) VALUES (?, ?)"));
+          // Bookkeeping only, so the wall clock rather than an injected Clock.
+          record.BindInt(migration.version).BindTime(absl::Now());
+          return record.Run();
+        }));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+SqliteStore::SqliteStore(sqlite3* db, std::string path)
+    : path_(std::move(path)), db_(db) {}
+
+SqliteStore::~SqliteStore() { sqlite3_close_v2(db_); }
+
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
+    const SqliteOptions& options) {
+  const std::string& path = options.path;
+  if (path.empty()) {
+    return absl::InvalidArgumentError(
+        "store database path is empty; give a file path "
+        "(sqlite:///var/lib/benchfleet/store.db)");
+  }
+  if (path != kMemoryPath) {
+    const std::filesystem::path parent =
+        std::filesystem::path(path).parent_path();
+    std::error_code ec;
+    if (!parent.empty() && !std::filesystem::is_directory(parent, ec)) {
+      std::filesystem::create_directories(parent, ec);
+      if (ec) {
+        return absl::FailedPreconditionError(
+            "cannot create directory " + parent.string() +
+            " for store database " + path + ": " + ec.message() +
+            "; create it (writable by the controller) or choose another path");
+      }
+    }
+  }
+
+  sqlite3* db = nullptr;
+  // NOMUTEX: our own mutex serializes use of the connection.
+  const int rc = sqlite3_open_v2(
+      path.c_str(), &db,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+      nullptr);
+  if (rc != SQLITE_OK) {
+    absl::Status status =
+        db != nullptr
+            ? Conn(db, path, "opening").Error(rc)
+            : absl::ResourceExhaustedError("store database " + path +
+                                           ": out of memory while opening");
+    sqlite3_close_v2(db);
+    return status;
+  }
+  // From here on the store owns `db` and closes it on every error path.
+  std::unique_ptr<SqliteStore> store(new SqliteStore(db, path));
+  sqlite3_extended_result_codes(db, 1);
+  const int64_t busy_ms = absl::ToInt64Milliseconds(options.busy_timeout);
+  sqlite3_busy_timeout(db, static_cast<int>(std::clamp<int64_t>(
+                               busy_ms, 0, std::numeric_limits<int>::max())));
+
+  Conn conn(db, path, "opening");
+  RETURN_IF_ERROR(conn.Exec("PRAGMA foreign_keys = ON"));
+  {
+    ASSIGN_OR_RETURN(Stmt mode, conn.Prepare("PRAGMA journal_mode = WAL"));
+    ASSIGN_OR_RETURN(bool has_row, mode.Step());
+    const std::string got = has_row ? mode.Text(0) : "";
+    if (got != "wal" && !(path == kMemoryPath && got == "memory")) {
+      return absl::FailedPreconditionError(
+          "store database " + path +
+          ": cannot switch to WAL journal mode (got \"" + got +
+          "\"); put the database on a local filesystem");
+    }
+  }
+  // FULL: a committed change survives power loss, so an acknowledged state
+  // change is durable (DESIGN.md §6); WAL's default NORMAL could lose the last
+  // commits.
+  RETURN_IF_ERROR(conn.Exec("PRAGMA synchronous = FULL"));
+  RETURN_IF_ERROR(Migrate(db, path));
+  return store;
+}
+
+absl::StatusOr<int> SqliteStore::SchemaVersion() {
+  int version = 0;
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(
+      Transact(db_, path_, TxnKind::kRead, "reading the schema version",
+               [&](Conn& conn) -> absl::Status {
+                 ASSIGN_OR_RETURN(
+                     Stmt stmt, conn.Prepare("SELECT COALESCE(MAX(version), 0) "
+                                             "FROM schema_migrations"));
+                 ASSIGN_OR_RETURN(bool row, stmt.Step());
+                 version = row ? static_cast<int>(stmt.Int(0)) : 0;
+                 return absl::OkStatus();
+               }));
+  return version;
+}
+
+// ---- Experiments ----
+
+absl::StatusOr<ExperimentRecord> SqliteStore::CreateExperiment(
+    const ExperimentRecord& record) {
+  if (record.max_attempts < 1) {
+    return absl::InvalidArgumentError(
+        "experiment \"" + record.name +
+        "\": max_attempts must be at least 1, got " +
+        std::to_string(record.max_attempts));
+  }
+  ASSIGN_OR_RETURN(
+      std::string labels_json,
+      LabelsToJson(record.required_labels,
+                   "required labels of experiment \"" + record.name + "\""));
+  const absl::Time created_at =
+      record.created_at == absl::UnixEpoch() ? absl::Now() : record.created_at;
+  ExperimentRecord out;
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(Transact(
+      db_, path_, TxnKind::kWrite, "creating an experiment",
+      [&](Conn& conn) -> absl::Status {
+        ASSIGN_OR_RETURN(Stmt next,
+                         conn.Prepare("SELECT COALESCE(MAX(number), 0) + 1 "
+                                      "FROM experiments WHERE campaign = ?"));
+        next.BindText(record.campaign);
+        ASSIGN_OR_RETURN(bool has_row, next.Step());
+        const int64_t number = has_row ? next.Int(0) : 1;
+        ASSIGN_OR_RETURN(Stmt insert,
+                         conn.Prepare("INSERT INTO experiments (number, name, "
+                                      "campaign, state, state_reason, "
+                                      "spec_yaml, spec_path, workdir, "
+                                      "required_labels_json, attempts, "
+                                      "max_attempts, submitted_by, created_at, "
+                                      "updated_at, report_json, "
+                                      "report_text) "
+                                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, "
+                                      "?, ?, ?, ?, ?, ?) RETURNING id"));
+        insert.BindInt(number)
+            .BindText(record.name)
+            .BindText(record.campaign)
+            .BindText(ExperimentStateName(ExperimentState::kQueued))
+            .BindText(record.state_reason)
+            .BindText(record.spec_yaml)
+            .BindText(record.spec_path)
+            .BindText(record.workdir)
+            .BindText(labels_json)
+            .BindInt(record.max_attempts)
+            .BindText(record.submitted_by)
+            .BindTime(created_at)
+            .BindTime(created_at)
+            .BindText(record.report_json)
+            .BindText(record.report_text);
+        ASSIGN_OR_RETURN(bool returned, insert.Step());
+        if (!returned)
+          return absl::InternalError("INSERT ... RETURNING id returned no row");
+        const int64_t id = insert.Int(0);
+        RETURN_IF_ERROR(insert.Run());
+        ASSIGN_OR_RETURN(out, LoadExperiment(conn, id));
+        return absl::OkStatus();
+      }));
+  return out;
+}
+
+absl::StatusOr<ExperimentRecord> SqliteStore::GetExperiment(int64_t id) {
+  ExperimentRecord out;
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(Transact(db_, path_, TxnKind::kRead, "reading an experiment",
+                           [&](Conn& conn) -> absl::Status {
+                             ASSIGN_OR_RETURN(out, LoadExperiment(conn, id));
+                             return absl::OkStatus();
+                           }));
+  return out;
+}
+
+absl::StatusOr<std::vector<ExperimentRecord>> SqliteStore::ListExperiments(
+    int limit) {
+  std::vector<ExperimentRecord> out;
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(Transact(db_, path_, TxnKind::kRead, "listing experiments",
+                           [&](Conn& conn) -> absl::Status {
+                             std::string sql =
+                                 Select(kExperimentColumns,
+                                        "FROM experiments ORDER BY id DESC");
+                             if (limit > 0) sql += " LIMIT ?";
+                             ASSIGN_OR_RETURN(Stmt stmt, conn.Prepare(sql));
+                             if (limit > 0) stmt.BindInt(limit);
+                             for (;;) {
+                               ASSIGN_OR_RETURN(bool row, stmt.Step());
+                               if (!row) return absl::OkStatus();
+                               ASSIGN_OR_RETURN(ExperimentRecord experiment,
+                                                ReadExperiment(stmt, path_));
+                               out.push_back(std::move(experiment));
+                             }
+                           }));
+  return out;
+}
+
+absl::StatusOr<std::optional<Store::Claim>> SqliteStore::ClaimNextExperiment(
+    const std::string& agent_id,
+    const std::map<std::string, std::string>& agent_labels,
+    const std::string& lease_token, uint64_t seed, absl::Time now) {
+  if (agent_id.empty() || lease_token.empty()) {
+    return absl::InvalidArgumentError(
+        "claiming an experiment needs a non-empty agent id and lease token");
+  }
+  std::optional<Claim> out;
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(Transact(
+      db_, path_, TxnKind::kWrite,
+      "claiming the next experiment for agent " + agent_id,
+      [&](Conn& conn) -> absl::Status {
+        out.reset();
+        std::optional<int64_t> chosen;
+        {
+          ASSIGN_OR_RETURN(
+              Stmt queued,
+              conn.Prepare("SELECT id, required_labels_json FROM experiments "
+                           "WHERE state = ? ORDER BY id"));
+          queued.BindText(ExperimentStateName(ExperimentState::kQueued));
+          for (;;) {
+            ASSIGN_OR_RETURN(bool row, queued.Step());
+            if (!row) break;
+            const int64_t id = queued.Int(0);
+            ASSIGN_OR_RETURN(auto required,
+                             LabelsFromJson(queued.Text(1),
+                                            "required labels of experiment " +
+                                                std::to_string(id),
+                                            path_));
+            if (LabelsSatisfy(required, agent_labels)) {
+              chosen = id;
+              break;
+            }
+          }
+        }
+        if (!chosen) return absl::OkStatus();
+
+        ASSIGN_OR_RETURN(
+            Stmt update,
+            conn.Prepare(
+                "UPDATE experiments SET state = ?, attempts = attempts + 1, "
+                "updated_at = ? WHERE id = ? AND state = ?"));
+        update.BindText(ExperimentStateName(ExperimentState::kRunning))
+            .BindTime(now)
+            .BindInt(*chosen)
+            .BindText(ExperimentStateName(ExperimentState::kQueued));
+        RETURN_IF_ERROR(update.Run());
+        if (conn.Changes() != 1) {
+          return absl::InternalError(
+              "experiment " + std::to_string(*chosen) +
+              " changed state while it was being claimed");
+        }
+        ASSIGN_OR_RETURN(
+            Stmt insert,
+            conn.Prepare(
+                "INSERT INTO attempts (experiment_id, agent_id, lease_token, "
+                "state, "
+                "seed, reason, environment_json, started_at, ended_at) "
+                "VALUES (?, ?, ?, ?, ?, '', '', ?, NULL) RETURNING id"));
+        insert.BindInt(*chosen)
+            .BindText(agent_id)
+            .BindText(lease_token)
+            .BindText(AttemptStateName(AttemptState::kRunning))
+            .BindInt(static_cast<int64_t>(seed))
+            .BindTime(now);
+        ASSIGN_OR_RETURN(bool returned, insert.Step());
+        if (!returned)
+          return absl::InternalError("INSERT ... RETURNING id returned no row");
+        const int64_t attempt_id = insert.Int(0);
+        RETURN_IF_ERROR(insert.Run());
+
+        Claim claim;
+        ASSIGN_OR_RETURN(claim.experiment, LoadExperiment(conn, *chosen));
+        ASSIGN_OR_RETURN(claim.attempt, LoadAttempt(conn, attempt_id));
+        out = std::move(claim);
+        return absl::OkStatus();
+      }));
+  return out;
+}
+
+// ---- Attempts and step results ----
+
+absl::StatusOr<AttemptRecord> SqliteStore::GetAttempt(int64_t attempt_id) {
+  AttemptRecord out;
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(Transact(db_, path_, TxnKind::kRead, "reading an attempt",
+                           [&](Conn& conn) -> absl::Status {
+                             ASSIGN_OR_RETURN(out,
+                                              LoadAttempt(conn, attempt_id));
+                             return absl::OkStatus();
+                           }));
+  return out;
+}
+
+absl::StatusOr<std::vector<AttemptRecord>> SqliteStore::ListAttempts(
+    int64_t experiment_id) {
+  std::vector<AttemptRecord> out;
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(
+      Transact(db_, path_, TxnKind::kRead, "listing attempts",
+               [&](Conn& conn) -> absl::Status {
+                 ASSIGN_OR_RETURN(
+                     Stmt stmt,
+                     conn.Prepare(Select(
+                         kAttemptColumns,
+                         "FROM attempts WHERE experiment_id = ? ORDER BY id")));
+                 stmt.BindInt(experiment_id);
+                 ASSIGN_OR_RETURN(out, LoadAttempts(conn, stmt));
+                 return absl::OkStatus();
+               }));
+  return out;
+}
+
+absl::StatusOr<std::vector<AttemptRecord>> SqliteStore::ListRunningAttempts() {
+  std::vector<AttemptRecord> out;
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(Transact(
+      db_, path_, TxnKind::kRead, "listing running attempts",
+      [&](Conn& conn) -> absl::Status {
+        ASSIGN_OR_RETURN(
+            Stmt stmt,
+            conn.Prepare(Select(kAttemptColumns,
+                                "FROM attempts WHERE state = ? ORDER BY id")));
+        stmt.BindText(AttemptStateName(AttemptState::kRunning));
+        ASSIGN_OR_RETURN(out, LoadAttempts(conn, stmt));
+        return absl::OkStatus();
+      }));
+  return out;
+}
+
+absl::Status SqliteStore::SetAttemptEnvironment(int64_t attempt_id,
+                                                const std::string& env_json) {
+  absl::MutexLock lock(&mu_);
+  return Transact(
+      db_, path_, TxnKind::kWrite, "recording an attempt's environment",
+      [&](Conn& conn) -> absl::Status {
+        ASSIGN_OR_RETURN(
+            Stmt stmt,
+            conn.Prepare(
+                "UPDATE attempts SET environment_json = ? WHERE id = ?"));
+        stmt.BindText(env_json).BindInt(attempt_id);
+        RETURN_IF_ERROR(stmt.Run());
+        if (conn.Changes() == 0) {
+          return absl::NotFoundError("attempt " + std::to_string(attempt_id) +
+                                     " not found");
+        }
+        return absl::OkStatus();
+      });
+}
+
+absl::StatusOr<RecordOutcome> SqliteStore::RecordStepResult(
+    const StepResultRecord& result, const std::string& lease_token) {
+  RecordOutcome outcome = RecordOutcome::kInserted;
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(Transact(
+      db_, path_, TxnKind::kWrite, "recording a step result",
+      [&](Conn& conn) -> absl::Status {
+        const std::string which = "step " + std::to_string(result.step_seq) +
+                                  " of attempt " +
+                                  std::to_string(result.attempt_id);
+        ASSIGN_OR_RETURN(AttemptRecord attempt,
+                         LoadAttempt(conn, result.attempt_id));
+        if (attempt.lease_token != lease_token) {
+          return absl::FailedPreconditionError(
+              "stale lease token for attempt " + std::to_string(attempt.id) +
+              " (the attempt was re-leased or ended); result for " + which +
+              " rejected");
+        }
+        if (attempt.state != AttemptState::kRunning) {
+          return absl::FailedPreconditionError(
+              "attempt " + std::to_string(attempt.id) + " already ended (" +
+              AttemptStateName(attempt.state) + "); result for " + which +
+              " rejected");
+        }
+        ASSIGN_OR_RETURN(
+            Stmt insert,
+            conn.Prepare(
+                "INSERT INTO step_results (attempt_id, step_seq, kind, "
+                "variant, input, "
+                "wall_ns, user_ns, sys_ns, max_rss_bytes, exit_code, "
+                "term_signal, "
+                "timed_out, output_digest, metrics_json, error, finished_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (attempt_id, step_seq) DO NOTHING"));
+        insert.BindInt(result.attempt_id)
+            .BindInt(result.step_seq)
+            .BindText(result.kind)
+            .BindText(result.variant)
+            .BindText(result.input)
+            .BindInt(result.wall_ns)
+            .BindInt(result.user_ns)
+            .BindInt(result.sys_ns)
+            .BindInt(result.max_rss_bytes)
+            .BindInt(result.exit_code)
+            .BindInt(result.term_signal)
+            .BindInt(result.timed_out ? 1 : 0)
+            .BindText(result.output_digest)
+            .BindText(result.metrics_json)
+            .BindText(result.error)
+            .BindTime(result.finished_at);
+        RETURN_IF_ERROR(insert.Run());
+        outcome = conn.Changes() == 0 ? RecordOutcome::kDuplicate
+                                      : RecordOutcome::kInserted;
+        return absl::OkStatus();
+      }));
+  return outcome;
+}
+
+absl::StatusOr<std::vector<StepResultRecord>> SqliteStore::ListStepResults(
+    int64_t attempt_id) {
+  std::vector<StepResultRecord> out;
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(Transact(
+      db_, path_, TxnKind::kRead, "listing step results",
+      [&](Conn& conn) -> absl::Status {
+        ASSIGN_OR_RETURN(
+            Stmt stmt,
+            conn.Prepare(Select(
+                kStepResultColumns,
+                "FROM step_results WHERE attempt_id = ? ORDER BY step_seq")));
+        stmt.BindInt(attempt_id);
+        for (;;) {
+          ASSIGN_OR_RETURN(bool row, stmt.Step());
+          if (!row) return absl::OkStatus();
+          out.push_back(ReadStepResult(stmt));
+        }
+      }));
+  return out;
+}
+
+absl::Status SqliteStore::CompleteExperiment(
+    int64_t attempt_id, const std::string& lease_token,
+    const std::string& report_json, const std::string& report_text,
+    const std::vector<VerdictRecord>& verdicts, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  return Transact(
+      db_, path_, TxnKind::kWrite, "completing an experiment",
+      [&](Conn& conn) -> absl::Status {
+        ASSIGN_OR_RETURN(AttemptRecord attempt, LoadAttempt(conn, attempt_id));
+        const std::string which = "attempt " + std::to_string(attempt_id) +
+                                  " of experiment " +
+                                  std::to_string(attempt.experiment_id);
+        if (attempt.lease_token != lease_token) {
+          return absl::FailedPreconditionError("stale lease token for " +
+                                               which +
+                                               "; its completion was rejected");
+        }
+        if (attempt.state != AttemptState::kRunning) {
+          return absl::FailedPreconditionError(
+              which + " already ended (" + AttemptStateName(attempt.state) +
+              "); its completion was rejected");
+        }
+        ASSIGN_OR_RETURN(ExperimentRecord experiment,
+                         LoadExperiment(conn, attempt.experiment_id));
+        if (experiment.state != ExperimentState::kRunning) {
+          return absl::FailedPreconditionError(
+              "experiment " + std::to_string(experiment.id) + " is " +
+              ExperimentStateName(experiment.state) +
+              ", not running; completion of " + which + " rejected");
+        }
+
+        ASSIGN_OR_RETURN(
+            Stmt end_attempt,
+            conn.Prepare(
+                "UPDATE attempts SET state = ?, ended_at = ? WHERE id = ?"));
+        end_attempt.BindText(AttemptStateName(AttemptState::kDone))
+            .BindTime(now)
+            .BindInt(attempt_id);
+        RETURN_IF_ERROR(end_attempt.Run());
+
+        ASSIGN_OR_RETURN(
+            Stmt end_experiment,
+            conn.Prepare("UPDATE experiments SET state = ?, report_json = ?, "
+                         "report_text = ?, updated_at = ? WHERE id = ?"));
+        end_experiment.BindText(ExperimentStateName(ExperimentState::kDone))
+            .BindText(report_json)
+            .BindText(report_text)
+            .BindTime(now)
+            .BindInt(experiment.id);
+        RETURN_IF_ERROR(end_experiment.Run());
+
+        for (const VerdictRecord& verdict : verdicts) {
+          if ((verdict.experiment_id != 0 &&
+               verdict.experiment_id != experiment.id) ||
+              (verdict.attempt_id != 0 && verdict.attempt_id != attempt_id)) {
+            return absl::InvalidArgumentError(
+                "verdict for variant \"" + verdict.variant +
+                "\" names experiment " + std::to_string(verdict.experiment_id) +
+                " / attempt " + std::to_string(verdict.attempt_id) +
+                ", but it completes " + which + "; nothing was stored");
+          }
+          ASSIGN_OR_RETURN(Stmt insert,
+                           conn.Prepare("INSERT INTO verdicts (experiment_id, "
+                                        "attempt_id, variant, verdict, "
+                                        "reason, relative_change, detail_json) "
+                                        "VALUES (?, ?, ?, ?, ?, ?, ?)"));
+          insert.BindInt(experiment.id)
+              .BindInt(attempt_id)
+              .BindText(verdict.variant)
+              .BindText(verdict.verdict)
+              .BindText(verdict.reason)
+              .BindDouble(verdict.change)
+              .BindText(verdict.detail_json);
+          RETURN_IF_ERROR(insert.Run());
+        }
+        return absl::OkStatus();
+      });
+}
+
+absl::Status SqliteStore::EndAttempt(int64_t attempt_id, AttemptState state,
+                                     const std::string& reason,
+                                     absl::Time now) {
+  if (state != AttemptState::kLost && state != AttemptState::kFailed &&
+      state != AttemptState::kCancelled) {
+    return absl::InvalidArgumentError(
+        std::string(
+            "EndAttempt ends an attempt as lost, failed or cancelled, not ") +
+        AttemptStateName(state) + " (attempt " + std::to_string(attempt_id) +
+        "); use CompleteExperiment for a finished attempt");
+  }
+  absl::MutexLock lock(&mu_);
+  return Transact(
+      db_, path_, TxnKind::kWrite, "ending an attempt",
+      [&](Conn& conn) -> absl::Status {
+        ASSIGN_OR_RETURN(AttemptRecord attempt, LoadAttempt(conn, attempt_id));
+        if (attempt.state != AttemptState::kRunning) return absl::OkStatus();
+
+        ASSIGN_OR_RETURN(Stmt end_attempt,
+                         conn.Prepare("UPDATE attempts SET state = ?, reason = "
+                                      "?, ended_at = ? WHERE id = ?"));
+        end_attempt.BindText(AttemptStateName(state))
+            .BindText(reason)
+            .BindTime(now)
+            .BindInt(attempt_id);
+        RETURN_IF_ERROR(end_attempt.Run());
+
+        ASSIGN_OR_RETURN(ExperimentRecord experiment,
+                         LoadExperiment(conn, attempt.experiment_id));
+        // Only the experiment's live attempt decides its fate.
+        if (experiment.state != ExperimentState::kRunning)
+          return absl::OkStatus();
+        ExperimentState next = ExperimentState::kFailed;
+        std::string next_reason = reason;
+        if (state == AttemptState::kCancelled) {
+          next = ExperimentState::kCancelled;
+        } else if (state == AttemptState::kLost) {
+          const std::string lost =
+              "attempt " + std::to_string(attempt_id) + " lost (" + reason +
+              "); " + std::to_string(experiment.attempts) + " of " +
+              std::to_string(experiment.max_attempts) + " attempts used";
+          if (experiment.attempts < experiment.max_attempts) {
+            next = ExperimentState::kQueued;
+            next_reason = lost + ", re-queued";
+          } else {
+            next_reason = lost + ", giving up";
+          }
+        }
+        ASSIGN_OR_RETURN(
+            Stmt update,
+            conn.Prepare("UPDATE experiments SET state = ?, state_reason = ?, "
+                         "updated_at = ? WHERE id = ?"));
+        update.BindText(ExperimentStateName(next))
+            .BindText(next_reason)
+            .BindTime(now)
+            .BindInt(experiment.id);
+        return update.Run();
+      });
+}
+
+absl::Status SqliteStore::CancelExperiment(int64_t id,
+                                           const std::string& reason,
+                                           absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  return Transact(
+      db_, path_, TxnKind::kWrite, "cancelling an experiment",
+      [&](Conn& conn) -> absl::Status {
+        ASSIGN_OR_RETURN(ExperimentRecord experiment, LoadExperiment(conn, id));
+        if (experiment.state != ExperimentState::kQueued &&
+            experiment.state != ExperimentState::kRunning) {
+          return absl::FailedPreconditionError(
+              "experiment " + std::to_string(id) + " already ended (" +
+              ExperimentStateName(experiment.state) +
+              "); there is nothing to cancel");
+        }
+        ASSIGN_OR_RETURN(
+            Stmt attempts,
+            conn.Prepare(
+                "UPDATE attempts SET state = ?, reason = ?, ended_at = ? "
+                "WHERE experiment_id = ? AND state = ?"));
+        attempts.BindText(AttemptStateName(AttemptState::kCancelled))
+            .BindText(reason)
+            .BindTime(now)
+            .BindInt(id)
+            .BindText(AttemptStateName(AttemptState::kRunning));
+        RETURN_IF_ERROR(attempts.Run());
+        ASSIGN_OR_RETURN(
+            Stmt update,
+            conn.Prepare("UPDATE experiments SET state = ?, state_reason = ?, "
+                         "updated_at = ? WHERE id = ?"));
+        update.BindText(ExperimentStateName(ExperimentState::kCancelled))
+            .BindText(reason)
+            .BindTime(now)
+            .BindInt(id);
+        return update.Run();
+      });
+}
+
+absl::StatusOr<std::vector<VerdictRecord>> SqliteStore::ListVerdicts(
+    int64_t experiment_id) {
+  std::vector<VerdictRecord> out;
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(
+      Transact(db_, path_, TxnKind::kRead, "listing verdicts",
+               [&](Conn& conn) -> absl::Status {
+                 ASSIGN_OR_RETURN(
+                     Stmt stmt,
+                     conn.Prepare(Select(
+                         kVerdictColumns,
+                         "FROM verdicts WHERE experiment_id = ? ORDER BY id")));
+                 stmt.BindInt(experiment_id);
+                 for (;;) {
+                   ASSIGN_OR_RETURN(bool row, stmt.Step());
+                   if (!row) return absl::OkStatus();
+                   out.push_back(ReadVerdict(stmt));
+                 }
+               }));
+  return out;
+}
+
+// ---- Agents ----
+
+absl::Status SqliteStore::UpsertAgent(const AgentRecord& agent) {
+  if (agent.id.empty()) return absl::InvalidArgumentError("agent id is empty");
+  ASSIGN_OR_RETURN(std::string labels_json,
+                   LabelsToJson(agent.labels, "labels of agent " + agent.id));
+  absl::MutexLock lock(&mu_);
+  return Transact(
+      db_, path_, TxnKind::kWrite, "registering agent " + agent.id,
+      [&](Conn& conn) -> absl::Status {
+        // `cordoned` is an operator's decision: a re-registering agent cannot
+        // clear it.
+        ASSIGN_OR_RETURN(
+            Stmt stmt,
+            conn.Prepare(
+                "INSERT INTO agents (id, hostname, labels_json, facts_json, "
+                "state, "
+                "cordoned, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname, "
+                "labels_json = excluded.labels_json, facts_json = "
+                "excluded.facts_json, "
+                "state = excluded.state, last_seen = excluded.last_seen, "
+                "cordoned = CASE WHEN excluded.cordoned <> 0 THEN 1 "
+                "ELSE agents.cordoned END"));
+        stmt.BindText(agent.id)
+            .BindText(agent.hostname)
+            .BindText(labels_json)
+            .BindText(agent.facts_json)
+            .BindText(AgentStateName(agent.state))
+            .BindInt(agent.cordoned ? 1 : 0)
+            .BindTime(agent.last_seen);
+        return stmt.Run();
+      });
+}
+
+absl::Status SqliteStore::SetAgentState(const std::string& agent_id,
+                                        AgentState state, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  return Transact(
+      db_, path_, TxnKind::kWrite, "setting the state of agent " + agent_id,
+      [&](Conn& conn) -> absl::Status {
+        const bool seen = state != AgentState::kOffline;
+        ASSIGN_OR_RETURN(
+            Stmt stmt,
+            conn.Prepare(
+                seen ? "UPDATE agents SET state = ?, last_seen = ? WHERE id = ?"
+                     : "UPDATE agents SET state = ? WHERE id = ?"));
+        stmt.BindText(AgentStateName(state));
+        if (seen) stmt.BindTime(now);
+        stmt.BindText(agent_id);
+        RETURN_IF_ERROR(stmt.Run());
+        if (conn.Changes() == 0)
+          return absl::NotFoundError("agent " + agent_id + " not found");
+        return absl::OkStatus();
+      });
+}
+
+absl::Status SqliteStore::SetAgentCordoned(const std::string& agent_id,
+                                           bool cordoned) {
+  absl::MutexLock lock(&mu_);
+  return Transact(
+      db_, path_, TxnKind::kWrite, "cordoning agent " + agent_id,
+      [&](Conn& conn) -> absl::Status {
+        ASSIGN_OR_RETURN(
+            Stmt stmt,
+            conn.Prepare("UPDATE agents SET cordoned = ? WHERE id = ?"));
+        stmt.BindInt(cordoned ? 1 : 0).BindText(agent_id);
+        RETURN_IF_ERROR(stmt.Run());
+        if (conn.Changes() == 0) {
+          return absl::NotFoundError("agent " + agent_id + " not found");
+        }
+        return absl::OkStatus();
+      });
+}
+
+absl::StatusOr<AgentRecord> SqliteStore::GetAgent(const std::string& agent_id) {
+  AgentRecord out;
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(Transact(
+      db_, path_, TxnKind::kRead, "reading agent " + agent_id,
+      [&](Conn& conn) -> absl::Status {
+        ASSIGN_OR_RETURN(
+            Stmt stmt,
+            conn.Prepare(Select(kAgentColumns, "FROM agents WHERE id = ?")));
+        stmt.BindText(agent_id);
+        ASSIGN_OR_RETURN(bool found, stmt.Step());
+        if (!found)
+          return absl::NotFoundError("agent " + agent_id + " not found");
+        ASSIGN_OR_RETURN(out, ReadAgent(stmt, path_));
+        return absl::OkStatus();
+      }));
+  return out;
+}
+
+absl::StatusOr<std::vector<AgentRecord>> SqliteStore::ListAgents() {
+  std::vector<AgentRecord> out;
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(Transact(
+      db_, path_, TxnKind::kRead, "listing agents",
+      [&](Conn& conn) -> absl::Status {
+        ASSIGN_OR_RETURN(
+            Stmt stmt,
+            conn.Prepare(Select(kAgentColumns, "FROM agents ORDER BY id")));
+        for (;;) {
+          ASSIGN_OR_RETURN(bool row, stmt.Step());
+          if (!row) return absl::OkStatus();
+          ASSIGN_OR_RETURN(AgentRecord agent, ReadAgent(stmt, path_));
+          out.push_back(std::move(agent));
+        }
+      }));
+  return out;
+}
+
+}  // namespace benchfleet

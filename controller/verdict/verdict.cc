@@ -1,0 +1,368 @@
+#include "controller/verdict/verdict.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "common/spec.h"
+#include "controller/stats/stats.h"
+
+namespace benchfleet::verdict {
+namespace {
+
+// |z| above this is "as significant as it gets"; keeps infinities out of the
+// Stouffer sum.
+constexpr double kMaxAbsZ = 40;
+
+bool Noisy(double cv, double max_cv) {
+  return cv > max_cv + kThresholdTolerance;
+}
+
+bool Usable(double median) { return std::isfinite(median) && median > 0; }
+
+// "12.3%" for 0.123.
+std::string Pct(double fraction) {
+  return absl::StrFormat("%.1f%%", 100 * fraction);
+}
+
+// "-12.3%" / "+4.0%" for a signed change.
+std::string SignedPct(double fraction) {
+  return absl::StrFormat("%+.1f%%", 100 * fraction);
+}
+
+std::string PValue(double p) { return absl::StrFormat("p=%.3g", p); }
+
+// "12.3% better" / "4.0% worse" / "no change".
+std::string Direction(double improvement) {
+  if (improvement > 0) return absl::StrCat(Pct(improvement), " better");
+  if (improvement < 0) return absl::StrCat(Pct(-improvement), " worse");
+  return "no change";
+}
+
+// Signed z of one input's two-sided Mann-Whitney p: positive when the
+// candidate's values rank on the better side of the baseline's.
+double SignedZ(const stats::TestResult& mw, size_t n_candidate,
+               size_t n_baseline, Better better) {
+  const double centre = static_cast<double>(n_candidate) * n_baseline / 2;
+  // statistic = pairs where the candidate is larger; for kLower larger is
+  // worse.
+  double sign = mw.statistic < centre ? 1 : (mw.statistic > centre ? -1 : 0);
+  if (better == Better::kHigher) sign = -sign;
+  // -Quantile(p/2) rather than Quantile(1 - p/2): exact in the far tail.
+  const double magnitude =
+      std::min(kMaxAbsZ, -stats::NormalQuantile(mw.p_value / 2));
+  return sign * magnitude;
+}
+
+InputDecision AnalyzeInput(const InputSamples& in, const DecisionPolicy& policy,
+                           uint64_t seed, double* signed_z) {
+  InputDecision out;
+  out.input = in.input;
+  out.weight = in.weight;
+  *signed_z = 0;
+
+  std::vector<double> baseline = in.baseline;
+  std::vector<double> candidate = in.candidate;
+  const stats::Summary raw_baseline = stats::Summarize(baseline);
+  const stats::Summary raw_candidate = stats::Summarize(candidate);
+  out.flaky = Noisy(raw_baseline.cv, policy.max_cv) ||
+              Noisy(raw_candidate.cv, policy.max_cv);
+  if (out.flaky) {
+    // Both groups are trimmed, never just one, so the comparison stays
+    // symmetric.
+    stats::OutlierResult b = stats::RemoveOutliers(baseline, kOutlierSigmas);
+    stats::OutlierResult c = stats::RemoveOutliers(candidate, kOutlierSigmas);
+    out.baseline_outliers_removed = b.removed.size();
+    out.candidate_outliers_removed = c.removed.size();
+    baseline = std::move(b.kept);
+    candidate = std::move(c.kept);
+    out.baseline = stats::Summarize(baseline);
+    out.candidate = stats::Summarize(candidate);
+    out.still_flaky = Noisy(out.baseline.cv, policy.max_cv) ||
+                      Noisy(out.candidate.cv, policy.max_cv);
+  } else {
+    out.baseline = raw_baseline;
+    out.candidate = raw_candidate;
+  }
+
+  out.measurable = baseline.size() >= 2 && candidate.size() >= 2 &&
+                   Usable(out.baseline.median) && Usable(out.candidate.median);
+  if (!out.measurable) return out;
+
+  out.change = out.candidate.median / out.baseline.median - 1;
+  out.improvement = policy.better == Better::kLower ? -out.change : out.change;
+  const stats::Interval ratio_ci = stats::BootstrapMedianRatioCI(
+      candidate, baseline, policy.bootstrap_iterations, 0.95, seed);
+  out.change_ci = {ratio_ci.low - 1, ratio_ci.high - 1};
+  const stats::TestResult mw = stats::MannWhitneyU(candidate, baseline);
+  out.p_value = mw.p_value;
+  out.welch_p_value = stats::WelchT(candidate, baseline).p_value;
+  out.regressed =
+      out.improvement < -policy.input_regression - kThresholdTolerance;
+  *signed_z = SignedZ(mw, candidate.size(), baseline.size(), policy.better);
+  return out;
+}
+
+Decision Finish(Decision d, Verdict verdict, std::string reason) {
+  d.verdict = verdict;
+  d.reason = std::move(reason);
+  return d;
+}
+
+// Rows 3 and 7: INCONCLUSIVE, or a request for more runs when they can still be
+// extended.
+Decision Inconclusive(Decision d, const CandidateEvidence& evidence,
+                      std::vector<std::string> inputs, const std::string& why) {
+  d.verdict = Verdict::kInconclusive;
+  if (evidence.at_max_runs) {
+    d.reason = absl::StrCat(why, " (at max_runs)");
+  } else {
+    d.needs_more_runs = true;
+    d.inputs_to_extend = std::move(inputs);
+    d.reason =
+        absl::StrCat(why, "; extending ",
+                     absl::StrJoin(d.inputs_to_extend, ", "), " to max_runs");
+  }
+  return d;
+}
+
+std::string NoiseReason(const InputDecision& in, const DecisionPolicy& policy) {
+  if (!in.measurable) {
+    return absl::StrFormat(
+        "input '%s' cannot be compared (%d baseline, %d candidate samples, "
+        "medians %g vs %g)",
+        in.input, in.baseline.n, in.candidate.n, in.baseline.median,
+        in.candidate.median);
+  }
+  return absl::StrFormat(
+      "input '%s' too noisy: CV baseline %s, candidate %s > max %s after "
+      "removing %d+%d "
+      "outlier(s)",
+      in.input, Pct(in.baseline.cv), Pct(in.candidate.cv), Pct(policy.max_cv),
+      in.baseline_outliers_removed, in.candidate_outliers_removed);
+}
+
+}  // namespace
+
+const char* VerdictName(Verdict v) {
+  switch (v) {
+    case Verdict::kKeep:
+      return "KEEP";
+    case Verdict::kMaybe:
+      return "MAYBE";
+    case Verdict::kDiscard:
+      return "DISCARD";
+    case Verdict::kKill:
+      return "KILL";
+    case Verdict::kReject:
+      return "REJECT";
+    case Verdict::kInconclusive:
+      return "INCONCLUSIVE";
+  }
+  return "UNKNOWN";
+}
+
+DecisionPolicy PolicyFor(const VerdictSpec& spec, Better better,
+                         uint64_t seed) {
+  DecisionPolicy policy;
+  switch (spec.profile) {
+    case DecisionProfile::kFirstPass:
+      policy.keep_threshold = 0.05;
+      policy.maybe_threshold = 0.02;
+      break;
+    case DecisionProfile::kOptimized:
+      policy.keep_threshold = 0.02;
+      policy.maybe_threshold = 0.01;
+      break;
+  }
+  policy.alpha = spec.alpha;
+  policy.max_cv = spec.max_cv;
+  policy.input_regression = spec.input_regression;
+  policy.better = better;
+  policy.seed = seed;
+  return policy;
+}
+
+Decision Decide(const CandidateEvidence& evidence,
+                const DecisionPolicy& policy) {
+  Decision d;
+  std::vector<double> signed_z;
+  for (size_t i = 0; i < evidence.inputs.size(); ++i) {
+    // A distinct, reproducible bootstrap stream per input (golden-ratio
+    // increment).
+    const uint64_t seed =
+        policy.seed + static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ULL;
+    double z = 0;
+    d.inputs.push_back(AnalyzeInput(evidence.inputs[i], policy, seed, &z));
+    signed_z.push_back(z);
+  }
+
+  // Row 1: correctness.
+  if (evidence.correctness_failed) {
+    return Finish(std::move(d), Verdict::kReject,
+                  evidence.correctness_detail.empty()
+                      ? "correctness check failed"
+                      : absl::StrCat("correctness check failed: ",
+                                     evidence.correctness_detail));
+  }
+  for (const InputSamples& in : evidence.inputs) {
+    if (in.output_differs) {
+      std::string reason = absl::StrFormat(
+          "output differs from the baseline's on input '%s'", in.input);
+      if (!in.output_detail.empty())
+        absl::StrAppend(&reason, ": ", in.output_detail);
+      return Finish(std::move(d), Verdict::kReject, std::move(reason));
+    }
+  }
+  // Row 2: deadline.
+  if (evidence.killed) {
+    return Finish(std::move(d), Verdict::kKill,
+                  evidence.kill_detail.empty()
+                      ? "hit its deadline twice in a row"
+                      : absl::StrCat("hit its deadline twice in a row: ",
+                                     evidence.kill_detail));
+  }
+  if (d.inputs.empty()) {
+    return Finish(std::move(d), Verdict::kInconclusive,
+                  "no inputs were measured");
+  }
+
+  // Row 3: inputs that cannot be judged yet.
+  std::vector<std::string> noisy;
+  std::string first_noise_reason;
+  for (const InputDecision& in : d.inputs) {
+    if (!in.measurable || in.still_flaky) {
+      if (noisy.empty()) first_noise_reason = NoiseReason(in, policy);
+      noisy.push_back(in.input);
+    }
+  }
+  if (!noisy.empty()) {
+    std::string why = first_noise_reason;
+    if (noisy.size() > 1)
+      absl::StrAppend(&why, " (", noisy.size(), " inputs affected)");
+    return Inconclusive(std::move(d), evidence, std::move(noisy), why);
+  }
+
+  // Aggregate: weighted geometric mean of ratios, weighted Stouffer Z of the
+  // tests.
+  double weight_sum = 0;
+  double log_sum = 0;
+  double z_sum = 0;
+  double weight_sq_sum = 0;
+  const bool weights_valid = std::all_of(
+      d.inputs.begin(), d.inputs.end(),
+      [](const auto& in) { return std::isfinite(in.weight) && in.weight > 0; });
+  for (size_t i = 0; i < d.inputs.size(); ++i) {
+    // Spec validation guarantees positive weights; fall back to equal weights
+    // otherwise.
+    const double w = weights_valid ? d.inputs[i].weight : 1.0;
+    weight_sum += w;
+    log_sum += w * std::log(d.inputs[i].candidate.median /
+                            d.inputs[i].baseline.median);
+    z_sum += w * signed_z[i];
+    weight_sq_sum += w * w;
+  }
+  d.aggregate_change = std::expm1(log_sum / weight_sum);
+  d.aggregate_improvement = policy.better == Better::kLower
+                                ? -d.aggregate_change
+                                : d.aggregate_change;
+  d.aggregate_z = z_sum / std::sqrt(weight_sq_sum);
+  d.aggregate_p_value =
+      d.inputs.size() == 1
+          ? d.inputs[0].p_value  // identical, without a round trip
+          : std::min(1.0, 2 * stats::NormalCdf(-std::fabs(d.aggregate_z)));
+
+  const double improvement = d.aggregate_improvement;
+  const bool significant = d.aggregate_p_value < policy.alpha;
+  const bool significant_gain = significant && d.aggregate_z > 0;
+  const bool significant_loss = significant && d.aggregate_z < 0;
+  const std::string summary =
+      absl::StrFormat("%s aggregate (%s)", SignedPct(d.aggregate_change),
+                      Direction(improvement));
+  const std::string p_text =
+      absl::StrFormat("%s %s %g", PValue(d.aggregate_p_value),
+                      significant ? "<" : ">=", policy.alpha);
+
+  // Row 4: regressions.
+  const InputDecision* worst = nullptr;
+  for (const InputDecision& in : d.inputs) {
+    if (in.regressed &&
+        (worst == nullptr || in.improvement < worst->improvement))
+      worst = &in;
+  }
+  if (worst != nullptr) {
+    return Finish(std::move(d), Verdict::kDiscard,
+                  absl::StrFormat(
+                      "input '%s' regresses %s (more than the %s allowed); %s",
+                      worst->input, Pct(-worst->improvement),
+                      Pct(policy.input_regression), summary));
+  }
+  if (improvement < 0 && significant_loss) {
+    return Finish(
+        std::move(d), Verdict::kDiscard,
+        absl::StrCat(summary, ", ", p_text, ": significant regression"));
+  }
+
+  const bool reaches_keep =
+      improvement >= policy.keep_threshold - kThresholdTolerance;
+  const bool reaches_maybe =
+      improvement >= policy.maybe_threshold - kThresholdTolerance;
+  const std::string correct =
+      d.inputs.size() == 1
+          ? std::string("1 input correct")
+          : absl::StrFormat("all %d inputs correct", d.inputs.size());
+  // Row 5.
+  if (reaches_keep && significant_gain) {
+    return Finish(std::move(d), Verdict::kKeep,
+                  absl::StrFormat("%s >= keep %s, %s, %s", summary,
+                                  Pct(policy.keep_threshold), p_text, correct));
+  }
+  // Row 6.
+  if (reaches_maybe && !reaches_keep && significant_gain) {
+    return Finish(std::move(d), Verdict::kMaybe,
+                  absl::StrFormat("%s between maybe %s and keep %s, %s, %s",
+                                  summary, Pct(policy.maybe_threshold),
+                                  Pct(policy.keep_threshold), p_text, correct));
+  }
+  // Row 7.
+  if (reaches_keep) {
+    std::vector<std::string> all;
+    for (const InputDecision& in : d.inputs) all.push_back(in.input);
+    return Inconclusive(
+        std::move(d), evidence, std::move(all),
+        absl::StrFormat("%s >= keep %s but not significant (%s)", summary,
+                        Pct(policy.keep_threshold), p_text));
+  }
+  // Row 8.
+  if (!reaches_maybe) {
+    return Finish(
+        std::move(d), Verdict::kDiscard,
+        absl::StrFormat("%s is under the maybe threshold %s, %s", summary,
+                        Pct(policy.maybe_threshold), p_text));
+  }
+  return Finish(
+      std::move(d), Verdict::kDiscard,
+      absl::StrFormat("%s but not significant (%s)", summary, p_text));
+}
+
+absl::Duration CandidateDeadline(absl::Span<const double> baseline_wall_ns,
+                                 double kill_factor,
+                                 absl::Duration absolute_timeout) {
+  if (baseline_wall_ns.size() < 3) return absolute_timeout;
+  const double slowest =
+      *std::max_element(baseline_wall_ns.begin(), baseline_wall_ns.end());
+  const double deadline_ns =
+      std::max(kill_factor * stats::Median(baseline_wall_ns), 1.05 * slowest);
+  return std::min(absl::Nanoseconds(deadline_ns), absolute_timeout);
+}
+
+}  // namespace benchfleet::verdict

@@ -1,0 +1,163 @@
+// The decision engine: turns one candidate's measured evidence (per-input
+// samples of the primary metric for the candidate and the baseline, measured in
+// the same attempt on the same host, plus correctness and kill outcomes) into a
+// verdict — KEEP, MAYBE, DISCARD, KILL, REJECT or INCONCLUSIVE — following
+// DESIGN.md §4 and METHODOLOGY.md §4.5-4.6. Used by the controller's attempt
+// driver (which also asks CandidateDeadline for run deadlines and extends runs
+// when a Decision says needs_more_runs) and by reports. Pure functions of their
+// arguments: no I/O, no clock, deterministic for a given seed. Thread-safe.
+#ifndef BENCHFLEET_CONTROLLER_VERDICT_VERDICT_H_
+#define BENCHFLEET_CONTROLLER_VERDICT_VERDICT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "common/spec.h"
+#include "controller/stats/stats.h"
+
+namespace benchfleet::verdict {
+
+enum class Verdict { kKeep, kMaybe, kDiscard, kKill, kReject, kInconclusive };
+
+// "KEEP", "MAYBE", "DISCARD", "KILL", "REJECT" or "INCONCLUSIVE"; never null.
+const char* VerdictName(Verdict v);
+
+// Thresholds are compared with this slack, in the direction that lets a value
+// that is "exactly" a threshold reach it despite rounding (95.0/100.0 - 1 !=
+// -0.05 in binary).
+inline constexpr double kThresholdTolerance = 1e-9;
+
+// Outliers are values beyond kOutlierSigmas robust sigmas (1.4826 * MAD) of the
+// median.
+inline constexpr double kOutlierSigmas = 2.0;
+
+// One input's measurements of the primary metric.
+struct InputSamples {
+  std::string input;
+  double weight = 1.0;            // relative input frequency, > 0
+  std::vector<double> baseline;   // primary metric per measured baseline run
+  std::vector<double> candidate;  // primary metric per measured candidate run
+  bool output_differs = false;  // candidate output differs from the baseline's
+  std::string output_detail;    // what differed, for the reason line
+};
+
+// Everything known about one candidate variant at decision time.
+struct CandidateEvidence {
+  std::string variant;
+  // The correctness command failed, or a measured run exited non-zero.
+  bool correctness_failed = false;
+  std::string correctness_detail;
+  // A run hit its deadline twice in a row.
+  bool killed = false;
+  std::string kill_detail;
+  // True when runs cannot be extended any further (n reached max_runs).
+  bool at_max_runs = false;
+  std::vector<InputSamples> inputs;
+};
+
+// The knobs of the decision table. Fractions, not percent (5% -> 0.05).
+struct DecisionPolicy {
+  double keep_threshold = 0.05;   // first-pass 5%, optimized 2%
+  double maybe_threshold = 0.02;  // first-pass 2%, optimized 1%
+  double alpha = 0.05;            // significant means p < alpha (strictly)
+  double max_cv = 0.10;           // noisy means CV > max_cv (strictly)
+  double input_regression =
+      0.05;  // an input regressing by more than this discards
+  Better better = Better::kLower;
+  uint64_t seed = 0;  // bootstrap seed
+  int bootstrap_iterations = 2000;
+};
+
+// The policy for a spec's `verdict:` block: the profile picks the thresholds
+// (kFirstPass: keep 5%, maybe 2%; kOptimized: keep 2%, maybe 1%); alpha, max_cv
+// and input_regression are copied; `better` is the primary metric's direction.
+DecisionPolicy PolicyFor(const VerdictSpec& spec, Better better, uint64_t seed);
+
+// The analysis of one input.
+struct InputDecision {
+  std::string input;
+  double weight = 1;
+  // Summaries of the samples the decision used: after outlier removal when the
+  // flaky path ran, the raw samples otherwise.
+  stats::Summary baseline;
+  stats::Summary candidate;
+  double change = 0;  // candidate median / baseline median - 1
+  double improvement =
+      0;  // -change for Better::kLower, +change for kHigher (> 0 = better)
+  stats::Interval change_ci;  // 95% bootstrap CI of `change` (of ratio - 1, not
+                              // improvement)
+  double p_value = 1;         // two-sided Mann-Whitney U, candidate vs baseline
+  double welch_p_value = 1;   // two-sided Welch t, reported beside it
+  size_t baseline_outliers_removed = 0;
+  size_t candidate_outliers_removed = 0;
+  bool flaky = false;  // raw CV > max_cv in either group (outlier removal ran)
+  bool still_flaky =
+      false;  // CV > max_cv in either group even after outlier removal
+  // False when the input cannot be compared: fewer than 2 samples in a group,
+  // or a median that is not a positive finite number. change/improvement/p are
+  // then unset.
+  bool measurable = false;
+  bool regressed = false;  // improvement < -input_regression
+};
+
+// The verdict on one candidate and the numbers behind it.
+struct Decision {
+  Verdict verdict = Verdict::kInconclusive;
+  // One human-readable line with the numbers, e.g.
+  // "-12.3% aggregate (12.3% better), p=1.08e-05 < 0.05, all 5 inputs correct".
+  std::string reason;
+  double aggregate_change =
+      0;  // weighted geometric mean of per-input ratios, minus 1
+  double aggregate_improvement =
+      0;  // sign-adjusted like InputDecision::improvement
+  // Weighted Stouffer combination of the per-input Mann-Whitney tests: each
+  // input's two-sided p becomes a signed z (positive when the candidate ranks
+  // better), Z = sum(w_i z_i) / sqrt(sum(w_i^2)), and this is the two-sided p
+  // of Z. With one input it is that input's p_value. "Significant" additionally
+  // requires Z to point the same way as aggregate_improvement.
+  double aggregate_p_value = 1;
+  double aggregate_z =
+      0;  // the combined Z above (> 0: the candidate ranks better)
+  // The verdict would be INCONCLUSIVE but runs can still be extended: the
+  // caller should extend `inputs_to_extend` to max_runs and decide again.
+  // `verdict` is kInconclusive.
+  bool needs_more_runs = false;
+  std::vector<std::string> inputs_to_extend;
+  std::vector<InputDecision> inputs;  // one per evidence input, same order
+};
+
+// Applies the decision table of DESIGN.md §4, first matching row wins:
+//  1. correctness failed, or output differs on any input          -> REJECT
+//  2. killed                                                        -> KILL
+//  3. an input is not measurable, or is still noisy (CV > max_cv) after outlier
+//  removal
+//     -> INCONCLUSIVE; needs_more_runs (those inputs) unless at_max_runs
+//  4. an input regresses by more than input_regression, or the aggregate
+//  regresses
+//     significantly                                                 -> DISCARD
+//  5. aggregate improvement >= keep threshold, significant          -> KEEP
+//  6. aggregate improvement in [maybe, keep), significant           -> MAYBE
+//  7. aggregate improvement >= keep threshold, not significant
+//     -> INCONCLUSIVE; needs_more_runs (all inputs) unless at_max_runs
+//  8. anything else                                                 -> DISCARD
+// Evidence with no inputs (and no REJECT/KILL) is INCONCLUSIVE.
+// Per-input analysis is filled in for every verdict, so reports can show the
+// numbers.
+Decision Decide(const CandidateEvidence& evidence,
+                const DecisionPolicy& policy);
+
+// Deadline for a candidate run on an input, given the baseline's measured wall
+// times on that input so far: max(kill_factor * baseline median, 1.05 * slowest
+// baseline run) once there are at least 3 baseline values, capped at
+// absolute_timeout; before that, absolute_timeout.
+absl::Duration CandidateDeadline(absl::Span<const double> baseline_wall_ns,
+                                 double kill_factor,
+                                 absl::Duration absolute_timeout);
+
+}  // namespace benchfleet::verdict
+
+#endif  // BENCHFLEET_CONTROLLER_VERDICT_VERDICT_H_

@@ -1,0 +1,1063 @@
+#include "common/spec_loader.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace benchfleet {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr char kBaseDir[] = "/srv/exp";
+
+// Lines 1-3 of most specs below; the benchmark section then starts on line 4.
+constexpr char kHeader[] =
+    "apiVersion: benchfleet/v1\n"
+    "kind: Experiment\n"
+    "name: demo\n";
+constexpr char kVariants[] =
+    "variants:\n"
+    "  - {name: baseline}\n"
+    "  - {name: fast}\n";
+
+SpecLoadOptions TestOptions() {
+  SpecLoadOptions options;
+  options.base_dir = kBaseDir;
+  return options;
+}
+
+absl::StatusOr<ExperimentSpec> Parse(const std::string& yaml) {
+  return ParseSpec(yaml, "spec.yaml", TestOptions());
+}
+
+// The spec built from kHeader, `benchmark` (from line 4 on) and kVariants.
+std::string WithBenchmark(const std::string& benchmark) {
+  return absl::StrCat(kHeader, benchmark, kVariants);
+}
+
+// The full message of a spec that must be refused.
+std::string ErrorOf(const std::string& yaml) {
+  absl::StatusOr<ExperimentSpec> spec = Parse(yaml);
+  EXPECT_FALSE(spec.ok()) << "accepted:\n" << yaml;
+  if (spec.ok()) return "";
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  return std::string(spec.status().message());
+}
+
+std::vector<std::string> ErrorLinesOf(const std::string& yaml) {
+  return absl::StrSplit(ErrorOf(yaml), '\n');
+}
+
+// A fresh directory under the test's temp dir, removed by the destructor.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = ::testing::TempDir() + "/spec_loader_test.XXXXXX";
+    // TempDir() ends in '/'; normalize so paths compare equal to the loader's.
+    EXPECT_NE(mkdtemp(pattern.data()), nullptr);
+    path_ = std::filesystem::path(pattern).lexically_normal().string();
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+  std::string Write(const std::string& name, const std::string& text) const {
+    std::filesystem::path file = std::filesystem::path(path_) / name;
+    std::filesystem::create_directories(file.parent_path());
+    std::ofstream(file) << text;
+    return file.string();
+  }
+
+ private:
+  std::string path_;
+};
+
+// ---------------------------------------------------------------- bad specs
+
+TEST(SpecLoaderTest, RefusesRunsThatIsNotANumber) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  inputs: [{name: a, path: a.bin}]\n"
+                                  "  runs: ten\n")),
+            "spec.yaml:7:9: benchmark.runs: \"ten\" is not a whole number; "
+            "expected an integer from 10 to 10000");
+}
+
+TEST(SpecLoaderTest, RefusesInputsGivenAsAMapping) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  inputs: {name: a, path: a.bin}\n")),
+            "spec.yaml:6:11: benchmark.inputs: got a mapping; expected a list "
+            "of inputs such as - {name: small, path: inputs/small.bin}");
+}
+
+TEST(SpecLoaderTest, RefusesBenchmarkThatIsAString) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark: ./bench\n")),
+            "spec.yaml:4:12: benchmark: got \"./bench\"; expected a mapping "
+            "with command (or argv), inputs, runs and the other benchmark "
+            "settings");
+}
+
+TEST(SpecLoaderTest, RefusesUnknownTopLevelKey) {
+  EXPECT_EQ(ErrorOf(absl::StrCat("owner: bob\n", kHeader,
+                                 "benchmark:\n"
+                                 "  command: ./bench\n"
+                                 "  inputs: [{name: a, path: a.bin}]\n",
+                                 kVariants)),
+            "spec.yaml:1:1: owner: unknown key; expected one of the keys "
+            "allowed at the top level: apiVersion, kind, name, campaign, idea, "
+            "hypothesis, requires, source, workdir, setup, benchmark, "
+            "correctness, variants, verdict, gates, notify");
+}
+
+TEST(SpecLoaderTest, RefusesUnknownNestedKeyAndSuggestsTheClosest) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  inputs: [{name: a, path: a.bin}]\n"
+                                  "  rnus: 10\n")),
+            "spec.yaml:7:3: benchmark.rnus: unknown key (did you mean runs?); "
+            "expected one of the keys allowed in benchmark: command, argv, "
+            "inputs, warmup, runs, max_runs, allow_underpowered, order, "
+            "timeout, seed, metrics");
+}
+
+TEST(SpecLoaderTest, RefusesUnknownKeyInsideAnInput) {
+  EXPECT_EQ(
+      ErrorOf(WithBenchmark("benchmark:\n"
+                            "  command: ./bench\n"
+                            "  inputs:\n"
+                            "    - {name: a, path: a.bin, wieght: 2}\n")),
+      "spec.yaml:7:30: benchmark.inputs[0].wieght: unknown key (did you mean "
+      "weight?); expected one of the keys allowed in benchmark.inputs[0]: "
+      "name, path, weight");
+}
+
+TEST(SpecLoaderTest, RefusesBenchmarkWithoutCommand) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  inputs: [{name: a, path: a.bin}]\n")),
+            "spec.yaml:5:3: benchmark.command: missing; set benchmark.command "
+            "(a shell string) or benchmark.argv (a list, run without a shell)");
+}
+
+TEST(SpecLoaderTest, RefusesBothCommandAndArgv) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  argv: [./bench]\n"
+                                  "  inputs: [{name: a, path: a.bin}]\n")),
+            "spec.yaml:6:9: benchmark.argv: is set together with command; "
+            "expected only one of them: command (run by /bin/sh -c) or argv "
+            "(run without a shell)");
+}
+
+TEST(SpecLoaderTest, RefusesUnderpoweredRunsWithoutOptIn) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  inputs: [{name: a, path: a.bin}]\n"
+                                  "  runs: 5\n")),
+            "spec.yaml:7:9: benchmark.runs: 5 runs is below the minimum of 10 "
+            "per input; raise runs to at least 10 or set allow_underpowered: "
+            "true");
+}
+
+TEST(SpecLoaderTest, AcceptsUnderpoweredRunsWithOptInAndWarns) {
+  absl::StatusOr<ExperimentSpec> spec =
+      Parse(WithBenchmark("benchmark:\n"
+                          "  command: ./bench\n"
+                          "  inputs: [{name: a, path: a.bin}]\n"
+                          "  runs: 5\n"
+                          "  allow_underpowered: true\n"));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->runs, 5);
+  EXPECT_TRUE(spec->allow_underpowered);
+  EXPECT_EQ(spec->max_runs, 20);
+  EXPECT_THAT(spec->warnings,
+              ElementsAre(HasSubstr("spec.yaml:6:11: benchmark.inputs: has 1 "
+                                    "input"),
+                          "spec.yaml:7:9: benchmark.runs: 5 runs per input is "
+                          "below the minimum of 10 (allowed by "
+                          "allow_underpowered: true); expect weaker verdicts, "
+                          "raise runs to at least 10 for a full-strength "
+                          "result"));
+}
+
+TEST(SpecLoaderTest, RefusesSingleRunEvenWithOptIn) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  inputs: [{name: a, path: a.bin}]\n"
+                                  "  runs: 1\n"
+                                  "  allow_underpowered: true\n")),
+            "spec.yaml:7:9: benchmark.runs: 1 runs is below 2, too few to "
+            "measure variation even with allow_underpowered; raise runs to at "
+            "least 2");
+}
+
+TEST(SpecLoaderTest, RefusesDuplicateVariantNames) {
+  EXPECT_EQ(ErrorOf(absl::StrCat(kHeader,
+                                 "benchmark:\n"
+                                 "  command: ./bench\n"
+                                 "  inputs: [{name: a, path: a.bin}]\n"
+                                 "variants:\n"
+                                 "  - {name: baseline}\n"
+                                 "  - {name: fast}\n"
+                                 "  - {name: baseline, ref: other}\n")),
+            "spec.yaml:10:12: variants[2].name: \"baseline\" is already the "
+            "name of variants[0].name; expected a unique name for each "
+            "variant");
+}
+
+TEST(SpecLoaderTest, RefusesDurationWithoutUnit) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  inputs: [{name: a, path: a.bin}]\n"
+                                  "  timeout: 10\n")),
+            "spec.yaml:7:12: benchmark.timeout: \"10\" has no unit; expected a "
+            "number with a unit (ms, s, m, h), e.g. 500ms, 60s, 15m or 1h30m");
+}
+
+TEST(SpecLoaderTest, RefusesNegativeDuration) {
+  EXPECT_EQ(ErrorOf(absl::StrCat(WithBenchmark("benchmark:\n"
+                                               "  command: ./bench\n"
+                                               "  inputs: [{name: a, path: "
+                                               "a.bin}]\n"),
+                                 "gates: {cooldown: -5s}\n")),
+            "spec.yaml:10:19: gates.cooldown: \"-5s\" is negative; expected a "
+            "duration of zero or more, e.g. 60s");
+}
+
+TEST(SpecLoaderTest, RefusesDurationThatIsNotADuration) {
+  EXPECT_EQ(ErrorOf(absl::StrCat(WithBenchmark("benchmark:\n"
+                                               "  command: ./bench\n"
+                                               "  inputs: [{name: a, path: "
+                                               "a.bin}]\n"),
+                                 "gates: {max_wait: abc}\n")),
+            "spec.yaml:10:19: gates.max_wait: \"abc\" is not a duration; "
+            "expected a number with a unit (ms, s, m, h), e.g. 500ms, 60s, 15m "
+            "or 1h30m");
+}
+
+TEST(SpecLoaderTest, RefusesPercentageThatIsNotANumber) {
+  EXPECT_EQ(ErrorOf(absl::StrCat(WithBenchmark("benchmark:\n"
+                                               "  command: ./bench\n"
+                                               "  inputs: [{name: a, path: "
+                                               "a.bin}]\n"),
+                                 "verdict: {max_cv: ten%}\n")),
+            "spec.yaml:10:19: verdict.max_cv: \"ten%\" is not a percentage; "
+            "expected a number followed by %, e.g. 10%, or a fraction such as "
+            "0.1");
+}
+
+TEST(SpecLoaderTest, RefusesNegativePercentage) {
+  EXPECT_EQ(ErrorOf(absl::StrCat(WithBenchmark("benchmark:\n"
+                                               "  command: ./bench\n"
+                                               "  inputs: [{name: a, path: "
+                                               "a.bin}]\n"),
+                                 "verdict:\n"
+                                 "  input_regression: -3%\n")),
+            "spec.yaml:11:21: verdict.input_regression: \"-3%\" is negative; "
+            "expected a percentage of 0% or more, e.g. 10%");
+}
+
+TEST(SpecLoaderTest, RefusesNameLongerThan63Characters) {
+  std::string name(64, 'a');
+  EXPECT_EQ(
+      ErrorOf(absl::StrCat("apiVersion: benchfleet/v1\n"
+                           "kind: Experiment\n"
+                           "name: ",
+                           name,
+                           "\n"
+                           "benchmark:\n"
+                           "  command: ./bench\n"
+                           "  inputs: [{name: a, path: a.bin}]\n",
+                           kVariants)),
+      "spec.yaml:3:7: name: "
+      "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...\" "
+      "is 64 characters long; expected at most 63 characters");
+}
+
+TEST(SpecLoaderTest, AcceptsNameOf63Characters) {
+  std::string name(63, 'a');
+  absl::StatusOr<ExperimentSpec> spec = Parse(
+      absl::StrCat("apiVersion: benchfleet/v1\nkind: Experiment\nname: ", name,
+                   "\nbenchmark:\n"
+                   "  command: ./bench\n"
+                   "  inputs: [{name: a, path: a.bin}]\n",
+                   kVariants));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->name, name);
+}
+
+TEST(SpecLoaderTest, RefusesNameWithBadCharactersAndSuggestsOne) {
+  EXPECT_EQ(ErrorOf(absl::StrCat("apiVersion: benchfleet/v1\n"
+                                 "kind: Experiment\n"
+                                 "name: MPT_hash cache\n"
+                                 "benchmark:\n"
+                                 "  command: ./bench\n"
+                                 "  inputs: [{name: a, path: a.bin}]\n",
+                                 kVariants)),
+            "spec.yaml:3:7: name: \"MPT_hash cache\" contains 'M'; expected "
+            "only a-z, 0-9 and '-', e.g. \"mpt-hash-cache\"");
+}
+
+TEST(SpecLoaderTest, RefusesNameStartingWithADash) {
+  EXPECT_EQ(ErrorOf(absl::StrCat("apiVersion: benchfleet/v1\n"
+                                 "kind: Experiment\n"
+                                 "name: -demo\n"
+                                 "benchmark:\n"
+                                 "  command: ./bench\n"
+                                 "  inputs: [{name: a, path: a.bin}]\n",
+                                 kVariants)),
+            "spec.yaml:3:7: name: \"-demo\" starts with '-'; expected a letter "
+            "or digit first");
+}
+
+TEST(SpecLoaderTest, RefusesInputPathEscapingTheWorkdir) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  inputs:\n"
+                                  "    - {name: a, path: inputs/../../x}\n")),
+            "spec.yaml:7:23: benchmark.inputs[0].path: \"inputs/../../x\" "
+            "escapes the work directory; expected a path inside it, e.g. "
+            "inputs/small.bin");
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  inputs:\n"
+                                  "    - {name: a, path: ../x}\n")),
+            "spec.yaml:7:23: benchmark.inputs[0].path: \"../x\" escapes the "
+            "work directory; expected a path inside it, e.g. "
+            "inputs/small.bin");
+}
+
+TEST(SpecLoaderTest, RefusesAbsoluteInputPath) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  inputs:\n"
+                                  "    - {name: a, path: /etc/passwd}\n")),
+            "spec.yaml:7:23: benchmark.inputs[0].path: \"/etc/passwd\" is "
+            "absolute; expected a path relative to the work directory, e.g. "
+            "inputs/small.bin (copy or link the file into it)");
+}
+
+TEST(SpecLoaderTest, NormalizesInputPathsThatStayInside) {
+  absl::StatusOr<ExperimentSpec> spec =
+      Parse(WithBenchmark("benchmark:\n"
+                          "  command: ./bench\n"
+                          "  inputs:\n"
+                          "    - {name: a, path: ./inputs/../data/a.bin}\n"));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->inputs[0].path, "data/a.bin");
+}
+
+TEST(SpecLoaderTest, RefusesEmptyVariantList) {
+  EXPECT_EQ(ErrorOf(absl::StrCat(kHeader,
+                                 "benchmark:\n"
+                                 "  command: ./bench\n"
+                                 "  inputs: [{name: a, path: a.bin}]\n"
+                                 "variants: []\n")),
+            "spec.yaml:7:11: variants: has 0 variants; expected at least 2: "
+            "the baseline first, then the candidates to compare with it");
+}
+
+TEST(SpecLoaderTest, RefusesSingleVariant) {
+  EXPECT_EQ(ErrorOf(absl::StrCat(kHeader,
+                                 "benchmark:\n"
+                                 "  command: ./bench\n"
+                                 "  inputs: [{name: a, path: a.bin}]\n"
+                                 "variants:\n"
+                                 "  - {name: baseline}\n")),
+            "spec.yaml:8:3: variants: has 1 variant; expected at least 2: the "
+            "baseline first, then the candidates to compare with it");
+}
+
+TEST(SpecLoaderTest, RefusesUnknownPrimaryMetric) {
+  EXPECT_EQ(
+      ErrorOf(
+          WithBenchmark("benchmark:\n"
+                        "  command: ./bench\n"
+                        "  inputs: [{name: a, path: a.bin}]\n"
+                        "  metrics:\n"
+                        "    primary: throughput\n"
+                        "    custom:\n"
+                        "      - {name: mgas_per_s, regex: 'm: ([0-9.]+)'}\n")),
+      "spec.yaml:8:14: benchmark.metrics.primary: \"throughput\" is neither a "
+      "built-in nor a declared custom metric; expected one of wall_time, "
+      "user_time, sys_time, max_rss, mgas_per_s, or declare it under "
+      "benchmark.metrics.custom");
+}
+
+TEST(SpecLoaderTest, RefusesCustomMetricRegexThatDoesNotCompile) {
+  EXPECT_EQ(
+      ErrorOf(WithBenchmark(
+          "benchmark:\n"
+          "  command: ./bench\n"
+          "  inputs: [{name: a, path: a.bin}]\n"
+          "  metrics:\n"
+          "    custom:\n"
+          "      - {name: mgas, regex: 'throughput: ([0-9.]+'}\n")),
+      "spec.yaml:9:29: benchmark.metrics.custom[0].regex: \"throughput: "
+      "([0-9.]+\" does not compile (Mismatched '(' and ')' in regular "
+      "expression); expected an ECMAScript regular expression with exactly "
+      "one capture group around the value, e.g. 'throughput: ([0-9.]+)'");
+}
+
+TEST(SpecLoaderTest, RefusesCustomMetricRegexWithoutCaptureGroup) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  inputs: [{name: a, path: a.bin}]\n"
+                                  "  metrics:\n"
+                                  "    custom:\n"
+                                  "      - name: mgas\n"
+                                  "        regex: 'throughput: [0-9.]+'\n")),
+            "spec.yaml:10:16: benchmark.metrics.custom[0].regex: "
+            "\"throughput: [0-9.]+\" has 0 capture groups; expected an "
+            "ECMAScript regular expression with exactly one capture group "
+            "around the value, e.g. 'throughput: ([0-9.]+)'");
+}
+
+TEST(SpecLoaderTest, RefusesCustomMetricNamedLikeABuiltin) {
+  EXPECT_EQ(
+      ErrorOf(WithBenchmark("benchmark:\n"
+                            "  command: ./bench\n"
+                            "  inputs: [{name: a, path: a.bin}]\n"
+                            "  metrics:\n"
+                            "    custom:\n"
+                            "      - {name: wall_time, regex: 't=(\\d+)'}\n")),
+      "spec.yaml:9:16: benchmark.metrics.custom[0].name: \"wall_time\" "
+      "is a built-in metric; expected a new name for a custom metric");
+}
+
+TEST(SpecLoaderTest, ReportsYamlSyntaxErrorAtItsPosition) {
+  EXPECT_EQ(ErrorOf(absl::StrCat(kHeader,
+                                 "benchmark:\n"
+                                 "  command: ./bench\n"
+                                 "  inputs: [{name: a, path: a.bin}\n",
+                                 kVariants)),
+            "spec.yaml:7:1: invalid YAML: end of sequence flow not found; fix "
+            "the YAML syntax at or before this point (brackets, quotes, "
+            "indentation)");
+}
+
+// The classic "billion laughs": ten levels of ten aliases each, 10^10 leaves if
+// expanded.
+std::string BillionLaughs() {
+  std::string yaml = absl::StrCat(kHeader,
+                                  "benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  inputs: [{name: a, path: a.bin}]\n",
+                                  kVariants,
+                                  "lol0: &a0 [lol, lol, lol, lol, lol, lol, "
+                                  "lol, lol, lol, lol]\n");
+  for (int level = 1; level < 10; ++level) {
+    std::string ref = absl::StrCat("*a", level - 1);
+    absl::StrAppend(&yaml, "lol", level, ": &a", level, " [",
+                    absl::StrJoin(std::vector<std::string>(10, ref), ", "),
+                    "]\n");
+  }
+  absl::StrAppend(&yaml, "notify: *a9\n");
+  return yaml;
+}
+
+TEST(SpecLoaderTest, RefusesBillionLaughsAliasBombQuickly) {
+  std::string yaml = BillionLaughs();
+  auto start = std::chrono::steady_clock::now();
+  std::string error = ErrorOf(yaml);
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(elapsed, std::chrono::seconds(1));
+  EXPECT_EQ(error,
+            "spec.yaml:14:1: lol4: expands to more than 100000 YAML nodes once "
+            "aliases (*name) are followed, which looks like an alias bomb; "
+            "expected a spec that does not repeat large anchored values");
+}
+
+TEST(SpecLoaderTest, RefusesSelfReferencingAlias) {
+  auto start = std::chrono::steady_clock::now();
+  std::string error = ErrorOf(absl::StrCat(WithBenchmark("benchmark:\n"
+                                                         "  command: ./bench\n"
+                                                         "  inputs: [{name: a, "
+                                                         "path: a.bin}]\n"),
+                                           "notify: &loop [*loop]\n"));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  EXPECT_EQ(error,
+            "spec.yaml:10:1: notify: expands to more than 100000 YAML nodes "
+            "once aliases (*name) are followed, which looks like an alias "
+            "bomb; expected a spec that does not repeat large anchored values");
+}
+
+TEST(SpecLoaderTest, AcceptsSmallAliases) {
+  absl::StatusOr<ExperimentSpec> spec = Parse(absl::StrCat(
+      kHeader,
+      "benchmark:\n"
+      "  command: ./bench\n"
+      "  inputs: [{name: a, path: a.bin}]\n"
+      "variants:\n"
+      "  - {name: baseline, env: &env {MALLOC_CONF: \"thp:always\"}}\n"
+      "  - {name: fast, env: *env}\n"));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->variants[1].env.at("MALLOC_CONF"), "thp:always");
+}
+
+TEST(SpecLoaderTest, RefusesTextLargerThanOneMebibyte) {
+  std::string yaml = absl::StrCat(
+      kHeader, "hypothesis: ", std::string(kMaxSpecBytes, 'x'), "\n");
+  EXPECT_EQ(ErrorOf(yaml),
+            "spec.yaml:1:1: the spec is larger than 1048576 bytes (1 MiB); "
+            "expected a smaller spec, keep data in input files");
+}
+
+TEST(SpecLoaderTest, RefusesMaxRunsBelowRuns) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  inputs: [{name: a, path: a.bin}]\n"
+                                  "  runs: 30\n"
+                                  "  max_runs: 20\n")),
+            "spec.yaml:8:13: benchmark.max_runs: 20 is below runs (30); set "
+            "max_runs to at least 30 or remove it (default: the larger of 20 "
+            "and runs)");
+}
+
+TEST(SpecLoaderTest, RefusesCombinesNamingAnUnknownVariant) {
+  EXPECT_EQ(ErrorOf(absl::StrCat(
+                kHeader,
+                "benchmark:\n"
+                "  command: ./bench\n"
+                "  inputs: [{name: a, path: a.bin}]\n"
+                "variants:\n"
+                "  - {name: baseline}\n"
+                "  - {name: hash-cache}\n"
+                "  - {name: both, combines: [hash-cache, zero-init]}\n")),
+            "spec.yaml:10:41: variants[2].combines[1]: \"zero-init\" is not a "
+            "variant in this spec; expected one of: baseline, hash-cache");
+}
+
+TEST(SpecLoaderTest, RefusesWrongApiVersion) {
+  EXPECT_EQ(ErrorOf(absl::StrCat("apiVersion: benchfleet/v2\n"
+                                 "kind: Experiment\n"
+                                 "name: demo\n"
+                                 "benchmark:\n"
+                                 "  command: ./bench\n"
+                                 "  inputs: [{name: a, path: a.bin}]\n",
+                                 kVariants)),
+            "spec.yaml:1:13: apiVersion: \"benchfleet/v2\" is not a supported "
+            "apiVersion; expected benchfleet/v1");
+}
+
+TEST(SpecLoaderTest, RefusesWrongKind) {
+  EXPECT_EQ(ErrorOf(absl::StrCat("apiVersion: benchfleet/v1\n"
+                                 "kind: Job\n"
+                                 "name: demo\n"
+                                 "benchmark:\n"
+                                 "  command: ./bench\n"
+                                 "  inputs: [{name: a, path: a.bin}]\n",
+                                 kVariants)),
+            "spec.yaml:2:7: kind: \"Job\" is not a supported kind; expected "
+            "Experiment");
+}
+
+TEST(SpecLoaderTest, RefusesDuplicateInputNames) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  inputs:\n"
+                                  "    - {name: light, path: a.bin}\n"
+                                  "    - {name: light, path: b.bin}\n")),
+            "spec.yaml:8:14: benchmark.inputs[1].name: \"light\" is already "
+            "the name of benchmark.inputs[0].name; expected a unique name for "
+            "each input");
+}
+
+TEST(SpecLoaderTest, RefusesUnknownOrder) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  inputs: [{name: a, path: a.bin}]\n"
+                                  "  order: random\n")),
+            "spec.yaml:7:10: benchmark.order: \"random\" is not a run order; "
+            "expected interleaved or sequential");
+}
+
+TEST(SpecLoaderTest, RefusesEmptyInputList) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  inputs: []\n")),
+            "spec.yaml:6:11: benchmark.inputs: is empty; expected at least one "
+            "input, e.g. - {name: small, path: inputs/small.bin}");
+}
+
+TEST(SpecLoaderTest, PointsAtTheParentMappingForMissingRequiredKeys) {
+  EXPECT_THAT(ErrorLinesOf("apiVersion: benchfleet/v1\n"
+                           "benchmark:\n"
+                           "  command: ./bench\n"
+                           "  inputs:\n"
+                           "    - {path: a.bin}\n"),
+              ElementsAre("spec.yaml:1:1: kind: missing; add kind: Experiment",
+                          "spec.yaml:1:1: name: missing; add name: with 1 to "
+                          "63 characters from a-z, 0-9 and '-'",
+                          "spec.yaml:1:1: variants: missing; add variants: "
+                          "with at least 2 entries, the baseline first",
+                          "spec.yaml:5:7: benchmark.inputs[0].name: missing; "
+                          "add name: with a-z, 0-9 and '_', '.', '-'"));
+}
+
+TEST(SpecLoaderTest, ReportsEveryErrorOnItsOwnLineInDocumentOrder) {
+  std::vector<std::string> lines =
+      ErrorLinesOf(absl::StrCat(kHeader,
+                                "benchmark:\n"
+                                "  command: ./bench\n"
+                                "  inputs: [{name: a, path: /a.bin}]\n"
+                                "  runs: 3\n"
+                                "  order: shuffled\n",
+                                kVariants, "verdict: {alpha: 0.9}\n"));
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_THAT(lines[0], HasSubstr("spec.yaml:6:28: benchmark.inputs[0].path:"));
+  EXPECT_EQ(lines[1],
+            "spec.yaml:7:9: benchmark.runs: 3 runs is below the minimum of 10 "
+            "per input; raise runs to at least 10 or set allow_underpowered: "
+            "true");
+  EXPECT_THAT(lines[2], HasSubstr("spec.yaml:8:10: benchmark.order:"));
+  EXPECT_EQ(lines[3],
+            "spec.yaml:12:18: verdict.alpha: \"0.9\" is out of range; expected "
+            "a number above 0 and at most 0.5, e.g. 0.05");
+}
+
+TEST(SpecLoaderTest, RefusesDuplicateKeys) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  inputs: [{name: a, path: a.bin}]\n"
+                                  "  runs: 10\n"
+                                  "  runs: 20\n")),
+            "spec.yaml:8:3: benchmark.runs: duplicate key (first set on line "
+            "7); expected each key once, remove one of them");
+}
+
+TEST(SpecLoaderTest, ExplainsUnquotedInputPlaceholderInArgv) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  argv: [./bench, --input, {input}]\n"
+                                  "  inputs: [{name: a, path: a.bin}]\n")),
+            "spec.yaml:5:28: benchmark.argv[2]: got the mapping {input} (YAML "
+            "reads unquoted {...} as a mapping); expected a string (one "
+            "argument), so quote it: \"{input}\"");
+}
+
+TEST(SpecLoaderTest, RefusesVariantWithBothCommandAndArgv) {
+  EXPECT_EQ(ErrorOf(absl::StrCat(kHeader,
+                                 "benchmark:\n"
+                                 "  command: ./bench\n"
+                                 "  inputs: [{name: a, path: a.bin}]\n"
+                                 "variants:\n"
+                                 "  - {name: baseline}\n"
+                                 "  - {name: fast, command: ./fast, argv: "
+                                 "[./fast]}\n")),
+            "spec.yaml:9:41: variants[1].argv: is set together with command; "
+            "expected only one of them: command (run by /bin/sh -c) or argv "
+            "(run without a shell)");
+}
+
+TEST(SpecLoaderTest, RefusesBadEnvironmentVariableName) {
+  EXPECT_EQ(ErrorOf(absl::StrCat(kHeader,
+                                 "benchmark:\n"
+                                 "  command: ./bench\n"
+                                 "  inputs: [{name: a, path: a.bin}]\n"
+                                 "variants:\n"
+                                 "  - {name: baseline}\n"
+                                 "  - {name: fast, env: {1X: y}}\n")),
+            "spec.yaml:9:24: variants[1].env.1X: \"1X\" is not an environment "
+            "variable name; expected letters, digits and '_', not starting "
+            "with a digit");
+}
+
+TEST(SpecLoaderTest, RefusesNegativeSeed) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  inputs: [{name: a, path: a.bin}]\n"
+                                  "  seed: -1\n")),
+            "spec.yaml:7:9: benchmark.seed: \"-1\" is not an unsigned whole "
+            "number; expected a whole number from 0 to 18446744073709551615");
+}
+
+TEST(SpecLoaderTest, RefusesUnknownCompareModeAndEscapingCompareFile) {
+  std::string bench = WithBenchmark(
+      "benchmark:\n"
+      "  command: ./bench\n"
+      "  inputs: [{name: a, path: a.bin}]\n");
+  EXPECT_EQ(ErrorOf(absl::StrCat(bench, "correctness: {compare: stderr}\n")),
+            "spec.yaml:10:24: correctness.compare: \"stderr\" is not a compare "
+            "mode; expected stdout, none or file:<path>");
+  EXPECT_EQ(
+      ErrorOf(absl::StrCat(bench, "correctness: {compare: file:../out}\n")),
+      "spec.yaml:10:24: correctness.compare: \"../out\" escapes the work "
+      "directory; expected a path inside it, e.g. inputs/small.bin");
+}
+
+TEST(SpecLoaderTest, RefusesEmptyAndMultiDocumentFiles) {
+  EXPECT_EQ(ErrorOf(""),
+            "spec.yaml:1:1: the spec is empty; expected a mapping that starts "
+            "with apiVersion: benchfleet/v1");
+  EXPECT_EQ(ErrorOf("name: a\n---\nname: b\n"),
+            "spec.yaml:3:1: the file holds 2 YAML documents; expected exactly "
+            "one, remove the extra --- sections");
+  EXPECT_EQ(ErrorOf("- a\n- b\n"),
+            "spec.yaml:1:1: got a list; expected a mapping with apiVersion, "
+            "kind, name, benchmark and variants at the top level");
+}
+
+TEST(SpecLoaderTest, RequiresAnAbsoluteBaseDirForParseSpec) {
+  SpecLoadOptions options;
+  options.base_dir = "relative/dir";
+  absl::StatusOr<ExperimentSpec> spec =
+      ParseSpec("name: x\n", "spec.yaml", options);
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(spec.status().message(),
+            "ParseSpec for spec.yaml: base_dir \"relative/dir\" is not "
+            "absolute; pass the absolute directory of the spec file");
+}
+
+TEST(SpecLoaderTest, ReportsUnreadableFileAsNotFound) {
+  absl::StatusOr<ExperimentSpec> spec =
+      LoadSpecFile("/nonexistent/benchfleet/spec.yaml");
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(spec.status().message(),
+            "cannot read spec file \"/nonexistent/benchfleet/spec.yaml\": No "
+            "such file or directory; check the path and permissions");
+}
+
+TEST(SpecLoaderTest, ChecksInputFilesOnRequest) {
+  TempDir dir;
+  dir.Write("inputs/a.bin", "data");
+  std::string path = dir.Write(
+      "spec.yaml", WithBenchmark("benchmark:\n"
+                                 "  command: ./bench\n"
+                                 "  inputs:\n"
+                                 "    - {name: a, path: inputs/a.bin}\n"
+                                 "    - {name: b, path: inputs/b.bin}\n"));
+  EXPECT_TRUE(LoadSpecFile(path).ok());  // not checked by default
+  SpecLoadOptions options;
+  options.check_input_files = true;
+  absl::StatusOr<ExperimentSpec> spec = LoadSpecFile(path, options);
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(spec.status().message(),
+            absl::StrCat(path,
+                         ":8:23: benchmark.inputs[1].path: "
+                         "\"inputs/b.bin\" does not exist in ",
+                         dir.path(),
+                         "; expected an existing file, create it or fix the "
+                         "path"));
+}
+
+// ---------------------------------------------------------------- good specs
+
+// DESIGN.md §3, verbatim except for the added `zero-init` variant: the
+// example's cache+zero-init combines a zero-init variant that it does not
+// declare.
+constexpr char kDesignExample[] = R"(apiVersion: benchfleet/v1
+kind: Experiment
+name: mpt-hash-cache              # [a-z0-9-], ≤ 63 chars
+campaign: ethrex-q1               # optional
+idea: mpt-hash-caching            # optional link into the backlog
+hypothesis: Caching node hashes cuts hash computation by 20-40 %
+requires: {labels: {gpu: rtx3090}}
+source: {repo: /srv/git/ethrex.git}         # optional; one clean worktree per variant, commit recorded
+setup: cargo build -p ethrex-benches --bin perf_bench --release   # untimed, once per variant
+benchmark:
+  command: ./target/release/perf_bench --input {input}   # or argv: [...] (no shell)
+  inputs:                                                # ≥ 5 recommended; fewer → warning, recorded
+    - {name: light_block, path: inputs/block_1000_light.bin, weight: 1}
+  warmup: 3
+  runs: 10            # ≥ 10 per input; fewer is refused unless `allow_underpowered: true`
+  max_runs: 20        # adaptive extension when CV is too high
+  order: interleaved  # interleaved (randomized blocks, seeded) | sequential
+  timeout: 30m        # absolute cap per run
+  metrics:
+    primary: wall_time          # wall_time | user_time | sys_time | max_rss | <custom>
+    custom:
+      - {name: mgas_per_s, regex: 'throughput: ([0-9.]+) Mgas/s', better: higher}
+correctness:
+  command: cargo test --release   # once per variant; failure → REJECT
+  compare: stdout                 # stdout | file:<path> | none; candidate vs baseline, per input
+variants:
+  - {name: baseline, ref: main}
+  - {name: hash-cache, ref: bench/001-mpt-hash-cache}
+  - {name: zero-init, ref: bench/004-zero-init}
+  - {name: cache+zero-init, ref: bench/compound-1-4, combines: [hash-cache, zero-init]}
+  - {name: big-pages, env: {MALLOC_CONF: "thp:always"}}   # a variant may override env, command/argv, setup
+verdict: {profile: first-pass, alpha: 0.05, max_cv: 10%, kill_factor: 1.10, input_regression: 5%}
+gates: {cooldown: 60s, max_gpu_temp_c: 50, max_cpu_temp_c: 70, max_load: 0.3, max_wait: 15m}
+notify: [team-chat]
+)";
+
+TEST(SpecLoaderTest, LoadsTheDesignExampleWithEveryField) {
+  absl::StatusOr<ExperimentSpec> spec =
+      ParseSpec(kDesignExample, "design.yaml", TestOptions());
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->source_path, "design.yaml");
+  EXPECT_EQ(spec->source_text, kDesignExample);
+  EXPECT_EQ(spec->api_version, "benchfleet/v1");
+  EXPECT_EQ(spec->kind, "Experiment");
+  EXPECT_EQ(spec->name, "mpt-hash-cache");
+  EXPECT_EQ(spec->campaign, "ethrex-q1");
+  EXPECT_EQ(spec->idea, "mpt-hash-caching");
+  EXPECT_EQ(spec->hypothesis,
+            "Caching node hashes cuts hash computation by 20-40 %");
+  EXPECT_EQ(spec->required_labels,
+            (std::map<std::string, std::string>{{"gpu", "rtx3090"}}));
+  EXPECT_EQ(spec->source_repo, "/srv/git/ethrex.git");
+  EXPECT_EQ(spec->workdir, "/srv/exp");
+  ASSERT_TRUE(spec->setup.has_value());
+  EXPECT_EQ(spec->setup->shell,
+            "cargo build -p ethrex-benches --bin perf_bench --release");
+  EXPECT_TRUE(spec->setup->argv.empty());
+  EXPECT_EQ(spec->command.shell, "./target/release/perf_bench --input {input}");
+  EXPECT_TRUE(spec->command.argv.empty());
+  ASSERT_EQ(spec->inputs.size(), 1u);
+  EXPECT_EQ(spec->inputs[0].name, "light_block");
+  EXPECT_EQ(spec->inputs[0].path, "inputs/block_1000_light.bin");
+  EXPECT_EQ(spec->inputs[0].weight, 1.0);
+  EXPECT_EQ(spec->warmup, 3);
+  EXPECT_EQ(spec->runs, 10);
+  EXPECT_EQ(spec->max_runs, 20);
+  EXPECT_FALSE(spec->allow_underpowered);
+  EXPECT_EQ(spec->order, RunOrder::kInterleaved);
+  EXPECT_EQ(spec->timeout, absl::Minutes(30));
+  EXPECT_FALSE(spec->seed.has_value());
+  EXPECT_EQ(spec->primary_metric, "wall_time");
+  ASSERT_EQ(spec->custom_metrics.size(), 1u);
+  EXPECT_EQ(spec->custom_metrics[0].name, "mgas_per_s");
+  EXPECT_EQ(spec->custom_metrics[0].regex, "throughput: ([0-9.]+) Mgas/s");
+  EXPECT_EQ(spec->custom_metrics[0].better, Better::kHigher);
+  ASSERT_TRUE(spec->correctness_command.has_value());
+  EXPECT_EQ(spec->correctness_command->shell, "cargo test --release");
+  EXPECT_EQ(spec->compare, CompareMode::kStdout);
+  EXPECT_EQ(spec->compare_path, "");
+
+  ASSERT_EQ(spec->variants.size(), 5u);
+  EXPECT_EQ(spec->baseline().name, "baseline");
+  EXPECT_EQ(spec->variants[0].ref, "main");
+  EXPECT_EQ(spec->variants[1].name, "hash-cache");
+  EXPECT_EQ(spec->variants[1].ref, "bench/001-mpt-hash-cache");
+  EXPECT_EQ(spec->variants[3].name, "cache+zero-init");
+  EXPECT_EQ(spec->variants[3].ref, "bench/compound-1-4");
+  EXPECT_THAT(spec->variants[3].combines,
+              ElementsAre("hash-cache", "zero-init"));
+  EXPECT_EQ(spec->variants[4].name, "big-pages");
+  EXPECT_EQ(spec->variants[4].ref, "");
+  EXPECT_EQ(
+      spec->variants[4].env,
+      (std::map<std::string, std::string>{{"MALLOC_CONF", "thp:always"}}));
+  EXPECT_FALSE(spec->variants[4].command.has_value());
+  EXPECT_FALSE(spec->variants[4].setup.has_value());
+
+  EXPECT_EQ(spec->verdict.profile, DecisionProfile::kFirstPass);
+  EXPECT_DOUBLE_EQ(spec->verdict.alpha, 0.05);
+  EXPECT_DOUBLE_EQ(spec->verdict.max_cv, 0.10);
+  EXPECT_DOUBLE_EQ(spec->verdict.kill_factor, 1.10);
+  EXPECT_DOUBLE_EQ(spec->verdict.input_regression, 0.05);
+  EXPECT_EQ(spec->gates.cooldown, absl::Seconds(60));
+  EXPECT_EQ(spec->gates.max_gpu_temp_c, 50);
+  EXPECT_EQ(spec->gates.max_cpu_temp_c, 70);
+  EXPECT_DOUBLE_EQ(spec->gates.max_load, 0.3);
+  EXPECT_EQ(spec->gates.max_wait, absl::Minutes(15));
+  EXPECT_THAT(spec->notify, ElementsAre("team-chat"));
+  EXPECT_THAT(spec->warnings,
+              ElementsAre("design.yaml:13:5: benchmark.inputs: has 1 input; at "
+                          "least 5 are recommended so that no single input "
+                          "decides the verdict"));
+}
+
+TEST(SpecLoaderTest, LoadsNonDefaultValuesAndArgvForms) {
+  absl::StatusOr<ExperimentSpec> spec = Parse(absl::StrCat(
+      kHeader,
+      "setup: [make, -j4]\n"
+      "benchmark:\n"
+      "  argv: [./bench, --input, \"{input}\"]\n"
+      "  inputs:\n"
+      "    - {name: a, path: a.bin, weight: 2.5}\n"
+      "    - {name: b, path: b.bin}\n"
+      "    - {name: c, path: c.bin}\n"
+      "    - {name: d, path: d.bin}\n"
+      "    - {name: e, path: e.bin}\n"
+      "  warmup: 0\n"
+      "  runs: 30\n"
+      "  order: sequential\n"
+      "  timeout: 1h30m\n"
+      "  seed: 18446744073709551615\n"
+      "  metrics: {primary: score, custom: [{name: score, regex: "
+      "'s=(\\d+)'}]}\n"
+      "correctness: {argv: [make, test], compare: \"file:out/result.txt\"}\n"
+      "variants:\n"
+      "  - {name: baseline}\n"
+      "  - name: fast\n"
+      "    argv: [./fast, \"{input}\"]\n"
+      "    setup: make fast\n"
+      "verdict: {profile: optimized, max_cv: 0.2, input_regression: 0%}\n"
+      "gates: {cooldown: 0s, max_wait: 500ms}\n"));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_TRUE(spec->warnings.empty());
+  EXPECT_THAT(spec->setup->argv, ElementsAre("make", "-j4"));
+  EXPECT_THAT(spec->command.argv, ElementsAre("./bench", "--input", "{input}"));
+  EXPECT_EQ(spec->command.shell, "");
+  EXPECT_EQ(spec->inputs.size(), 5u);
+  EXPECT_DOUBLE_EQ(spec->inputs[0].weight, 2.5);
+  EXPECT_EQ(spec->inputs[1].weight, 1.0);
+  EXPECT_EQ(spec->warmup, 0);
+  EXPECT_EQ(spec->runs, 30);
+  EXPECT_EQ(spec->max_runs, 30);  // default: max(20, runs)
+  EXPECT_EQ(spec->order, RunOrder::kSequential);
+  EXPECT_EQ(spec->timeout, absl::Minutes(90));
+  EXPECT_EQ(spec->seed, 18446744073709551615u);
+  EXPECT_EQ(spec->primary_metric, "score");
+  EXPECT_EQ(spec->custom_metrics[0].better, Better::kLower);
+  EXPECT_THAT(spec->correctness_command->argv, ElementsAre("make", "test"));
+  EXPECT_EQ(spec->compare, CompareMode::kFile);
+  EXPECT_EQ(spec->compare_path, "out/result.txt");
+  EXPECT_THAT(spec->variants[1].command->argv,
+              ElementsAre("./fast", "{input}"));
+  EXPECT_EQ(spec->variants[1].setup->shell, "make fast");
+  EXPECT_EQ(spec->verdict.profile, DecisionProfile::kOptimized);
+  EXPECT_DOUBLE_EQ(spec->verdict.max_cv, 0.2);
+  EXPECT_EQ(spec->verdict.input_regression, 0.0);
+  EXPECT_EQ(spec->gates.cooldown, absl::ZeroDuration());
+  EXPECT_EQ(spec->gates.max_wait, absl::Milliseconds(500));
+}
+
+TEST(SpecLoaderTest, AppliesDefaults) {
+  absl::StatusOr<ExperimentSpec> spec =
+      Parse(WithBenchmark("benchmark:\n"
+                          "  command: ./bench {input}\n"
+                          "  inputs: [{name: a, path: a.bin}]\n"));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  ExperimentSpec defaults;
+  EXPECT_EQ(spec->campaign, "");
+  EXPECT_FALSE(spec->setup.has_value());
+  EXPECT_EQ(spec->warmup, 3);
+  EXPECT_EQ(spec->runs, 10);
+  EXPECT_EQ(spec->max_runs, 20);
+  EXPECT_FALSE(spec->allow_underpowered);
+  EXPECT_EQ(spec->order, RunOrder::kInterleaved);
+  EXPECT_EQ(spec->timeout, absl::Minutes(30));
+  EXPECT_FALSE(spec->seed.has_value());
+  EXPECT_EQ(spec->primary_metric, "wall_time");
+  EXPECT_TRUE(spec->custom_metrics.empty());
+  EXPECT_FALSE(spec->correctness_command.has_value());
+  EXPECT_EQ(spec->compare, CompareMode::kStdout);
+  EXPECT_EQ(spec->verdict.profile, defaults.verdict.profile);
+  EXPECT_EQ(spec->verdict.alpha, defaults.verdict.alpha);
+  EXPECT_EQ(spec->verdict.max_cv, defaults.verdict.max_cv);
+  EXPECT_EQ(spec->verdict.kill_factor, defaults.verdict.kill_factor);
+  EXPECT_EQ(spec->verdict.input_regression, defaults.verdict.input_regression);
+  EXPECT_EQ(spec->gates.cooldown, absl::Seconds(60));
+  EXPECT_EQ(spec->gates.max_wait, absl::Minutes(15));
+  EXPECT_EQ(spec->gates.max_gpu_temp_c, 50);
+  EXPECT_EQ(spec->gates.max_cpu_temp_c, 70);
+  EXPECT_EQ(spec->gates.max_load, 0.3);
+  EXPECT_TRUE(spec->notify.empty());
+  EXPECT_EQ(spec->workdir, "/srv/exp");
+}
+
+TEST(SpecLoaderTest, WarnsWithLocationWhenFewerThanFiveInputs) {
+  absl::StatusOr<ExperimentSpec> spec =
+      Parse(WithBenchmark("benchmark:\n"
+                          "  command: ./bench\n"
+                          "  inputs:\n"
+                          "    - {name: a, path: a.bin}\n"
+                          "    - {name: b, path: b.bin}\n"));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_THAT(spec->warnings,
+              ElementsAre("spec.yaml:7:5: benchmark.inputs: has 2 inputs; at "
+                          "least 5 are recommended so that no single input "
+                          "decides the verdict"));
+}
+
+TEST(SpecLoaderTest, DefaultsWorkdirToTheSpecFilesDirectory) {
+  TempDir dir;
+  std::string path =
+      dir.Write("exp/spec.yaml", WithBenchmark("benchmark:\n"
+                                               "  command: ./bench\n"
+                                               "  inputs: [{name: a, path: "
+                                               "a.bin}]\n"));
+  absl::StatusOr<ExperimentSpec> spec = LoadSpecFile(path);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->workdir, dir.path() + "/exp");
+  EXPECT_EQ(spec->source_path, path);
+  EXPECT_THAT(spec->source_text, HasSubstr("name: demo"));
+  EXPECT_THAT(spec->warnings, ElementsAre(HasSubstr(path + ":6:11: ")));
+}
+
+TEST(SpecLoaderTest, DefaultsWorkdirForARelativeSpecPath) {
+  TempDir dir;
+  dir.Write("exp/spec.yaml", WithBenchmark("benchmark:\n"
+                                           "  command: ./bench\n"
+                                           "  inputs: [{name: a, path: "
+                                           "a.bin}]\n"));
+  std::filesystem::path previous = std::filesystem::current_path();
+  std::filesystem::current_path(dir.path());
+  absl::StatusOr<ExperimentSpec> spec = LoadSpecFile("exp/spec.yaml");
+  std::filesystem::current_path(previous);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(
+      spec->workdir,
+      std::filesystem::path(dir.path()).lexically_normal().string() + "/exp");
+}
+
+TEST(SpecLoaderTest, ResolvesRelativeWorkdirAgainstBaseDirAndNormalizes) {
+  std::string bench = WithBenchmark(
+      "benchmark:\n"
+      "  command: ./bench\n"
+      "  inputs: [{name: a, path: a.bin}]\n");
+  absl::StatusOr<ExperimentSpec> spec =
+      Parse(absl::StrCat(bench, "workdir: ./build/../run/\n"));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->workdir, "/srv/exp/run");
+  spec = Parse(absl::StrCat(bench, "workdir: /data//bench/\n"));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->workdir, "/data/bench");
+}
+
+TEST(SpecLoaderTest, ParsesDurationsWithUnits) {
+  EXPECT_EQ(*ParseDuration("500ms"), absl::Milliseconds(500));
+  EXPECT_EQ(*ParseDuration("60s"), absl::Seconds(60));
+  EXPECT_EQ(*ParseDuration("1.5s"), absl::Milliseconds(1500));
+  EXPECT_EQ(*ParseDuration("15m"), absl::Minutes(15));
+  EXPECT_EQ(*ParseDuration("1h"), absl::Hours(1));
+  EXPECT_EQ(*ParseDuration("1h30m"), absl::Minutes(90));
+  EXPECT_EQ(*ParseDuration("0s"), absl::ZeroDuration());
+}
+
+TEST(SpecLoaderTest, RefusesDurationsWithoutUnitOrSign) {
+  EXPECT_EQ(ParseDuration("10").status().message(),
+            "\"10\" has no unit; expected a number with a unit (ms, s, m, h), "
+            "e.g. 500ms, 60s, 15m or 1h30m");
+  EXPECT_EQ(ParseDuration("-5s").status().message(),
+            "\"-5s\" is negative; expected a duration of zero or more, e.g. "
+            "60s");
+  for (const char* bad : {"abc", "", "5x", "1h30", "s", "+5s", "1e3s", "5 s"}) {
+    EXPECT_EQ(ParseDuration(bad).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+}
+
+TEST(SpecLoaderTest, ParsesPercentagesAndFractions) {
+  EXPECT_DOUBLE_EQ(*ParsePercent("10%"), 0.10);
+  EXPECT_DOUBLE_EQ(*ParsePercent("2.5%"), 0.025);
+  EXPECT_DOUBLE_EQ(*ParsePercent("0%"), 0.0);
+  EXPECT_DOUBLE_EQ(*ParsePercent("0.1"), 0.1);
+  EXPECT_EQ(ParsePercent("ten%").status().message(),
+            "\"ten%\" is not a percentage; expected a number followed by %, "
+            "e.g. 10%, or a fraction such as 0.1");
+  EXPECT_EQ(ParsePercent("-3%").status().message(),
+            "\"-3%\" is negative; expected a percentage of 0% or more, e.g. "
+            "10%");
+  for (const char* bad : {"", "%", "inf%", "nan", "0x10%", "10%%"}) {
+    EXPECT_FALSE(ParsePercent(bad).ok()) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace benchfleet
