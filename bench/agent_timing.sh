@@ -6,7 +6,7 @@
 #
 # BUILD_DIR must contain bench/bf-noop, bench/bf-cpu20 and bench/bf-timing-bench
 # (cmake --build BUILD_DIR --target bf-timing-bench). Each program gets NOOP_RUNS (default 1000)
-# or CPU20_RUNS (default 100) measured runs per tool, split into ROUNDS (default 10) rounds.
+# or CPU20_RUNS (default 100) measured runs per tool, split into ROUNDS (default 20) rounds.
 # Fairness: the raw loop and the agent's runner run in one process, back to back for every run
 # (alternating which goes first), so they see the same machine state; hyperfine, a separate
 # program, alternates with them round by round (20 warmup runs per tool and round). Prints
@@ -16,7 +16,7 @@ set -euo pipefail
 build_dir=$(cd "${1:?usage: $0 BUILD_DIR [NOOP_RUNS] [CPU20_RUNS] [ROUNDS]}" && pwd)
 noop_runs=${2:-1000}
 cpu_runs=${3:-100}
-rounds=${4:-10}
+rounds=${4:-20}
 warmup=20
 
 bench=$build_dir/bench

@@ -15,8 +15,8 @@
 //   bf-timing-bench report --title TEXT (--paired FILE | --raw FILE --runner
 //                   FILE) [--hyperfine JSON]... [--target-ratio R]
 //                   [--target-stddev-vs-hyperfine 1]
-//     Prints a markdown table (median, mean, stddev, CV, min, median / raw per
-//     tool) and one line per requested target check.
+//     Prints a markdown table (median, mean, stddev, CV, MAD, min, median / raw
+//     per tool) and one line per requested target check.
 //
 // Single-threaded; a tool, so it reports errors on stderr and exits non-zero.
 #include <spawn.h>
@@ -120,6 +120,8 @@ Args Parse(int argc, char** argv) {
 struct Stats {
   size_t n = 0;
   double median = 0, mean = 0, stddev = 0, min = 0;
+  double mad = 0;  // median absolute deviation: dispersion that bursts of
+                   // load on the host barely move, unlike stddev
 };
 
 Stats Summarize(std::vector<double> v) {
@@ -136,6 +138,9 @@ Stats Summarize(std::vector<double> v) {
   for (double x : v) ss += (x - s.mean) * (x - s.mean);
   s.stddev =
       v.size() > 1 ? std::sqrt(ss / static_cast<double>(v.size() - 1)) : 0;
+  for (double& x : v) x = std::abs(x - s.median);
+  std::sort(v.begin(), v.end());
+  s.mad = v.size() % 2 ? v[h] : (v[h - 1] + v[h]) / 2;
   return s;
 }
 
@@ -281,17 +286,18 @@ int Report(const Args& a) {
   const char* unit = ms ? "ms" : "µs";
   std::cout << "#### " << a.title << "\n\n";
   std::cout << absl::StrFormat(
-      "| tool | runs | median (%s) | mean (%s) | stddev (%s) | CV | min (%s) "
-      "| median / raw |\n",
-      unit, unit, unit, unit);
-  std::cout << "|---|---:|---:|---:|---:|---:|---:|---:|\n";
+      "| tool | runs | median (%s) | mean (%s) | stddev (%s) | CV | MAD (%s) "
+      "| min (%s) | median / raw |\n",
+      unit, unit, unit, unit, unit);
+  std::cout << "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const Row& r : rows) {
     const Stats& s = *r.s;
     std::cout << absl::StrFormat(
-        "| %s | %d | %.*f | %.*f | %.*f | %.1f %% | %.*f | %.3f |\n", r.tool,
-        s.n, digits, s.median / scale, digits, s.mean / scale, digits,
+        "| %s | %d | %.*f | %.*f | %.*f | %.1f %% | %.*f | %.*f | %.3f |\n",
+        r.tool, s.n, digits, s.median / scale, digits, s.mean / scale, digits,
         s.stddev / scale, s.mean > 0 ? 100 * s.stddev / s.mean : 0, digits,
-        s.min / scale, raw.median > 0 ? s.median / raw.median : 0);
+        s.mad / scale, digits, s.min / scale,
+        raw.median > 0 ? s.median / raw.median : 0);
   }
   std::cout << "\n";
 

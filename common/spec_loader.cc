@@ -1,6 +1,7 @@
 #include "common/spec_loader.h"
 
 #include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <optional>
 #include <regex>
 #include <span>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -228,6 +230,29 @@ class Mapping {
   YAML::Mark mark_;
   std::string path_;
   std::vector<std::pair<std::string, Item>> entries_;
+};
+
+// Records where each document starts and ignores everything else.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  explicit DocumentStarts(std::vector<YAML::Mark>* starts) : starts_(starts) {}
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    starts_->push_back(mark);
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+ private:
+  std::vector<YAML::Mark>* starts_;
 };
 
 struct Diagnostic {
@@ -1500,11 +1525,41 @@ absl::StatusOr<ExperimentSpec> SpecParser::Parse(absl::string_view yaml) {
   }
   spec.source_text = std::string(yaml);
 
-  std::vector<YAML::Node> documents;
+  // yaml-cpp 0.7's LoadAll never returns on a stray ',' at document level: the
+  // parser emits an empty document without consuming the token, forever
+  // (jbeder/yaml-cpp#1040, fixed after 0.7). So documents are counted here, at
+  // most two, and a document that starts where the previous one did is a syntax
+  // error; the tree then comes from Load.
+  std::vector<YAML::Mark> document_starts;
+  YAML::Node root;
   try {
-    documents = YAML::LoadAll(spec.source_text);
+    std::istringstream stream(spec.source_text);
+    YAML::Parser parser(stream);
+    DocumentStarts handler(&document_starts);
+    while (document_starts.size() < 2 && parser.HandleNextDocument(handler)) {
+    }
+    if (document_starts.size() == 2 &&
+        document_starts[1].pos == document_starts[0].pos) {
+      const YAML::Mark& at = document_starts[0];
+      std::string token =
+          at.pos >= 0 && static_cast<size_t>(at.pos) < yaml.size()
+              ? QuoteChar(yaml[at.pos])
+              : "token";
+      Error(at, "",
+            absl::StrCat("invalid YAML: unexpected ", token,
+                         "; fix the YAML syntax at or before this point "
+                         "(brackets, quotes, indentation)"));
+      return ErrorStatus();
+    }
+    if (document_starts.size() > 1) {
+      Error(document_starts[1], "",
+            "the file holds more than one YAML document; expected exactly "
+            "one, remove the extra --- sections");
+      return ErrorStatus();
+    }
+    if (!document_starts.empty()) root = YAML::Load(spec.source_text);
   } catch (const YAML::DeepRecursion& e) {
-    // yaml-cpp 0.7 reports this as "bad file".
+    // yaml-cpp 0.7 words this as "bad file".
     Error(e.mark, "",
           absl::StrCat("invalid YAML: nested more than ", e.depth(),
                        " levels deep; expected a spec nested a few levels"));
@@ -1519,20 +1574,12 @@ absl::StatusOr<ExperimentSpec> SpecParser::Parse(absl::string_view yaml) {
     Error(e.mark, "", absl::StrCat("invalid YAML: ", e.msg));
     return ErrorStatus();
   }
-  if (documents.empty() || documents[0].IsNull()) {
+  if (!root.IsDefined() || root.IsNull()) {
     Error(YAML::Mark(), "",
           "the spec is empty; expected a mapping that starts with apiVersion: "
           "benchfleet/v1");
     return ErrorStatus();
   }
-  if (documents.size() > 1) {
-    Error(documents[1].Mark(), "",
-          absl::StrCat("the file holds ", documents.size(),
-                       " YAML documents; expected exactly one, remove the "
-                       "extra --- sections"));
-    return ErrorStatus();
-  }
-  const YAML::Node& root = documents[0];
   try {
     if (!CheckExpandedSize(root)) return ErrorStatus();
     Item root_item{root, root.Mark(), ""};

@@ -67,7 +67,8 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(const ControllerO
         "could not listen on ", options.listen,
         ": the address is in use or not local; pick another with --listen HOST:PORT"));
   }
-  spdlog::info("benchfleet-controller listening on {} (store {})", options.listen,
+  spdlog::info("benchfleet-controller listening on {}:{} (store {})",
+               options.listen.substr(0, options.listen.rfind(':')), impl->port,
                options.store_url);
   return std::unique_ptr<Controller>(new Controller(std::move(impl)));
 }

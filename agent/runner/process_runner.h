@@ -59,9 +59,10 @@ struct RunRequest {
   // the child inherits it from its first instruction, and then gets its own
   // affinity back. Must be a subset of the CPUs the agent may use.
   std::vector<int> cpus;
-  // Optional: once it reads true, the whole process group is SIGKILLed (the flag is looked
-  // at every 50 ms while the child runs) and the result has `cancelled` set. The agent uses
-  // it when its lease is dropped. Must outlive Run().
+  // Optional: once it reads true, the whole process group is SIGKILLed (the
+  // flag is looked at every 50 ms while the child runs) and the result has
+  // `cancelled` set. The agent uses it when its lease is dropped. Must outlive
+  // Run().
   const std::atomic<bool>* cancel = nullptr;
 };
 
@@ -76,7 +77,8 @@ struct RunResult {
   int exit_code = -1;         // -1 when killed by a signal
   int term_signal = 0;     // the signal that killed the leader, 0 if it exited
   bool timed_out = false;  // the deadline passed and the group was SIGKILLed
-  bool cancelled = false;  // RunRequest::cancel was set and the group was SIGKILLed
+  bool cancelled =
+      false;  // RunRequest::cancel was set and the group was SIGKILLed
   std::string stdout_sha256,
       stderr_sha256;  // lowercase hex of the FULL streams
   int64_t stdout_bytes = 0, stderr_bytes = 0;  // full sizes

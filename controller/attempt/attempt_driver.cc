@@ -85,11 +85,6 @@ AttemptDriver::AttemptDriver(ExperimentSpec spec, uint64_t seed, int64_t experim
     const std::optional<CommandSpec>& setup = v.setup ? v.setup : spec_.setup;
     if (setup && !setup->empty()) queue_.push_back({StepKind::kSetup, v.name, "", 0});
   }
-  const int64_t per_variant_runs =
-      static_cast<int64_t>(spec_.inputs.size()) * (spec_.warmup + spec_.runs);
-  steps_planned_ = static_cast<int64_t>(queue_.size()) +
-                   static_cast<int64_t>(spec_.variants.size()) *
-                       (per_variant_runs + (spec_.correctness_command ? 1 : 0));
 }
 
 bool AttemptDriver::Active(const std::string& variant) const {
@@ -164,7 +159,6 @@ void AttemptDriver::AdvancePhase() {
         for (const auto& [key, n] : needed)
           if (n > r) block.push_back({StepKind::kMeasure, key.first, key.second, r});
         if (spec_.order == RunOrder::kInterleaved) SeededShuffle(block, rng_);
-        steps_planned_ += static_cast<int64_t>(block.size());
         for (Pending& p : block) queue_.push_back(std::move(p));
       }
       if (!queue_.empty()) return;
@@ -186,10 +180,7 @@ std::optional<PlannedStep> AttemptDriver::Next() {
     }
     Pending p = std::move(queue_.front());
     queue_.pop_front();
-    if (!Active(p.variant)) {
-      --steps_planned_;  // aborted: the variant was rejected or killed
-      continue;
-    }
+    if (!Active(p.variant)) continue;  // aborted: the variant was rejected or killed
     in_flight_ = p;
     return Materialize(p);
   }
@@ -323,9 +314,13 @@ void AttemptDriver::OnResult(const StepOutcome& o) {
                                       "; raise benchmark.timeout"));
     }
     ++vs.consecutive_timeouts;
+    // A run stopped at its deadline counts against the candidate with what it measured up
+    // to then; a custom metric it never printed has no value (its wall time in ns is not one).
+    std::string unused;
     if (p.kind == StepKind::kMeasure) {
-      samples_[{p.variant, p.input}].push_back(
-          {static_cast<double>(o.wall_ns), o.wall_ns, true, ""});
+      if (std::optional<double> value = PrimaryValue(o, &unused)) {
+        samples_[{p.variant, p.input}].push_back({*value, o.wall_ns, true, ""});
+      }
     }
     if (vs.consecutive_timeouts >= 2 && !vs.killed) {
       vs.killed = true;
@@ -354,10 +349,36 @@ void AttemptDriver::OnResult(const StepOutcome& o) {
   samples_[{p.variant, p.input}].push_back({*value, o.wall_ns, false, o.output_digest});
 }
 
+int64_t AttemptDriver::RemainingSteps() const {
+  int64_t remaining = in_flight_ ? 1 : 0;
+  for (const Pending& p : queue_) remaining += Active(p.variant) ? 1 : 0;
+  // Phases not queued yet run only the variants still active: a candidate rejected or
+  // killed early drops out of the total instead of leaving it short of done forever.
+  int64_t active = 0;
+  for (const VariantSpec& v : spec_.variants) active += Active(v.name) ? 1 : 0;
+  const int64_t inputs = static_cast<int64_t>(spec_.inputs.size());
+  switch (phase_) {
+    case Phase::kSetup:
+      if (spec_.correctness_command && !spec_.correctness_command->empty()) remaining += active;
+      [[fallthrough]];
+    case Phase::kCorrectness:
+      remaining += active * inputs * spec_.warmup;
+      [[fallthrough]];
+    case Phase::kWarmup:
+      remaining += active * inputs * spec_.runs;
+      break;
+    case Phase::kMeasure:
+    case Phase::kExtend:
+    case Phase::kDone:
+      break;
+  }
+  return remaining;
+}
+
 AttemptProgress AttemptDriver::progress() const {
   AttemptProgress pr;
   pr.steps_done = steps_done_;
-  pr.steps_total = std::max(steps_planned_, steps_done_);
+  pr.steps_total = finished_ ? steps_done_ : steps_done_ + RemainingSteps();
   if (finished_) {
     pr.current = failed_ ? "failed" : "finished";
   } else if (in_flight_) {

@@ -109,6 +109,8 @@ class AttemptDriver {
   void FailAttempt(std::string reason);
   void Reject(const std::string& variant, std::string reason);
   std::string Describe(const StepOutcome& o) const;
+  // Steps still to run (in flight, queued, or in phases not queued yet) for active variants.
+  int64_t RemainingSteps() const;
   // Weighted geometric mean over inputs of the variant's median primary metric.
   double MedianAcrossInputs(const std::string& variant, bool completed_only) const;
   // Runs the decision engine for every candidate; `final_pass` = no more extension.
@@ -124,7 +126,6 @@ class AttemptDriver {
   std::optional<Pending> in_flight_;
   int64_t next_seq_ = 1;
   int64_t steps_done_ = 0;
-  int64_t steps_planned_ = 0;
   bool finished_ = false;
   bool failed_ = false;
   std::string failure_;

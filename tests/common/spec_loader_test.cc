@@ -447,6 +447,22 @@ TEST(SpecLoaderTest, ReportsYamlSyntaxErrorAtItsPosition) {
             "indentation)");
 }
 
+// yaml-cpp 0.7's LoadAll loops forever on this (jbeder/yaml-cpp#1040).
+TEST(SpecLoaderTest, RefusesStrayCommaAtDocumentLevelWithoutHanging) {
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(ErrorOf(absl::StrCat(",", kHeader)),
+            "spec.yaml:1:1: invalid YAML: unexpected ','; fix the YAML syntax "
+            "at or before this point (brackets, quotes, indentation)");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+}
+
+TEST(SpecLoaderTest, RefusesDeeplyNestedYaml) {
+  std::string yaml = absl::StrCat(kHeader, "notify: ", std::string(5000, '['));
+  std::string error = ErrorOf(yaml);
+  EXPECT_THAT(error, ::testing::StartsWith("spec.yaml:4:"));
+  EXPECT_THAT(error, HasSubstr(": invalid YAML: nested more than "));
+}
+
 // The classic "billion laughs": ten levels of ten aliases each, 10^10 leaves if
 // expanded.
 std::string BillionLaughs() {
@@ -701,8 +717,8 @@ TEST(SpecLoaderTest, RefusesEmptyAndMultiDocumentFiles) {
             "spec.yaml:1:1: the spec is empty; expected a mapping that starts "
             "with apiVersion: benchfleet/v1");
   EXPECT_EQ(ErrorOf("name: a\n---\nname: b\n"),
-            "spec.yaml:3:1: the file holds 2 YAML documents; expected exactly "
-            "one, remove the extra --- sections");
+            "spec.yaml:2:1: the file holds more than one YAML document; "
+            "expected exactly one, remove the extra --- sections");
   EXPECT_EQ(ErrorOf("- a\n- b\n"),
             "spec.yaml:1:1: got a list; expected a mapping with apiVersion, "
             "kind, name, benchmark and variants at the top level");
