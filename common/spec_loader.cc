@@ -379,7 +379,7 @@ void SpecParser::TypeError(const Item& item, absl::string_view expected) {
       // An unquoted `{input}` is a YAML mapping with one key and no value.
       if (node.size() == 1 && node.begin()->first.IsScalar() &&
           node.begin()->second.IsNull()) {
-        std::string key = node.begin()->first.Scalar();
+        std::string key = Escape(node.begin()->first.Scalar());
         Error(item, absl::StrCat("got the mapping {", key,
                                  "} (YAML reads unquoted {...} as a mapping); "
                                  "expected ",
@@ -403,7 +403,7 @@ bool SpecParser::CheckExpandedSize(const YAML::Node& root) {
   std::vector<std::pair<YAML::Node, Item>> tops;
   if (root.IsMap()) {
     for (auto it = root.begin(); it != root.end(); ++it) {
-      std::string name = it->first.IsScalar() ? it->first.Scalar() : "";
+      std::string name = it->first.IsScalar() ? Escape(it->first.Scalar()) : "";
       tops.emplace_back(it->second, Item{it->first, it->first.Mark(), name});
     }
   } else {

@@ -33,9 +33,8 @@ namespace benchfleet {
 
 // What to run and how. A plain value; the runner only reads it.
 struct RunRequest {
-  // argv[0] is looked up in the PATH of `env` when it contains no '/' (the
-  // default PATH is
-  // "/bin:/usr/bin" when `env` has none); the child still sees argv[0] as
+  // argv[0] is looked up in the PATH of `env` when it contains no '/'
+  // ("/bin:/usr/bin" when `env` has no PATH); the child still sees argv[0] as
   // given. A program path containing '/' is used as is (relative to `cwd` when
   // relative). Must not be empty.
   std::vector<std::string> argv;
@@ -98,13 +97,13 @@ class ProcessRunner {
  public:
   virtual ~ProcessRunner() = default;
 
-  // Runs `request` to completion (or to its deadline). Returns an error status,
-  // whose message names the program and cwd, only when the process could not be
-  // started: program not found (NotFound) or not executable (PermissionDenied),
-  // cwd missing or not a directory (NotFound/InvalidArgument), a bad request
-  // (InvalidArgument), or a system resource failure
-  // (Internal/ResourceExhausted). A program that runs and fails, crashes or
-  // times out is an OK RunResult.
+  // Runs `request` to completion (or to its deadline or cancellation). Returns
+  // an error status, whose message names the program and cwd, only when the
+  // process could not be started: program not found (NotFound) or not
+  // executable (PermissionDenied), cwd missing or not a directory
+  // (NotFound/InvalidArgument), a bad request (InvalidArgument), or a system
+  // resource failure (Internal/ResourceExhausted). A program that runs and
+  // fails, crashes, times out or is cancelled is an OK RunResult.
   virtual absl::StatusOr<RunResult> Run(const RunRequest& request) = 0;
 };
 
@@ -137,8 +136,8 @@ class PosixProcessRunner : public ProcessRunner {
   // SHA-256 implementation fetched once (OpenSSL 3 EVP_MD_fetch), so a run does
   // not pay the implicit provider lookup. Immutable after construction; shared
   // read-only by all threads.
-  const void* sha256_md_ =
-      nullptr;  // EVP_MD*; opaque here to keep OpenSSL out of the header
+  // An EVP_MD*, opaque here to keep OpenSSL out of the header.
+  const void* sha256_md_ = nullptr;
   bool sha256_md_owned_ = false;
 };
 
@@ -150,9 +149,10 @@ absl::StatusOr<std::string> Sha256File(const std::string& path);
 std::string Sha256Hex(std::string_view data);
 
 // Applies each (name, regex) to `text`; the regex's first capture group is the
-// value. Returns name -> value for the regexes that matched and whose group
-// parses fully as a double. An invalid regex is skipped (the spec loader is
-// where regexes get validated).
+// value. Regexes are RE2 (linear time on untrusted output), searched anywhere
+// in `text`, with ^ and $ matching at line boundaries. Returns name -> value
+// for the regexes that matched and whose group parses fully as a double. An
+// invalid regex is skipped (the spec loader is where regexes get validated).
 std::map<std::string, double> ExtractMetrics(
     std::string_view text,
     const std::vector<std::pair<std::string, std::string>>& name_regex);

@@ -57,7 +57,7 @@ struct StepOutcome {
 struct AttemptProgress {
   int64_t steps_done = 0;
   int64_t steps_total = 0;
-  std::string current;  // e.g. "measure fast on tiny (run 4/10)"
+  std::string current;  // e.g. "measure fast on tiny (round 4)"
 };
 
 class AttemptDriver {

@@ -8,6 +8,7 @@
 #include "common/spec_loader.h"
 #include "common/status_macros.h"
 #include "controller/report/report.h"
+#include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 
 namespace benchfleet {
@@ -107,38 +108,60 @@ void Dispatcher::OnConnected(std::shared_ptr<AgentLink> link, AgentHello hello) 
     rec.id = id;
     rec.hostname = hello.facts.hostname;
     rec.labels = hello.labels;
-    rec.facts_json = absl::StrCat(
-        "{\"cpu_model\":\"", absl::CEscape(hello.facts.cpu_model), "\",\"cpu_cores\":",
-        hello.facts.cpu_cores, ",\"memory_bytes\":", hello.facts.memory_bytes, ",\"os\":\"",
-        absl::CEscape(hello.facts.os), "\",\"kernel\":\"", absl::CEscape(hello.facts.kernel),
-        "\"}");
+    rec.facts_json = nlohmann::json{{"cpu_model", hello.facts.cpu_model},
+                                    {"cpu_cores", hello.facts.cpu_cores},
+                                    {"memory_bytes", hello.facts.memory_bytes},
+                                    {"os", hello.facts.os},
+                                    {"kernel", hello.facts.kernel}}
+                         .dump();
     rec.state = AgentState::kIdle;
     rec.last_seen = s.last_seen;
-    link->SendWelcome(options_.heartbeat_interval, options_.lease_timeout);
     // Re-attach to the attempt the agent still holds, if it is still ours.
+    Active* reattached = nullptr;
     if (hello.current_attempt_id != 0) {
       auto it = active_.find(hello.current_attempt_id);
       if (it != active_.end() && it->second.agent_id == id &&
           it->second.attempt.lease_token == hello.current_lease_token) {
+        reattached = &it->second;
         s.attempt_id = it->first;
         it->second.agent_lost_at = absl::InfiniteFuture();
         rec.state = AgentState::kBusy;
-        // The order may have been lost with the old stream; the agent de-duplicates by
-        // step_seq and resends a result it already has.
-        if (it->second.in_flight) {
-          link->SendStep(it->first, it->second.attempt.lease_token, *it->second.in_flight);
-        }
-      } else {
-        link->SendRelease(hello.current_attempt_id, hello.current_lease_token,
-                          "the controller no longer knows this attempt");
       }
     }
+    // Any other attempt we still hold for this agent is one it no longer runs (it restarted,
+    // or its old stream has not been seen to end yet): lost now, not after the lease timeout.
+    std::vector<int64_t> abandoned;
+    for (const auto& [attempt_id, a] : active_) {
+      if (a.agent_id == id && attempt_id != s.attempt_id) abandoned.push_back(attempt_id);
+    }
+    for (int64_t attempt_id : abandoned) {
+      LoseAttempt(attempt_id,
+                  absl::StrCat("agent ", id, " reconnected without it (the agent restarted)"));
+    }
+    // Registered before the Welcome acknowledges it (DESIGN.md §6).
     if (absl::Status st = store_->UpsertAgent(rec); !st.ok()) {
       spdlog::error("could not record agent {}: {}", id, st.ToString());
     }
     {
       absl::MutexLock lock(&mu_);
-      connected_[id] = s.attempt_id != 0 ? active_[s.attempt_id].experiment.id : 0;
+      connected_[id] = reattached != nullptr ? reattached->experiment.id : 0;
+    }
+    link->SendWelcome(options_.heartbeat_interval, options_.lease_timeout);
+    if (reattached != nullptr) {
+      if (reattached->in_flight) {
+        // The order may have been lost with the old stream; the agent de-duplicates by
+        // step_seq and resends a result it already has.
+        link->SendStep(reattached->attempt.id, reattached->attempt.lease_token,
+                       *reattached->in_flight);
+      } else if (!reattached->lease_accepted) {
+        // Its lease reply was lost with the old stream; holding the lease's token is the
+        // acceptance.
+        reattached->lease_accepted = true;
+        SendNext(*reattached);
+      }
+    } else if (hello.current_attempt_id != 0) {
+      link->SendRelease(hello.current_attempt_id, hello.current_lease_token,
+                        "the controller no longer knows this attempt");
     }
     spdlog::info("agent {} connected from host {}", id, hello.facts.hostname);
     work_maybe_queued_ = true;
@@ -165,6 +188,7 @@ void Dispatcher::OnLeaseReply(const std::shared_ptr<AgentLink>& link, int64_t at
                                            " refused the lease: ", reason));
       return;
     }
+    if (it->second.lease_accepted) return;  // a repeated reply must not start a second step
     it->second.lease_accepted = true;
     SendNext(it->second);
   });
@@ -194,14 +218,7 @@ void Dispatcher::OnStepResult(const std::shared_ptr<AgentLink>& link, int64_t at
     rec.term_signal = outcome.term_signal;
     rec.timed_out = outcome.timed_out;
     rec.output_digest = outcome.output_digest;
-    {
-      std::string m = "{";
-      for (const auto& [k, v] : outcome.metrics) {
-        if (m.size() > 1) m += ",";
-        absl::StrAppend(&m, "\"", absl::CEscape(k), "\":", v);
-      }
-      rec.metrics_json = m + "}";
-    }
+    rec.metrics_json = nlohmann::json(outcome.metrics).dump();
     rec.error = outcome.error;
     rec.finished_at = clock_->Now();
     // Commit before acknowledging (DESIGN.md §6).
@@ -273,6 +290,9 @@ absl::Status Dispatcher::Cancel(int64_t experiment_id, const std::string& reason
         s->second.link->SendRelease(it->first, it->second.attempt.lease_token,
                                     absl::StrCat("cancelled: ", reason));
         s->second.attempt_id = 0;
+        (void)store_->SetAgentState(s->first, AgentState::kIdle, clock_->Now());
+        absl::MutexLock lock(&mu_);
+        connected_[s->first] = 0;
       }
       active_.erase(it);
       break;
@@ -364,6 +384,23 @@ void Dispatcher::StartAttempt(Session& session) {
       std::make_unique<AttemptDriver>(std::move(*spec), effective_seed, c.experiment.number);
   const int64_t attempt_id = c.attempt.id;
   session.attempt_id = attempt_id;
+  {
+    // What the attempt ran on and with which seed, for `show` and for reproducing the order.
+    nlohmann::json env;
+    env["seed"] = std::to_string(effective_seed);
+    env["agent_id"] = session.hello.agent_id;
+    env["hostname"] = session.hello.facts.hostname;
+    env["cpu_model"] = session.hello.facts.cpu_model;
+    env["cpu_cores"] = session.hello.facts.cpu_cores;
+    env["memory_bytes"] = session.hello.facts.memory_bytes;
+    env["os"] = session.hello.facts.os;
+    env["kernel"] = session.hello.facts.kernel;
+    env["labels"] = session.hello.labels;
+    if (absl::Status st = store_->SetAttemptEnvironment(attempt_id, env.dump()); !st.ok()) {
+      spdlog::error("could not record the environment of attempt {}: {}", attempt_id,
+                    st.ToString());
+    }
+  }
   (void)store_->SetAgentState(session.hello.agent_id, AgentState::kBusy, clock_->Now());
   {
     absl::MutexLock lock(&mu_);
@@ -438,14 +475,18 @@ void Dispatcher::LoseAttempt(int64_t attempt_id, const std::string& reason) {
   auto it = active_.find(attempt_id);
   if (it == active_.end()) return;
   const int64_t experiment_id = it->second.experiment.id;
+  // Commit the loss before telling the agent (DESIGN.md §6).
+  if (absl::Status st = store_->EndAttempt(attempt_id, AttemptState::kLost, reason, clock_->Now());
+      !st.ok()) {
+    spdlog::error("could not mark attempt {} lost: {}", attempt_id, st.ToString());
+  }
   auto s = sessions_.find(it->second.agent_id);
   if (s != sessions_.end() && s->second.attempt_id == attempt_id) {
     s->second.link->SendRelease(attempt_id, it->second.attempt.lease_token, reason);
     s->second.attempt_id = 0;
-  }
-  if (absl::Status st = store_->EndAttempt(attempt_id, AttemptState::kLost, reason, clock_->Now());
-      !st.ok()) {
-    spdlog::error("could not mark attempt {} lost: {}", attempt_id, st.ToString());
+    (void)store_->SetAgentState(s->first, AgentState::kIdle, clock_->Now());
+    absl::MutexLock lock(&mu_);
+    connected_[s->first] = 0;
   }
   spdlog::warn("attempt {} of experiment {} lost: {}", attempt_id, experiment_id, reason);
   {

@@ -1,7 +1,6 @@
 #include "common/spec_loader.h"
 
 #include <stdlib.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>

@@ -1,7 +1,7 @@
-// Tests for AttemptDriver: the step plan of one attempt (order, counts, deadlines, command
-// materialization) and its reactions to synthetic results (KILL, REJECT, baseline failure,
-// extension, verdicts). No processes run: a fake "agent" turns each PlannedStep into a
-// StepOutcome.
+// Tests for AttemptDriver: the step plan of one attempt (order, counts,
+// deadlines, command materialization) and its reactions to synthetic results
+// (KILL, REJECT, baseline failure, extension, verdicts). No processes run: a
+// fake "agent" turns each PlannedStep into a StepOutcome.
 #include "controller/attempt/attempt_driver.h"
 
 #include <algorithm>
@@ -52,8 +52,9 @@ VariantSpec Variant(const std::string& name) {
   return v;
 }
 
-// A valid spec: baseline "base" plus the named candidates, the given inputs, no setup, no
-// warmups, 10 runs (max_runs 10: no extension unless a test raises it), interleaved.
+// A valid spec: baseline "base" plus the named candidates, the given inputs, no
+// setup, no warmups, 10 runs (max_runs 10: no extension unless a test raises
+// it), interleaved.
 ExperimentSpec MakeSpec(const std::vector<std::string>& candidates,
                         const std::vector<std::string>& inputs = {"tiny"}) {
   ExperimentSpec spec;
@@ -77,19 +78,22 @@ ExperimentSpec MakeSpec(const std::vector<std::string>& candidates,
   return spec;
 }
 
-// How the fake agent answers: a function of the step (and the number of earlier steps of the
-// same variant), returning the outcome with `seq` filled in by the harness.
+// How the fake agent answers: a function of the step (and the number of earlier
+// steps of the same variant), returning the outcome with `seq` filled in by the
+// harness.
 using Agent = std::function<StepOutcome(const PlannedStep&)>;
 
-// Median-centred, deterministic +-1% noise so that samples are not all identical.
+// Median-centred, deterministic +-1% noise so that samples are not all
+// identical.
 int64_t Jitter(int64_t wall_ns, int64_t seq) {
   const int64_t k = (seq * 7919) % 11 - 5;  // -5..5
   return wall_ns + wall_ns * k / 500;
 }
 
-// A well-behaved agent: every variant exits 0 with the same output; measured runs take
-// `wall_ms[variant]` (default 100 ms) with a little noise, and a run longer than its
-// deadline is reported as timed out at the deadline, like the real agent.
+// A well-behaved agent: every variant exits 0 with the same output; measured
+// runs take `wall_ms[variant]` (default 100 ms) with a little noise, and a run
+// longer than its deadline is reported as timed out at the deadline, like the
+// real agent.
 Agent Timings(std::map<std::string, int64_t> wall_ms) {
   return [wall_ms = std::move(wall_ms)](const PlannedStep& step) {
     StepOutcome o;
@@ -116,8 +120,9 @@ struct Trace {
   ExperimentReport report;
 };
 
-// Drives the driver to the end, answering each step with `agent`. Fails the test (and stops)
-// if the attempt does not finish within a generous number of steps.
+// Drives the driver to the end, answering each step with `agent`. Fails the
+// test (and stops) if the attempt does not finish within a generous number of
+// steps.
 Trace Drive(AttemptDriver& driver, const Agent& agent) {
   Trace run;
   for (int guard = 0; guard < 10'000; ++guard) {
@@ -139,15 +144,17 @@ Trace DriveSpec(ExperimentSpec spec, const Agent& agent, uint64_t seed = 42) {
   return Drive(driver, agent);
 }
 
-int Count(const std::vector<PlannedStep>& steps, StepKind kind, const std::string& variant = "",
-          const std::string& input = "") {
-  return static_cast<int>(std::count_if(steps.begin(), steps.end(), [&](const PlannedStep& s) {
-    return s.kind == kind && (variant.empty() || s.variant == variant) &&
-           (input.empty() || s.input == input);
-  }));
+int Count(const std::vector<PlannedStep>& steps, StepKind kind,
+          const std::string& variant = "", const std::string& input = "") {
+  return static_cast<int>(
+      std::count_if(steps.begin(), steps.end(), [&](const PlannedStep& s) {
+        return s.kind == kind && (variant.empty() || s.variant == variant) &&
+               (input.empty() || s.input == input);
+      }));
 }
 
-const CandidateReport& Candidate(const ExperimentReport& report, const std::string& variant) {
+const CandidateReport& Candidate(const ExperimentReport& report,
+                                 const std::string& variant) {
   for (const CandidateReport& c : report.candidates)
     if (c.variant == variant) return c;
   ADD_FAILURE() << "no candidate " << variant << " in the report";
@@ -159,7 +166,8 @@ const CandidateReport& Candidate(const ExperimentReport& report, const std::stri
 std::vector<std::tuple<StepKind, std::string, std::string>> Order(
     const std::vector<PlannedStep>& steps) {
   std::vector<std::tuple<StepKind, std::string, std::string>> order;
-  for (const PlannedStep& s : steps) order.emplace_back(s.kind, s.variant, s.input);
+  for (const PlannedStep& s : steps)
+    order.emplace_back(s.kind, s.variant, s.input);
   return order;
 }
 
@@ -174,7 +182,8 @@ std::vector<std::pair<std::string, std::string>> MeasureOrder(
 // ---------------------------------------------------------------------------------------
 // The plan: which steps, how many, in which order.
 
-TEST(AttemptDriverTest, PlansSetupCorrectnessWarmupsAndRunsForEveryVariantAndInput) {
+TEST(AttemptDriverTest,
+     PlansSetupCorrectnessWarmupsAndRunsForEveryVariantAndInput) {
   ExperimentSpec spec = MakeSpec({"fast", "slow"}, {"tiny", "large"});
   spec.setup = Shell("make");
   spec.correctness_command = Shell("make test");
@@ -191,34 +200,42 @@ TEST(AttemptDriverTest, PlansSetupCorrectnessWarmupsAndRunsForEveryVariantAndInp
     EXPECT_EQ(Count(run.steps, StepKind::kSetup, v), 1) << v;
     EXPECT_EQ(Count(run.steps, StepKind::kCorrectness, v), 1) << v;
     for (const std::string in : {"tiny", "large"}) {
-      EXPECT_EQ(Count(run.steps, StepKind::kWarmup, v, in), 2) << v << " " << in;
-      EXPECT_EQ(Count(run.steps, StepKind::kMeasure, v, in), 10) << v << " " << in;
+      EXPECT_EQ(Count(run.steps, StepKind::kWarmup, v, in), 2)
+          << v << " " << in;
+      EXPECT_EQ(Count(run.steps, StepKind::kMeasure, v, in), 10)
+          << v << " " << in;
     }
   }
-  // Phases never overlap: all setups, then correctness, then warmups, then measured runs.
+  // Phases never overlap: all setups, then correctness, then warmups, then
+  // measured runs.
   EXPECT_TRUE(std::is_sorted(run.steps.begin(), run.steps.end(),
                              [](const PlannedStep& a, const PlannedStep& b) {
-                               return static_cast<int>(a.kind) < static_cast<int>(b.kind);
+                               return static_cast<int>(a.kind) <
+                                      static_cast<int>(b.kind);
                              }));
   // Sequence numbers are 1, 2, 3, ... in the order the steps are handed out.
-  for (size_t i = 0; i < run.steps.size(); ++i) EXPECT_EQ(run.steps[i].seq, int64_t(i) + 1);
+  for (size_t i = 0; i < run.steps.size(); ++i)
+    EXPECT_EQ(run.steps[i].seq, int64_t(i) + 1);
   EXPECT_EQ(run.report.steps_run, static_cast<int64_t>(run.steps.size()));
   EXPECT_FALSE(run.report.failed);
 }
 
-TEST(AttemptDriverTest, VariantSetupOverridesTopLevelSetupAndMissingSetupPlansNone) {
+TEST(AttemptDriverTest,
+     VariantSetupOverridesTopLevelSetupAndMissingSetupPlansNone) {
   ExperimentSpec spec = MakeSpec({"fast"});
   spec.variants[1].setup = Shell("make fast");
   const Trace without_top = DriveSpec(spec, Timings({}));
   ASSERT_EQ(Count(without_top.steps, StepKind::kSetup), 1);
   EXPECT_EQ(without_top.steps[0].variant, "fast");
-  EXPECT_THAT(without_top.steps[0].argv, ElementsAre("/bin/sh", "-c", "make fast"));
+  EXPECT_THAT(without_top.steps[0].argv,
+              ElementsAre("/bin/sh", "-c", "make fast"));
 
   spec.setup = Shell("make all");
   const Trace with_top = DriveSpec(spec, Timings({}));
   ASSERT_EQ(Count(with_top.steps, StepKind::kSetup), 2);
   EXPECT_THAT(with_top.steps[0].argv, ElementsAre("/bin/sh", "-c", "make all"));
-  EXPECT_THAT(with_top.steps[1].argv, ElementsAre("/bin/sh", "-c", "make fast"));
+  EXPECT_THAT(with_top.steps[1].argv,
+              ElementsAre("/bin/sh", "-c", "make fast"));
 }
 
 TEST(AttemptDriverTest, SameSeedGivesSameOrderAndDifferentSeedAnotherOne) {
@@ -237,17 +254,20 @@ TEST(AttemptDriverTest, InterleavedOrderRunsEveryPairOnceInEachShuffledRound) {
   const Trace run = DriveSpec(spec, Timings({}), /*seed=*/5);
   const auto order = MeasureOrder(run.steps);
   ASSERT_EQ(order.size(), 60u);
-  const std::set<std::pair<std::string, std::string>> all_pairs(order.begin(), order.end());
+  const std::set<std::pair<std::string, std::string>> all_pairs(order.begin(),
+                                                                order.end());
   ASSERT_EQ(all_pairs.size(), 6u);
   std::set<std::vector<std::pair<std::string, std::string>>> distinct_rounds;
   for (size_t round = 0; round < 10; ++round) {
-    const std::vector<std::pair<std::string, std::string>> block(order.begin() + round * 6,
-                                                                 order.begin() + round * 6 + 6);
-    const std::set<std::pair<std::string, std::string>> pairs(block.begin(), block.end());
+    const std::vector<std::pair<std::string, std::string>> block(
+        order.begin() + round * 6, order.begin() + round * 6 + 6);
+    const std::set<std::pair<std::string, std::string>> pairs(block.begin(),
+                                                              block.end());
     EXPECT_EQ(pairs, all_pairs) << "round " << round;
     distinct_rounds.insert(block);
   }
-  // Shuffled per round, not one fixed pattern (and so not variant-major either).
+  // Shuffled per round, not one fixed pattern (and so not variant-major
+  // either).
   EXPECT_GT(distinct_rounds.size(), 1u);
 }
 
@@ -268,7 +288,8 @@ TEST(AttemptDriverTest, SequentialOrderIsVariantMajorThenInputThenRun) {
 // ---------------------------------------------------------------------------------------
 // Materialized commands.
 
-TEST(AttemptDriverTest, SubstitutesInputPathVerbatimInArgvAndShellQuotedInShell) {
+TEST(AttemptDriverTest,
+     SubstitutesInputPathVerbatimInArgvAndShellQuotedInShell) {
   ExperimentSpec spec = MakeSpec({"fast"});
   spec.inputs[0].path = "inputs/it's a file.txt";
   spec.variants[0].command = Argv({"./bench", "--in={input}", "{input}"});
@@ -287,15 +308,18 @@ TEST(AttemptDriverTest, SubstitutesInputPathVerbatimInArgvAndShellQuotedInShell)
       EXPECT_THAT(step->argv, ElementsAre("/bin/sh", "-c", "make {input}"));
     } else if (step->variant == "base") {
       saw_base = true;
-      EXPECT_THAT(step->argv, ElementsAre("./bench", "--in=inputs/it's a file.txt",
-                                          "inputs/it's a file.txt"));
+      EXPECT_THAT(step->argv,
+                  ElementsAre("./bench", "--in=inputs/it's a file.txt",
+                              "inputs/it's a file.txt"));
       EXPECT_EQ(step->env.at("BENCHFLEET_INPUT"), "tiny");
-      EXPECT_EQ(step->env.at("BENCHFLEET_INPUT_PATH"), "inputs/it's a file.txt");
+      EXPECT_EQ(step->env.at("BENCHFLEET_INPUT_PATH"),
+                "inputs/it's a file.txt");
     } else {
       saw_fast = true;
-      EXPECT_THAT(step->argv,
-                  ElementsAre("/bin/sh", "-c",
-                              "./bench --fast 'inputs/it'\\''s a file.txt' | tail -1"));
+      EXPECT_THAT(
+          step->argv,
+          ElementsAre("/bin/sh", "-c",
+                      "./bench --fast 'inputs/it'\\''s a file.txt' | tail -1"));
       EXPECT_EQ(step->env.at("OMP_NUM_THREADS"), "1");
     }
     StepOutcome o;
@@ -316,7 +340,8 @@ TEST(AttemptDriverTest, MeasuredRunsAskForCustomMetricsAndCompareFile) {
   while (std::optional<PlannedStep> step = driver.Next()) {
     EXPECT_EQ(step->compare_file, "out/result.bin");
     if (step->kind == StepKind::kMeasure) {
-      EXPECT_THAT(step->metrics, ElementsAre(std::make_pair("ops", "ops=([0-9.]+)")));
+      EXPECT_THAT(step->metrics,
+                  ElementsAre(std::make_pair("ops", "ops=([0-9.]+)")));
     } else {
       EXPECT_THAT(step->metrics, IsEmpty()) << StepKindName(step->kind);
     }
@@ -330,23 +355,28 @@ TEST(AttemptDriverTest, MeasuredRunsAskForCustomMetricsAndCompareFile) {
 // ---------------------------------------------------------------------------------------
 // Candidate deadlines.
 
-TEST(AttemptDriverTest, CandidateDeadlineIsSpecTimeoutUntilThreeBaselineRunsThenScaled) {
+TEST(AttemptDriverTest,
+     CandidateDeadlineIsSpecTimeoutUntilThreeBaselineRunsThenScaled) {
   ExperimentSpec spec = MakeSpec({"fast"});
   spec.warmup = 1;
   spec.timeout = absl::Milliseconds(500);
   spec.verdict.kill_factor = 1.5;
   AttemptDriver driver(spec, 3, 1);
-  // Baseline walls: mostly 100 ms, one 400 ms run (1.05 * 400 > 1.5 * median 100) and a
-  // later 600 ms one that pushes the computed deadline past the spec timeout (capped).
-  const std::vector<int64_t> base_walls_ms = {100, 100, 100, 400, 100, 100, 600, 100, 100, 100};
+  // Baseline walls: mostly 100 ms, one 400 ms run (1.05 * 400 > 1.5 * median
+  // 100) and a later 600 ms one that pushes the computed deadline past the spec
+  // timeout (capped).
+  const std::vector<int64_t> base_walls_ms = {100, 100, 100, 400, 100,
+                                              100, 600, 100, 100, 100};
   std::vector<double> base_walls;
-  int checked_before = 0, checked_kill_factor = 0, checked_slowest = 0, checked_cap = 0;
+  int checked_before = 0, checked_kill_factor = 0, checked_slowest = 0,
+      checked_cap = 0;
   while (std::optional<PlannedStep> step = driver.Next()) {
     StepOutcome o;
     o.seq = step->seq;
     o.wall_ns = 50 * kMs;
     if (step->variant == "base") {
-      EXPECT_EQ(step->timeout, spec.timeout) << "the baseline always runs under the spec timeout";
+      EXPECT_EQ(step->timeout, spec.timeout)
+          << "the baseline always runs under the spec timeout";
       if (step->kind == StepKind::kMeasure) {
         o.wall_ns = base_walls_ms[base_walls.size()] * kMs;
         base_walls.push_back(static_cast<double>(o.wall_ns));
@@ -358,10 +388,11 @@ TEST(AttemptDriverTest, CandidateDeadlineIsSpecTimeoutUntilThreeBaselineRunsThen
       std::vector<double> sorted = base_walls;
       std::sort(sorted.begin(), sorted.end());
       const size_t n = sorted.size();
-      const double median = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+      const double median =
+          n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
       const double by_median = 1.5 * median, by_slowest = 1.05 * sorted.back();
-      const absl::Duration expected =
-          std::min(absl::Nanoseconds(std::max(by_median, by_slowest)), spec.timeout);
+      const absl::Duration expected = std::min(
+          absl::Nanoseconds(std::max(by_median, by_slowest)), spec.timeout);
       EXPECT_EQ(step->timeout, expected) << "after " << n << " baseline runs";
       if (expected == spec.timeout) {
         ++checked_cap;
@@ -382,8 +413,10 @@ TEST(AttemptDriverTest, CandidateDeadlineIsSpecTimeoutUntilThreeBaselineRunsThen
 // ---------------------------------------------------------------------------------------
 // KILL.
 
-TEST(AttemptDriverTest, TwoConsecutiveCandidateTimeoutsKillAndSkipItsRemainingSteps) {
-  // No warmups: every measured run is queued up front, so the skipping is visible in Next.
+TEST(AttemptDriverTest,
+     TwoConsecutiveCandidateTimeoutsKillAndSkipItsRemainingSteps) {
+  // No warmups: every measured run is queued up front, so the skipping is
+  // visible in Next.
   const ExperimentSpec spec = MakeSpec({"hang", "fast"}, {"tiny", "large"});
   Agent agent = [base = Timings({{"fast", 70}})](const PlannedStep& step) {
     if (step.variant != "hang") return base(step);
@@ -425,8 +458,8 @@ TEST(AttemptDriverTest, OneTimeoutFollowedBySuccessDoesNotKill) {
 
 TEST(AttemptDriverTest, TimeoutsOfDifferentCandidatesDoNotAddUp) {
   const ExperimentSpec spec = MakeSpec({"a", "b"});
-  // Each candidate times out on its first run only; in the interleaved order a's and b's
-  // timeouts may be adjacent, but each candidate has only one.
+  // Each candidate times out on its first run only; in the interleaved order
+  // a's and b's timeouts may be adjacent, but each candidate has only one.
   std::map<std::string, int> runs;
   Agent agent = [&runs, base = Timings({})](const PlannedStep& step) {
     StepOutcome o = base(step);
@@ -442,12 +475,13 @@ TEST(AttemptDriverTest, TimeoutsOfDifferentCandidatesDoNotAddUp) {
   EXPECT_EQ(Count(run.steps, StepKind::kMeasure), 30);
 }
 
-TEST(AttemptDriverTest, TimedOutRunsAreNotSamplesOfACustomMetricTheyNeverPrinted) {
+TEST(AttemptDriverTest,
+     TimedOutRunsAreNotSamplesOfACustomMetricTheyNeverPrinted) {
   ExperimentSpec spec = MakeSpec({"flaky"});
   spec.custom_metrics.push_back({"ops", "ops=([0-9.]+)", Better::kHigher});
   spec.primary_metric = "ops";
-  // The candidate prints ~1000 ops like the baseline, except that every other run is
-  // stopped at its deadline before it prints anything.
+  // The candidate prints ~1000 ops like the baseline, except that every other
+  // run is stopped at its deadline before it prints anything.
   int flaky_runs = 0;
   Agent agent = [&flaky_runs, base = Timings({})](const PlannedStep& step) {
     StepOutcome o = base(step);
@@ -464,8 +498,8 @@ TEST(AttemptDriverTest, TimedOutRunsAreNotSamplesOfACustomMetricTheyNeverPrinted
   const CandidateReport& flaky = Candidate(run.report, "flaky");
   EXPECT_NE(flaky.verdict, "KILL");
   ASSERT_EQ(flaky.inputs.size(), 1u);
-  // Only the 5 runs that printed the metric are samples of it; a deadline in nanoseconds is
-  // not a number of ops.
+  // Only the 5 runs that printed the metric are samples of it; a deadline in
+  // nanoseconds is not a number of ops.
   EXPECT_EQ(flaky.inputs[0].n_candidate, 5);
   EXPECT_NEAR(flaky.inputs[0].candidate_median, 1003, 5);
   EXPECT_LT(flaky.inputs[0].candidate_cv, 0.01);
@@ -481,7 +515,8 @@ struct BaselineFailureCase {
   std::vector<std::string> reason_parts;
 };
 
-class BaselineFailureTest : public ::testing::TestWithParam<BaselineFailureCase> {};
+class BaselineFailureTest
+    : public ::testing::TestWithParam<BaselineFailureCase> {};
 
 TEST_P(BaselineFailureTest, FailsTheAttemptWithAReasonNamingTheStep) {
   const BaselineFailureCase& c = GetParam();
@@ -498,7 +533,8 @@ TEST_P(BaselineFailureTest, FailsTheAttemptWithAReasonNamingTheStep) {
   const Trace run = Drive(driver, agent);
   EXPECT_TRUE(run.report.failed);
   EXPECT_THAT(run.report.candidates, IsEmpty());
-  for (const std::string& part : c.reason_parts) EXPECT_THAT(run.report.failure, HasSubstr(part));
+  for (const std::string& part : c.reason_parts)
+    EXPECT_THAT(run.report.failure, HasSubstr(part));
   // Nothing runs after the failing baseline step.
   ASSERT_FALSE(run.steps.empty());
   EXPECT_EQ(run.steps.back().variant, "base");
@@ -509,40 +545,56 @@ TEST_P(BaselineFailureTest, FailsTheAttemptWithAReasonNamingTheStep) {
 INSTANTIATE_TEST_SUITE_P(
     AttemptDriverTest, BaselineFailureTest,
     ::testing::Values(
-        BaselineFailureCase{"SetupExitsNonzero", StepKind::kSetup,
-                            [](StepOutcome& o) {
-                              o.exit_code = 2;
-                              o.stderr_tail = "cc: not found";
-                            },
-                            {"setup of base", "exited with status 2", "cc: not found"}},
-        BaselineFailureCase{"SetupCannotStart", StepKind::kSetup,
-                            [](StepOutcome& o) { o.error = "exec: permission denied"; },
-                            {"setup of base", "could not start", "permission denied"}},
-        BaselineFailureCase{"CorrectnessFails", StepKind::kCorrectness,
+        BaselineFailureCase{
+            "SetupExitsNonzero",
+            StepKind::kSetup,
+            [](StepOutcome& o) {
+              o.exit_code = 2;
+              o.stderr_tail = "cc: not found";
+            },
+            {"setup of base", "exited with status 2", "cc: not found"}},
+        BaselineFailureCase{
+            "SetupCannotStart",
+            StepKind::kSetup,
+            [](StepOutcome& o) { o.error = "exec: permission denied"; },
+            {"setup of base", "could not start", "permission denied"}},
+        BaselineFailureCase{"CorrectnessFails",
+                            StepKind::kCorrectness,
                             [](StepOutcome& o) { o.exit_code = 1; },
                             {"correctness of base", "exited with status 1"}},
-        BaselineFailureCase{"WarmupTimesOut", StepKind::kWarmup,
+        BaselineFailureCase{"WarmupTimesOut",
+                            StepKind::kWarmup,
                             [](StepOutcome& o) { o.timed_out = true; },
-                            {"warmup of base on input tiny", "exceeded the timeout",
-                             "benchmark.timeout"}},
-        BaselineFailureCase{"MeasuredRunExitsNonzero", StepKind::kMeasure,
-                            [](StepOutcome& o) { o.exit_code = 3; },
-                            {"measure of base on input tiny", "exited with status 3"}},
-        BaselineFailureCase{"MeasuredRunKilledBySignal", StepKind::kMeasure,
-                            [](StepOutcome& o) { o.term_signal = 9; },
-                            {"measure of base on input tiny", "killed by signal 9"}},
-        BaselineFailureCase{"MeasuredRunTimesOut", StepKind::kMeasure,
-                            [](StepOutcome& o) { o.timed_out = true; },
-                            {"measure of base on input tiny", "exceeded the timeout"}}),
-    [](const ::testing::TestParamInfo<BaselineFailureCase>& info) { return info.param.name; });
+                            {"warmup of base on input tiny",
+                             "exceeded the timeout", "benchmark.timeout"}},
+        BaselineFailureCase{
+            "MeasuredRunExitsNonzero",
+            StepKind::kMeasure,
+            [](StepOutcome& o) { o.exit_code = 3; },
+            {"measure of base on input tiny", "exited with status 3"}},
+        BaselineFailureCase{
+            "MeasuredRunKilledBySignal",
+            StepKind::kMeasure,
+            [](StepOutcome& o) { o.term_signal = 9; },
+            {"measure of base on input tiny", "killed by signal 9"}},
+        BaselineFailureCase{
+            "MeasuredRunTimesOut",
+            StepKind::kMeasure,
+            [](StepOutcome& o) { o.timed_out = true; },
+            {"measure of base on input tiny", "exceeded the timeout"}}),
+    [](const ::testing::TestParamInfo<BaselineFailureCase>& info) {
+      return info.param.name;
+    });
 
 // ---------------------------------------------------------------------------------------
 // REJECT.
 
-TEST(AttemptDriverTest, CandidateNonzeroExitIsRejectedAndItsRemainingRunsSkipped) {
+TEST(AttemptDriverTest,
+     CandidateNonzeroExitIsRejectedAndItsRemainingRunsSkipped) {
   const ExperimentSpec spec = MakeSpec({"broken", "fast"});
   int broken_runs = 0;
-  Agent agent = [&broken_runs, base = Timings({{"fast", 70}})](const PlannedStep& step) {
+  Agent agent = [&broken_runs,
+                 base = Timings({{"fast", 70}})](const PlannedStep& step) {
     StepOutcome o = base(step);
     if (step.variant == "broken" && ++broken_runs == 3) {
       o.exit_code = 139;
@@ -561,14 +613,17 @@ TEST(AttemptDriverTest, CandidateNonzeroExitIsRejectedAndItsRemainingRunsSkipped
   EXPECT_FALSE(run.report.failed);
 }
 
-TEST(AttemptDriverTest, CandidateSetupOrCorrectnessFailureRejectsWithoutRunningIt) {
+TEST(AttemptDriverTest,
+     CandidateSetupOrCorrectnessFailureRejectsWithoutRunningIt) {
   ExperimentSpec spec = MakeSpec({"nobuild", "wrong"});
   spec.setup = Shell("make");
   spec.correctness_command = Shell("make test");
   Agent agent = [base = Timings({})](const PlannedStep& step) {
     StepOutcome o = base(step);
-    if (step.variant == "nobuild" && step.kind == StepKind::kSetup) o.exit_code = 2;
-    if (step.variant == "wrong" && step.kind == StepKind::kCorrectness) o.exit_code = 1;
+    if (step.variant == "nobuild" && step.kind == StepKind::kSetup)
+      o.exit_code = 2;
+    if (step.variant == "wrong" && step.kind == StepKind::kCorrectness)
+      o.exit_code = 1;
     return o;
   };
   const Trace run = DriveSpec(spec, agent);
@@ -577,9 +632,11 @@ TEST(AttemptDriverTest, CandidateSetupOrCorrectnessFailureRejectsWithoutRunningI
   EXPECT_EQ(Count(run.steps, StepKind::kMeasure, "wrong"), 0);
   EXPECT_EQ(Count(run.steps, StepKind::kMeasure, "base"), 10);
   EXPECT_EQ(Candidate(run.report, "nobuild").verdict, "REJECT");
-  EXPECT_THAT(Candidate(run.report, "nobuild").reason, HasSubstr("setup of nobuild"));
+  EXPECT_THAT(Candidate(run.report, "nobuild").reason,
+              HasSubstr("setup of nobuild"));
   EXPECT_EQ(Candidate(run.report, "wrong").verdict, "REJECT");
-  EXPECT_THAT(Candidate(run.report, "wrong").reason, HasSubstr("correctness of wrong"));
+  EXPECT_THAT(Candidate(run.report, "wrong").reason,
+              HasSubstr("correctness of wrong"));
 }
 
 TEST(AttemptDriverTest, DifferingOutputDigestIsRejected) {
@@ -587,7 +644,8 @@ TEST(AttemptDriverTest, DifferingOutputDigestIsRejected) {
   Agent agent = [base = Timings({{"wrong", 50}})](const PlannedStep& step) {
     StepOutcome o = base(step);
     o.output_digest = "digest-of-" + step.input;
-    if (step.variant == "wrong" && step.input == "large") o.output_digest = "0123456789abcdef";
+    if (step.variant == "wrong" && step.input == "large")
+      o.output_digest = "0123456789abcdef";
     return o;
   };
   const Trace run = DriveSpec(spec, agent);
@@ -595,7 +653,8 @@ TEST(AttemptDriverTest, DifferingOutputDigestIsRejected) {
   EXPECT_EQ(wrong.verdict, "REJECT");
   EXPECT_THAT(wrong.reason, HasSubstr("0123456789ab"));
   for (const InputRow& row : wrong.inputs) {
-    EXPECT_EQ(row.verdict, row.input == "large" ? "REJECT" : "KEEP") << row.input;
+    EXPECT_EQ(row.verdict, row.input == "large" ? "REJECT" : "KEEP")
+        << row.input;
   }
 }
 
@@ -604,7 +663,8 @@ TEST(AttemptDriverTest, OutputsAreNotComparedWithCompareNone) {
   spec.compare = CompareMode::kNone;
   Agent agent = [base = Timings({{"fast", 70}})](const PlannedStep& step) {
     StepOutcome o = base(step);
-    o.output_digest = "run-" + std::to_string(step.seq);  // different every time
+    o.output_digest =
+        "run-" + std::to_string(step.seq);  // different every time
     return o;
   };
   EXPECT_EQ(Candidate(DriveSpec(spec, agent).report, "fast").verdict, "KEEP");
@@ -636,7 +696,8 @@ TEST(AttemptDriverTest, MissingCustomMetricOnBaselineFailsTheAttempt) {
   spec.primary_metric = "ops";
   const Trace run = DriveSpec(spec, Timings({}));
   EXPECT_TRUE(run.report.failed);
-  EXPECT_THAT(run.report.failure, AllOf(HasSubstr("measure of base"), HasSubstr("'ops'")));
+  EXPECT_THAT(run.report.failure,
+              AllOf(HasSubstr("measure of base"), HasSubstr("'ops'")));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -646,11 +707,13 @@ TEST(AttemptDriverTest, NoisySamplesAreExtendedToMaxRunsThenDecided) {
   ExperimentSpec spec = MakeSpec({"noisy"}, {"tiny", "large"});
   spec.max_runs = 16;
   spec.verdict.kill_factor = 5;
-  // The candidate is very noisy on "large" only (no outlier removal can save it).
+  // The candidate is very noisy on "large" only (no outlier removal can save
+  // it).
   int noisy_runs = 0;
   Agent agent = [&noisy_runs, base = Timings({})](const PlannedStep& step) {
     StepOutcome o = base(step);
-    if (step.variant == "noisy" && step.input == "large" && step.kind == StepKind::kMeasure) {
+    if (step.variant == "noisy" && step.input == "large" &&
+        step.kind == StepKind::kMeasure) {
       static constexpr int64_t kWalls[] = {60, 100, 140, 180, 220};
       o.wall_ns = kWalls[noisy_runs++ % 5] * kMs;
     }
@@ -664,7 +727,8 @@ TEST(AttemptDriverTest, NoisySamplesAreExtendedToMaxRunsThenDecided) {
   EXPECT_EQ(Count(run.steps, StepKind::kMeasure, "noisy", "tiny"), 10);
   EXPECT_EQ(Count(run.steps, StepKind::kMeasure, "base", "tiny"), 10);
   EXPECT_EQ(Candidate(run.report, "noisy").verdict, "INCONCLUSIVE");
-  EXPECT_THAT(run.report.warnings, testing::Contains(HasSubstr("extended towards max_runs")));
+  EXPECT_THAT(run.report.warnings,
+              testing::Contains(HasSubstr("extended towards max_runs")));
   const AttemptProgress progress = driver.progress();
   EXPECT_EQ(progress.steps_done, static_cast<int64_t>(run.steps.size()));
   EXPECT_EQ(progress.steps_total, progress.steps_done);
@@ -675,7 +739,8 @@ TEST(AttemptDriverTest, QuietRunsAreNotExtended) {
   spec.max_runs = 20;
   const Trace run = DriveSpec(spec, Timings({{"fast", 70}}));
   EXPECT_EQ(Count(run.steps, StepKind::kMeasure), 20);
-  EXPECT_THAT(run.report.warnings, testing::Not(testing::Contains(HasSubstr("extended"))));
+  EXPECT_THAT(run.report.warnings,
+              testing::Not(testing::Contains(HasSubstr("extended"))));
 }
 
 TEST(AttemptDriverTest, ClearlyFasterCandidateIsKeptAndSlowerOneDiscarded) {
@@ -701,7 +766,9 @@ TEST(AttemptDriverTest, HigherIsBetterMetricKeepsTheCandidateWithMore) {
   spec.primary_metric = "ops";
   Agent agent = [base = Timings({})](const PlannedStep& step) {
     StepOutcome o = base(step);
-    const double ops = step.variant == "more" ? 1300 : step.variant == "less" ? 700 : 1000;
+    const double ops = step.variant == "more"   ? 1300
+                       : step.variant == "less" ? 700
+                                                : 1000;
     o.metrics["ops"] = ops + static_cast<double>(step.seq % 7);
     return o;
   };
@@ -712,12 +779,16 @@ TEST(AttemptDriverTest, HigherIsBetterMetricKeepsTheCandidateWithMore) {
 
 TEST(AttemptDriverTest, CompoundDoingWorseThanItsBestPartReportsAConflict) {
   ExperimentSpec spec = MakeSpec({"a", "b", "ab", "ba"});
-  spec.variants[3].combines = {"a", "b"};  // ab: 15 % better, less than a (30 %)
-  spec.variants[4].combines = {"b", "a"};  // ba: 40 % better, more than both parts
-  const Trace run = DriveSpec(spec, Timings({{"a", 70}, {"b", 85}, {"ab", 85}, {"ba", 60}}));
+  spec.variants[3].combines = {"a",
+                               "b"};  // ab: 15 % better, less than a (30 %)
+  spec.variants[4].combines = {"b",
+                               "a"};  // ba: 40 % better, more than both parts
+  const Trace run =
+      DriveSpec(spec, Timings({{"a", 70}, {"b", 85}, {"ab", 85}, {"ba", 60}}));
   const CandidateReport& ab = Candidate(run.report, "ab");
   EXPECT_EQ(ab.combines, (std::vector<std::string>{"a", "b"}));
-  EXPECT_THAT(ab.conflict, AllOf(HasSubstr("ab improves"), HasSubstr("its part a alone")));
+  EXPECT_THAT(ab.conflict,
+              AllOf(HasSubstr("ab improves"), HasSubstr("its part a alone")));
   EXPECT_THAT(Candidate(run.report, "ba").conflict, IsEmpty());
   EXPECT_THAT(Candidate(run.report, "a").conflict, IsEmpty());
 }
@@ -740,8 +811,8 @@ TEST(AttemptDriverTest, ProgressCountsDoneAndPlannedSteps) {
     const AttemptProgress p = driver.progress();
     EXPECT_EQ(p.steps_done, done);
     EXPECT_EQ(p.steps_total, planned);
-    EXPECT_THAT(p.current, HasSubstr(std::string(StepKindName(step->kind)) + " " +
-                                     step->variant));
+    EXPECT_THAT(p.current, HasSubstr(std::string(StepKindName(step->kind)) +
+                                     " " + step->variant));
     if (!step->input.empty()) {
       EXPECT_THAT(p.current, HasSubstr("on " + step->input));
     }
@@ -756,13 +827,15 @@ TEST(AttemptDriverTest, ProgressCountsDoneAndPlannedSteps) {
   EXPECT_EQ(driver.progress().current, "finished");
 }
 
-TEST(AttemptDriverTest, ProgressTotalDropsTheStepsOfARejectedOrKilledCandidate) {
+TEST(AttemptDriverTest,
+     ProgressTotalDropsTheStepsOfARejectedOrKilledCandidate) {
   ExperimentSpec spec = MakeSpec({"nobuild", "hang", "fast"});
   spec.setup = Shell("make");
   spec.warmup = 1;
   Agent agent = [base = Timings({{"fast", 70}})](const PlannedStep& step) {
     StepOutcome o = base(step);
-    if (step.variant == "nobuild" && step.kind == StepKind::kSetup) o.exit_code = 1;
+    if (step.variant == "nobuild" && step.kind == StepKind::kSetup)
+      o.exit_code = 1;
     if (step.variant == "hang" && step.kind == StepKind::kMeasure) {
       o.timed_out = true;
       o.wall_ns = absl::ToInt64Nanoseconds(step.timeout);
@@ -776,7 +849,8 @@ TEST(AttemptDriverTest, ProgressTotalDropsTheStepsOfARejectedOrKilledCandidate) 
     o.seq = step->seq;
     driver.OnResult(o);
     const int64_t total = driver.progress().steps_total;
-    EXPECT_LE(total, last_total) << "the total only shrinks when nothing is extended";
+    EXPECT_LE(total, last_total)
+        << "the total only shrinks when nothing is extended";
     last_total = total;
   }
   const AttemptProgress p = driver.progress();
@@ -811,7 +885,8 @@ variants:
 )";
   SpecLoadOptions options;
   options.base_dir = kWorkdir;
-  absl::StatusOr<ExperimentSpec> spec = ParseSpec(kYaml, "parsed.yaml", options);
+  absl::StatusOr<ExperimentSpec> spec =
+      ParseSpec(kYaml, "parsed.yaml", options);
   ASSERT_TRUE(spec.ok()) << spec.status();
   const Trace run = DriveSpec(*spec, Timings({{"fast", 70}}));
   EXPECT_EQ(Count(run.steps, StepKind::kSetup), 2);
@@ -821,7 +896,8 @@ variants:
   const PlannedStep& first_measure = *std::find_if(
       run.steps.begin(), run.steps.end(),
       [](const PlannedStep& s) { return s.kind == StepKind::kMeasure; });
-  EXPECT_THAT(first_measure.argv, ElementsAre("/bin/sh", "-c", "./bench 'in/one.txt'"));
+  EXPECT_THAT(first_measure.argv,
+              ElementsAre("/bin/sh", "-c", "./bench 'in/one.txt'"));
   EXPECT_EQ(first_measure.timeout, absl::Seconds(5));
   EXPECT_EQ(Candidate(run.report, "fast").verdict, "KEEP");
   EXPECT_EQ(run.report.name, "parsed");
