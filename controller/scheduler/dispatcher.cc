@@ -304,6 +304,9 @@ absl::Status Dispatcher::Cancel(int64_t experiment_id, const std::string& reason
 }
 
 void Dispatcher::Tick() {
+  for (int64_t id : std::vector<int64_t>(progress_pending_.begin(), progress_pending_.end())) {
+    PublishProgress(id);
+  }
   const absl::Time now = clock_->Now();
   // Agents that stopped talking lose their stream; the lease check below then applies.
   std::vector<std::shared_ptr<AgentLink>> silent;
@@ -424,7 +427,7 @@ void Dispatcher::SendNext(Active& active) {
   if (s != sessions_.end()) {
     s->second.link->SendStep(active.attempt.id, active.attempt.lease_token, *step);
   }
-  Publish(active.experiment.id);
+  PublishProgress(active.experiment.id);
 }
 
 void Dispatcher::FinishAttempt(int64_t attempt_id) {
@@ -498,7 +501,19 @@ void Dispatcher::LoseAttempt(int64_t attempt_id, const std::string& reason) {
   work_maybe_queued_ = true;
 }
 
+void Dispatcher::PublishProgress(int64_t experiment_id) {
+  constexpr absl::Duration kProgressInterval = absl::Milliseconds(250);
+  auto last = last_publish_.find(experiment_id);
+  if (last != last_publish_.end() && absl::Now() - last->second < kProgressInterval) {
+    progress_pending_.insert(experiment_id);
+    return;
+  }
+  Publish(experiment_id);
+}
+
 void Dispatcher::Publish(int64_t experiment_id) {
+  progress_pending_.erase(experiment_id);
+  last_publish_[experiment_id] = absl::Now();
   absl::StatusOr<ExperimentRecord> rec = store_->GetExperiment(experiment_id);
   if (!rec.ok()) return;
   ExperimentView view;
@@ -519,6 +534,7 @@ void Dispatcher::Publish(int64_t experiment_id) {
                        view.record.state == ExperimentState::kCancelled;
     if (ended) {
       live_.erase(experiment_id);
+      last_publish_.erase(experiment_id);
     } else {
       live_[experiment_id] = view;
     }

@@ -16,6 +16,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <thread>
@@ -151,7 +152,12 @@ class Dispatcher {
   void SendNext(Active& active);
   void FinishAttempt(int64_t attempt_id);
   void LoseAttempt(int64_t attempt_id, const std::string& reason);
+  // Sends the experiment's current view to its watchers at once (state changes).
   void Publish(int64_t experiment_id);
+  // Progress within an attempt: published at most every kProgressInterval per experiment
+  // (Tick flushes the rest), so that watchers and their terminals do not compete with
+  // short benchmark runs for the host's CPUs after every step.
+  void PublishProgress(int64_t experiment_id);
   Session* SessionFor(const std::shared_ptr<AgentLink>& link);
   std::string NewToken();
 
@@ -163,6 +169,8 @@ class Dispatcher {
   std::map<std::string, Session> sessions_;
   std::map<int64_t, Active> active_;
   bool work_maybe_queued_ = true;
+  std::map<int64_t, absl::Time> last_publish_;  // by experiment; real time, for pacing only
+  std::set<int64_t> progress_pending_;
 
   absl::Mutex mu_;
   std::deque<std::function<void()>> events_ ABSL_GUARDED_BY(mu_);
