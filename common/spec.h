@@ -95,6 +95,7 @@ struct ExperimentSpec {
   RunOrder order = RunOrder::kInterleaved;
   absl::Duration timeout = absl::Minutes(30);  // absolute cap per run, > 0
   std::optional<uint64_t> seed;  // benchmark.seed; absent = chosen and recorded at run time
+  std::vector<int> cpus;  // benchmark.cpus: pin every run to these CPUs (empty = no pinning)
 
   std::string primary_metric = "wall_time";  // wall_time|user_time|sys_time|max_rss|<custom>
   std::vector<CustomMetricSpec> custom_metrics;

@@ -225,6 +225,7 @@ PlannedStep AttemptDriver::Materialize(const Pending& p) {
       step.env["BENCHFLEET_INPUT"] = input->name;
       step.env["BENCHFLEET_INPUT_PATH"] = input->path;
       if (spec_.compare == CompareMode::kFile) step.compare_file = spec_.compare_path;
+      step.cpus = spec_.cpus;
       if (p.kind == StepKind::kMeasure) {
         for (const CustomMetricSpec& m : spec_.custom_metrics)
           step.metrics.emplace_back(m.name, m.regex);

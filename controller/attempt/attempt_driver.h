@@ -40,6 +40,7 @@ struct PlannedStep {
   absl::Duration timeout = absl::InfiniteDuration();
   std::string compare_file;  // digest this file instead of stdout (compare: file:<path>)
   std::vector<std::pair<std::string, std::string>> metrics;  // custom metric name -> regex
+  std::vector<int> cpus;  // pin the run to these CPUs (benchmark.cpus)
 };
 
 struct StepOutcome {

@@ -30,6 +30,7 @@ v1::StepOrder ToProto(int64_t attempt_id, const std::string& token, const Planne
                        ? 0
                        : std::max<int64_t>(1, absl::ToInt64Milliseconds(step.timeout)));
   o.set_compare_file(step.compare_file);
+  for (int cpu : step.cpus) o.add_cpus(cpu);
   for (const auto& [name, regex] : step.metrics) {
     v1::MetricPattern* m = o.add_metrics();
     m->set_name(name);

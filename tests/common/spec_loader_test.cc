@@ -128,7 +128,7 @@ TEST(SpecLoaderTest, RefusesUnknownNestedKeyAndSuggestsTheClosest) {
             "spec.yaml:7:3: benchmark.rnus: unknown key (did you mean runs?); "
             "expected one of the keys allowed in benchmark: command, argv, "
             "inputs, warmup, runs, max_runs, allow_underpowered, order, "
-            "timeout, seed, metrics");
+            "timeout, seed, cpus, metrics");
 }
 
 TEST(SpecLoaderTest, RefusesUnknownKeyInsideAnInput) {
@@ -1072,6 +1072,39 @@ TEST(SpecLoaderTest, ParsesPercentagesAndFractions) {
   for (const char* bad : {"", "%", "inf%", "nan", "0x10%", "10%%"}) {
     EXPECT_FALSE(ParsePercent(bad).ok()) << bad;
   }
+}
+
+}  // namespace
+}  // namespace benchfleet
+
+namespace benchfleet {
+namespace {
+
+TEST(SpecLoaderCpusTest, AcceptsCpuPinning) {
+  absl::StatusOr<ExperimentSpec> spec = Parse(WithBenchmark(
+      "benchmark:\n"
+      "  command: ./bench\n"
+      "  inputs: [{name: a, path: a.bin}]\n"
+      "  cpus: [2, 3]\n"));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_THAT(spec->cpus, ElementsAre(2, 3));
+}
+
+TEST(SpecLoaderCpusTest, RefusesACpuListedTwice) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  inputs: [{name: a, path: a.bin}]\n"
+                                  "  cpus: [1, 1]\n")),
+            "spec.yaml:7:13: benchmark.cpus[1]: CPU 1 is listed twice; list each CPU once");
+}
+
+TEST(SpecLoaderCpusTest, RefusesANegativeCpu) {
+  EXPECT_EQ(ErrorOf(WithBenchmark("benchmark:\n"
+                                  "  command: ./bench\n"
+                                  "  inputs: [{name: a, path: a.bin}]\n"
+                                  "  cpus: [-1]\n")),
+            "spec.yaml:7:10: benchmark.cpus[0]: -1 is not a CPU number; expected a list of "
+            "CPU numbers to pin every run to, e.g. [2, 3]");
 }
 
 }  // namespace
