@@ -347,7 +347,27 @@ void AttemptDriver::OnResult(const StepOutcome& o) {
     if (is_baseline) return FailAttempt(std::move(reason));
     return Reject(p.variant, std::move(reason));
   }
+  if (!o.host_flags.empty()) {
+    // The host was throttled, lost frequency or ran a competing process during this run:
+    // its time says more about the host than about the variant. Repeat it (at the end of the
+    // current phase, when the disturbance has likely passed), within a bounded budget.
+    for (const std::string& f : o.host_flags) ++flag_counts_[f];
+    if (reruns_ < MaxReruns()) {
+      ++reruns_;
+      queue_.push_back({StepKind::kMeasure, p.variant, p.input, p.round});
+      return;
+    }
+    ++flagged_kept_;
+  }
   samples_[{p.variant, p.input}].push_back({*value, o.wall_ns, false, o.output_digest});
+}
+
+int AttemptDriver::MaxReruns() const {
+  // A quarter of the planned measured runs, at least 5: enough to ride out a burst of
+  // background work, bounded so that a host that is always disturbed still ends.
+  const int planned = spec_.runs * static_cast<int>(spec_.inputs.size()) *
+                      static_cast<int>(spec_.variants.size());
+  return std::max(5, planned / 4);
 }
 
 int64_t AttemptDriver::RemainingSteps() const {
@@ -593,6 +613,15 @@ ExperimentReport AttemptDriver::Evaluate(
           "only the better one",
           cr.variant, improvement_of[cr.variant] * 100, best, best_improvement * 100);
     }
+  }
+  report.reruns = reruns_;
+  for (const auto& [flag, count] : flag_counts_) report.host_flags[flag] = count;
+  if (flagged_kept_ > 0) {
+    report.warnings.push_back(absl::StrCat(
+        flagged_kept_, " measured run(s) were disturbed by the host (",
+        absl::StrJoin(flag_counts_, ", ", absl::PairFormatter("×")),
+        ") and kept because the re-run budget of ", MaxReruns(),
+        " was spent; check the host for background load or throttling"));
   }
   if (extended_) {
     report.warnings.push_back(absl::StrCat(

@@ -53,6 +53,9 @@ struct StepOutcome {
   std::map<std::string, double> metrics;
   std::string error;        // could not start
   std::string stderr_tail;  // for failure messages
+  // Host disturbances the agent saw during the run ("throttled", "frequency-drop",
+  // "contended"); a flagged measured run is repeated (bounded).
+  std::vector<std::string> host_flags;
 };
 
 struct AttemptProgress {
@@ -110,6 +113,7 @@ class AttemptDriver {
   void FailAttempt(std::string reason);
   void Reject(const std::string& variant, std::string reason);
   std::string Describe(const StepOutcome& o) const;
+  int MaxReruns() const;
   // Steps still to run (in flight, queued, or in phases not queued yet) for active variants.
   int64_t RemainingSteps() const;
   // Weighted geometric mean over inputs of the variant's median primary metric.
@@ -131,6 +135,9 @@ class AttemptDriver {
   bool failed_ = false;
   std::string failure_;
   bool extended_ = false;
+  int reruns_ = 0;        // flagged measured runs repeated
+  int flagged_kept_ = 0;  // flagged runs kept once the re-run budget was spent
+  std::map<std::string, int> flag_counts_;
   std::vector<std::string> warnings_;
   std::map<std::string, VariantState> variants_;
   // (variant, input) -> measured samples, in execution order.

@@ -106,6 +106,13 @@ std::string RenderReportText(const ExperimentReport& report) {
           "  ", row.verdict, "\n");
     }
   }
+  if (report.reruns > 0) {
+    std::vector<std::string> flags;
+    for (const auto& [flag, count] : report.host_flags) flags.push_back(absl::StrCat(flag, " ×", count));
+    absl::StrAppend(&out, "\nRe-runs: ", report.reruns,
+                    " measured run(s) repeated because the host was disturbed (",
+                    absl::StrJoin(flags, ", "), ")\n");
+  }
   if (!report.warnings.empty()) {
     absl::StrAppend(&out, "\nWarnings:\n");
     for (const std::string& w : report.warnings) absl::StrAppend(&out, "  - ", w, "\n");
@@ -131,6 +138,8 @@ std::string ReportToJson(const ExperimentReport& report) {
   j["failed"] = report.failed;
   j["failure"] = report.failure;
   j["steps_run"] = report.steps_run;
+  j["reruns"] = report.reruns;
+  j["host_flags"] = report.host_flags;
   j["warnings"] = report.warnings;
   j["candidates"] = nlohmann::json::array();
   for (const CandidateReport& c : report.candidates) {

@@ -6,6 +6,7 @@
 #define BENCHFLEET_CONTROLLER_REPORT_REPORT_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,8 @@ struct ExperimentReport {
   bool failed = false;  // the attempt could not produce verdicts (e.g. the baseline failed)
   std::string failure;
   int64_t steps_run = 0;
+  int64_t reruns = 0;                     // measured runs repeated because the host was disturbed
+  std::map<std::string, int64_t> host_flags;  // flag -> how many runs carried it
   std::vector<CandidateReport> candidates;
   std::vector<std::string> warnings;
 };

@@ -53,6 +53,7 @@ StepOutcome FromProto(const v1::StepResult& r) {
   for (const auto& [k, v] : r.metrics()) o.metrics[k] = v;
   o.error = r.error();
   o.stderr_tail = r.stderr_tail();
+  o.host_flags.assign(r.host_flags().begin(), r.host_flags().end());
   return o;
 }
 
