@@ -21,8 +21,15 @@ void FakeClock::SleepFor(absl::Duration d) {
   const absl::Time until = now_ + d;
   auto reached = [this, until]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return now_ >= until; };
   ++sleepers_;
+  ++sleep_calls_;
   mu_.Await(absl::Condition(&reached));
   --sleepers_;
+}
+
+void FakeClock::AwaitSleepCalls(int64_t n) {
+  absl::MutexLock lock(&mu_);
+  auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return sleep_calls_ >= n; };
+  mu_.Await(absl::Condition(&enough));
 }
 
 void FakeClock::AwaitSleepers(int n) {

@@ -37,11 +37,15 @@ class FakeClock : public Clock {
   // Blocks until at least `n` threads are inside SleepFor (so a test can advance the clock
   // knowing the sleeper has already read its start time).
   void AwaitSleepers(int n);
+  // Blocks until SleepFor has been called at least `n` times in total (a test driving the
+  // clock advances once per sleep this way).
+  void AwaitSleepCalls(int64_t n);
 
  private:
   absl::Mutex mu_;
   absl::Time now_ ABSL_GUARDED_BY(mu_);
   int sleepers_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t sleep_calls_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace benchfleet

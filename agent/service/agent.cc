@@ -19,6 +19,11 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/lease/host_lock.h"
 #include "agent/probe/host_facts.h"
+#include "agent/probe/host_summary.h"
+#include "agent/probe/nvml_probe.h"
+#include "agent/probe/probe_json.h"
+#include "agent/probe/sysfs_probe.h"
+#include "agent/service/host_gates.h"
 #include "benchfleet/v1/agent.grpc.pb.h"
 #include "common/config_file.h"
 #include "common/status_macros.h"
@@ -76,6 +81,19 @@ class Agent::Impl {
 
   std::thread worker;
 
+  // Host probing: used by the worker thread (gates) and the sampler (during runs), never
+  // both at once.
+  Clock* clock = nullptr;
+  std::unique_ptr<NvmlProbe> nvml;
+  std::unique_ptr<SysfsProbe> probe;
+  std::unique_ptr<StepSampler> sampler;
+  v1::GateSpec lease_gates ABSL_GUARDED_BY(mu);
+  bool lease_started ABSL_GUARDED_BY(mu) = false;
+  std::string status ABSL_GUARDED_BY(mu);  // shown in heartbeats (gate waits)  // the lease's gates were passed once
+  absl::Time last_attempt_end ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+
+  GateOptions Gates(const v1::GateSpec& spec, bool attempt_start) const;
+
   bool Write(const v1::AgentMessage& m) {
     absl::MutexLock lock(&write_mu);
     if (stream == nullptr) return false;
@@ -87,6 +105,7 @@ class Agent::Impl {
   void Handle(const v1::ControllerMessage& m);
   void DropLeaseLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   v1::StepResult Execute(const v1::StepOrder& order);
+  void SendSamples(const v1::StepOrder& o, const std::vector<HostSample>& samples);
   std::string AttemptDir(int64_t attempt_id) const {
     return absl::StrCat(options.workdir, "/attempts/", attempt_id);
   }
@@ -110,6 +129,20 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options
   }
   ASSIGN_OR_RETURN(impl->lock, HostLock::Acquire(impl->options.lock_file));
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) impl->base_env.emplace_back(*e);
+  impl->clock = options.clock != nullptr ? options.clock : RealClock::Get();
+  impl->nvml = NvmlProbe::Open(NvmlOptions{options.nvml_library});
+  SysfsProbeOptions popts;
+  popts.root = options.probe_root;
+  impl->probe = std::make_unique<SysfsProbe>(popts, impl->nvml.get());
+  // The agent and everything it starts (the job's whole tree) are not competition.
+  ProcessExclusions exclusions;
+  exclusions.pids = {static_cast<int>(getpid())};
+  impl->probe->SetExclusions(exclusions);
+  impl->sampler = std::make_unique<StepSampler>(impl->probe.get(), impl->clock,
+                                                options.sample_interval);
+  if (impl->nvml->state() == NvmlState::kReady) {
+    spdlog::info("NVML: {} GPU(s) through {}", impl->nvml->gpu_count(), impl->nvml->library());
+  }
   {
     absl::MutexLock lock(&impl->mu);
     impl->heartbeat_interval = options.heartbeat_interval;
@@ -175,6 +208,8 @@ void Agent::Impl::DropLeaseLocked(const std::string& why) {
   std::filesystem::remove_all(AttemptDir(lease_attempt), ec);
   lease_attempt = 0;
   lease_token.clear();
+  lease_started = false;
+  last_attempt_end = clock->Now();
 }
 
 void Agent::Impl::RunSession() {
@@ -238,6 +273,7 @@ void Agent::Impl::RunSession() {
         m.mutable_heartbeat()->set_seq(++seq);
         m.mutable_heartbeat()->set_attempt_id(lease_attempt);
         m.mutable_heartbeat()->set_busy(running.first != 0);
+        m.mutable_heartbeat()->set_status(status);
       }
       {
         absl::MutexLock lock(&hb_mu);
@@ -300,8 +336,10 @@ void Agent::Impl::Handle(const v1::ControllerMessage& m) {
           r->set_reason(absl::StrCat("this agent already holds the lease of attempt ",
                                      lease_attempt, "; one lease at a time"));
         } else {
+          if (lease_attempt != l.attempt_id()) lease_started = false;
           lease_attempt = l.attempt_id();
           lease_token = l.lease_token();
+          lease_gates = l.gates();
           r->set_accepted(true);
           spdlog::info("leased attempt {} of experiment {} ({})", l.attempt_id(),
                        l.experiment_id(), l.experiment_name());
@@ -403,7 +441,64 @@ v1::StepResult Agent::Impl::Execute(const v1::StepOrder& o) {
   for (int cpu : o.cpus()) req.cpus.push_back(cpu);
   req.cancel = &cancel_running;
 
+  // Gates: before the attempt's first step (cooldown, temperatures, load, competing
+  // processes) and before every run (temperatures, competing processes; the job itself
+  // keeps the load average up, so load is an attempt-level gate only).
+  const bool is_run = o.kind() == v1::STEP_KIND_MEASURE || o.kind() == v1::STEP_KIND_WARMUP;
+  bool attempt_start = false;
+  v1::GateSpec spec_gates;
+  absl::Time cooldown_until;
+  {
+    absl::MutexLock lock(&mu);
+    attempt_start = !lease_started;
+    lease_started = true;
+    spec_gates = lease_gates;
+    cooldown_until = last_attempt_end == absl::InfinitePast()
+                         ? absl::InfinitePast()
+                         : last_attempt_end + Gates(spec_gates, true).cooldown;
+  }
+  if (attempt_start || is_run) {
+    GateOutcome gate = WaitForGates(
+        *probe, *clock, Gates(spec_gates, attempt_start),
+        attempt_start ? cooldown_until : absl::InfinitePast(), &cancel_running,
+        [this](const std::string& blockers) {
+          absl::MutexLock lock(&mu);
+          status = absl::StrCat("waiting for the host: ", blockers);
+        });
+    {
+      absl::MutexLock lock(&mu);
+      status.clear();
+    }
+    r.set_gate_wait_ms(absl::ToInt64Milliseconds(gate.waited));
+    if (!gate.passed) {
+      r.set_error(gate.reason);
+      r.set_exit_code(-1);
+      return r;
+    }
+  }
+
+  if (is_run) sampler->Begin();
   absl::StatusOr<RunResult> run = runner->Run(req);
+  if (is_run) {
+    std::vector<HostSample> samples = sampler->End();
+    HostSummaryOptions sopts;
+    sopts.cpus.assign(o.cpus().begin(), o.cpus().end());
+    const HostStateSummary summary = SummarizeHostSamples(samples, sopts);
+    v1::HostSummary* h = r.mutable_host();
+    h->set_samples(summary.samples);
+    h->set_max_cpu_temp_c(summary.max_cpu_temp_c.value_or(0));
+    h->set_max_gpu_temp_c(summary.max_gpu_temp_c.value_or(0));
+    h->set_min_freq_mhz(summary.min_freq_mhz.value_or(0));
+    h->set_mean_cpu_util(summary.mean_cpu_util.value_or(0));
+    h->set_throttle_delta(summary.throttle_count_delta.value_or(0));
+    h->set_max_competing_cpu(summary.max_competing_cpu_cores.value_or(0));
+    if (summary.top_competitor) {
+      h->set_top_competitor(absl::StrCat(summary.top_competitor->comm, " (pid ",
+                                         summary.top_competitor->pid, ")"));
+    }
+    for (const std::string& f : summary.flags) r.add_host_flags(f);
+    SendSamples(o, samples);
+  }
   if (!run.ok()) {
     r.set_error(std::string(run.status().message()));
     r.set_exit_code(-1);
@@ -441,6 +536,52 @@ v1::StepResult Agent::Impl::Execute(const v1::StepOrder& o) {
     std::filesystem::remove(req.stderr_path, ec);
   }
   return r;
+}
+
+GateOptions Agent::Impl::Gates(const v1::GateSpec& spec, bool attempt_start) const {
+  // The stricter of the host's own limit and the spec's wins; 0 means "not set".
+  auto stricter = [](double host, double spec_value) {
+    if (host <= 0) return spec_value;
+    if (spec_value <= 0) return host;
+    return std::min(host, spec_value);
+  };
+  GateOptions g;
+  g.cooldown = std::max(options.cooldown, absl::Milliseconds(spec.cooldown_ms()));
+  g.max_gpu_temp_c = stricter(options.max_gpu_temp_c, spec.max_gpu_temp_c());
+  g.max_cpu_temp_c = stricter(options.max_cpu_temp_c, spec.max_cpu_temp_c());
+  g.max_load = attempt_start ? stricter(options.max_load, spec.max_load()) : 0;
+  g.max_competing_cpu = stricter(options.max_competing_cpu, spec.max_competing_cpu());
+  g.max_wait = spec.max_wait_ms() > 0 ? absl::Milliseconds(spec.max_wait_ms()) : options.max_wait;
+  return g;
+}
+
+void Agent::Impl::SendSamples(const v1::StepOrder& o, const std::vector<HostSample>& samples) {
+  if (samples.empty()) return;
+  v1::AgentMessage m;
+  v1::SampleBatch* b = m.mutable_samples();
+  b->set_attempt_id(o.attempt_id());
+  b->set_lease_token(o.lease_token());
+  b->set_step_seq(o.step_seq());
+  for (const HostSample& s : samples) {
+    v1::HostSampleRow* row = b->add_samples();
+    row->set_taken_at_unix_us(std::chrono::duration_cast<std::chrono::microseconds>(
+                                  s.taken_at.time_since_epoch())
+                                  .count());
+    row->set_cpu_util(s.cpu_util.value_or(0));
+    row->set_load1(s.load1.value_or(0));
+    row->set_mem_available_bytes(static_cast<double>(s.mem_available_bytes.value_or(0)));
+    row->set_min_freq_mhz(MinCoreFreqMhz(s).value_or(0));
+    row->set_max_cpu_temp_c(MaxCpuTempC(s).value_or(0));
+    row->set_max_gpu_temp_c(MaxGpuTempC(s).value_or(0));
+    row->set_gpu_util(MaxGpuUtilPercent(s).value_or(0) / 100.0);
+    row->set_throttle_events(s.throttle_count.value_or(0));
+    row->set_competing_cpu(s.other_cpu_cores.value_or(0));
+    if (!s.gpus.empty() || !s.top_processes.empty()) {
+      row->set_detail_json(HostSampleToJson(s).dump());
+    }
+  }
+  // Best effort: samples describe the run, the result is what must arrive.
+  Write(m);
 }
 
 }  // namespace benchfleet

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "agent/runner/process_runner.h"
+#include "common/clock.h"
 #include "common/credentials.h"
 
 namespace benchfleet {
@@ -32,6 +33,20 @@ struct AgentOptions {
   absl::Duration max_backoff = absl::Seconds(5);
   absl::Duration heartbeat_interval = absl::Seconds(2);  // until the controller says otherwise
   absl::Duration lease_timeout = absl::Seconds(15);      // likewise
+
+  // Host probing (DESIGN.md §5). Samples are taken this often while a run executes;
+  // zero disables sampling (and flagging).
+  absl::Duration sample_interval = absl::Milliseconds(100);
+  std::string probe_root;                          // "" = the real /proc and /sys
+  std::string nvml_library = "libnvidia-ml.so.1";  // absent library = no GPUs
+  // The host's own gates. A spec's gates apply too; the stricter value wins.
+  absl::Duration cooldown = absl::ZeroDuration();
+  double max_gpu_temp_c = 0;     // 0 = only the spec's
+  double max_cpu_temp_c = 0;
+  double max_load = 0;
+  double max_competing_cpu = 0.25;  // cores other processes may use while a run waits to start
+  absl::Duration max_wait = absl::Minutes(15);
+  Clock* clock = nullptr;  // default: the real clock
 };
 
 class Agent {

@@ -282,6 +282,7 @@ void AttemptDriver::OnResult(const StepOutcome& o) {
   const Pending p = *in_flight_;
   in_flight_.reset();
   ++steps_done_;
+  gate_wait_ns_ += o.gate_wait_ns;
   const bool is_baseline = p.variant == spec_.baseline().name;
   const std::string where =
       p.input.empty() ? std::string() : absl::StrCat(" on input ", p.input);
@@ -615,6 +616,7 @@ ExperimentReport AttemptDriver::Evaluate(
     }
   }
   report.reruns = reruns_;
+  report.gate_wait_ns = gate_wait_ns_;
   for (const auto& [flag, count] : flag_counts_) report.host_flags[flag] = count;
   if (flagged_kept_ > 0) {
     report.warnings.push_back(absl::StrCat(

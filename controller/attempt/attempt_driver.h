@@ -56,6 +56,7 @@ struct StepOutcome {
   // Host disturbances the agent saw during the run ("throttled", "frequency-drop",
   // "contended"); a flagged measured run is repeated (bounded).
   std::vector<std::string> host_flags;
+  int64_t gate_wait_ns = 0;  // time the step waited for the host's gates
 };
 
 struct AttemptProgress {
@@ -137,6 +138,7 @@ class AttemptDriver {
   bool extended_ = false;
   int reruns_ = 0;        // flagged measured runs repeated
   int flagged_kept_ = 0;  // flagged runs kept once the re-run budget was spent
+  int64_t gate_wait_ns_ = 0;
   std::map<std::string, int> flag_counts_;
   std::vector<std::string> warnings_;
   std::map<std::string, VariantState> variants_;

@@ -117,6 +117,10 @@ std::string RenderReportText(const ExperimentReport& report) {
     absl::StrAppend(&out, "\nWarnings:\n");
     for (const std::string& w : report.warnings) absl::StrAppend(&out, "  - ", w, "\n");
   }
+  if (report.gate_wait_ns >= 1'000'000'000) {
+    absl::StrAppend(&out, absl::StrFormat("\nGates: waited %.1f s for the host to cool down or quieten\n",
+                                          static_cast<double>(report.gate_wait_ns) / 1e9));
+  }
   absl::StrAppend(&out, "\n(seed ", report.seed, ", ", report.steps_run, " steps",
                   report.host.empty() ? "" : absl::StrCat(", host ", report.host), ")\n");
   return out;
@@ -139,6 +143,7 @@ std::string ReportToJson(const ExperimentReport& report) {
   j["failure"] = report.failure;
   j["steps_run"] = report.steps_run;
   j["reruns"] = report.reruns;
+  j["gate_wait_ns"] = report.gate_wait_ns;
   j["host_flags"] = report.host_flags;
   j["warnings"] = report.warnings;
   j["candidates"] = nlohmann::json::array();

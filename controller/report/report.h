@@ -58,6 +58,7 @@ struct ExperimentReport {
   bool failed = false;  // the attempt could not produce verdicts (e.g. the baseline failed)
   std::string failure;
   int64_t steps_run = 0;
+  int64_t gate_wait_ns = 0;  // time spent waiting for the host's gates (cooling, quiet)
   int64_t reruns = 0;                     // measured runs repeated because the host was disturbed
   std::map<std::string, int64_t> host_flags;  // flag -> how many runs carried it
   std::vector<CandidateReport> candidates;

@@ -168,9 +168,18 @@ void Dispatcher::OnConnected(std::shared_ptr<AgentLink> link, AgentHello hello) 
   });
 }
 
-void Dispatcher::OnHeartbeat(const std::shared_ptr<AgentLink>& link, int64_t /*attempt_id*/) {
-  Post([this, link] {
-    if (Session* s = SessionFor(link)) s->last_seen = clock_->Now();
+void Dispatcher::OnHeartbeat(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
+                             const std::string& status) {
+  Post([this, link, attempt_id, status] {
+    Session* s = SessionFor(link);
+    if (s == nullptr) return;
+    s->last_seen = clock_->Now();
+    if (s->status == status) return;
+    s->status = status;
+    auto it = active_.find(attempt_id);
+    if (it != active_.end() && it->second.agent_id == s->hello.agent_id) {
+      PublishProgress(it->second.experiment.id);
+    }
   });
 }
 
@@ -270,6 +279,25 @@ void Dispatcher::OnDisconnected(const std::shared_ptr<AgentLink>& link) {
       spdlog::info("agent {} disconnected", id);
       return;
     }
+  });
+}
+
+void Dispatcher::OnSamples(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
+                           const std::string& token, std::vector<SampleRecord> samples) {
+  Post([this, link, attempt_id, token, samples = std::move(samples)]() mutable {
+    if (Session* s = SessionFor(link)) {
+      s->last_seen = clock_->Now();
+      for (SampleRecord& r : samples) r.agent_id = s->hello.agent_id;
+    }
+    auto it = active_.find(attempt_id);
+    if (it == active_.end() || it->second.attempt.lease_token != token) return;
+    if (absl::Status st = store_->RecordSamples(samples); !st.ok()) {
+      spdlog::error("could not store {} samples of attempt {}: {}", samples.size(), attempt_id,
+                    st.ToString());
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    counters_.samples_stored += static_cast<int64_t>(samples.size());
   });
 }
 
@@ -378,6 +406,7 @@ void Dispatcher::StartAttempt(Session& session) {
   }
   // A spec seed fixes the order; otherwise the claim's random seed is used and recorded.
   const uint64_t effective_seed = spec->seed.value_or(c.attempt.seed);
+  const GateSpec gates = spec->gates;
   Active active;
   active.attempt = c.attempt;
   active.attempt.seed = effective_seed;
@@ -409,7 +438,7 @@ void Dispatcher::StartAttempt(Session& session) {
     absl::MutexLock lock(&mu_);
     connected_[session.hello.agent_id] = c.experiment.id;
   }
-  session.link->SendLease(attempt_id, token, c.experiment.id, c.experiment.name);
+  session.link->SendLease(attempt_id, token, c.experiment.id, c.experiment.name, gates);
   spdlog::info("experiment {} ({}) leased to agent {} as attempt {}", c.experiment.id,
                c.experiment.name, session.hello.agent_id, attempt_id);
   active_.emplace(attempt_id, std::move(active));
@@ -521,6 +550,9 @@ void Dispatcher::Publish(int64_t experiment_id) {
   for (auto& [id, a] : active_) {
     if (a.experiment.id != experiment_id) continue;
     view.progress = a.driver->progress();
+    if (auto st = sessions_.find(a.agent_id); st != sessions_.end() && !st->second.status.empty()) {
+      view.progress.current = st->second.status;
+    }
     view.attempt_id = id;
     view.agent_id = a.agent_id;
     auto s = sessions_.find(a.agent_id);

@@ -38,8 +38,10 @@ class AgentLink {
  public:
   virtual ~AgentLink() = default;
   virtual void SendWelcome(absl::Duration heartbeat_interval, absl::Duration lease_timeout) = 0;
+  // `gates` are the spec's host gates, which the agent enforces.
   virtual void SendLease(int64_t attempt_id, const std::string& lease_token,
-                         int64_t experiment_id, const std::string& experiment_name) = 0;
+                         int64_t experiment_id, const std::string& experiment_name,
+                         const GateSpec& gates) = 0;
   virtual void SendStep(int64_t attempt_id, const std::string& lease_token,
                         const PlannedStep& step) = 0;
   virtual void SendAck(int64_t attempt_id, int64_t step_seq, bool accepted,
@@ -89,6 +91,7 @@ struct DispatcherCounters {
   int64_t duplicate_results = 0;
   int64_t results_stored = 0;
   int64_t attempts_lost = 0;
+  int64_t samples_stored = 0;
 };
 
 class Dispatcher {
@@ -101,12 +104,17 @@ class Dispatcher {
 
   // Called by the agent service adapter. `link` stays valid until OnDisconnected.
   void OnConnected(std::shared_ptr<AgentLink> link, AgentHello hello);
-  void OnHeartbeat(const std::shared_ptr<AgentLink>& link, int64_t attempt_id);
+  // `status` is what the agent is doing besides running steps (e.g. waiting for its gates).
+  void OnHeartbeat(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
+                   const std::string& status = "");
   void OnLeaseReply(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
                     const std::string& token, bool accepted, const std::string& reason);
   void OnStepResult(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
                     const std::string& token, StepOutcome outcome);
   void OnDisconnected(const std::shared_ptr<AgentLink>& link);
+  // Host samples taken during one step; stored in one batch if the lease is current.
+  void OnSamples(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
+                 const std::string& token, std::vector<SampleRecord> samples);
 
   // Called by the Fleet service after the store accepted a new experiment.
   void OnSubmitted(int64_t experiment_id);
@@ -132,6 +140,7 @@ class Dispatcher {
     AgentHello hello;
     absl::Time last_seen;
     int64_t attempt_id = 0;  // 0 = idle
+    std::string status;
   };
   struct Active {
     AttemptRecord attempt;

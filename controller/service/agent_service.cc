@@ -26,8 +26,9 @@ class GrpcAgentLink : public AgentLink, public std::enable_shared_from_this<Grpc
     Send(std::move(m));
   }
   void SendLease(int64_t attempt_id, const std::string& token, int64_t experiment_id,
-                 const std::string& name) override {
+                 const std::string& name, const GateSpec& gates) override {
     v1::ControllerMessage m;
+    *m.mutable_lease()->mutable_gates() = ToProto(gates);
     m.mutable_lease()->set_attempt_id(attempt_id);
     m.mutable_lease()->set_lease_token(token);
     m.mutable_lease()->set_experiment_id(experiment_id);
@@ -134,7 +135,9 @@ class AgentStreamReactor final : public Reactor {
         dispatcher_->OnConnected(link_, FromProto(in_.hello()));
         break;
       case v1::AgentMessage::kHeartbeat:
-        if (hello_seen_) dispatcher_->OnHeartbeat(link_, in_.heartbeat().attempt_id());
+        if (hello_seen_) {
+          dispatcher_->OnHeartbeat(link_, in_.heartbeat().attempt_id(), in_.heartbeat().status());
+        }
         break;
       case v1::AgentMessage::kLeaseReply:
         if (hello_seen_) {
@@ -147,6 +150,12 @@ class AgentStreamReactor final : public Reactor {
         if (hello_seen_) {
           const auto& r = in_.step_result();
           dispatcher_->OnStepResult(link_, r.attempt_id(), r.lease_token(), FromProto(r));
+        }
+        break;
+      case v1::AgentMessage::kSamples:
+        if (hello_seen_) {
+          const auto& b = in_.samples();
+          dispatcher_->OnSamples(link_, b.attempt_id(), b.lease_token(), FromProto(b));
         }
         break;
       case v1::AgentMessage::kReleased:

@@ -54,6 +54,7 @@ StepOutcome FromProto(const v1::StepResult& r) {
   o.error = r.error();
   o.stderr_tail = r.stderr_tail();
   o.host_flags.assign(r.host_flags().begin(), r.host_flags().end());
+  o.gate_wait_ns = r.gate_wait_ms() * 1'000'000;
   return o;
 }
 
@@ -108,6 +109,39 @@ v1::Agent ToProto(const AgentRecord& a, bool connected, int64_t current_experime
   out.set_facts_json(a.facts_json);
   out.set_connected(connected);
   out.set_current_experiment_id(current_experiment_id);
+  return out;
+}
+
+v1::GateSpec ToProto(const GateSpec& g) {
+  v1::GateSpec out;
+  out.set_cooldown_ms(absl::ToInt64Milliseconds(g.cooldown));
+  out.set_max_gpu_temp_c(g.max_gpu_temp_c);
+  out.set_max_cpu_temp_c(g.max_cpu_temp_c);
+  out.set_max_load(g.max_load);
+  out.set_max_wait_ms(absl::ToInt64Milliseconds(g.max_wait));
+  return out;
+}
+
+std::vector<SampleRecord> FromProto(const v1::SampleBatch& b) {
+  std::vector<SampleRecord> out;
+  out.reserve(b.samples_size());
+  for (const v1::HostSampleRow& row : b.samples()) {
+    SampleRecord r;
+    r.attempt_id = b.attempt_id();
+    r.step_seq = b.step_seq();
+    r.taken_at = absl::FromUnixMicros(row.taken_at_unix_us());
+    r.cpu_util = row.cpu_util();
+    r.load1 = row.load1();
+    r.mem_available_bytes = row.mem_available_bytes();
+    r.min_freq_mhz = row.min_freq_mhz();
+    r.max_cpu_temp_c = row.max_cpu_temp_c();
+    r.max_gpu_temp_c = row.max_gpu_temp_c();
+    r.gpu_util = row.gpu_util();
+    r.throttle_events = row.throttle_events();
+    r.competing_cpu = row.competing_cpu();
+    r.detail_json = row.detail_json();
+    out.push_back(std::move(r));
+  }
   return out;
 }
 

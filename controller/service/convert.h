@@ -14,6 +14,8 @@ StepOutcome FromProto(const v1::StepResult& result);
 AgentHello FromProto(const v1::Hello& hello);
 v1::Experiment ToProto(const ExperimentView& view);
 v1::Agent ToProto(const AgentRecord& agent, bool connected, int64_t current_experiment_id);
+v1::GateSpec ToProto(const GateSpec& gates);
+std::vector<SampleRecord> FromProto(const v1::SampleBatch& batch);
 
 }  // namespace benchfleet
 

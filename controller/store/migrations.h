@@ -1,12 +1,16 @@
-// Numbered schema migrations for the SQL stores (SqliteStore now, PgStore
-// later; both use the same version numbers). Migration N is a list of
-// statements that a store applies in one transaction and records in
+// Numbered schema migrations for the SQL stores (SqliteStore and PgStore; both
+// use the same version numbers). Migration N is a list of statements that a
+// store applies in one transaction and records in
 // `schema_migrations(version, applied_at)`; a store refuses a database whose
 // recorded version is higher than LatestSchemaVersion().
 //
 // The SQL is portable between SQLite and PostgreSQL except for auto-assigned id
-// columns, written as the placeholder {{ID}} and rendered per dialect by
-// MigrationStatements().
+// columns and index methods, written as placeholders ({{ID}}, {{BRIN}}) and
+// rendered per dialect by MigrationStatements(), and for what only PostgreSQL
+// has (the read-only role and views for Grafana, migration 3), kept in
+// `postgres_only`. A migration whose statements are all PostgreSQL-only is
+// recorded on SQLite without changing anything there, so that version numbers
+// mean the same schema history on both.
 //
 // Pure constant data and functions of it: thread-safe.
 #ifndef BENCHFLEET_CONTROLLER_STORE_MIGRATIONS_H_
@@ -26,6 +30,8 @@ struct Migration {
   std::string_view description;  // for logs and error messages
   std::span<const std::string_view>
       statements;  // dialect-neutral; see MigrationStatements
+  // Run on PostgreSQL only, after `statements`.
+  std::span<const std::string_view> postgres_only = {};
 };
 
 // All migrations, in version order: versions 1..LatestSchemaVersion().
@@ -39,7 +45,8 @@ int LatestSchemaVersion();
 std::string_view SchemaMigrationsTableSql();
 
 // The statements of `migration` ready to execute on `dialect` (placeholders
-// replaced).
+// replaced; for kPostgres followed by `postgres_only`). May be empty for
+// kSqlite.
 std::vector<std::string> MigrationStatements(const Migration& migration,
                                              SqlDialect dialect);
 

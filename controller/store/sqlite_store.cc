@@ -381,6 +381,31 @@ VerdictRecord ReadVerdict(const Stmt& row) {
   return r;
 }
 
+constexpr std::string_view kSampleColumns =
+    "attempt_id, step_seq, agent_id, taken_at, cpu_util, load1, "
+    "mem_available_bytes, min_freq_mhz, max_cpu_temp_c, max_gpu_temp_c, "
+    "gpu_util, throttle_events, competing_cpu, detail_json";
+constexpr int kSampleColumnCount = 14;
+
+SampleRecord ReadSample(const Stmt& row) {
+  SampleRecord r;
+  r.attempt_id = row.Int(0);
+  r.step_seq = row.Int(1);
+  r.agent_id = row.Text(2);
+  r.taken_at = row.Time(3);
+  r.cpu_util = row.Double(4);
+  r.load1 = row.Double(5);
+  r.mem_available_bytes = row.Double(6);
+  r.min_freq_mhz = row.Double(7);
+  r.max_cpu_temp_c = row.Double(8);
+  r.max_gpu_temp_c = row.Double(9);
+  r.gpu_util = row.Double(10);
+  r.throttle_events = row.Int(11);
+  r.competing_cpu = row.Double(12);
+  r.detail_json = row.Text(13);
+  return r;
+}
+
 constexpr std::string_view kAgentColumns =
     "id, hostname, labels_json, facts_json, state, cordoned, last_seen";
 
@@ -450,8 +475,10 @@ bool LabelsSatisfy(const std::map<std::string, std::string>& required,
   });
 }
 
-absl::Status Migrate(sqlite3* db, const std::string& path) {
+// Migrates to `target` (LatestSchemaVersion() when 0).
+absl::Status Migrate(sqlite3* db, const std::string& path, int target) {
   const int latest = LatestSchemaVersion();
+  if (target <= 0 || target > latest) target = latest;
   // One migration per transaction, re-reading the version each time: another
   // process may be migrating the same file concurrently, and BEGIN IMMEDIATE
   // makes us take turns.
@@ -476,7 +503,7 @@ absl::Status Migrate(sqlite3* db, const std::string& path) {
                 "controller, or point it at "
                 "another database");
           }
-          if (current == latest) {
+          if (current >= target) {
             done = true;
             return absl::OkStatus();
           }
@@ -570,7 +597,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
   // change is durable (DESIGN.md §6); WAL's default NORMAL could lose the last
   // commits.
   RETURN_IF_ERROR(conn.Exec("PRAGMA synchronous = FULL"));
-  RETURN_IF_ERROR(Migrate(db, path));
+  RETURN_IF_ERROR(Migrate(db, path, options.schema_version));
   return store;
 }
 
@@ -1116,6 +1143,102 @@ absl::StatusOr<std::vector<VerdictRecord>> SqliteStore::ListVerdicts(
                  }
                }));
   return out;
+}
+
+// ---- Samples ----
+
+absl::Status SqliteStore::RecordSamples(
+    const std::vector<SampleRecord>& samples) {
+  if (samples.empty()) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  // As many rows per statement as the bound-parameter limit allows, capped so
+  // that one statement's text stays small.
+  constexpr size_t kMaxRowsPerStatement = 500;
+  const int max_params = sqlite3_limit(db_, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
+  const size_t rows_per_statement = std::clamp<size_t>(
+      static_cast<size_t>(std::max(max_params, 0)) / kSampleColumnCount, 1,
+      kMaxRowsPerStatement);
+  return Transact(
+      db_, path_, TxnKind::kWrite,
+      "recording " + std::to_string(samples.size()) + " samples",
+      [&](Conn& conn) -> absl::Status {
+        std::string full_sql;  // the statement for a whole chunk, built once
+        for (size_t begin = 0; begin < samples.size();
+             begin += rows_per_statement) {
+          const size_t rows =
+              std::min(rows_per_statement, samples.size() - begin);
+          std::string sql;
+          if (rows == rows_per_statement && !full_sql.empty()) {
+            sql = full_sql;
+          } else {
+            sql = "INSERT INTO samples (";
+            sql.append(kSampleColumns).append(") VALUES ");
+            for (size_t i = 0; i < rows; ++i) {
+              sql.append(i == 0 ? "" : ", ")
+                  .append("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+            }
+            if (rows == rows_per_statement) full_sql = sql;
+          }
+          ASSIGN_OR_RETURN(Stmt insert, conn.Prepare(sql));
+          for (size_t i = begin; i < begin + rows; ++i) {
+            const SampleRecord& s = samples[i];
+            insert.BindInt(s.attempt_id)
+                .BindInt(s.step_seq)
+                .BindText(s.agent_id)
+                .BindTime(s.taken_at)
+                .BindDouble(s.cpu_util)
+                .BindDouble(s.load1)
+                .BindDouble(s.mem_available_bytes)
+                .BindDouble(s.min_freq_mhz)
+                .BindDouble(s.max_cpu_temp_c)
+                .BindDouble(s.max_gpu_temp_c)
+                .BindDouble(s.gpu_util)
+                .BindInt(s.throttle_events)
+                .BindDouble(s.competing_cpu)
+                .BindText(s.detail_json);
+          }
+          RETURN_IF_ERROR(insert.Run());
+        }
+        return absl::OkStatus();
+      });
+}
+
+absl::StatusOr<std::vector<SampleRecord>> SqliteStore::ListSamples(
+    int64_t attempt_id) {
+  std::vector<SampleRecord> out;
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(Transact(
+      db_, path_, TxnKind::kRead, "listing samples",
+      [&](Conn& conn) -> absl::Status {
+        // rowid breaks ties in insertion order.
+        ASSIGN_OR_RETURN(Stmt stmt,
+                         conn.Prepare(Select(kSampleColumns,
+                                             "FROM samples WHERE attempt_id = "
+                                             "? ORDER BY taken_at, rowid")));
+        stmt.BindInt(attempt_id);
+        for (;;) {
+          ASSIGN_OR_RETURN(bool row, stmt.Step());
+          if (!row) return absl::OkStatus();
+          out.push_back(ReadSample(stmt));
+        }
+      }));
+  return out;
+}
+
+absl::StatusOr<int64_t> SqliteStore::DeleteSamplesBefore(absl::Time cutoff) {
+  int64_t deleted = 0;
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(Transact(
+      db_, path_, TxnKind::kWrite, "deleting old samples",
+      [&](Conn& conn) -> absl::Status {
+        ASSIGN_OR_RETURN(
+            Stmt stmt, conn.Prepare("DELETE FROM samples WHERE taken_at < ?"));
+        stmt.BindTime(cutoff);
+        RETURN_IF_ERROR(stmt.Run());
+        deleted = conn.Changes();
+        return absl::OkStatus();
+      }));
+  return deleted;
 }
 
 // ---- Agents ----

@@ -35,6 +35,10 @@ struct SqliteOptions {
   // How long a write waits for another connection's write transaction before
   // failing with Unavailable.
   absl::Duration busy_timeout = absl::Seconds(10);
+  // Migrate up to this schema version only; 0 means LatestSchemaVersion().
+  // For tests of upgrades from older schemas; a store opened below the latest
+  // version lacks the tables of later migrations.
+  int schema_version = 0;
 };
 
 // Notes on this implementation of the Store contract:
@@ -49,6 +53,8 @@ struct SqliteOptions {
 //   marked offline was not seen then).
 // - Label maps must be valid UTF-8 (they are stored as JSON); other text is
 //   stored verbatim.
+// - RecordSamples writes a batch with multi-row INSERTs in one transaction,
+//   as many rows per statement as SQLite's bound-parameter limit allows.
 class SqliteStore : public Store {
  public:
   // Opens (creating if needed) the database at options.path and migrates it to
@@ -96,6 +102,10 @@ class SqliteStore : public Store {
                                 absl::Time now) override;
   absl::StatusOr<std::vector<VerdictRecord>> ListVerdicts(
       int64_t experiment_id) override;
+  absl::Status RecordSamples(const std::vector<SampleRecord>& samples) override;
+  absl::StatusOr<std::vector<SampleRecord>> ListSamples(
+      int64_t attempt_id) override;
+  absl::StatusOr<int64_t> DeleteSamplesBefore(absl::Time cutoff) override;
   absl::Status UpsertAgent(const AgentRecord& agent) override;
   absl::Status SetAgentState(const std::string& agent_id, AgentState state,
                              absl::Time now) override;

@@ -103,6 +103,25 @@ struct AgentRecord {
   absl::Time last_seen = absl::UnixEpoch();
 };
 
+// One probe reading of a host while an attempt runs (DESIGN.md §2 "Sample"). The scalar
+// columns are what dashboards and flags use; per-core and per-GPU detail is JSON.
+struct SampleRecord {
+  int64_t attempt_id = 0;
+  int64_t step_seq = 0;  // the step running when it was taken; 0 between steps
+  std::string agent_id;
+  absl::Time taken_at = absl::UnixEpoch();
+  double cpu_util = 0;        // 0..1, whole host
+  double load1 = 0;
+  double mem_available_bytes = 0;
+  double min_freq_mhz = 0;    // lowest current core frequency; 0 = unknown
+  double max_cpu_temp_c = 0;  // 0 = unknown
+  double max_gpu_temp_c = 0;  // 0 = no GPU
+  double gpu_util = 0;        // 0..1, highest GPU
+  int64_t throttle_events = 0;  // cumulative thermal-throttle counter
+  double competing_cpu = 0;   // CPU share used by processes other than the agent and its job
+  std::string detail_json;    // per-core / per-GPU readings
+};
+
 // The outcome of RecordStepResult.
 enum class RecordOutcome { kInserted, kDuplicate };
 
@@ -161,6 +180,14 @@ class Store {
   virtual absl::Status CancelExperiment(int64_t id, const std::string& reason, absl::Time now) = 0;
 
   virtual absl::StatusOr<std::vector<VerdictRecord>> ListVerdicts(int64_t experiment_id) = 0;
+
+  // Stores a batch of samples in one transaction with one statement per batch (multi-row
+  // INSERT or COPY), never one round trip per sample.
+  virtual absl::Status RecordSamples(const std::vector<SampleRecord>& samples) = 0;
+  // In taken_at order.
+  virtual absl::StatusOr<std::vector<SampleRecord>> ListSamples(int64_t attempt_id) = 0;
+  // Retention: deletes samples taken before `cutoff`; returns how many.
+  virtual absl::StatusOr<int64_t> DeleteSamplesBefore(absl::Time cutoff) = 0;
 
   // Inserts or updates an agent by id (labels, facts, hostname, state, last_seen; keeps
   // `cordoned` unless the record sets it).

@@ -101,8 +101,8 @@ class FakeAgentLink : public AgentLink {
     Push(std::move(m));
   }
   void SendLease(int64_t attempt_id, const std::string& lease_token,
-                 int64_t experiment_id,
-                 const std::string& experiment_name) override {
+                 int64_t experiment_id, const std::string& experiment_name,
+                 const GateSpec& /*gates*/) override {
     Msg m;
     m.type = Msg::kLease;
     m.attempt_id = attempt_id;

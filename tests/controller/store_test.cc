@@ -1,20 +1,32 @@
-// Tests for the Store contract as implemented by SqliteStore, plus OpenStore
-// URL handling and the schema migrations. Databases live in per-test temporary
-// directories.
+// The store conformance suite: every behaviour of the Store contract (store.h),
+// run against SqliteStore and against PgStore on a throwaway PostgreSQL
+// cluster (tests/testing/pg_cluster.h), as the value-parameterized StoreTest
+// and ClaimedStoreTest (instances .../Sqlite and .../Postgres). Besides the
+// contract it checks what DESIGN.md §6-7 asks of a store: concurrent claims
+// from two controllers, idempotent step results, stale leases, migrations
+// from every earlier schema version, hostile text, sample batches and
+// retention. SqliteStoreTest and PgStoreTest hold what only makes sense for
+// one backend (files and WAL; reconnecting across a server restart, the
+// Grafana role and views, passwords). Databases live in per-test temporary
+// directories or per-test PostgreSQL databases.
 #include "controller/store/store.h"
 
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -22,17 +34,24 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "controller/store/migrations.h"
+#include "controller/store/pg_store.h"
 #include "controller/store/sqlite_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "spdlog/sinks/ostream_sink.h"
+#include "spdlog/spdlog.h"
+#include "tests/testing/pg_cluster.h"
 
 namespace benchfleet {
 namespace {
 
 namespace fs = std::filesystem;
+using ::benchfleet::testing::PgCluster;
+using ::benchfleet::testing::PgClusterOptions;
 using ::testing::HasSubstr;
 
 #define ASSERT_OK(expr)                                   \
@@ -141,6 +160,194 @@ class RawDb {
   sqlite3* db_ = nullptr;
 };
 
+// ---- The throwaway PostgreSQL server ----
+
+// One cluster for the whole test program: started at its first use, stopped
+// and removed when the program exits. Each PostgreSQL test gets a database of
+// its own in it. Password authentication is on for kPasswordUser only.
+constexpr char kPasswordUser[] = "bf_password_user";
+constexpr char kPassword[] = "pw-s3cret-'\"\\;--";
+
+struct SharedPg {
+  SharedPg() {
+    PgClusterOptions options;
+    options.hba_lines = {std::string("local all ") + kPasswordUser +
+                         " scram-sha-256"};
+    auto started = PgCluster::Start(options);
+    if (started.ok()) {
+      cluster = std::move(started).value();
+    } else {
+      status = started.status();
+    }
+  }
+  std::unique_ptr<PgCluster> cluster;
+  absl::Status status;
+  int databases = 0;
+};
+
+SharedPg& Pg() {
+  static SharedPg shared;
+  return shared;
+}
+
+// A fresh database in the shared cluster; fails the test when the cluster
+// could not start (no PostgreSQL installed is a failure, not a skip).
+absl::StatusOr<std::pair<std::string, std::string>> FreshPgDatabase() {
+  SharedPg& pg = Pg();
+  if (!pg.cluster) {
+    return absl::FailedPreconditionError(
+        "the PostgreSQL half of the store suite needs a throwaway server: " +
+        pg.status.ToString());
+  }
+  const std::string name = "t" + std::to_string(++pg.databases);
+  ASSIGN_OR_RETURN(std::string url, pg.cluster->CreateDatabase(name));
+  return std::make_pair(name, url);
+}
+
+// `sql` run by psql as the superuser; rows with columns split on '|'.
+std::vector<std::vector<std::string>> PgQuery(const std::string& dbname,
+                                              const std::string& sql) {
+  auto out = Pg().cluster->Psql(dbname, sql);
+  EXPECT_TRUE(out.ok()) << out.status();
+  std::vector<std::vector<std::string>> rows;
+  if (!out.ok()) return rows;
+  std::stringstream lines(*out);
+  for (std::string line; std::getline(lines, line);) {
+    std::vector<std::string> row;
+    std::stringstream cells(line);
+    for (std::string cell; std::getline(cells, cell, '|');) {
+      row.push_back(cell);
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+// ---- The conformance fixture ----
+
+enum class Backend { kSqlite, kPostgres };
+
+std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
+  return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
+}
+
+// Each test gets an empty database of the backend under test (a file in a
+// temporary directory, or a database in the shared PostgreSQL cluster) and
+// opens as many stores over it as it likes: each store is what one controller
+// process would hold.
+class StoreTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = info->name();
+    std::replace(name.begin(), name.end(), '/', '_');
+    dir_ = fs::path(::testing::TempDir()) /
+           ("benchfleet_store_test_" + std::to_string(getpid()) + "_" + name);
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    if (GetParam() == Backend::kSqlite) {
+      location_ = DbPath();
+    } else {
+      auto db = FreshPgDatabase();
+      ASSERT_TRUE(db.ok()) << db.status();
+      pg_databases_.push_back(db->first);
+      location_ = db->second;
+    }
+  }
+  ~StoreTest() override {
+    // Derived fixtures' stores are closed by now; drop what this test made.
+    for (const std::string& name : pg_databases_) {
+      if (!Pg().cluster) break;
+      Pg().cluster
+          ->Psql("postgres",
+                 "DROP DATABASE IF EXISTS " + name + " WITH (FORCE)")
+          .IgnoreError();
+    }
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  bool IsPostgres() const { return GetParam() == Backend::kPostgres; }
+  std::string DbPath() const { return (dir_ / "store.db").string(); }
+  // The database of this test: a file path or a PostgreSQL URL.
+  const std::string& location() const { return location_; }
+  // PostgreSQL: the name of this test's database.
+  const std::string& pg_database() const { return pg_databases_.front(); }
+
+  // Another empty database of the same backend; returns its location.
+  std::string NewLocation(const std::string& tag) {
+    if (!IsPostgres()) return (dir_ / (tag + ".db")).string();
+    auto db = FreshPgDatabase();
+    EXPECT_TRUE(db.ok()) << db.status();
+    if (!db.ok()) return "";
+    pg_databases_.push_back(db->first);
+    return db->second;
+  }
+
+  // A new store over `location`, migrated up to `schema_version` (0: all).
+  absl::StatusOr<std::unique_ptr<Store>> OpenAt(const std::string& location,
+                                                int schema_version = 0) {
+    if (!IsPostgres()) {
+      SqliteOptions options;
+      options.path = location;
+      options.busy_timeout = absl::Seconds(30);
+      options.schema_version = schema_version;
+      ASSIGN_OR_RETURN(auto store, SqliteStore::Open(options));
+      return std::unique_ptr<Store>(std::move(store));
+    }
+    PgOptions options;
+    options.url = location;
+    options.schema_version = schema_version;
+    ASSIGN_OR_RETURN(auto store, PgStore::Open(options));
+    return std::unique_ptr<Store>(std::move(store));
+  }
+
+  // A new store over this test's database; fails the test (and returns
+  // nullptr) when it cannot be opened.
+  std::unique_ptr<Store> OpenOrDie() {
+    auto store = OpenAt(location_);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? std::move(store).value() : nullptr;
+  }
+
+  static absl::StatusOr<int> SchemaVersionOf(Store& store) {
+    if (auto* sqlite = dynamic_cast<SqliteStore*>(&store)) {
+      return sqlite->SchemaVersion();
+    }
+    if (auto* pg = dynamic_cast<PgStore*>(&store)) return pg->SchemaVersion();
+    return absl::InternalError("unknown store type");
+  }
+
+  // Raw SQL on the database at `location`, behind the store's back.
+  std::vector<std::vector<std::string>> RawQuery(const std::string& location,
+                                                 const std::string& sql) {
+    if (!IsPostgres()) return RawDb(location).Query(sql);
+    return PgQuery(PgDatabaseOf(location), sql);
+  }
+  void RawExec(const std::string& location, const std::string& sql) {
+    if (!IsPostgres()) return RawDb(location).Exec(sql);
+    ASSERT_TRUE(Pg().cluster->Psql(PgDatabaseOf(location), sql).ok());
+  }
+
+  fs::path dir_;
+
+ private:
+  // "postgresql:///t12?host=..." -> "t12".
+  static std::string PgDatabaseOf(const std::string& url) {
+    const size_t start = url.find(":///") + 4;
+    return url.substr(start, url.find('?') - start);
+  }
+
+  std::string location_;
+  std::vector<std::string> pg_databases_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreTest,
+                         ::testing::Values(Backend::kSqlite,
+                                           Backend::kPostgres),
+                         BackendName);
+
+// For the tests that only make sense for SQLite (files, WAL, ...).
 class SqliteStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -164,13 +371,6 @@ class SqliteStoreTest : public ::testing::Test {
     options.path = path;
     options.busy_timeout = absl::Seconds(30);
     return SqliteStore::Open(options);
-  }
-
-  // A file-backed store at DbPath(); aborts the test on failure.
-  std::unique_ptr<SqliteStore> OpenOrDie() {
-    auto store = OpenAt(DbPath());
-    EXPECT_TRUE(store.ok()) << store.status();
-    return store.ok() ? std::move(store).value() : nullptr;
   }
 
   fs::path dir_;
@@ -221,7 +421,7 @@ TEST(StoreEnumTest, ParseRejectsUnknownAndWrongCaseNames) {
 
 // ---- Experiments ----
 
-TEST_F(SqliteStoreTest, CreateExperimentAssignsIdsAndPerCampaignNumbers) {
+TEST_P(StoreTest, CreateExperimentAssignsIdsAndPerCampaignNumbers) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   const std::vector<std::pair<std::string, int64_t>> expected = {
@@ -238,7 +438,7 @@ TEST_F(SqliteStoreTest, CreateExperimentAssignsIdsAndPerCampaignNumbers) {
   }
 }
 
-TEST_F(SqliteStoreTest, CreateExperimentStoresEveryFieldQueuedWithNoAttempts) {
+TEST_P(StoreTest, CreateExperimentStoresEveryFieldQueuedWithNoAttempts) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   ExperimentRecord in =
@@ -268,7 +468,7 @@ TEST_F(SqliteStoreTest, CreateExperimentStoresEveryFieldQueuedWithNoAttempts) {
   }
 }
 
-TEST_F(SqliteStoreTest, CreateExperimentStampsWallClockWhenCreatedAtIsUnset) {
+TEST_P(StoreTest, CreateExperimentStampsWallClockWhenCreatedAtIsUnset) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   ExperimentRecord in = MakeExperiment("e");
@@ -281,7 +481,7 @@ TEST_F(SqliteStoreTest, CreateExperimentStampsWallClockWhenCreatedAtIsUnset) {
   EXPECT_EQ(created.updated_at, created.created_at);
 }
 
-TEST_F(SqliteStoreTest, CreateExperimentRejectsMaxAttemptsBelowOne) {
+TEST_P(StoreTest, CreateExperimentRejectsMaxAttemptsBelowOne) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   ExperimentRecord in = MakeExperiment("never-runs");
@@ -293,7 +493,7 @@ TEST_F(SqliteStoreTest, CreateExperimentRejectsMaxAttemptsBelowOne) {
   EXPECT_TRUE(all.empty());
 }
 
-TEST_F(SqliteStoreTest, CreateExperimentRejectsLabelsThatAreNotUtf8) {
+TEST_P(StoreTest, CreateExperimentRejectsLabelsThatAreNotUtf8) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   auto created =
@@ -302,7 +502,7 @@ TEST_F(SqliteStoreTest, CreateExperimentRejectsLabelsThatAreNotUtf8) {
   EXPECT_THAT(created.status().message(), HasSubstr("UTF-8"));
 }
 
-TEST_F(SqliteStoreTest, GetExperimentOfUnknownIdIsNotFound) {
+TEST_P(StoreTest, GetExperimentOfUnknownIdIsNotFound) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   auto got = store->GetExperiment(42);
@@ -310,7 +510,7 @@ TEST_F(SqliteStoreTest, GetExperimentOfUnknownIdIsNotFound) {
   EXPECT_THAT(got.status().message(), HasSubstr("42"));
 }
 
-TEST_F(SqliteStoreTest, ListExperimentsIsNewestFirstAndHonoursLimit) {
+TEST_P(StoreTest, ListExperimentsIsNewestFirstAndHonoursLimit) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   for (int i = 0; i < 5; ++i) {
@@ -331,7 +531,7 @@ TEST_F(SqliteStoreTest, ListExperimentsIsNewestFirstAndHonoursLimit) {
 
 // ---- Claiming ----
 
-TEST_F(SqliteStoreTest, ClaimPicksOldestQueuedExperimentWhoseLabelsAreASubset) {
+TEST_P(StoreTest, ClaimPicksOldestQueuedExperimentWhoseLabelsAreASubset) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   ASSERT_OK_AND_ASSIGN(auto needs_h100,
@@ -383,7 +583,7 @@ TEST_F(SqliteStoreTest, ClaimPicksOldestQueuedExperimentWhoseLabelsAreASubset) {
   EXPECT_EQ(running.size(), 3u);
 }
 
-TEST_F(SqliteStoreTest, ClaimOnEmptyQueueReturnsNullopt) {
+TEST_P(StoreTest, ClaimOnEmptyQueueReturnsNullopt) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   ASSERT_OK_AND_ASSIGN(auto claim,
@@ -391,8 +591,7 @@ TEST_F(SqliteStoreTest, ClaimOnEmptyQueueReturnsNullopt) {
   EXPECT_FALSE(claim.has_value());
 }
 
-TEST_F(SqliteStoreTest,
-       ClaimWithReusedLeaseTokenFailsAndLeavesExperimentQueued) {
+TEST_P(StoreTest, ClaimWithReusedLeaseTokenFailsAndLeavesExperimentQueued) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   ASSERT_OK(store->CreateExperiment(MakeExperiment("one")).status());
@@ -412,7 +611,7 @@ TEST_F(SqliteStoreTest,
   EXPECT_TRUE(attempts.empty());
 }
 
-TEST_F(SqliteStoreTest, ClaimRejectsEmptyAgentIdOrLeaseToken) {
+TEST_P(StoreTest, ClaimRejectsEmptyAgentIdOrLeaseToken) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(store->ClaimNextExperiment("", {}, "tok", 1, kT0).status().code(),
@@ -423,8 +622,8 @@ TEST_F(SqliteStoreTest, ClaimRejectsEmptyAgentIdOrLeaseToken) {
 
 // Claims until the queue is empty from `threads` threads per store; returns
 // claimed ids.
-std::vector<int64_t> ClaimAllConcurrently(
-    const std::vector<SqliteStore*>& stores, int threads) {
+std::vector<int64_t> ClaimAllConcurrently(const std::vector<Store*>& stores,
+                                          int threads) {
   std::vector<std::vector<int64_t>> claimed(stores.size() * threads);
   std::vector<std::thread> workers;
   std::atomic<bool> go{false};
@@ -455,8 +654,7 @@ std::vector<int64_t> ClaimAllConcurrently(
   return all;
 }
 
-void ExpectEachClaimedOnce(SqliteStore& store,
-                           const std::vector<int64_t>& created,
+void ExpectEachClaimedOnce(Store& store, const std::vector<int64_t>& created,
                            const std::vector<int64_t>& claimed) {
   EXPECT_EQ(claimed.size(), created.size());
   const std::multiset<int64_t> claimed_set(claimed.begin(), claimed.end());
@@ -475,8 +673,7 @@ void ExpectEachClaimedOnce(SqliteStore& store,
   EXPECT_EQ(running->size(), created.size());
 }
 
-TEST_F(SqliteStoreTest,
-       ConcurrentClaimsFromThreadsClaimEachExperimentExactlyOnce) {
+TEST_P(StoreTest, ConcurrentClaimsFromThreadsClaimEachExperimentExactlyOnce) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   std::vector<int64_t> created;
@@ -489,32 +686,66 @@ TEST_F(SqliteStoreTest,
   ExpectEachClaimedOnce(*store, created, claimed);
 }
 
-TEST_F(SqliteStoreTest,
-       ConcurrentClaimsFromTwoConnectionsClaimEachExperimentExactlyOnce) {
+// Two controller processes sharing one database: for SQLite two connections
+// to one file, for PostgreSQL two PgStores with their own connection pools.
+TEST_P(StoreTest, ConcurrentClaimsFromTwoStoresClaimEachOfFiftyExactlyOnce) {
   auto first = OpenOrDie();
   auto second = OpenOrDie();
   ASSERT_NE(first, nullptr);
   ASSERT_NE(second, nullptr);
   std::vector<int64_t> created;
-  for (int i = 0; i < 20; ++i) {
-    // Alternate connections so both write the queue too.
-    SqliteStore& store = i % 2 == 0 ? *first : *second;
+  for (int i = 0; i < 50; ++i) {
+    // Alternate stores so both write the queue too.
+    Store& store = i % 2 == 0 ? *first : *second;
     ASSERT_OK_AND_ASSIGN(auto e, store.CreateExperiment(
                                      MakeExperiment("e" + std::to_string(i))));
     created.push_back(e.id);
   }
   const std::vector<int64_t> claimed =
-      ClaimAllConcurrently({first.get(), second.get()}, 2);
+      ClaimAllConcurrently({first.get(), second.get()}, 3);
   ExpectEachClaimedOnce(*first, created, claimed);
   ExpectEachClaimedOnce(*second, created, claimed);
 }
 
+// Controllers submitting into one campaign at once still number experiments
+// 1, 2, 3, ... without gaps or repeats.
+TEST_P(StoreTest, ConcurrentCreatesFromTwoStoresNumberACampaignWithoutRepeats) {
+  auto first = OpenOrDie();
+  auto second = OpenOrDie();
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(second, nullptr);
+  constexpr int kPerThread = 10;
+  std::vector<std::thread> workers;
+  std::mutex mu;
+  std::vector<int64_t> numbers;
+  for (Store* store : {first.get(), second.get(), first.get(), second.get()}) {
+    workers.emplace_back([&, store] {
+      for (int i = 0; i < kPerThread; ++i) {
+        auto e = store->CreateExperiment(MakeExperiment("e", "shared"));
+        if (!e.ok()) {
+          ADD_FAILURE() << e.status();
+          return;
+        }
+        std::lock_guard<std::mutex> lock(mu);
+        numbers.push_back(e->number);
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  std::sort(numbers.begin(), numbers.end());
+  ASSERT_EQ(numbers.size(), 4u * kPerThread);
+  for (size_t i = 0; i < numbers.size(); ++i) {
+    EXPECT_EQ(numbers[i], static_cast<int64_t>(i + 1));
+  }
+}
+
 // ---- Step results ----
 
-class ClaimedStoreTest : public SqliteStoreTest {
+class ClaimedStoreTest : public StoreTest {
  protected:
   void SetUp() override {
-    SqliteStoreTest::SetUp();
+    StoreTest::SetUp();
+    if (HasFatalFailure()) return;
     store_ = OpenOrDie();
     ASSERT_NE(store_, nullptr);
     ExperimentRecord in = MakeExperiment("claimed");
@@ -526,12 +757,17 @@ class ClaimedStoreTest : public SqliteStoreTest {
     attempt_ = claim->attempt;
   }
 
-  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<Store> store_;
   ExperimentRecord experiment_;
   AttemptRecord attempt_;
 };
 
-TEST_F(ClaimedStoreTest, RecordStepResultStoresEveryFieldAndListsInStepOrder) {
+INSTANTIATE_TEST_SUITE_P(Backends, ClaimedStoreTest,
+                         ::testing::Values(Backend::kSqlite,
+                                           Backend::kPostgres),
+                         BackendName);
+
+TEST_P(ClaimedStoreTest, RecordStepResultStoresEveryFieldAndListsInStepOrder) {
   StepResultRecord failing = MakeStep(attempt_.id, 2);
   failing.exit_code = 3;
   failing.term_signal = 9;
@@ -550,7 +786,7 @@ TEST_F(ClaimedStoreTest, RecordStepResultStoresEveryFieldAndListsInStepOrder) {
   ExpectStepEq(steps[2], failing);
 }
 
-TEST_F(ClaimedStoreTest,
+TEST_P(ClaimedStoreTest,
        RecordStepResultDuplicateChangesNothingAndKeepsOriginalRow) {
   const StepResultRecord original = MakeStep(attempt_.id, 5);
   ASSERT_OK_AND_ASSIGN(RecordOutcome first,
@@ -571,7 +807,7 @@ TEST_F(ClaimedStoreTest,
   ExpectStepEq(steps[0], original);
 }
 
-TEST_F(ClaimedStoreTest,
+TEST_P(ClaimedStoreTest,
        RecordStepResultRejectsStaleLeaseTokenNamingTheAttempt) {
   auto outcome =
       store_->RecordStepResult(MakeStep(attempt_.id, 0), "lease-0-stale");
@@ -583,7 +819,7 @@ TEST_F(ClaimedStoreTest,
   EXPECT_TRUE(steps.empty());
 }
 
-TEST_F(ClaimedStoreTest,
+TEST_P(ClaimedStoreTest,
        RecordStepResultRejectsResultsForEndedAttemptNamingTheAttempt) {
   ASSERT_OK(
       store_->RecordStepResult(MakeStep(attempt_.id, 0), "lease-1").status());
@@ -611,13 +847,13 @@ TEST_F(ClaimedStoreTest,
   EXPECT_EQ(old_steps.size(), 1u);
 }
 
-TEST_F(ClaimedStoreTest, RecordStepResultForUnknownAttemptIsNotFound) {
+TEST_P(ClaimedStoreTest, RecordStepResultForUnknownAttemptIsNotFound) {
   auto outcome =
       store_->RecordStepResult(MakeStep(attempt_.id + 100, 0), "lease-1");
   EXPECT_EQ(outcome.status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST_F(ClaimedStoreTest,
+TEST_P(ClaimedStoreTest,
        SetAttemptEnvironmentIsStoredAndUnknownAttemptIsNotFound) {
   ASSERT_OK(store_->SetAttemptEnvironment(attempt_.id, R"({"kernel": "6.1"})"));
   ASSERT_OK_AND_ASSIGN(auto attempt, store_->GetAttempt(attempt_.id));
@@ -641,7 +877,7 @@ VerdictRecord MakeVerdict(const std::string& variant,
   return v;
 }
 
-TEST_F(ClaimedStoreTest, CompleteExperimentStoresReportVerdictsAndEndsBoth) {
+TEST_P(ClaimedStoreTest, CompleteExperimentStoresReportVerdictsAndEndsBoth) {
   const absl::Time done_at = kT0 + absl::Minutes(10);
   ASSERT_OK(store_->CompleteExperiment(
       attempt_.id, "lease-1", R"({"ok": true})", "all good",
@@ -668,7 +904,7 @@ TEST_F(ClaimedStoreTest, CompleteExperimentStoresReportVerdictsAndEndsBoth) {
   EXPECT_TRUE(running.empty());
 }
 
-TEST_F(ClaimedStoreTest,
+TEST_P(ClaimedStoreTest,
        CompleteExperimentChangesNothingWhenAVerdictIsRejected) {
   VerdictRecord foreign = MakeVerdict("slow", "MAYBE");
   foreign.experiment_id = experiment_.id + 1;
@@ -689,7 +925,7 @@ TEST_F(ClaimedStoreTest,
                                        {MakeVerdict("fast", "KEEP")}, kT0));
 }
 
-TEST_F(ClaimedStoreTest, CompleteExperimentRejectsStaleTokenAndEndedAttempt) {
+TEST_P(ClaimedStoreTest, CompleteExperimentRejectsStaleTokenAndEndedAttempt) {
   auto stale =
       store_->CompleteExperiment(attempt_.id, "wrong", "{}", "", {}, kT0);
   EXPECT_EQ(stale.code(), absl::StatusCode::kFailedPrecondition);
@@ -708,7 +944,7 @@ TEST_F(ClaimedStoreTest, CompleteExperimentRejectsStaleTokenAndEndedAttempt) {
 
 // ---- Ending attempts ----
 
-TEST_F(ClaimedStoreTest, EndAttemptLostRequeuesUntilMaxAttemptsThenFails) {
+TEST_P(ClaimedStoreTest, EndAttemptLostRequeuesUntilMaxAttemptsThenFails) {
   // max_attempts is 2 (fixture).
   ASSERT_OK(store_->EndAttempt(attempt_.id, AttemptState::kLost, "agent silent",
                                kT0));
@@ -743,7 +979,7 @@ TEST_F(ClaimedStoreTest, EndAttemptLostRequeuesUntilMaxAttemptsThenFails) {
   EXPECT_FALSE(none.has_value());
 }
 
-TEST_F(ClaimedStoreTest, EndAttemptFailedFailsExperimentWithoutRetry) {
+TEST_P(ClaimedStoreTest, EndAttemptFailedFailsExperimentWithoutRetry) {
   ASSERT_OK(store_->EndAttempt(attempt_.id, AttemptState::kFailed,
                                "setup exited 1", kT0));
   ASSERT_OK_AND_ASSIGN(auto experiment, store_->GetExperiment(experiment_.id));
@@ -754,7 +990,7 @@ TEST_F(ClaimedStoreTest, EndAttemptFailedFailsExperimentWithoutRetry) {
   EXPECT_FALSE(none.has_value());
 }
 
-TEST_F(ClaimedStoreTest, EndAttemptCancelledCancelsExperiment) {
+TEST_P(ClaimedStoreTest, EndAttemptCancelledCancelsExperiment) {
   ASSERT_OK(store_->EndAttempt(attempt_.id, AttemptState::kCancelled,
                                "agent drained", kT0));
   ASSERT_OK_AND_ASSIGN(auto experiment, store_->GetExperiment(experiment_.id));
@@ -764,7 +1000,7 @@ TEST_F(ClaimedStoreTest, EndAttemptCancelledCancelsExperiment) {
   EXPECT_EQ(attempt.state, AttemptState::kCancelled);
 }
 
-TEST_F(ClaimedStoreTest, EndAttemptOnEndedAttemptIsANoOp) {
+TEST_P(ClaimedStoreTest, EndAttemptOnEndedAttemptIsANoOp) {
   ASSERT_OK(store_->CompleteExperiment(attempt_.id, "lease-1", "{}", "done", {},
                                        kT0));
   ASSERT_OK(store_->EndAttempt(attempt_.id, AttemptState::kLost, "late reaper",
@@ -778,7 +1014,7 @@ TEST_F(ClaimedStoreTest, EndAttemptOnEndedAttemptIsANoOp) {
   EXPECT_EQ(experiment.updated_at, kT0);
 }
 
-TEST_F(ClaimedStoreTest, EndAttemptRejectsRunningAndDoneAsTargetStates) {
+TEST_P(ClaimedStoreTest, EndAttemptRejectsRunningAndDoneAsTargetStates) {
   EXPECT_EQ(
       store_->EndAttempt(attempt_.id, AttemptState::kDone, "x", kT0).code(),
       absl::StatusCode::kInvalidArgument);
@@ -794,7 +1030,7 @@ TEST_F(ClaimedStoreTest, EndAttemptRejectsRunningAndDoneAsTargetStates) {
 
 // ---- Cancellation ----
 
-TEST_F(SqliteStoreTest, CancelQueuedExperimentMakesItUnclaimable) {
+TEST_P(StoreTest, CancelQueuedExperimentMakesItUnclaimable) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   ASSERT_OK_AND_ASSIGN(auto e, store->CreateExperiment(MakeExperiment("e")));
@@ -809,7 +1045,7 @@ TEST_F(SqliteStoreTest, CancelQueuedExperimentMakesItUnclaimable) {
   EXPECT_FALSE(claim.has_value());
 }
 
-TEST_F(ClaimedStoreTest, CancelRunningExperimentCancelsItsAttempt) {
+TEST_P(ClaimedStoreTest, CancelRunningExperimentCancelsItsAttempt) {
   ASSERT_OK(store_->CancelExperiment(experiment_.id, "operator",
                                      kT0 + absl::Seconds(9)));
   ASSERT_OK_AND_ASSIGN(auto experiment, store_->GetExperiment(experiment_.id));
@@ -829,7 +1065,7 @@ TEST_F(ClaimedStoreTest, CancelRunningExperimentCancelsItsAttempt) {
       absl::StatusCode::kFailedPrecondition);
 }
 
-TEST_F(ClaimedStoreTest,
+TEST_P(ClaimedStoreTest,
        CancelEndedExperimentIsFailedPreconditionAndUnknownIsNotFound) {
   ASSERT_OK(store_->CompleteExperiment(attempt_.id, "lease-1", "{}", "done", {},
                                        kT0));
@@ -855,7 +1091,7 @@ AgentRecord MakeAgent(const std::string& id) {
   return a;
 }
 
-TEST_F(SqliteStoreTest, UpsertAgentInsertsThenUpdatesButKeepsCordoned) {
+TEST_P(StoreTest, UpsertAgentInsertsThenUpdatesButKeepsCordoned) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   ASSERT_OK(store->UpsertAgent(MakeAgent("a1")));
@@ -887,7 +1123,7 @@ TEST_F(SqliteStoreTest, UpsertAgentInsertsThenUpdatesButKeepsCordoned) {
   EXPECT_TRUE(cordoned.cordoned);
 }
 
-TEST_F(SqliteStoreTest, SetAgentStateRecordsLastSeenExceptWhenMarkedOffline) {
+TEST_P(StoreTest, SetAgentStateRecordsLastSeenExceptWhenMarkedOffline) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   ASSERT_OK(store->UpsertAgent(MakeAgent("a1")));
@@ -903,7 +1139,7 @@ TEST_F(SqliteStoreTest, SetAgentStateRecordsLastSeenExceptWhenMarkedOffline) {
   EXPECT_EQ(offline.last_seen, kT0 + absl::Seconds(5));
 }
 
-TEST_F(SqliteStoreTest, AgentOperationsOnUnknownAgentAreNotFound) {
+TEST_P(StoreTest, AgentOperationsOnUnknownAgentAreNotFound) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(store->GetAgent("ghost").status().code(),
@@ -916,7 +1152,7 @@ TEST_F(SqliteStoreTest, AgentOperationsOnUnknownAgentAreNotFound) {
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(SqliteStoreTest, ListAgentsIsSortedById) {
+TEST_P(StoreTest, ListAgentsIsSortedById) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   for (const char* id : {"c", "a", "b"})
@@ -979,7 +1215,7 @@ std::vector<std::string> HostileStrings() {
   return out;
 }
 
-TEST_F(SqliteStoreTest, HostileStringsRoundTripUnchangedThroughEveryTextField) {
+TEST_P(StoreTest, HostileStringsRoundTripUnchangedThroughEveryTextField) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   const std::vector<std::string> hostile = HostileStrings();
@@ -1084,7 +1320,7 @@ TEST_F(SqliteStoreTest, HostileStringsRoundTripUnchangedThroughEveryTextField) {
   EXPECT_EQ(failed.state_reason, hostile[2]);
 }
 
-TEST_F(SqliteStoreTest, SeedsRoundTripAcrossTheWholeUint64Range) {
+TEST_P(StoreTest, SeedsRoundTripAcrossTheWholeUint64Range) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   const std::vector<uint64_t> seeds = {0, 1, (uint64_t{1} << 63) - 1,
@@ -1109,7 +1345,7 @@ TEST_F(SqliteStoreTest, SeedsRoundTripAcrossTheWholeUint64Range) {
 
 // ---- Files, reopening and migrations ----
 
-TEST_F(SqliteStoreTest, ReopenAfterCloseKeepsAllData) {
+TEST_P(StoreTest, ReopenAfterCloseKeepsAllData) {
   int64_t attempt_id = 0;
   {
     auto store = OpenOrDie();
@@ -1181,42 +1417,233 @@ TEST_F(SqliteStoreTest, OpenRejectsAnEmptyPath) {
   EXPECT_EQ(store.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(SqliteStoreTest, MigrationsAreAppliedOnceAndNotReappliedOnReopen) {
+TEST_P(StoreTest, MigrationsAreAppliedOnceAndNotReappliedOnReopen) {
   {
     auto store = OpenOrDie();
     ASSERT_NE(store, nullptr);
-    ASSERT_OK_AND_ASSIGN(int version, store->SchemaVersion());
+    ASSERT_OK_AND_ASSIGN(int version, SchemaVersionOf(*store));
     EXPECT_EQ(version, LatestSchemaVersion());
   }
-  const auto before = RawDb(DbPath()).Query(
-      "SELECT version, applied_at FROM schema_migrations ORDER BY version");
+  const std::string query =
+      "SELECT version, applied_at FROM schema_migrations ORDER BY version";
+  const auto before = RawQuery(location(), query);
   ASSERT_EQ(before.size(), static_cast<size_t>(LatestSchemaVersion()));
   for (size_t i = 0; i < before.size(); ++i)
     EXPECT_EQ(before[i][0], std::to_string(i + 1));
   {
     auto store = OpenOrDie();
     ASSERT_NE(store, nullptr);
-    ASSERT_OK_AND_ASSIGN(int version, store->SchemaVersion());
+    ASSERT_OK_AND_ASSIGN(int version, SchemaVersionOf(*store));
     EXPECT_EQ(version, LatestSchemaVersion());
   }
-  const auto after = RawDb(DbPath()).Query(
-      "SELECT version, applied_at FROM schema_migrations ORDER BY version");
-  EXPECT_EQ(after, before);
+  EXPECT_EQ(RawQuery(location(), query), before);
 }
 
-TEST_F(SqliteStoreTest, OpenRefusesADatabaseFromANewerBuild) {
+TEST_P(StoreTest, OpenRefusesADatabaseFromANewerBuild) {
   { ASSERT_NE(OpenOrDie(), nullptr); }
   const int future = LatestSchemaVersion() + 1;
-  RawDb(DbPath()).Exec(
-      "INSERT INTO schema_migrations (version, applied_at) VALUES (" +
-      std::to_string(future) + ", 0)");
-  auto store = OpenAt(DbPath());
+  RawExec(location(),
+          "INSERT INTO schema_migrations (version, applied_at) VALUES (" +
+              std::to_string(future) + ", 0)");
+  auto store = OpenAt(location());
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(store.status().message(), HasSubstr(DbPath()));
+  EXPECT_THAT(store.status().message(),
+              HasSubstr(IsPostgres() ? pg_database() : DbPath()));
   EXPECT_THAT(store.status().message(),
               HasSubstr("version " + std::to_string(future)));
   EXPECT_THAT(store.status().message(), HasSubstr("newer"));
+}
+
+// A database left at any earlier version (or empty) is brought up to date by
+// Open, keeping what it holds.
+TEST_P(StoreTest, OpenMigratesFromEmptyAndFromEveryEarlierVersion) {
+  for (int from = 0; from < LatestSchemaVersion(); ++from) {
+    SCOPED_TRACE("from schema version " + std::to_string(from));
+    const std::string where = NewLocation("from" + std::to_string(from));
+    ASSERT_FALSE(where.empty());
+    int64_t attempt_id = 0;
+    if (from > 0) {
+      ASSERT_OK_AND_ASSIGN(auto old, OpenAt(where, from));
+      ASSERT_OK_AND_ASSIGN(int version, SchemaVersionOf(*old));
+      ASSERT_EQ(version, from);
+      ASSERT_OK(old->CreateExperiment(MakeExperiment("old", "c")).status());
+      ASSERT_OK_AND_ASSIGN(auto claim,
+                           old->ClaimNextExperiment("a", {}, "tok", 1, kT0));
+      ASSERT_TRUE(claim.has_value());
+      attempt_id = claim->attempt.id;
+      ASSERT_OK(old->RecordStepResult(MakeStep(attempt_id, 0), "tok").status());
+    }
+    ASSERT_OK_AND_ASSIGN(auto store, OpenAt(where));
+    ASSERT_OK_AND_ASSIGN(int version, SchemaVersionOf(*store));
+    EXPECT_EQ(version, LatestSchemaVersion());
+    const auto versions = RawQuery(
+        where, "SELECT version FROM schema_migrations ORDER BY version");
+    ASSERT_EQ(versions.size(), static_cast<size_t>(LatestSchemaVersion()));
+    for (size_t i = 0; i < versions.size(); ++i) {
+      EXPECT_EQ(versions[i][0], std::to_string(i + 1));
+    }
+    if (from > 0) {
+      ASSERT_OK_AND_ASSIGN(auto steps, store->ListStepResults(attempt_id));
+      ASSERT_EQ(steps.size(), 1u);
+      ExpectStepEq(steps[0], MakeStep(attempt_id, 0));
+      ASSERT_OK_AND_ASSIGN(auto next,
+                           store->CreateExperiment(MakeExperiment("new", "c")));
+      EXPECT_EQ(next.number, 2);
+    }
+    // What the later migrations added works.
+    SampleRecord sample;
+    sample.attempt_id = attempt_id;
+    sample.taken_at = kT0;
+    ASSERT_OK(store->RecordSamples({sample}));
+    ASSERT_OK_AND_ASSIGN(auto samples, store->ListSamples(attempt_id));
+    EXPECT_EQ(samples.size(), 1u);
+    if (IsPostgres()) {
+      const auto runs = RawQuery(where, "SELECT count(*) FROM v_runs");
+      ASSERT_EQ(runs.size(), 1u);
+      EXPECT_EQ(runs[0][0], from > 0 ? "1" : "0");
+    }
+  }
+}
+
+// Two controllers starting at once over an empty database: one migrates, the
+// other waits and finds the schema current.
+TEST_P(StoreTest, StoresOpeningAnEmptyDatabaseAtOnceApplyEachMigrationOnce) {
+  const std::string where = NewLocation("race");
+  ASSERT_FALSE(where.empty());
+  std::vector<std::thread> openers;
+  std::vector<absl::Status> results(4);
+  std::atomic<bool> go{false};
+  for (size_t i = 0; i < results.size(); ++i) {
+    openers.emplace_back([&, i] {
+      while (!go.load()) std::this_thread::yield();
+      results[i] = OpenAt(where).status();
+    });
+  }
+  go.store(true);
+  for (auto& t : openers) t.join();
+  for (const absl::Status& status : results) EXPECT_TRUE(status.ok()) << status;
+  const auto versions =
+      RawQuery(where, "SELECT version FROM schema_migrations ORDER BY version");
+  ASSERT_EQ(versions.size(), static_cast<size_t>(LatestSchemaVersion()));
+  for (size_t i = 0; i < versions.size(); ++i) {
+    EXPECT_EQ(versions[i][0], std::to_string(i + 1));
+  }
+}
+
+// ---- Samples ----
+
+SampleRecord MakeSample(int64_t attempt_id, int i) {
+  SampleRecord s;
+  s.attempt_id = attempt_id;
+  s.step_seq = i / 10;
+  s.agent_id = "agent-" + std::to_string(attempt_id);
+  s.taken_at = kT0 + absl::Milliseconds(100) * i + absl::Microseconds(i % 7);
+  s.cpu_util = (i % 101) / 100.0;
+  s.load1 = 1.0 / 3 + i;
+  s.mem_available_bytes = 64.0 * (int64_t{1} << 30) - i;
+  s.min_freq_mhz = i % 3 == 0 ? 0 : 800.5 + i;
+  s.max_cpu_temp_c = 41.125 + (i % 20) * 0.1;
+  s.max_gpu_temp_c = i % 2 == 0 ? 0 : 1e-300 * i;
+  s.gpu_util = i % 5 == 0 ? 1 : 0.1;
+  s.throttle_events = (int64_t{1} << 40) + i;
+  s.competing_cpu = -0.0 + 1e-9 * i;
+  s.detail_json = R"({"cores":[)" + std::to_string(i) + R"(,2.5],"gpu":"\t'"})";
+  return s;
+}
+
+void ExpectSampleEq(const SampleRecord& a, const SampleRecord& b) {
+  EXPECT_EQ(a.attempt_id, b.attempt_id);
+  EXPECT_EQ(a.step_seq, b.step_seq);
+  EXPECT_EQ(a.agent_id, b.agent_id);
+  EXPECT_EQ(a.taken_at, b.taken_at);
+  // Doubles must come back bit for bit, not merely close.
+  EXPECT_EQ(a.cpu_util, b.cpu_util);
+  EXPECT_EQ(a.load1, b.load1);
+  EXPECT_EQ(a.mem_available_bytes, b.mem_available_bytes);
+  EXPECT_EQ(a.min_freq_mhz, b.min_freq_mhz);
+  EXPECT_EQ(a.max_cpu_temp_c, b.max_cpu_temp_c);
+  EXPECT_EQ(a.max_gpu_temp_c, b.max_gpu_temp_c);
+  EXPECT_EQ(a.gpu_util, b.gpu_util);
+  EXPECT_EQ(a.throttle_events, b.throttle_events);
+  EXPECT_EQ(a.competing_cpu, b.competing_cpu);
+  EXPECT_EQ(a.detail_json, b.detail_json);
+}
+
+TEST_P(StoreTest, RecordSamplesBatchRoundTripsEveryFieldInTakenAtOrder) {
+  auto store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  // Larger than SQLite's rows-per-statement, interleaving two attempts, out
+  // of time order.
+  constexpr int kPerAttempt = 1250;
+  std::vector<SampleRecord> batch;
+  for (int i = 0; i < kPerAttempt; ++i) {
+    batch.push_back(MakeSample(7, i));
+    batch.push_back(MakeSample(8, i));
+  }
+  std::mt19937 rng(42);
+  std::shuffle(batch.begin(), batch.end(), rng);
+  ASSERT_OK(store->RecordSamples(batch));
+  for (int64_t attempt : {7, 8}) {
+    ASSERT_OK_AND_ASSIGN(auto samples, store->ListSamples(attempt));
+    ASSERT_EQ(samples.size(), static_cast<size_t>(kPerAttempt));
+    for (int i = 0; i < kPerAttempt; ++i) {
+      SCOPED_TRACE("attempt " + std::to_string(attempt) + " sample " +
+                   std::to_string(i));
+      ExpectSampleEq(samples[i], MakeSample(attempt, i));
+      if (HasFailure()) return;
+    }
+  }
+  ASSERT_OK_AND_ASSIGN(auto none, store->ListSamples(9));
+  EXPECT_TRUE(none.empty());
+  // Batches add up; an empty batch stores nothing.
+  ASSERT_OK(store->RecordSamples({MakeSample(7, kPerAttempt)}));
+  ASSERT_OK(store->RecordSamples({}));
+  ASSERT_OK_AND_ASSIGN(auto more, store->ListSamples(7));
+  EXPECT_EQ(more.size(), static_cast<size_t>(kPerAttempt + 1));
+}
+
+TEST_P(StoreTest, RecordSamplesKeepsHostileTextUnchanged) {
+  auto store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  const std::vector<std::string> hostile = HostileStrings();
+  std::vector<SampleRecord> batch;
+  for (size_t i = 0; i < hostile.size(); ++i) {
+    SampleRecord s = MakeSample(1, static_cast<int>(i));
+    s.agent_id = s.detail_json = hostile[i];
+    batch.push_back(s);
+  }
+  ASSERT_OK(store->RecordSamples(batch));
+  ASSERT_OK_AND_ASSIGN(auto samples, store->ListSamples(1));
+  ASSERT_EQ(samples.size(), batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    SCOPED_TRACE("hostile string #" + std::to_string(i));
+    ExpectSampleEq(samples[i], batch[i]);
+  }
+}
+
+TEST_P(StoreTest, DeleteSamplesBeforeRemovesOnlyOlderSamplesAndCountsThem) {
+  auto store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  std::vector<SampleRecord> batch;
+  for (int i = 0; i < 30; ++i) batch.push_back(MakeSample(1, i));
+  for (int i = 0; i < 30; ++i) batch.push_back(MakeSample(2, i));
+  ASSERT_OK(store->RecordSamples(batch));
+  // Samples 0..9 of both attempts are older than sample 10; 10 itself stays.
+  const absl::Time cutoff = MakeSample(1, 10).taken_at;
+  ASSERT_OK_AND_ASSIGN(int64_t deleted, store->DeleteSamplesBefore(cutoff));
+  EXPECT_EQ(deleted, 20);
+  for (int64_t attempt : {1, 2}) {
+    ASSERT_OK_AND_ASSIGN(auto left, store->ListSamples(attempt));
+    ASSERT_EQ(left.size(), 20u);
+    EXPECT_EQ(left.front().taken_at, cutoff);
+    ExpectSampleEq(left.back(), MakeSample(attempt, 29));
+  }
+  ASSERT_OK_AND_ASSIGN(int64_t again, store->DeleteSamplesBefore(cutoff));
+  EXPECT_EQ(again, 0);
+  ASSERT_OK_AND_ASSIGN(int64_t all,
+                       store->DeleteSamplesBefore(kT0 + absl::Hours(24)));
+  EXPECT_EQ(all, 40);
 }
 
 TEST(MigrationsTest, VersionsAreContiguousAndIdsRenderPerDialect) {
@@ -1224,22 +1651,30 @@ TEST(MigrationsTest, VersionsAreContiguousAndIdsRenderPerDialect) {
   ASSERT_FALSE(migrations.empty());
   for (size_t i = 0; i < migrations.size(); ++i) {
     EXPECT_EQ(migrations[i].version, static_cast<int>(i + 1));
-    EXPECT_FALSE(migrations[i].statements.empty());
+    EXPECT_FALSE(
+        MigrationStatements(migrations[i], SqlDialect::kPostgres).empty());
   }
   EXPECT_EQ(LatestSchemaVersion(), static_cast<int>(migrations.size()));
   std::string sqlite_sql, pg_sql;
-  for (const std::string& s :
-       MigrationStatements(migrations[0], SqlDialect::kSqlite))
-    sqlite_sql += s;
-  for (const std::string& s :
-       MigrationStatements(migrations[0], SqlDialect::kPostgres))
-    pg_sql += s;
+  for (const Migration& m : migrations) {
+    for (const std::string& s : MigrationStatements(m, SqlDialect::kSqlite))
+      sqlite_sql += s;
+    for (const std::string& s : MigrationStatements(m, SqlDialect::kPostgres))
+      pg_sql += s;
+  }
   EXPECT_THAT(sqlite_sql, HasSubstr("id INTEGER PRIMARY KEY"));
   EXPECT_THAT(
       pg_sql,
       HasSubstr("id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"));
   EXPECT_THAT(sqlite_sql, ::testing::Not(HasSubstr("{{")));
   EXPECT_THAT(pg_sql, ::testing::Not(HasSubstr("{{")));
+  // The Grafana role and views are PostgreSQL's only.
+  EXPECT_THAT(pg_sql, HasSubstr("CREATE VIEW v_runs"));
+  EXPECT_THAT(pg_sql, HasSubstr("benchfleet_grafana"));
+  EXPECT_THAT(sqlite_sql, ::testing::Not(HasSubstr("VIEW")));
+  EXPECT_THAT(sqlite_sql, ::testing::Not(HasSubstr("ROLE")));
+  EXPECT_THAT(pg_sql, HasSubstr("USING brin (taken_at)"));
+  EXPECT_THAT(sqlite_sql, HasSubstr("ON samples (taken_at)"));
 }
 
 // ---- OpenStore ----
@@ -1255,24 +1690,582 @@ TEST_F(SqliteStoreTest, OpenStoreOpensSqliteUrls) {
   ASSERT_EQ(path.front(), '/');
   auto file = OpenStore("sqlite://" + path);
   ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_NE(dynamic_cast<SqliteStore*>(file->get()), nullptr);
   EXPECT_TRUE(fs::exists(path));
-}
-
-TEST(OpenStoreTest, PostgresUrlIsUnimplementedWithoutEchoingThePassword) {
-  auto store = OpenStore("postgresql://bench:s3cret@db.lab:5432/benchfleet");
-  EXPECT_EQ(store.status().code(), absl::StatusCode::kUnimplemented);
-  EXPECT_THAT(store.status().message(),
-              HasSubstr("PostgreSQL store is not built yet"));
-  EXPECT_THAT(store.status().message(), ::testing::Not(HasSubstr("s3cret")));
 }
 
 TEST(OpenStoreTest, UnsupportedOrEmptyUrlsAreInvalidArgumentNamingTheUrl) {
   auto mysql = OpenStore("mysql://db.lab/bench");
   EXPECT_EQ(mysql.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(mysql.status().message(), HasSubstr("mysql://db.lab/bench"));
+  auto secret = OpenStore("mysql://bench:s3cret@db.lab/bench");
+  EXPECT_THAT(secret.status().message(), ::testing::Not(HasSubstr("s3cret")));
   EXPECT_EQ(OpenStore("sqlite://").status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(OpenStore("").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// ---- PostgreSQL only ----
+
+class PgStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto db = FreshPgDatabase();
+    ASSERT_TRUE(db.ok()) << db.status();
+    cluster_ = Pg().cluster.get();
+    dbname_ = db->first;
+    url_ = db->second;
+  }
+  void TearDown() override {
+    if (cluster_ != nullptr) {
+      cluster_
+          ->Psql("postgres",
+                 "DROP DATABASE IF EXISTS " + dbname_ + " WITH (FORCE)")
+          .IgnoreError();
+    }
+    std::error_code ec;
+    fs::remove_all(temp_dir_, ec);
+  }
+
+  std::unique_ptr<PgStore> OpenOrDie(const std::string& url) {
+    PgOptions options;
+    options.url = url;
+    auto store = PgStore::Open(options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? std::move(store).value() : nullptr;
+  }
+
+  // Makes the password user (once per cluster) and a database it owns;
+  // returns the database's URL for that user, without a password.
+  std::string PasswordUserDatabase() {
+    static bool created = false;
+    if (!created) {
+      std::string quoted;
+      for (char c : std::string(kPassword)) {
+        quoted += c;
+        if (c == '\'') quoted += '\'';
+      }
+      EXPECT_TRUE(cluster_
+                      ->Psql("postgres", std::string("CREATE ROLE ") +
+                                             kPasswordUser +
+                                             " LOGIN PASSWORD '" + quoted + "'")
+                      .ok());
+      created = true;
+    }
+    EXPECT_TRUE(cluster_
+                    ->Psql("postgres", "ALTER DATABASE " + dbname_ +
+                                           " OWNER TO " + kPasswordUser)
+                    .ok());
+    return cluster_->UrlFor(dbname_, kPasswordUser);
+  }
+
+  std::string WriteTempFile(const std::string& name, const std::string& text) {
+    if (temp_dir_.empty()) {
+      temp_dir_ = fs::path(::testing::TempDir()) /
+                  ("benchfleet_pg_store_test_" + std::to_string(getpid()));
+      fs::create_directories(temp_dir_);
+    }
+    const std::string path = (temp_dir_ / name).string();
+    std::ofstream(path) << text;
+    return path;
+  }
+
+  PgCluster* cluster_ = nullptr;
+  std::string dbname_;
+  std::string url_;
+  fs::path temp_dir_;
+};
+
+TEST_F(PgStoreTest, OpenStoreOpensPostgresqlAndPostgresUrlsAsPgStore) {
+  ASSERT_OK_AND_ASSIGN(auto store, OpenStore(url_));
+  EXPECT_NE(dynamic_cast<PgStore*>(store.get()), nullptr);
+  ASSERT_OK(store->CreateExperiment(MakeExperiment("e")).status());
+  ASSERT_EQ(url_.rfind("postgresql://", 0), 0u);
+  ASSERT_OK_AND_ASSIGN(auto short_scheme,
+                       OpenStore("postgres://" + url_.substr(13)));
+  ASSERT_OK_AND_ASSIGN(auto all, short_scheme->ListExperiments(0));
+  EXPECT_EQ(all.size(), 1u);
+}
+
+TEST_F(PgStoreTest,
+       PasswordFromFileOrEnvironmentAuthenticatesAndIsNeverEchoed) {
+  const std::string url = PasswordUserDatabase();
+  const std::string file =
+      WriteTempFile("password", std::string(kPassword) + "\n");
+  {
+    PgOptions options;
+    options.url = url;
+    options.password_file = file;
+    ASSERT_OK_AND_ASSIGN(auto store, PgStore::Open(options));
+    ASSERT_OK(store->CreateExperiment(MakeExperiment("by-file")).status());
+  }
+  {  // The same through OpenStore's password_file URL parameter.
+    ASSERT_OK_AND_ASSIGN(auto store, OpenStore(url + "&password_file=" + file));
+    ASSERT_OK_AND_ASSIGN(auto all, store->ListExperiments(0));
+    EXPECT_EQ(all.size(), 1u);
+  }
+  {  // PGPASSWORD, which libpq reads itself.
+    setenv("PGPASSWORD", kPassword, 1);
+    auto store = OpenStore(url);
+    unsetenv("PGPASSWORD");
+    ASSERT_TRUE(store.ok()) << store.status();
+  }
+  // A wrong password fails at once (no reconnect loop) and is not echoed.
+  const std::string wrong = "WRONG-pw-4711";
+  const std::string wrong_file = WriteTempFile("wrong", wrong);
+  PgOptions options;
+  options.url = url;
+  options.password_file = wrong_file;
+  const absl::Time start = absl::Now();
+  auto refused = PgStore::Open(options);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied)
+      << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr(dbname_));
+  EXPECT_THAT(refused.status().message(), HasSubstr("password"));
+  EXPECT_THAT(refused.status().message(), ::testing::Not(HasSubstr(wrong)));
+  // Nor when it is in the URL.
+  const std::string in_url = "postgresql://" + std::string(kPasswordUser) +
+                             ":" + wrong + "@" + url.substr(13);
+  auto refused_url = OpenStore(in_url.substr(0, in_url.find("&user=")));
+  ASSERT_FALSE(refused_url.ok());
+  EXPECT_THAT(refused_url.status().message(), ::testing::Not(HasSubstr(wrong)));
+  // And a missing password file names the file.
+  options.password_file = WriteTempFile("unused", "") + ".missing";
+  auto missing = PgStore::Open(options);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(missing.status().message(), HasSubstr(".missing"));
+}
+
+TEST_F(PgStoreTest, UnreachableServerIsUnavailableAfterTheReconnectBudget) {
+  PgOptions options;
+  options.url =
+      "postgresql://bench:topsecret@/benchfleet?host=/nonexistent-bf-socket";
+  options.reconnect_timeout = absl::Seconds(1);
+  const absl::Time start = absl::Now();
+  auto store = PgStore::Open(options);
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kUnavailable)
+      << store.status();
+  EXPECT_THAT(store.status().message(), HasSubstr("/nonexistent-bf-socket"));
+  EXPECT_THAT(store.status().message(), HasSubstr("running and reachable"));
+  EXPECT_THAT(store.status().message(), ::testing::Not(HasSubstr("topsecret")));
+  EXPECT_GE(took, absl::Milliseconds(500));
+  EXPECT_LT(took, absl::Seconds(5));
+}
+
+TEST_F(PgStoreTest, MalformedUrlIsInvalidArgumentWithoutThePassword) {
+  PgOptions options;
+  options.url = "postgresql://bench:topsecret@/benchfleet?no_such_option=1";
+  auto store = PgStore::Open(options);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(store.status().message(), ::testing::Not(HasSubstr("topsecret")));
+  options.url = "";
+  EXPECT_EQ(PgStore::Open(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PgStoreTest, TextWithANulCharacterIsInvalidArgumentAndNothingIsStored) {
+  auto store = OpenOrDie(url_);
+  ASSERT_NE(store, nullptr);
+  auto created =
+      store->CreateExperiment(MakeExperiment(std::string("nul\0name", 8)));
+  EXPECT_EQ(created.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(created.status().message(), HasSubstr("NUL"));
+  SampleRecord sample = MakeSample(1, 0);
+  sample.detail_json = std::string("{\0}", 3);
+  EXPECT_EQ(store->RecordSamples({MakeSample(1, 1), sample}).code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_OK_AND_ASSIGN(auto experiments, store->ListExperiments(0));
+  EXPECT_TRUE(experiments.empty());
+  ASSERT_OK_AND_ASSIGN(auto samples, store->ListSamples(1));
+  EXPECT_TRUE(samples.empty());
+}
+
+// While another controller holds an experiment's row lock (mid-claim), a
+// claim takes the next experiment instead of waiting for it.
+TEST_F(PgStoreTest, ClaimSkipsAnExperimentAnotherControllerHasLocked) {
+  auto store = OpenOrDie(url_);
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK_AND_ASSIGN(auto first,
+                       store->CreateExperiment(MakeExperiment("first")));
+  ASSERT_OK_AND_ASSIGN(auto second,
+                       store->CreateExperiment(MakeExperiment("second")));
+  std::thread holder([&] {
+    auto held = cluster_->Psql(dbname_,
+                               "BEGIN; SELECT id FROM experiments WHERE id = " +
+                                   std::to_string(first.id) +
+                                   " FOR UPDATE; SELECT pg_sleep(4); COMMIT;");
+    EXPECT_TRUE(held.ok()) << held.status();
+  });
+  // Wait (with a deadline) until the holder sleeps with the lock taken.
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  bool holding = false;
+  while (!holding && absl::Now() < deadline) {
+    const auto rows = PgQuery(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+        "'%pg_sleep(4)%' AND state = 'active' AND pid <> pg_backend_pid()");
+    holding = !rows.empty() && rows[0][0] == "1";
+    if (!holding) absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(holding);
+  const absl::Time start = absl::Now();
+  ASSERT_OK_AND_ASSIGN(auto claim,
+                       store->ClaimNextExperiment("a", {}, "tok-1", 1, kT0));
+  // Waiting for the lock would have taken the rest of the holder's 4 s and
+  // then claimed `first`.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  ASSERT_TRUE(claim.has_value());
+  EXPECT_EQ(claim->experiment.id, second.id);
+  holder.join();
+  ASSERT_OK_AND_ASSIGN(auto later,
+                       store->ClaimNextExperiment("a", {}, "tok-2", 2, kT0));
+  ASSERT_TRUE(later.has_value());
+  EXPECT_EQ(later->experiment.id, first.id);
+}
+
+// The server restarts (crash-style) between two calls: the next call
+// reconnects and succeeds, and everything acknowledged before is there.
+TEST_F(PgStoreTest, SurvivesAnImmediateRestartBetweenTwoCalls) {
+  auto store = OpenOrDie(url_);
+  auto other = OpenOrDie(url_);  // a second controller, idle across the restart
+  ASSERT_NE(store, nullptr);
+  ASSERT_NE(other, nullptr);
+  ASSERT_OK(store->CreateExperiment(MakeExperiment("e")).status());
+  ASSERT_OK_AND_ASSIGN(auto claim,
+                       store->ClaimNextExperiment("a", {}, "tok", 1, kT0));
+  ASSERT_TRUE(claim.has_value());
+  const int64_t attempt = claim->attempt.id;
+  for (int seq = 0; seq < 5; ++seq) {
+    ASSERT_OK(store->RecordStepResult(MakeStep(attempt, seq), "tok").status());
+  }
+  ASSERT_OK(store->RecordSamples({MakeSample(attempt, 0)}));
+  ASSERT_OK_AND_ASSIGN(auto before, other->ListStepResults(attempt));
+  ASSERT_EQ(before.size(), 5u);
+
+  ASSERT_OK(cluster_->Restart(/*immediate=*/true));
+
+  ASSERT_OK_AND_ASSIGN(RecordOutcome fresh,
+                       store->RecordStepResult(MakeStep(attempt, 5), "tok"));
+  EXPECT_EQ(fresh, RecordOutcome::kInserted);
+  ASSERT_OK_AND_ASSIGN(RecordOutcome resent,
+                       other->RecordStepResult(MakeStep(attempt, 2), "tok"));
+  EXPECT_EQ(resent, RecordOutcome::kDuplicate);
+  ASSERT_OK(other->RecordSamples({MakeSample(attempt, 1)}));
+  ASSERT_OK(store->CompleteExperiment(attempt, "tok", "{}", "done", {}, kT0));
+  ASSERT_OK_AND_ASSIGN(auto steps, other->ListStepResults(attempt));
+  ASSERT_EQ(steps.size(), 6u);
+  for (int seq = 0; seq < 6; ++seq)
+    ExpectStepEq(steps[seq], MakeStep(attempt, seq));
+  ASSERT_OK_AND_ASSIGN(auto samples, store->ListSamples(attempt));
+  EXPECT_EQ(samples.size(), 2u);
+  ASSERT_OK_AND_ASSIGN(auto done, other->GetExperiment(claim->experiment.id));
+  EXPECT_EQ(done.state, ExperimentState::kDone);
+}
+
+// Writers keep going while the server restarts under them: every call
+// eventually succeeds, and the store holds exactly what was acknowledged —
+// each step once, each sample batch once.
+TEST_F(PgStoreTest, WritersLoseNothingAcknowledgedAcrossAnImmediateRestart) {
+  auto store = OpenOrDie(url_);
+  ASSERT_NE(store, nullptr);
+  constexpr int kWriters = 3;
+  std::vector<int64_t> attempts;
+  for (int w = 0; w < kWriters; ++w) {
+    ASSERT_OK(store->CreateExperiment(MakeExperiment("e")).status());
+    const std::string token = "tok-" + std::to_string(w);
+    ASSERT_OK_AND_ASSIGN(auto claim,
+                         store->ClaimNextExperiment("a", {}, token, w, kT0));
+    ASSERT_TRUE(claim.has_value());
+    attempts.push_back(claim->attempt.id);
+  }
+  std::vector<std::atomic<int>> acked(kWriters + 1);  // last: sample batches
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      for (int seq = 0; !stop.load(); ++seq) {
+        auto outcome = store->RecordStepResult(MakeStep(attempts[w], seq),
+                                               "tok-" + std::to_string(w));
+        if (!outcome.ok()) {
+          ADD_FAILURE() << outcome.status();
+          return;
+        }
+        EXPECT_EQ(*outcome, RecordOutcome::kInserted);
+        acked[w].store(seq + 1);
+      }
+    });
+  }
+  writers.emplace_back([&] {
+    for (int batch = 0; !stop.load(); ++batch) {
+      std::vector<SampleRecord> samples;
+      for (int i = 0; i < 100; ++i)
+        samples.push_back(MakeSample(0, batch * 100 + i));
+      const absl::Status status = store->RecordSamples(samples);
+      if (!status.ok()) {
+        ADD_FAILURE() << status;
+        return;
+      }
+      acked[kWriters].store(batch + 1);
+    }
+  });
+  // Waits (with a deadline) until every writer has `n` more acknowledgements.
+  auto wait_for_progress = [&](int n) {
+    std::vector<int> target;
+    for (auto& a : acked) target.push_back(a.load() + n);
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    for (size_t i = 0; i < acked.size(); ++i) {
+      while (acked[i].load() < target[i] && absl::Now() < deadline) {
+        absl::SleepFor(absl::Milliseconds(5));
+      }
+      EXPECT_GE(acked[i].load(), target[i]) << "writer " << i;
+    }
+  };
+  wait_for_progress(20);
+  ASSERT_OK(cluster_->Restart(/*immediate=*/true));
+  wait_for_progress(20);
+  stop.store(true);
+  for (auto& t : writers) t.join();
+
+  for (int w = 0; w < kWriters; ++w) {
+    ASSERT_OK_AND_ASSIGN(auto steps, store->ListStepResults(attempts[w]));
+    ASSERT_EQ(steps.size(), static_cast<size_t>(acked[w].load()))
+        << "writer " << w;
+    for (size_t seq = 0; seq < steps.size(); ++seq) {
+      EXPECT_EQ(steps[seq].step_seq, static_cast<int64_t>(seq));
+    }
+  }
+  ASSERT_OK_AND_ASSIGN(auto samples, store->ListSamples(0));
+  EXPECT_EQ(samples.size(), static_cast<size_t>(acked[kWriters].load()) * 100);
+}
+
+// Waits (with a deadline) until one backend of `cluster` is in `wait_event`;
+// returns its pid, or 0.
+std::string WaitForBackendIn(PgCluster& cluster,
+                             const std::string& wait_event) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < deadline) {
+    auto pid = cluster.Psql(
+        "postgres", "SELECT pid FROM pg_stat_activity WHERE wait_event = '" +
+                        wait_event + "' AND state = 'active'");
+    if (pid.ok() && !pid->empty()) return pid->substr(0, pid->find('\n'));
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return "";
+}
+
+// The connection breaks during COMMIT, and the transaction did not commit
+// (its deferred trigger was still running): the store finds out from the
+// server and runs the transaction again, so the result is stored once.
+TEST_F(PgStoreTest, InDoubtCommitThatAbortedIsRunAgain) {
+  auto store = OpenOrDie(url_);
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK(store->CreateExperiment(MakeExperiment("e")).status());
+  ASSERT_OK_AND_ASSIGN(auto claim,
+                       store->ClaimNextExperiment("a", {}, "tok", 1, kT0));
+  ASSERT_TRUE(claim.has_value());
+  // Every step result now makes COMMIT wait a second.
+  ASSERT_OK(cluster_
+                ->Psql(dbname_,
+                       "CREATE FUNCTION slow_commit() RETURNS trigger "
+                       "LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1); "
+                       "RETURN NULL; END $$; "
+                       "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON "
+                       "step_results DEFERRABLE INITIALLY DEFERRED FOR EACH "
+                       "ROW EXECUTE FUNCTION slow_commit()")
+                .status());
+  absl::StatusOr<RecordOutcome> outcome;
+  std::thread writer([&] {
+    outcome = store->RecordStepResult(MakeStep(claim->attempt.id, 0), "tok");
+  });
+  const std::string pid = WaitForBackendIn(*cluster_, "PgSleep");
+  ASSERT_FALSE(pid.empty());
+  ASSERT_OK(
+      cluster_->Psql("postgres", "SELECT pg_terminate_backend(" + pid + ")")
+          .status());
+  writer.join();
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(*outcome, RecordOutcome::kInserted);
+  ASSERT_OK_AND_ASSIGN(auto steps, store->ListStepResults(claim->attempt.id));
+  ASSERT_EQ(steps.size(), 1u);
+  ExpectStepEq(steps[0], MakeStep(claim->attempt.id, 0));
+}
+
+// The connection breaks during COMMIT after the transaction committed (here:
+// while the server waits for a synchronous standby that never comes). The
+// store asks the server, learns that it committed, and reports success
+// without running it again: a re-run would have seen its own row and said
+// kDuplicate.
+TEST(PgStoreInDoubtTest, InDoubtCommitThatCommittedIsNotRunAgain) {
+  ASSERT_OK_AND_ASSIGN(auto cluster, PgCluster::Start());
+  PgOptions options;
+  options.url = cluster->url();
+  ASSERT_OK_AND_ASSIGN(auto store, PgStore::Open(options));
+  ASSERT_OK(store->CreateExperiment(MakeExperiment("e")).status());
+  ASSERT_OK_AND_ASSIGN(auto claim,
+                       store->ClaimNextExperiment("a", {}, "tok", 1, kT0));
+  ASSERT_TRUE(claim.has_value());
+
+  ASSERT_OK(
+      cluster
+          ->Psql("postgres",
+                 "ALTER SYSTEM SET synchronous_standby_names = 'bf_never'")
+          .status());
+  ASSERT_OK(cluster->Psql("postgres", "SELECT pg_reload_conf()").status());
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < deadline &&
+         cluster->Psql("postgres", "SHOW synchronous_standby_names")
+                 .value_or("") != "bf_never\n") {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+
+  absl::StatusOr<RecordOutcome> outcome;
+  std::thread writer([&] {
+    outcome = store->RecordStepResult(MakeStep(claim->attempt.id, 0), "tok");
+  });
+  const std::string pid = WaitForBackendIn(*cluster, "SyncRep");
+  ASSERT_FALSE(pid.empty());
+  ASSERT_OK(
+      cluster->Psql("postgres", "SELECT pg_terminate_backend(" + pid + ")")
+          .status());
+  writer.join();
+  ASSERT_OK(
+      cluster->Psql("postgres", "ALTER SYSTEM RESET synchronous_standby_names")
+          .status());
+  ASSERT_OK(cluster->Psql("postgres", "SELECT pg_reload_conf()").status());
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(*outcome, RecordOutcome::kInserted);
+  ASSERT_OK_AND_ASSIGN(auto steps, store->ListStepResults(claim->attempt.id));
+  ASSERT_EQ(steps.size(), 1u);
+}
+
+TEST_F(PgStoreTest, GrafanaReadsDocumentedViewsThroughAReadOnlyRole) {
+  auto store = OpenOrDie(url_);
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK(store->CreateExperiment(MakeExperiment("sort", "q3")).status());
+  ASSERT_OK_AND_ASSIGN(auto claim,
+                       store->ClaimNextExperiment("host-a", {}, "tok", 1, kT0));
+  ASSERT_TRUE(claim.has_value());
+  const int64_t attempt = claim->attempt.id;
+  for (int seq = 0; seq < 3; ++seq) {  // wall 1.000000, 1.000001, 1.000002 ms
+    ASSERT_OK(store->RecordStepResult(MakeStep(attempt, seq), "tok").status());
+  }
+  StepResultRecord setup = MakeStep(attempt, 3);
+  setup.kind = "setup";
+  ASSERT_OK(store->RecordStepResult(setup, "tok").status());
+  VerdictRecord verdict;
+  verdict.variant = "candidate";
+  verdict.verdict = "KEEP";
+  verdict.reason = "faster";
+  verdict.change = -0.25;
+  ASSERT_OK(store->CompleteExperiment(attempt, "tok", "{}", "done", {verdict},
+                                      kT0 + absl::Minutes(1)));
+
+  const auto runs = PgQuery(
+      dbname_,
+      "SELECT experiment, campaign, agent_id, step_seq, variant, wall_s, "
+      "timed_out, extract(epoch FROM finished_at) FROM v_runs ORDER BY "
+      "step_seq");
+  ASSERT_EQ(runs.size(), 3u);  // measured runs only
+  EXPECT_EQ(runs[0],
+            (std::vector<std::string>{"sort", "q3", "host-a", "0", "candidate",
+                                      "0.001", "f", "1700000000.000000"}));
+  const auto results = PgQuery(
+      dbname_,
+      "SELECT experiment, variant, input, runs, median_wall_s FROM v_results "
+      "ORDER BY input");
+  ASSERT_EQ(results.size(), 3u);  // one input per step in MakeStep
+  EXPECT_EQ(results[1],
+            (std::vector<std::string>{"sort", "candidate", "input-1", "1",
+                                      "0.001000001"}));
+  const auto verdicts =
+      PgQuery(dbname_,
+              "SELECT experiment, variant, verdict, relative_change, reason, "
+              "extract(epoch FROM decided_at) FROM v_verdicts");
+  ASSERT_EQ(verdicts.size(), 1u);
+  EXPECT_EQ(verdicts[0],
+            (std::vector<std::string>{"sort", "candidate", "KEEP", "-0.25",
+                                      "faster", "1700000060.000000"}));
+
+  // The role exists, cannot log in until given a password, reads the views
+  // and nothing else.
+  const auto role =
+      PgQuery("postgres",
+              "SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = "
+              "'benchfleet_grafana'");
+  ASSERT_EQ(role.size(), 1u);
+  EXPECT_EQ(role[0], (std::vector<std::string>{"f", "f"}));
+  for (const char* view : {"v_results", "v_verdicts", "v_runs"}) {
+    const auto count = PgQuery(
+        dbname_, std::string("SET ROLE benchfleet_grafana; SELECT count(*) >= "
+                             "0 FROM ") +
+                     view);
+    ASSERT_EQ(count.size(), 1u) << view;
+    EXPECT_EQ(count[0][0], "t") << view;
+  }
+  for (const char* table : {"experiments", "attempts", "step_results",
+                            "verdicts", "agents", "samples"}) {
+    EXPECT_FALSE(cluster_
+                     ->Psql(dbname_, std::string("SET ROLE benchfleet_grafana; "
+                                                 "SELECT 1 FROM ") +
+                                         table)
+                     .ok())
+        << table;
+    EXPECT_FALSE(cluster_
+                     ->Psql(dbname_, std::string("SET ROLE benchfleet_grafana; "
+                                                 "DELETE FROM ") +
+                                         table)
+                     .ok())
+        << table;
+  }
+}
+
+// A controller whose database user may not create roles still migrates; the
+// server's warning about the skipped role reaches the log, and a role made by
+// an administrator (or another database's migration) gets its grants.
+TEST(PgStoreRoleTest, MigratesWithoutCreateRoleAndLogsWhatWasSkipped) {
+  ASSERT_OK_AND_ASSIGN(auto cluster, PgCluster::Start());
+  ASSERT_OK(cluster->Psql("postgres", "CREATE ROLE bf_limited LOGIN").status());
+  for (const char* db : {"limited1", "limited2"}) {
+    ASSERT_OK(cluster->CreateDatabase(db).status());
+    ASSERT_OK(cluster
+                  ->Psql("postgres", std::string("ALTER DATABASE ") + db +
+                                         " OWNER TO bf_limited")
+                  .status());
+  }
+
+  auto log = std::make_shared<std::ostringstream>();
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(*log)));
+  PgOptions options;
+  options.url = cluster->UrlFor("limited1", "bf_limited");
+  auto store = PgStore::Open(options);
+  spdlog::set_default_logger(previous);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_OK_AND_ASSIGN(int version, (*store)->SchemaVersion());
+  EXPECT_EQ(version, LatestSchemaVersion());
+  EXPECT_THAT(log->str(), HasSubstr("benchfleet_grafana"));
+  EXPECT_THAT(log->str(), HasSubstr("CREATEROLE"));
+  auto role = cluster->Psql("postgres",
+                            "SELECT count(*) FROM pg_roles WHERE rolname = "
+                            "'benchfleet_grafana'");
+  ASSERT_OK(role.status());
+  EXPECT_EQ(*role, "0\n");
+
+  // The administrator creates the role; the next database's migration grants.
+  ASSERT_OK(cluster->Psql("postgres", "CREATE ROLE benchfleet_grafana NOLOGIN")
+                .status());
+  options.url = cluster->UrlFor("limited2", "bf_limited");
+  ASSERT_OK(PgStore::Open(options).status());
+  auto granted = cluster->Psql(
+      "limited2",
+      "SELECT has_table_privilege('benchfleet_grafana', 'v_runs', 'SELECT')");
+  ASSERT_OK(granted.status());
+  EXPECT_EQ(*granted, "t\n");
 }
 
 }  // namespace

@@ -35,6 +35,7 @@ variants:
   - {name: baseline}
   - {name: fast, argv: [.bin/demo, --mode, fast, "{input}"]}
 verdict: {max_cv: 30%}
+gates: {cooldown: 0s, max_load: 64, max_wait: 1m}
 )";
 
 constexpr const char* kSleepSpec = R"(apiVersion: benchfleet/v1
@@ -49,6 +50,7 @@ benchmark:
 variants:
   - {name: baseline}
   - {name: other}
+gates: {cooldown: 0s, max_load: 64, max_wait: 1m}
 )";
 
 class BinariesTest : public ::testing::Test {
@@ -74,7 +76,8 @@ class BinariesTest : public ::testing::Test {
     agent_ = std::make_unique<Daemon>(
         std::vector<std::string>{BENCHFLEET_AGENT, "--controller", address_, "--id", "e2e-agent",
                                  "--labels", "pool=e2e", "--workdir", state_ / "agent",
-                                 "--lock-file", state_ / "agent.lock"},
+                                 "--lock-file", state_ / "agent.lock", "--max-competing-cpu",
+                                 "0"},
         logs_ / "agent.log");
     // Wait until the agent is registered and connected.
     const absl::Time until = absl::Now() + absl::Seconds(20);

@@ -34,6 +34,9 @@ class LocalFleetTest : public ::testing::Test {
     aopts.id = "local-test-agent";
     aopts.workdir = dir_ / "agent";
     aopts.lock_file = dir_ / "agent.lock";
+    // Other tests and builds may share this machine: the competing-process gate is tested
+    // on its own (agent host_gates_test); here it would only add waiting.
+    aopts.max_competing_cpu = 0;
     auto agent = Agent::Create(aopts, &runner_);
     ASSERT_TRUE(agent.ok()) << agent.status();
     agent_ = std::move(*agent);
@@ -131,6 +134,7 @@ benchmark:
 variants:
   - {name: baseline}
   - {name: other, command: "true"}
+gates: {cooldown: 0s, max_load: 64, max_wait: 1m}
 )";
   v1::Experiment e = SubmitAndWatch(yaml);
   EXPECT_EQ(e.state(), "failed");

@@ -1,0 +1,988 @@
+#include "agent/probe/sysfs_probe.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "agent/probe/kernel_file.h"
+
+namespace benchfleet {
+
+using probe_internal::KernelFile;
+using probe_internal::ListDir;
+using probe_internal::NextLine;
+using probe_internal::NextToken;
+using probe_internal::NumberedName;
+using probe_internal::ParseDouble;
+using probe_internal::ParseInt;
+using probe_internal::ReadBuffer;
+using probe_internal::ReadFirstLine;
+
+namespace {
+
+std::optional<double> KhzToMhz(std::optional<int64_t> khz) {
+  if (!khz) return std::nullopt;
+  return static_cast<double>(*khz) / 1000.0;
+}
+
+std::optional<int64_t> ReadIntFrom(const KernelFile& file) {
+  char buf[64];
+  auto text = file.ReadSmall(buf, sizeof(buf));
+  if (!text) return std::nullopt;
+  return ParseInt(*text);
+}
+
+// The real path of `path` (resolving the cpuN/cpufreq -> policyM links), or
+// `path`.
+std::string RealPath(const std::string& path) {
+  char resolved[PATH_MAX];
+  if (realpath(path.c_str(), resolved) == nullptr) return path;
+  return resolved;
+}
+
+uint64_t ToU64(std::string_view token) {
+  auto value = ParseInt(token);
+  return value && *value > 0 ? static_cast<uint64_t>(*value) : 0;
+}
+
+// The fields of a /proc/[pid]/stat line the probe uses.
+struct PidStat {
+  int pid = 0;
+  int ppid = 0;
+  int pgrp = 0;
+  bool kernel_thread = false;       // PF_KTHREAD in flags
+  uint64_t cpu_ticks = 0;           // utime + stime
+  uint64_t cpu_children_ticks = 0;  // cutime + cstime (reaped children)
+  uint64_t start_ticks = 0;         // starttime, identifies a pid's incarnation
+  std::string_view comm;
+};
+
+// "pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt
+// cmajflt utime stime cutime cstime priority nice threads itrealvalue starttime
+// ...". comm may hold spaces and parentheses, so fields are counted from the
+// last ')'.
+bool ParsePidStat(std::string_view line, PidStat* out) {
+  const size_t open = line.find('(');
+  const size_t close = line.rfind(')');
+  if (open == std::string_view::npos || close == std::string_view::npos ||
+      close < open) {
+    return false;
+  }
+  auto pid = ParseInt(line.substr(0, open));
+  if (!pid) return false;
+  out->pid = static_cast<int>(*pid);
+  out->comm = line.substr(open + 1, close - open - 1);
+  std::string_view rest = line.substr(close + 1);
+  std::string_view fields[20];
+  for (auto& field : fields) {
+    field = NextToken(&rest);
+    if (field.empty()) return false;
+  }
+  out->ppid = static_cast<int>(ToU64(fields[1]));
+  out->pgrp = static_cast<int>(ToU64(fields[2]));
+  constexpr uint64_t kPfKthread = 0x00200000;  // include/linux/sched.h
+  out->kernel_thread = (ToU64(fields[6]) & kPfKthread) != 0;
+  out->cpu_ticks = ToU64(fields[11]) + ToU64(fields[12]);
+  out->cpu_children_ticks = ToU64(fields[13]) + ToU64(fields[14]);
+  out->start_ticks = ToU64(fields[19]);
+  return true;
+}
+
+}  // namespace
+
+struct SysfsProbe::Impl {
+  struct Policy {
+    KernelFile governor, min_freq, max_freq;
+    std::optional<double> hw_max_freq_mhz;
+    std::string governor_value;
+    std::optional<double> min_freq_mhz, max_freq_mhz;
+  };
+  struct Cpu {
+    int cpu = -1;
+    int policy = -1;
+    KernelFile cur_freq, core_throttle, package_throttle;
+    // The latest readings of those files (see Rotate).
+    std::optional<double> cur_freq_mhz;
+    std::optional<int64_t> core_throttle_count, package_throttle_count;
+    bool have_prev = false;
+    uint64_t prev_busy = 0, prev_total = 0;
+    std::optional<double> util;  // of the sample being taken
+  };
+  struct Sensor {
+    KernelFile file;
+    std::string source, name, label;
+    bool cpu = false;
+    std::optional<double> temp_c;  // the latest reading (see Rotate)
+  };
+  // A per-CPU or per-sensor file in the round-robin; `id` is the CPU number
+  // (cpus can be re-sorted) or the index in `sensors`.
+  struct RotatingFile {
+    enum Kind { kCurFreq, kCoreThrottle, kPackageThrottle, kSensor } kind;
+    int id;
+  };
+  // One process seen by a /proc walk; `entries` is sorted by pid.
+  struct Entry {
+    int pid = 0, ppid = 0, pgrp = 0;
+    bool kernel_thread = false;
+    uint64_t cpu_ticks = 0, cpu_children_ticks = 0, start_ticks = 0;
+    std::string comm;
+    // Kept open for the next walk (up to max_kept_process_files).
+    KernelFile stat;
+  };
+  // An excluded process read on every sample.
+  struct Tracked {
+    KernelFile stat;
+    uint64_t last_ticks = 0;  // cpu_ticks + cpu_children_ticks
+  };
+  struct WindowSlot {
+    double other_ticks = 0;    // core-ticks not explained by excluded processes
+    double elapsed_ticks = 0;  // wall ticks
+  };
+
+  SysfsProbeOptions options;
+  GpuProbe* gpus = nullptr;
+
+  KernelFile stat_file, loadavg_file, meminfo_file, turbo_file;
+  bool turbo_inverted = false;  // intel_pstate/no_turbo: 1 = turbo off
+  ReadBuffer stat_buf, meminfo_buf;
+  std::vector<Policy> policies;
+  std::vector<Cpu> cpus;       // ascending cpu
+  std::vector<int> cpu_index;  // cpu -> index in `cpus`, -1
+  std::string cpufreq_driver;
+  std::vector<Sensor> sensors;
+  std::vector<RotatingFile> rotation;
+  size_t rotation_next = 0;
+
+  int64_t samples = 0;
+  bool have_prev_host = false;
+  uint64_t prev_busy = 0, prev_steal = 0, prev_total = 0;
+  double prev_host_ticks = 0;
+  std::optional<int64_t> mem_total, mem_available;
+  std::optional<bool> turbo;
+
+  // Processes.
+  DIR* proc_dir = nullptr;
+  std::mutex exclusions_mu;
+  ProcessExclusions pending_exclusions;  // guarded by exclusions_mu
+  bool exclusions_changed = false;       // guarded by exclusions_mu
+  ProcessExclusions exclusions;
+  std::map<int, Tracked> tracked;
+  std::vector<Entry> entries, prev_entries;
+  std::vector<int8_t> excluded_state;
+  std::vector<int> chain;
+  bool have_scan = false;
+  int64_t last_scan_sample = -1;
+  double last_scan_host_ticks = 0;
+  // Sample number of the scheduled completing walk, -1 = none.
+  int64_t scan_due = -1;
+  std::vector<WindowSlot> window;
+  size_t window_next = 0;
+  int64_t scans = 0;
+
+  Impl(SysfsProbeOptions opts, GpuProbe* gpu_probe)
+      : options(std::move(opts)), gpus(gpu_probe) {
+    if (options.slow_every_n < 1) options.slow_every_n = 1;
+    if (options.process_window_n < 1) options.process_window_n = 1;
+    if (options.top_processes < 0) options.top_processes = 0;
+    rlimit files{};
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 &&
+        files.rlim_cur != RLIM_INFINITY) {
+      options.max_kept_process_files =
+          std::min<int64_t>(options.max_kept_process_files, files.rlim_cur / 4);
+    }
+    options.max_kept_process_files =
+        std::max(options.max_kept_process_files, 0);
+    Discover();
+  }
+
+  ~Impl() {
+    if (proc_dir != nullptr) closedir(proc_dir);
+  }
+
+  std::string Path(std::string_view path) const {
+    return options.root + std::string(path);
+  }
+
+  int IndexOf(int cpu) {
+    if (cpu < 0) return -1;
+    if (cpu < static_cast<int>(cpu_index.size()) && cpu_index[cpu] >= 0)
+      return cpu_index[cpu];
+    // A CPU that /proc/stat lists but /sys does not (a container, or one
+    // onlined since).
+    Cpu added;
+    added.cpu = cpu;
+    cpus.push_back(std::move(added));
+    std::sort(cpus.begin(), cpus.end(),
+              [](const Cpu& a, const Cpu& b) { return a.cpu < b.cpu; });
+    Reindex();
+    return cpu_index[cpu];
+  }
+
+  void Reindex() {
+    int max_cpu = -1;
+    for (const Cpu& c : cpus) max_cpu = std::max(max_cpu, c.cpu);
+    cpu_index.assign(max_cpu + 1, -1);
+    for (size_t i = 0; i < cpus.size(); ++i)
+      cpu_index[cpus[i].cpu] = static_cast<int>(i);
+  }
+
+  void Discover() {
+    stat_file = KernelFile::Open(Path("/proc/stat"));
+    loadavg_file = KernelFile::Open(Path("/proc/loadavg"));
+    meminfo_file = KernelFile::Open(Path("/proc/meminfo"));
+    DiscoverCpus();
+    DiscoverTurbo();
+    DiscoverSensors();
+    for (const Cpu& cpu : cpus) {
+      if (cpu.cur_freq.valid())
+        rotation.push_back({RotatingFile::kCurFreq, cpu.cpu});
+    }
+    for (const Cpu& cpu : cpus) {
+      if (cpu.core_throttle.valid()) {
+        rotation.push_back({RotatingFile::kCoreThrottle, cpu.cpu});
+      }
+      if (cpu.package_throttle.valid()) {
+        rotation.push_back({RotatingFile::kPackageThrottle, cpu.cpu});
+      }
+    }
+    for (size_t i = 0; i < sensors.size(); ++i) {
+      rotation.push_back({RotatingFile::kSensor, static_cast<int>(i)});
+    }
+    proc_dir = opendir(Path("/proc").c_str());
+    window.assign(options.process_window_n, WindowSlot{});
+  }
+
+  void DiscoverCpus() {
+    const std::string cpu_root = Path("/sys/devices/system/cpu");
+    std::map<std::string, int> policy_by_path;
+    struct Topology {
+      int package = -1, core = -1;
+    };
+    std::vector<Topology> topology;
+    for (const std::string& name : ListDir(cpu_root)) {
+      int n = -1;
+      if (!NumberedName(name, "cpu", &n)) continue;
+      const std::string dir = cpu_root + "/" + name;
+      Cpu cpu;
+      cpu.cpu = n;
+      cpu.cur_freq = KernelFile::Open(dir + "/cpufreq/scaling_cur_freq");
+      if (cpu.cur_freq.valid()) {
+        const std::string policy_path = RealPath(dir + "/cpufreq");
+        auto [it, inserted] = policy_by_path.emplace(
+            policy_path, static_cast<int>(policies.size()));
+        if (inserted) {
+          Policy policy;
+          policy.governor = KernelFile::Open(policy_path + "/scaling_governor");
+          policy.min_freq = KernelFile::Open(policy_path + "/scaling_min_freq");
+          policy.max_freq = KernelFile::Open(policy_path + "/scaling_max_freq");
+          policy.hw_max_freq_mhz = KhzToMhz(
+              ParseInt(ReadFirstLine(policy_path + "/cpuinfo_max_freq")));
+          policies.push_back(std::move(policy));
+          if (cpufreq_driver.empty()) {
+            cpufreq_driver = ReadFirstLine(policy_path + "/scaling_driver");
+          }
+        }
+        cpu.policy = it->second;
+      }
+      cpus.push_back(std::move(cpu));
+      Topology t;
+      if (auto v =
+              ParseInt(ReadFirstLine(dir + "/topology/physical_package_id"))) {
+        t.package = static_cast<int>(*v);
+      }
+      if (auto v = ParseInt(ReadFirstLine(dir + "/topology/core_id"))) {
+        t.core = static_cast<int>(*v);
+      }
+      topology.push_back(t);
+    }
+    // Throttle counters are per core and per package: read each on its first
+    // CPU only.
+    std::vector<int> order(cpus.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+    std::sort(order.begin(), order.end(),
+              [&](int a, int b) { return cpus[a].cpu < cpus[b].cpu; });
+    std::vector<std::pair<int, int>> seen_cores;
+    std::vector<int> seen_packages;
+    for (int i : order) {
+      const Topology& t = topology[i];
+      const std::string dir =
+          cpu_root + "/cpu" + std::to_string(cpus[i].cpu) + "/thermal_throttle";
+      const bool unknown = t.package < 0 || t.core < 0;
+      const std::pair<int, int> core_key{t.package, t.core};
+      if (unknown || std::find(seen_cores.begin(), seen_cores.end(),
+                               core_key) == seen_cores.end()) {
+        cpus[i].core_throttle = KernelFile::Open(dir + "/core_throttle_count");
+        if (!unknown) seen_cores.push_back(core_key);
+      }
+      if (t.package < 0 || std::find(seen_packages.begin(), seen_packages.end(),
+                                     t.package) == seen_packages.end()) {
+        cpus[i].package_throttle =
+            KernelFile::Open(dir + "/package_throttle_count");
+        if (t.package >= 0) seen_packages.push_back(t.package);
+      }
+    }
+    std::sort(cpus.begin(), cpus.end(),
+              [](const Cpu& a, const Cpu& b) { return a.cpu < b.cpu; });
+    Reindex();
+    // CPUs that /proc/stat knows (a container without /sys).
+    ReadBuffer buf;
+    if (stat_file.ReadAll(&buf)) {
+      std::string_view text = buf.view();
+      while (!text.empty()) {
+        std::string_view line = NextLine(&text);
+        if (line.substr(0, 3) != "cpu") break;
+        int n = -1;
+        if (NumberedName(NextToken(&line), "cpu", &n)) IndexOf(n);
+      }
+    }
+  }
+
+  void DiscoverTurbo() {
+    turbo_file =
+        KernelFile::Open(Path("/sys/devices/system/cpu/intel_pstate/no_turbo"));
+    if (turbo_file.valid()) {
+      turbo_inverted = true;
+      return;
+    }
+    turbo_file =
+        KernelFile::Open(Path("/sys/devices/system/cpu/cpufreq/boost"));
+    if (turbo_file.valid()) return;
+    // amd-pstate and newer kernels: per-policy boost.
+    for (const std::string& name :
+         ListDir(Path("/sys/devices/system/cpu/cpufreq"))) {
+      int n = -1;
+      if (!NumberedName(name, "policy", &n)) continue;
+      turbo_file = KernelFile::Open(Path("/sys/devices/system/cpu/cpufreq/") +
+                                    name + "/boost");
+      if (turbo_file.valid()) return;
+    }
+  }
+
+  void DiscoverSensors() {
+    std::vector<std::pair<int, Sensor>> zones;
+    const std::string thermal = Path("/sys/class/thermal");
+    for (const std::string& name : ListDir(thermal)) {
+      int n = -1;
+      if (!NumberedName(name, "thermal_zone", &n)) continue;
+      Sensor sensor;
+      sensor.file = KernelFile::Open(thermal + "/" + name + "/temp");
+      if (!sensor.file.valid()) continue;
+      sensor.source = name;
+      sensor.name = ReadFirstLine(thermal + "/" + name + "/type");
+      sensor.cpu = IsCpuTemperatureSensor(sensor.name, "");
+      zones.emplace_back(n, std::move(sensor));
+    }
+    std::sort(zones.begin(), zones.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& zone : zones) sensors.push_back(std::move(zone.second));
+
+    struct HwmonSensor {
+      int chip, temp;
+      Sensor sensor;
+    };
+    std::vector<HwmonSensor> found;
+    const std::string hwmon = Path("/sys/class/hwmon");
+    for (const std::string& name : ListDir(hwmon)) {
+      int chip = -1;
+      if (!NumberedName(name, "hwmon", &chip)) continue;
+      std::string dir = hwmon + "/" + name;
+      std::string chip_name = ReadFirstLine(dir + "/name");
+      if (chip_name.empty()) {
+        // Kernels before 3.15 kept the attributes on the parent device.
+        dir += "/device";
+        chip_name = ReadFirstLine(dir + "/name");
+      }
+      for (const std::string& file : ListDir(dir)) {
+        constexpr std::string_view kSuffix = "_input";
+        if (file.size() <= kSuffix.size() ||
+            file.compare(file.size() - kSuffix.size(), kSuffix.size(),
+                         kSuffix) != 0) {
+          continue;
+        }
+        const std::string stem = file.substr(0, file.size() - kSuffix.size());
+        int temp = -1;
+        if (!NumberedName(stem, "temp", &temp)) continue;
+        Sensor sensor;
+        sensor.file = KernelFile::Open(dir + "/" + file);
+        if (!sensor.file.valid()) continue;
+        sensor.source = name + "/" + stem;
+        sensor.name = chip_name;
+        sensor.label = ReadFirstLine(dir + "/" + stem + "_label");
+        sensor.cpu = IsCpuTemperatureSensor(sensor.name, sensor.label);
+        found.push_back({chip, temp, std::move(sensor)});
+      }
+    }
+    std::sort(found.begin(), found.end(),
+              [](const HwmonSensor& a, const HwmonSensor& b) {
+                return std::pair(a.chip, a.temp) < std::pair(b.chip, b.temp);
+              });
+    for (auto& f : found) sensors.push_back(std::move(f.sensor));
+  }
+
+  int OpenFiles() const {
+    int n = stat_file.valid() + loadavg_file.valid() + meminfo_file.valid() +
+            turbo_file.valid();
+    for (const Policy& p : policies)
+      n += p.governor.valid() + p.min_freq.valid() + p.max_freq.valid();
+    for (const Cpu& c : cpus)
+      n += c.cur_freq.valid() + c.core_throttle.valid() +
+           c.package_throttle.valid();
+    for (const Sensor& s : sensors) n += s.file.valid();
+    n += static_cast<int>(tracked.size()) + (proc_dir != nullptr);
+    for (const Entry& e : entries) n += e.stat.valid();
+    return n;
+  }
+
+  HostSample Sample(SampleTime now) {
+    HostSample s;
+    s.taken_at = now;
+    const bool slow = samples % options.slow_every_n == 0;
+    std::optional<double> busy_core_ticks, elapsed_ticks;
+    // First: /proc/stat may list CPUs that /sys did not.
+    ReadStat(&s, &busy_core_ticks, &elapsed_ticks);
+    s.cores.resize(cpus.size());
+    for (size_t i = 0; i < cpus.size(); ++i) {
+      s.cores[i].cpu = cpus[i].cpu;
+      s.cores[i].util = cpus[i].util;
+    }
+    ReadLoad(&s);
+    if (slow) ReadMemory();
+    s.mem_total_bytes = mem_total;
+    s.mem_available_bytes = mem_available;
+    Rotate(/*all=*/samples == 0);
+    ReadFrequencies(&s, slow);
+    ReadThrottle(&s);
+    if (slow && turbo_file.valid()) {
+      if (auto v = ReadIntFrom(turbo_file)) {
+        turbo = turbo_inverted ? *v == 0 : *v != 0;
+      }
+    }
+    s.turbo_enabled = turbo;
+    s.cpufreq_driver = cpufreq_driver;
+    ReadTemperatures(&s);
+    SampleProcesses(&s, busy_core_ticks, elapsed_ticks);
+    if (gpus != nullptr) s.gpus = gpus->SampleGpus();
+    ++samples;
+    return s;
+  }
+
+  // /proc/stat: "cpu  user nice system idle iowait irq softirq steal guest
+  // guest_nice", then one such line per online CPU. guest time is already
+  // inside user.
+  void ReadStat(HostSample* s, std::optional<double>* busy_core_ticks,
+                std::optional<double>* elapsed_ticks) {
+    for (Cpu& cpu : cpus) cpu.util.reset();
+    if (!stat_file.ReadAll(&stat_buf)) return;
+    std::string_view text = stat_buf.view();
+    bool have_host = false;
+    uint64_t host_busy = 0, host_steal = 0, host_total = 0;
+    int online = 0;
+    while (!text.empty()) {
+      std::string_view line = NextLine(&text);
+      if (line.substr(0, 3) != "cpu") break;
+      const std::string_view name = NextToken(&line);
+      uint64_t v[8] = {};
+      for (uint64_t& field : v) {
+        const std::string_view token = NextToken(&line);
+        if (token.empty()) break;
+        field = ToU64(token);
+      }
+      const uint64_t busy = v[0] + v[1] + v[2] + v[5] + v[6];
+      const uint64_t total = busy + v[3] + v[4] + v[7];
+      if (name == "cpu") {
+        have_host = true;
+        host_busy = busy;
+        host_steal = v[7];
+        host_total = total;
+        continue;
+      }
+      int n = -1;
+      if (!NumberedName(name, "cpu", &n)) continue;
+      ++online;
+      Cpu& cpu = cpus[IndexOf(n)];
+      if (cpu.have_prev && total > cpu.prev_total && busy >= cpu.prev_busy) {
+        cpu.util = static_cast<double>(busy - cpu.prev_busy) /
+                   static_cast<double>(total - cpu.prev_total);
+      }
+      cpu.have_prev = true;
+      cpu.prev_busy = busy;
+      cpu.prev_total = total;
+    }
+    if (!have_host || online == 0) return;
+    const double host_ticks = static_cast<double>(host_total) / online;
+    if (have_prev_host && host_total > prev_total && host_busy >= prev_busy) {
+      const double d_total = static_cast<double>(host_total - prev_total);
+      s->cpu_util = static_cast<double>(host_busy - prev_busy) / d_total;
+      s->cpu_steal =
+          host_steal >= prev_steal
+              ? static_cast<double>(host_steal - prev_steal) / d_total
+              : 0.0;
+      *busy_core_ticks = static_cast<double>(host_busy - prev_busy);
+      *elapsed_ticks = host_ticks - prev_host_ticks;
+    }
+    have_prev_host = true;
+    prev_busy = host_busy;
+    prev_steal = host_steal;
+    prev_total = host_total;
+    prev_host_ticks = host_ticks;
+  }
+
+  void ReadLoad(HostSample* s) {
+    char buf[128];
+    auto text = loadavg_file.ReadSmall(buf, sizeof(buf));
+    if (!text) return;
+    std::string_view rest = *text;
+    s->load1 = ParseDouble(NextToken(&rest));
+    s->load5 = ParseDouble(NextToken(&rest));
+    s->load15 = ParseDouble(NextToken(&rest));
+    const std::string_view tasks = NextToken(&rest);  // "running/total"
+    if (auto running = ParseInt(tasks.substr(0, tasks.find('/')))) {
+      s->procs_running = static_cast<int>(*running);
+    }
+  }
+
+  void ReadMemory() {
+    if (!meminfo_file.ReadAll(&meminfo_buf)) return;
+    std::string_view text = meminfo_buf.view();
+    std::optional<int64_t> total, available;
+    while (!text.empty() && !(total && available)) {
+      std::string_view line = NextLine(&text);
+      const std::string_view key = NextToken(&line);
+      std::optional<int64_t>* target = key == "MemTotal:"       ? &total
+                                       : key == "MemAvailable:" ? &available
+                                                                : nullptr;
+      if (target == nullptr) continue;
+      if (auto kb = ParseInt(NextToken(&line))) *target = *kb * 1024;
+    }
+    mem_total = total;
+    mem_available = available;
+  }
+
+  // Refreshes the next files of the round-robin (all of them when `all`).
+  void Rotate(bool all) {
+    if (rotation.empty()) return;
+    const int budget = options.sysfs_reads_per_sample;
+    const size_t n = all || budget <= 0
+                         ? rotation.size()
+                         : std::min<size_t>(budget, rotation.size());
+    char buf[64];
+    for (size_t k = 0; k < n; ++k) {
+      const RotatingFile& f = rotation[(rotation_next + k) % rotation.size()];
+      if (f.kind == RotatingFile::kSensor) {
+        Sensor& sensor = sensors[f.id];
+        // A sensor that is asleep or failed (EIO, ENODATA) has no reading.
+        auto text = sensor.file.ReadSmall(buf, sizeof(buf));
+        auto millidegrees = text ? ParseInt(*text) : std::nullopt;
+        sensor.temp_c.reset();
+        if (millidegrees)
+          sensor.temp_c = static_cast<double>(*millidegrees) / 1000.0;
+        continue;
+      }
+      Cpu& cpu = cpus[cpu_index[f.id]];
+      switch (f.kind) {
+        case RotatingFile::kCurFreq:
+          cpu.cur_freq_mhz = KhzToMhz(ReadIntFrom(cpu.cur_freq));
+          break;
+        case RotatingFile::kCoreThrottle:
+          cpu.core_throttle_count = ReadIntFrom(cpu.core_throttle);
+          break;
+        case RotatingFile::kPackageThrottle:
+          cpu.package_throttle_count = ReadIntFrom(cpu.package_throttle);
+          break;
+        case RotatingFile::kSensor:
+          break;
+      }
+    }
+    rotation_next = (rotation_next + n) % rotation.size();
+  }
+
+  void ReadFrequencies(HostSample* s, bool slow) {
+    char buf[64];
+    if (slow) {
+      for (Policy& p : policies) {
+        auto governor = p.governor.ReadSmall(buf, sizeof(buf));
+        p.governor_value = governor ? std::string(*governor) : std::string();
+        p.min_freq_mhz = KhzToMhz(ReadIntFrom(p.min_freq));
+        p.max_freq_mhz = KhzToMhz(ReadIntFrom(p.max_freq));
+      }
+    }
+    for (size_t i = 0; i < cpus.size(); ++i) {
+      const Cpu& cpu = cpus[i];
+      if (cpu.policy < 0) continue;
+      CpuCoreSample& core = s->cores[i];
+      core.cur_freq_mhz = cpu.cur_freq_mhz;
+      const Policy& p = policies[cpu.policy];
+      core.governor = p.governor_value;
+      core.min_freq_mhz = p.min_freq_mhz;
+      core.max_freq_mhz = p.max_freq_mhz;
+      core.hw_max_freq_mhz = p.hw_max_freq_mhz;
+    }
+  }
+
+  // The sum is left out of a sample in which any counter could not be read (a
+  // CPU going offline): a sum missing a counter would look like a rise once the
+  // counter is back.
+  void ReadThrottle(HostSample* s) {
+    bool any = false, failed = false;
+    int64_t sum = 0;
+    for (size_t i = 0; i < cpus.size(); ++i) {
+      const Cpu& cpu = cpus[i];
+      if (cpu.core_throttle.valid()) {
+        s->cores[i].core_throttle_count = cpu.core_throttle_count;
+        failed |= !cpu.core_throttle_count;
+      }
+      if (cpu.package_throttle.valid()) {
+        s->cores[i].package_throttle_count = cpu.package_throttle_count;
+        failed |= !cpu.package_throttle_count;
+      }
+      for (const auto& count : {s->cores[i].core_throttle_count,
+                                s->cores[i].package_throttle_count}) {
+        if (count) {
+          any = true;
+          sum += *count;
+        }
+      }
+    }
+    if (any && !failed) s->throttle_count = sum;
+  }
+
+  void ReadTemperatures(HostSample* s) {
+    s->temperatures.reserve(sensors.size());
+    for (const Sensor& sensor : sensors) {
+      if (!sensor.temp_c) continue;
+      TemperatureReading& r = s->temperatures.emplace_back();
+      r.source = sensor.source;
+      r.name = sensor.name;
+      r.label = sensor.label;
+      r.cpu = sensor.cpu;
+      r.temp_c = *sensor.temp_c;
+    }
+  }
+
+  // --- Competing processes
+  // -----------------------------------------------------------
+
+  void SampleProcesses(HostSample* s, std::optional<double> busy_core_ticks,
+                       std::optional<double> elapsed_ticks) {
+    bool changed = false;
+    {
+      std::lock_guard<std::mutex> lock(exclusions_mu);
+      if (exclusions_changed) {
+        exclusions = pending_exclusions;
+        exclusions_changed = false;
+        changed = true;
+      }
+    }
+    if (changed) {
+      // Until the next walk resolves groups and descendants, track the pids.
+      tracked.clear();
+      for (int pid : exclusions.pids) Track(pid, std::nullopt);
+      std::fill(window.begin(), window.end(), WindowSlot{});
+    }
+    const double excluded_ticks = ReadTracked();
+    if (busy_core_ticks && elapsed_ticks && *elapsed_ticks > 0) {
+      const double other = std::max(0.0, *busy_core_ticks - excluded_ticks);
+      s->other_cpu_cores = other / *elapsed_ticks;
+      window[window_next] = WindowSlot{other, *elapsed_ticks};
+      window_next = (window_next + 1) % window.size();
+    }
+    if (proc_dir == nullptr) return;
+
+    // When to walk /proc: a baseline at the start and after the exclusions
+    // change; then only while the unexplained CPU exceeds the trigger, one
+    // window at a time (a walk at the end of each window attributes that
+    // window's CPU to processes).
+    const int64_t k = samples;
+    const int64_t n = options.process_window_n;
+    const bool triggered = Triggered();
+    if (!have_scan || changed) {
+      Walk(s, /*complete=*/false);
+      scan_due = triggered ? k + n : -1;
+    } else if (scan_due >= 0 && k >= scan_due) {
+      Walk(s, /*complete=*/true);
+      scan_due = triggered ? k + n : -1;
+    } else if (scan_due < 0 && triggered) {
+      // The last walk is a usable baseline only if it is at most a window old.
+      Walk(s, /*complete=*/k - last_scan_sample <= n);
+      scan_due = k + n;
+    }
+  }
+
+  bool Triggered() const {
+    if (options.process_trigger_cores <= 0) return true;
+    double other = 0, elapsed = 0;
+    for (const WindowSlot& slot : window) {
+      other += slot.other_ticks;
+      elapsed += slot.elapsed_ticks;
+    }
+    if (elapsed <= 0) return false;
+    // Two ticks of slack: /proc/stat is charged per tick, process times are
+    // rounded.
+    return other > options.process_trigger_cores * elapsed + 2.0;
+  }
+
+  void Track(int pid, std::optional<uint64_t> ticks) {
+    if (pid <= 0 || proc_dir == nullptr) return;
+    auto it = tracked.find(pid);
+    if (it != tracked.end()) {
+      if (ticks) it->second.last_ticks = *ticks;
+      return;
+    }
+    const std::string name = std::to_string(pid) + "/stat";
+    Tracked t;
+    t.stat = KernelFile::OpenAt(dirfd(proc_dir), name.c_str());
+    if (!t.stat.valid()) return;
+    if (ticks) {
+      t.last_ticks = *ticks;
+    } else {
+      char buf[1024];
+      PidStat st;
+      auto text = t.stat.ReadSmall(buf, sizeof(buf));
+      if (!text || !ParsePidStat(*text, &st)) return;
+      t.last_ticks = st.cpu_ticks + st.cpu_children_ticks;
+    }
+    tracked.emplace(pid, std::move(t));
+  }
+
+  // CPU ticks the excluded processes used since the last sample, their reaped
+  // children included (a job's short-lived children are charged to it when it
+  // waits for them).
+  double ReadTracked() {
+    double ticks = 0;
+    char buf[1024];
+    for (auto it = tracked.begin(); it != tracked.end();) {
+      PidStat st;
+      auto text = it->second.stat.ReadSmall(buf, sizeof(buf));
+      if (!text || !ParsePidStat(*text, &st)) {
+        it = tracked.erase(it);  // exited
+        continue;
+      }
+      const uint64_t now_ticks = st.cpu_ticks + st.cpu_children_ticks;
+      if (now_ticks >= it->second.last_ticks)
+        ticks += static_cast<double>(now_ticks - it->second.last_ticks);
+      it->second.last_ticks = now_ticks;
+      ++it;
+    }
+    return ticks;
+  }
+
+  // Reads every /proc/[pid]/stat. With `complete`, attributes the CPU each
+  // process used since the previous walk to it; always records the readings as
+  // the next baseline and re-resolves which processes are excluded.
+  void Walk(HostSample* s, bool complete) {
+    ++scans;
+    const bool skip_kernel_threads =
+        exclusions.kernel_threads && scans % 10 != 1;
+    std::swap(entries, prev_entries);
+    size_t count = 0;
+    int kept = 0;
+    rewinddir(proc_dir);
+    const int dir_fd = dirfd(proc_dir);
+    char path[sizeof(dirent::d_name) + 8];
+    char buf[2048];
+    auto by_pid = [](const Entry& e, int pid) { return e.pid < pid; };
+    while (dirent* d = readdir(proc_dir)) {
+      const char c = d->d_name[0];
+      if (c < '1' || c > '9') continue;
+      int pid = 0;
+      const char* end = d->d_name + std::strlen(d->d_name);
+      if (std::from_chars(d->d_name, end, pid).ptr != end) continue;
+      // Re-read the file kept from the last walk; a process that exited (and
+      // any pid reused since) fails that read, and is opened afresh.
+      KernelFile file;
+      auto prev = std::lower_bound(prev_entries.begin(), prev_entries.end(),
+                                   pid, by_pid);
+      const bool known = prev != prev_entries.end() && prev->pid == pid;
+      if (known && prev->kernel_thread && skip_kernel_threads) {
+        if (count == entries.size()) entries.emplace_back();
+        // Excluded, so its figures do not matter: carried over unread.
+        entries[count++] = std::move(*prev);
+        continue;
+      }
+      if (known) file = std::move(prev->stat);
+      PidStat st;
+      std::optional<std::string_view> text = file.ReadSmall(buf, sizeof(buf));
+      if (!text || !ParsePidStat(*text, &st)) {
+        std::snprintf(path, sizeof(path), "%s/stat", d->d_name);
+        file = KernelFile::OpenAt(dir_fd, path);
+        text = file.ReadSmall(buf, sizeof(buf));
+        if (!text || !ParsePidStat(*text, &st)) continue;  // exited meanwhile
+      }
+      if (count == entries.size()) entries.emplace_back();
+      Entry& e = entries[count++];
+      e.pid = st.pid;
+      e.ppid = st.ppid;
+      e.pgrp = st.pgrp;
+      e.kernel_thread = st.kernel_thread;
+      e.cpu_ticks = st.cpu_ticks;
+      e.cpu_children_ticks = st.cpu_children_ticks;
+      e.start_ticks = st.start_ticks;
+      e.comm.assign(st.comm);
+      e.stat = kept < options.max_kept_process_files ? std::move(file)
+                                                     : KernelFile();
+      kept += e.stat.valid();
+    }
+    entries.resize(count);
+    // The real /proc lists pids in ascending order; a fake tree's directory may
+    // not.
+    auto ascending = [](const Entry& a, const Entry& b) {
+      return a.pid < b.pid;
+    };
+    if (!std::is_sorted(entries.begin(), entries.end(), ascending)) {
+      std::sort(entries.begin(), entries.end(), ascending);
+    }
+    ResolveExcluded();
+
+    // Re-track the excluded processes, keeping the descriptors of those already
+    // tracked.
+    std::map<int, Tracked> old = std::move(tracked);
+    tracked.clear();
+    for (size_t i = 0; i < entries.size(); ++i) {
+      if (excluded_state[i] != kYes) continue;
+      const Entry& e = entries[i];
+      const uint64_t ticks = e.cpu_ticks + e.cpu_children_ticks;
+      auto it = old.find(e.pid);
+      if (it != old.end()) {
+        it->second.last_ticks = ticks;
+        tracked.emplace(e.pid, std::move(it->second));
+      } else {
+        Track(e.pid, ticks);
+      }
+    }
+
+    if (complete) Attribute(s);
+    // Close the files of the processes gone since the last walk.
+    for (Entry& e : prev_entries) e.stat = KernelFile();
+    have_scan = true;
+    last_scan_sample = samples;
+    last_scan_host_ticks = prev_host_ticks;
+  }
+
+  void Attribute(HostSample* s) {
+    const double window_ticks = prev_host_ticks - last_scan_host_ticks;
+    if (window_ticks <= 0) return;
+    s->processes_scanned = true;
+    double competing = 0;
+    std::vector<ProcessCpu>& top = s->top_processes;
+    for (size_t i = 0; i < entries.size(); ++i) {
+      if (excluded_state[i] != kNo) continue;
+      const Entry& e = entries[i];
+      uint64_t before = 0;
+      auto prev = std::lower_bound(
+          prev_entries.begin(), prev_entries.end(), e,
+          [](const Entry& a, const Entry& b) { return a.pid < b.pid; });
+      if (prev != prev_entries.end() && prev->pid == e.pid &&
+          prev->start_ticks == e.start_ticks) {
+        before = std::min(prev->cpu_ticks, e.cpu_ticks);
+      }
+      const double cores =
+          static_cast<double>(e.cpu_ticks - before) / window_ticks;
+      if (cores <= 0) continue;
+      competing += cores;
+      if (options.top_processes == 0) continue;
+      auto busier = [](const ProcessCpu& a, const ProcessCpu& b) {
+        return a.cpu_cores > b.cpu_cores;
+      };
+      ProcessCpu p{e.pid, e.comm, cores};
+      if (static_cast<int>(top.size()) < options.top_processes) {
+        top.insert(std::upper_bound(top.begin(), top.end(), p, busier),
+                   std::move(p));
+      } else if (cores > top.back().cpu_cores) {
+        top.pop_back();
+        top.insert(std::upper_bound(top.begin(), top.end(), p, busier),
+                   std::move(p));
+      }
+    }
+    s->competing_cpu_cores = competing;
+  }
+
+  // kYes: excluded and tracked (read on every sample); kKernel: an excluded
+  // kernel thread, not tracked (see ProcessExclusions::kernel_threads).
+  static constexpr int8_t kUnknown = 0, kYes = 1, kNo = 2, kKernel = 3;
+
+  bool OwnExcluded(const Entry& e) const {
+    return std::find(exclusions.pids.begin(), exclusions.pids.end(), e.pid) !=
+               exclusions.pids.end() ||
+           std::find(exclusions.process_groups.begin(),
+                     exclusions.process_groups.end(),
+                     e.pgrp) != exclusions.process_groups.end();
+  }
+
+  void ResolveExcluded() {
+    excluded_state.assign(entries.size(), kUnknown);
+    auto find = [&](int pid) -> int {
+      auto it =
+          std::lower_bound(entries.begin(), entries.end(), pid,
+                           [](const Entry& e, int p) { return e.pid < p; });
+      return it != entries.end() && it->pid == pid
+                 ? static_cast<int>(it - entries.begin())
+                 : -1;
+    };
+    for (size_t i = 0; i < entries.size(); ++i) {
+      chain.clear();
+      int cur = static_cast<int>(i);
+      int8_t result = kNo;
+      while (true) {
+        if (excluded_state[cur] != kUnknown) {
+          result = excluded_state[cur];
+          break;
+        }
+        if (OwnExcluded(entries[cur])) {
+          result = kYes;
+          break;
+        }
+        chain.push_back(cur);
+        if (!exclusions.descendants || chain.size() > entries.size()) break;
+        const int parent = entries[cur].ppid == entries[cur].pid
+                               ? -1
+                               : find(entries[cur].ppid);
+        if (parent < 0) break;
+        cur = parent;
+      }
+      for (int c : chain) excluded_state[c] = result;
+      if (excluded_state[i] == kUnknown) excluded_state[i] = result;
+    }
+    // Not inherited by descendants, hence a second pass.
+    if (exclusions.kernel_threads) {
+      for (size_t i = 0; i < entries.size(); ++i) {
+        if (excluded_state[i] == kNo && entries[i].kernel_thread)
+          excluded_state[i] = kKernel;
+      }
+    }
+  }
+};
+
+SysfsProbe::SysfsProbe(SysfsProbeOptions options, GpuProbe* gpus)
+    : impl_(std::make_unique<Impl>(std::move(options), gpus)) {}
+
+SysfsProbe::~SysfsProbe() = default;
+
+HostSample SysfsProbe::Sample(SampleTime now) { return impl_->Sample(now); }
+
+void SysfsProbe::SetExclusions(ProcessExclusions exclusions) {
+  std::lock_guard<std::mutex> lock(impl_->exclusions_mu);
+  impl_->pending_exclusions = std::move(exclusions);
+  impl_->exclusions_changed = true;
+}
+
+int64_t SysfsProbe::process_scans() const { return impl_->scans; }
+
+int SysfsProbe::open_files() const { return impl_->OpenFiles(); }
+
+}  // namespace benchfleet
