@@ -1,12 +1,12 @@
-// benchfleet-agent: parses flags and the config file, then runs the Agent until SIGINT or
-// SIGTERM.
+// benchfleet-agent: parses flags and the config file, then runs the Agent until
+// SIGINT or SIGTERM.
 #include <csignal>
 #include <cstdio>
 #include <thread>
 
 #include "CLI/CLI.hpp"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "agent/probe/nvml_probe.h"
 #include "agent/runner/process_runner.h"
@@ -15,28 +15,43 @@
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"benchfleet-agent: runs and measures benchmark steps on this host"};
+  CLI::App app{
+      "benchfleet-agent: runs and measures benchmark steps on this host"};
   std::string config_path, controller, id, labels, workdir, lock_file;
-  app.add_option("--config", config_path,
-                 "YAML config file (controller, id, labels, workdir, lock_file)");
-  app.add_option("--controller", controller, "controller address HOST:PORT (default 127.0.0.1:7070)");
+  app.add_option(
+      "--config", config_path,
+      "YAML config file (controller, id, labels, workdir, lock_file)");
+  app.add_option("--controller", controller,
+                 "controller address HOST:PORT (default 127.0.0.1:7070)");
   app.add_option("--id", id, "agent id (default: the hostname)");
   app.add_option("--labels", labels, "labels k=v,k2=v2 that specs can require");
-  app.add_option("--workdir", workdir, "directory for run captures (default: the data directory)");
-  app.add_option("--lock-file", lock_file, "host lock file (default /run/lock/benchfleet-agent.lock)");
+  app.add_option("--workdir", workdir,
+                 "directory for run captures (default: the data directory)");
+  app.add_option("--lock-file", lock_file,
+                 "host lock file (default /run/lock/benchfleet-agent.lock)");
   std::string cooldown, max_wait, probe_root, nvml;
-  double max_gpu_temp = -1, max_cpu_temp = -1, max_load = -1, max_competing_cpu = -1,
-         sample_hz = -1;
-  app.add_option("--cooldown", cooldown, "the host's own cooldown between experiments (e.g. 60s)");
-  app.add_option("--max-gpu-temp", max_gpu_temp, "the host's own GPU temperature gate, °C");
-  app.add_option("--max-cpu-temp", max_cpu_temp, "the host's own CPU temperature gate, °C");
-  app.add_option("--max-load", max_load, "the host's own load-average gate at attempt start");
+  double max_gpu_temp = -1, max_cpu_temp = -1, max_load = -1,
+         max_competing_cpu = -1, sample_hz = -1;
+  app.add_option("--cooldown", cooldown,
+                 "the host's own cooldown between experiments (e.g. 60s)");
+  app.add_option("--max-gpu-temp", max_gpu_temp,
+                 "the host's own GPU temperature gate, °C");
+  app.add_option("--max-cpu-temp", max_cpu_temp,
+                 "the host's own CPU temperature gate, °C");
+  app.add_option("--max-load", max_load,
+                 "the host's own load-average gate at attempt start");
   app.add_option("--max-competing-cpu", max_competing_cpu,
-                 "cores other processes may use before a run starts (default 0.25; 0 = off)");
-  app.add_option("--max-wait", max_wait, "how long to wait for the gates (default 15m)");
-  app.add_option("--sample-hz", sample_hz, "host samples per second while a run executes (default 10; 0 = off)");
-  app.add_option("--probe-root", probe_root, "read /proc and /sys under this root (tests)");
-  app.add_option("--nvml", nvml, "NVML library to dlopen (default libnvidia-ml.so.1)");
+                 "cores other processes may use before a run starts (default "
+                 "0.25; 0 = off)");
+  app.add_option("--max-wait", max_wait,
+                 "how long to wait for the gates (default 15m)");
+  app.add_option(
+      "--sample-hz", sample_hz,
+      "host samples per second while a run executes (default 10; 0 = off)");
+  app.add_option("--probe-root", probe_root,
+                 "read /proc and /sys under this root (tests)");
+  app.add_option("--nvml", nvml,
+                 "NVML library to dlopen (default libnvidia-ml.so.1)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -48,14 +63,16 @@ int main(int argc, char** argv) {
   };
 
   benchfleet::AgentOptions options;
-  if (const char* env = std::getenv("BENCHFLEET_CONTROLLER"); env != nullptr && env[0] != '\0') {
+  if (const char* env = std::getenv("BENCHFLEET_CONTROLLER");
+      env != nullptr && env[0] != '\0') {
     options.controller = env;
   }
   if (!config_path.empty()) {
     auto config = benchfleet::LoadConfigFile(
-        config_path, {"controller", "id", "labels", "workdir", "lock_file", "cooldown",
-                      "max_gpu_temp_c", "max_cpu_temp_c", "max_load", "max_competing_cpu",
-                      "max_wait", "sample_hz", "probe_root", "nvml"});
+        config_path,
+        {"controller", "id", "labels", "workdir", "lock_file", "cooldown",
+         "max_gpu_temp_c", "max_cpu_temp_c", "max_load", "max_competing_cpu",
+         "max_wait", "sample_hz", "probe_root", "nvml"});
     if (!config.ok()) return fail(std::string(config.status().message()), 1);
     auto take = [&](const char* key, std::string& flag) {
       if (flag.empty() && config->contains(key)) flag = (*config)[key];
@@ -73,21 +90,28 @@ int main(int argc, char** argv) {
       if (flag >= 0 || !config->contains(key)) return true;
       return absl::SimpleAtod((*config)[key], &flag) && flag >= 0;
     };
-    for (auto [key, flag] : {std::pair<const char*, double*>{"max_gpu_temp_c", &max_gpu_temp},
-                             {"max_cpu_temp_c", &max_cpu_temp},
-                             {"max_load", &max_load},
-                             {"max_competing_cpu", &max_competing_cpu},
-                             {"sample_hz", &sample_hz}}) {
+    for (auto [key, flag] :
+         {std::pair<const char*, double*>{"max_gpu_temp_c", &max_gpu_temp},
+          {"max_cpu_temp_c", &max_cpu_temp},
+          {"max_load", &max_load},
+          {"max_competing_cpu", &max_competing_cpu},
+          {"sample_hz", &sample_hz}}) {
       if (!take_number(key, *flag)) {
-        return fail(absl::StrCat(config_path, ": ", key, ": expected a number >= 0"), 1);
+        return fail(
+            absl::StrCat(config_path, ": ", key, ": expected a number >= 0"),
+            1);
       }
     }
   }
-  auto duration = [&](const std::string& text, const char* what, absl::Duration* out) -> bool {
+  auto duration = [&](const std::string& text, const char* what,
+                      absl::Duration* out) -> bool {
     if (text.empty()) return true;
-    if (absl::ParseDuration(text, out) && *out >= absl::ZeroDuration()) return true;
-    std::fprintf(stderr, "benchfleet-agent: %s '%s' is not a duration such as 60s or 15m\n",
-                 what, text.c_str());
+    if (absl::ParseDuration(text, out) && *out >= absl::ZeroDuration())
+      return true;
+    std::fprintf(
+        stderr,
+        "benchfleet-agent: %s '%s' is not a duration such as 60s or 15m\n",
+        what, text.c_str());
     return false;
   };
   if (!duration(cooldown, "--cooldown", &options.cooldown) ||
@@ -103,7 +127,8 @@ int main(int argc, char** argv) {
         sample_hz > 0 ? absl::Seconds(1.0 / sample_hz) : absl::ZeroDuration();
   }
   options.probe_root = probe_root;
-  options.nvml_library = nvml.empty() ? benchfleet::NvmlLibraryFromEnvironment() : nvml;
+  options.nvml_library =
+      nvml.empty() ? benchfleet::NvmlLibraryFromEnvironment() : nvml;
   if (!controller.empty()) options.controller = controller;
   options.id = id;
   options.workdir = workdir;
@@ -129,9 +154,11 @@ int main(int argc, char** argv) {
     spdlog::info("received signal {}, shutting down", sig);
     (*agent)->Shutdown();
   });
-  spdlog::info("benchfleet-agent {} dialling {}", (*agent)->id(), options.controller);
+  spdlog::info("benchfleet-agent {} dialling {}", (*agent)->id(),
+               options.controller);
   absl::Status st = (*agent)->Run();
-  // Run returns only after Shutdown, or on a configuration error: wake the waiter either way.
+  // Run returns only after Shutdown, or on a configuration error: wake the
+  // waiter either way.
   pthread_kill(signal_waiter.native_handle(), SIGTERM);
   signal_waiter.join();
   if (!st.ok()) return fail(std::string(st.message()), 3);

@@ -1,5 +1,7 @@
 #include "cli/commands.h"
 
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/create_channel.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -8,9 +10,6 @@
 #include <iostream>
 #include <sstream>
 #include <thread>
-
-#include <google/protobuf/util/json_util.h>
-#include <grpcpp/create_channel.h>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
@@ -42,7 +41,8 @@ int Report(const absl::Status& st, const std::string& controller) {
   if (st.ok()) return kExitOk;
   if (absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st)) {
     std::fprintf(stderr,
-                 "benchfleet: cannot reach the controller at %s (%s); start benchfleet-controller "
+                 "benchfleet: cannot reach the controller at %s (%s); start "
+                 "benchfleet-controller "
                  "there or point --controller / BENCHFLEET_CONTROLLER at it\n",
                  controller.c_str(), std::string(st.message()).c_str());
     return kExitUnreachable;
@@ -60,7 +60,8 @@ std::string ToJson(const google::protobuf::Message& m) {
   return out;
 }
 
-// The experiment as JSON, with its report embedded as an object rather than a string.
+// The experiment as JSON, with its report embedded as an object rather than a
+// string.
 nlohmann::json ExperimentJson(const v1::Experiment& e) {
   nlohmann::json j = nlohmann::json::parse(ToJson(e));
   if (!e.report_json().empty()) {
@@ -75,7 +76,8 @@ class Client {
   static absl::StatusOr<Client> Dial(const std::string& address) {
     auto creds = MakeChannelCredentials(address, TransportOptions{});
     if (!creds.ok()) return creds.status();
-    auto channel = grpc::CreateCustomChannel(address, *creds, MakeChannelArguments());
+    auto channel =
+        grpc::CreateCustomChannel(address, *creds, MakeChannelArguments());
     return Client(v1::FleetService::NewStub(channel));
   }
 
@@ -89,14 +91,16 @@ class Client {
   v1::FleetService::Stub* stub() { return stub_.get(); }
 
  private:
-  explicit Client(std::unique_ptr<v1::FleetService::Stub> stub) : stub_(std::move(stub)) {}
+  explicit Client(std::unique_ptr<v1::FleetService::Stub> stub)
+      : stub_(std::move(stub)) {}
   std::shared_ptr<v1::FleetService::Stub> stub_;
 };
 
 std::string Age(int64_t unix_ms) {
   if (unix_ms <= 0) return "-";
   const absl::Duration d = absl::Now() - absl::FromUnixMillis(unix_ms);
-  if (d < absl::Minutes(1)) return absl::StrCat(absl::ToInt64Seconds(d), "s ago");
+  if (d < absl::Minutes(1))
+    return absl::StrCat(absl::ToInt64Seconds(d), "s ago");
   if (d < absl::Hours(1)) return absl::StrCat(absl::ToInt64Minutes(d), "m ago");
   if (d < absl::Hours(48)) return absl::StrCat(absl::ToInt64Hours(d), "h ago");
   return absl::StrCat(absl::ToInt64Hours(d) / 24, "d ago");
@@ -105,8 +109,11 @@ std::string Age(int64_t unix_ms) {
 std::string ProgressLine(const v1::Experiment& e) {
   const v1::Progress& p = e.progress();
   std::string line = absl::StrFormat("experiment %d [%s]", e.id(), e.state());
-  if (p.runs_total() > 0) absl::StrAppend(&line, absl::StrFormat(" %d/%d steps", p.runs_done(), p.runs_total()));
-  if (!p.current_step().empty()) absl::StrAppend(&line, " · ", p.current_step());
+  if (p.runs_total() > 0)
+    absl::StrAppend(
+        &line, absl::StrFormat(" %d/%d steps", p.runs_done(), p.runs_total()));
+  if (!p.current_step().empty())
+    absl::StrAppend(&line, " · ", p.current_step());
   if (!p.hostname().empty()) absl::StrAppend(&line, " · host ", p.hostname());
   return line;
 }
@@ -115,9 +122,11 @@ bool IsFinal(const std::string& state) {
   return state == "done" || state == "failed" || state == "cancelled";
 }
 
-// Follows an experiment until it ends; prints progress to stderr, the report to stdout.
+// Follows an experiment until it ends; prints progress to stderr, the report to
+// stdout.
 int Watch(Client& client, int64_t id, const Globals& g) {
-  grpc::ClientContext ctx;  // no deadline: experiments take as long as they take
+  grpc::ClientContext
+      ctx;  // no deadline: experiments take as long as they take
   v1::WatchExperimentRequest req;
   req.set_id(id);
   auto reader = client.stub()->WatchExperiment(&ctx, req);
@@ -133,7 +142,9 @@ int Watch(Client& client, int64_t id, const Globals& g) {
     const std::string line = ProgressLine(e);
     if (tty) {
       std::fprintf(stderr, "\r\033[K%s", line.c_str());
-    } else if (line != previous && (absl::Now() - last_print > absl::Seconds(2) || IsFinal(e.state()))) {
+    } else if (line != previous &&
+               (absl::Now() - last_print > absl::Seconds(2) ||
+                IsFinal(e.state()))) {
       std::fprintf(stderr, "%s\n", line.c_str());
       last_print = absl::Now();
     }
@@ -147,25 +158,31 @@ int Watch(Client& client, int64_t id, const Globals& g) {
   } else if (!last.report_text().empty()) {
     std::cout << last.report_text();
   } else {
-    std::cout << absl::StrFormat("Experiment %03d: %s\nState: %s\nReason: %s\n", last.number(),
-                                 last.name(), last.state(), last.state_reason());
+    std::cout << absl::StrFormat("Experiment %03d: %s\nState: %s\nReason: %s\n",
+                                 last.number(), last.name(), last.state(),
+                                 last.state_reason());
   }
   return last.state() == "done" ? kExitOk : kExitUserError;
 }
 
-absl::StatusOr<std::pair<std::string, std::string>> ReadSpecForSubmit(const std::string& file) {
+absl::StatusOr<std::pair<std::string, std::string>> ReadSpecForSubmit(
+    const std::string& file) {
   SpecLoadOptions opts;
   opts.check_input_files = true;
   absl::StatusOr<ExperimentSpec> spec = LoadSpecFile(file, opts);
   if (!spec.ok()) return spec.status();
-  for (const std::string& w : spec->warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  for (const std::string& w : spec->warnings)
+    std::fprintf(stderr, "warning: %s\n", w.c_str());
   std::error_code ec;
   const std::string dir =
-      std::filesystem::absolute(std::filesystem::path(file), ec).parent_path().lexically_normal();
+      std::filesystem::absolute(std::filesystem::path(file), ec)
+          .parent_path()
+          .lexically_normal();
   return std::make_pair(spec->source_text, dir);
 }
 
-int Submit(Client& client, const std::string& file, bool watch, const Globals& g) {
+int Submit(Client& client, const std::string& file, bool watch,
+           const Globals& g) {
   auto text = ReadSpecForSubmit(file);
   if (!text.ok()) {
     std::fprintf(stderr, "%s\n", std::string(text.status().message()).c_str());
@@ -184,20 +201,21 @@ int Submit(Client& client, const std::string& file, bool watch, const Globals& g
     if (g.json) {
       std::cout << ToJson(resp) << "\n";
     } else {
-      std::cout << absl::StrFormat("submitted experiment %d (number %03d)\n", resp.experiment_id(),
-                                   resp.number());
+      std::cout << absl::StrFormat("submitted experiment %d (number %03d)\n",
+                                   resp.experiment_id(), resp.number());
     }
     return kExitOk;
   }
   if (!g.json) {
     std::fprintf(stderr, "submitted experiment %ld (number %03ld)\n",
-                 static_cast<long>(resp.experiment_id()), static_cast<long>(resp.number()));
+                 static_cast<long>(resp.experiment_id()),
+                 static_cast<long>(resp.number()));
   }
   return Watch(client, resp.experiment_id(), g);
 }
 
-int RunLocal(const std::string& file, const std::string& store_url, const std::string& labels_flag,
-             const Globals& g_in) {
+int RunLocal(const std::string& file, const std::string& store_url,
+             const std::string& labels_flag, const Globals& g_in) {
   SpecLoadOptions opts;
   opts.check_input_files = true;
   absl::StatusOr<ExperimentSpec> spec = LoadSpecFile(file, opts);
@@ -207,8 +225,10 @@ int RunLocal(const std::string& file, const std::string& store_url, const std::s
   }
   ControllerOptions copts;
   copts.listen = "127.0.0.1:0";
-  copts.store_url = store_url.empty() ? absl::StrCat("sqlite://", DefaultDataDir(), "/local.db")
-                                      : store_url;
+  copts.store_url =
+      store_url.empty()
+          ? absl::StrCat("sqlite://", DefaultDataDir(), "/local.db")
+          : store_url;
   auto controller = Controller::Create(copts);
   if (!controller.ok()) {
     std::fprintf(stderr, "benchfleet: cannot start the local controller: %s\n",
@@ -218,20 +238,24 @@ int RunLocal(const std::string& file, const std::string& store_url, const std::s
   AgentOptions aopts;
   aopts.controller = (*controller)->address();
   aopts.workdir = DefaultDataDir() + "/local-agent";
-  aopts.labels = spec->required_labels;  // local mode runs here whatever the spec asks for
+  aopts.labels =
+      spec->required_labels;  // local mode runs here whatever the spec asks for
   if (!labels_flag.empty()) {
     auto parsed = ParseLabels(labels_flag);
     if (!parsed.ok()) {
-      std::fprintf(stderr, "benchfleet: %s\n", std::string(parsed.status().message()).c_str());
+      std::fprintf(stderr, "benchfleet: %s\n",
+                   std::string(parsed.status().message()).c_str());
       return kExitUsage;
     }
     for (const auto& [k, v] : *parsed) aopts.labels[k] = v;
   }
-  if (const char* lock = std::getenv("BENCHFLEET_LOCK_FILE"); lock != nullptr) aopts.lock_file = lock;
+  if (const char* lock = std::getenv("BENCHFLEET_LOCK_FILE"); lock != nullptr)
+    aopts.lock_file = lock;
   PosixProcessRunner runner;
   auto agent = Agent::Create(aopts, &runner);
   if (!agent.ok()) {
-    std::fprintf(stderr, "benchfleet: %s\n", std::string(agent.status().message()).c_str());
+    std::fprintf(stderr, "benchfleet: %s\n",
+                 std::string(agent.status().message()).c_str());
     return kExitUserError;
   }
   std::thread agent_thread([&] { (void)(*agent)->Run(); });
@@ -249,10 +273,12 @@ int RunLocal(const std::string& file, const std::string& store_url, const std::s
 }  // namespace
 
 int RunCli(int argc, char** argv) {
-  CLI::App app{"benchfleet: run benchmark experiments and get verdicts you can defend"};
+  CLI::App app{
+      "benchfleet: run benchmark experiments and get verdicts you can defend"};
   app.require_subcommand(1);
   Globals g;
-  if (const char* env = std::getenv("BENCHFLEET_CONTROLLER"); env != nullptr && env[0] != '\0') {
+  if (const char* env = std::getenv("BENCHFLEET_CONTROLLER");
+      env != nullptr && env[0] != '\0') {
     g.controller = env;
   }
   app.add_option("--controller", g.controller, "controller address HOST:PORT")
@@ -265,27 +291,34 @@ int RunCli(int argc, char** argv) {
   int limit = 50;
   std::string host;
 
-  auto* run = app.add_subcommand("run", "local mode: in-process controller + agent + SQLite");
+  auto* run = app.add_subcommand(
+      "run", "local mode: in-process controller + agent + SQLite");
   run->add_option("file", file, "experiment spec (YAML)")->required();
-  run->add_option("--store", store, "store URL (default: sqlite in the data directory)");
+  run->add_option("--store", store,
+                  "store URL (default: sqlite in the data directory)");
   run->add_option("--labels", labels, "labels of the local agent, k=v,...");
-  auto* validate = app.add_subcommand("validate", "check a spec; submits nothing");
+  auto* validate =
+      app.add_subcommand("validate", "check a spec; submits nothing");
   validate->add_option("file", file, "experiment spec (YAML)")->required();
-  auto* submit = app.add_subcommand("submit", "queue an experiment on the controller");
+  auto* submit =
+      app.add_subcommand("submit", "queue an experiment on the controller");
   submit->add_option("file", file, "experiment spec (YAML)")->required();
   submit->add_flag("--watch", watch, "follow it until it ends");
   auto* show = app.add_subcommand("show", "an experiment's state and report");
   show->add_option("id", id, "experiment id")->required();
-  auto* watch_cmd = app.add_subcommand("watch", "follow an experiment until it ends");
+  auto* watch_cmd =
+      app.add_subcommand("watch", "follow an experiment until it ends");
   watch_cmd->add_option("id", id, "experiment id")->required();
   auto* list = app.add_subcommand("list", "recent experiments");
   list->add_option("--limit", limit, "how many (default 50)");
-  auto* cancel = app.add_subcommand("cancel", "cancel a queued or running experiment");
+  auto* cancel =
+      app.add_subcommand("cancel", "cancel a queued or running experiment");
   cancel->add_option("id", id, "experiment id")->required();
   auto* agents = app.add_subcommand("agents", "the registered agents");
   auto* drain = app.add_subcommand("drain", "stop giving new work to an agent");
   drain->add_option("host", host, "agent id")->required();
-  auto* uncordon = app.add_subcommand("uncordon", "let a drained agent take work again");
+  auto* uncordon =
+      app.add_subcommand("uncordon", "let a drained agent take work again");
   uncordon->add_option("host", host, "agent id")->required();
 
   try {
@@ -301,16 +334,20 @@ int RunCli(int argc, char** argv) {
     opts.check_input_files = true;
     absl::StatusOr<ExperimentSpec> spec = LoadSpecFile(file, opts);
     if (!spec.ok()) {
-      std::fprintf(stderr, "%s\n", std::string(spec.status().message()).c_str());
+      std::fprintf(stderr, "%s\n",
+                   std::string(spec.status().message()).c_str());
       return kExitUserError;
     }
-    for (const std::string& w : spec->warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+    for (const std::string& w : spec->warnings)
+      std::fprintf(stderr, "warning: %s\n", w.c_str());
     if (g.json) {
-      nlohmann::json j = {{"valid", true}, {"name", spec->name}, {"warnings", spec->warnings}};
+      nlohmann::json j = {
+          {"valid", true}, {"name", spec->name}, {"warnings", spec->warnings}};
       std::cout << j.dump(2) << "\n";
     } else {
-      std::cout << absl::StrFormat("%s: valid (%d variants, %d inputs, %d runs each)\n", file,
-                                   spec->variants.size(), spec->inputs.size(), spec->runs);
+      std::cout << absl::StrFormat(
+          "%s: valid (%d variants, %d inputs, %d runs each)\n", file,
+          spec->variants.size(), spec->inputs.size(), spec->runs);
     }
     return kExitOk;
   }
@@ -325,16 +362,17 @@ int RunCli(int argc, char** argv) {
     v1::GetExperimentRequest req;
     req.set_id(id);
     v1::Experiment e;
-    absl::Status st = client->Call(&v1::FleetService::Stub::GetExperiment, req, &e);
+    absl::Status st =
+        client->Call(&v1::FleetService::Stub::GetExperiment, req, &e);
     if (!st.ok()) return Report(st, g.controller);
     if (g.json) {
       std::cout << ExperimentJson(e).dump(2) << "\n";
       return kExitOk;
     }
-    std::cout << absl::StrFormat("Experiment %d (number %03d): %s\nState: %s%s\nAttempts: %d\n",
-                                 e.id(), e.number(), e.name(), e.state(),
-                                 e.state_reason().empty() ? "" : " — " + e.state_reason(),
-                                 e.attempts());
+    std::cout << absl::StrFormat(
+        "Experiment %d (number %03d): %s\nState: %s%s\nAttempts: %d\n", e.id(),
+        e.number(), e.name(), e.state(),
+        e.state_reason().empty() ? "" : " — " + e.state_reason(), e.attempts());
     if (!IsFinal(e.state()) && e.progress().runs_total() > 0) {
       std::cout << "Progress: " << ProgressLine(e) << "\n";
     }
@@ -345,20 +383,23 @@ int RunCli(int argc, char** argv) {
     v1::ListExperimentsRequest req;
     req.set_limit(limit);
     v1::ListExperimentsResponse resp;
-    absl::Status st = client->Call(&v1::FleetService::Stub::ListExperiments, req, &resp);
+    absl::Status st =
+        client->Call(&v1::FleetService::Stub::ListExperiments, req, &resp);
     if (!st.ok()) return Report(st, g.controller);
     if (g.json) {
       std::cout << ToJson(resp) << "\n";
       return kExitOk;
     }
-    std::cout << absl::StrFormat("%-6s %-5s %-28s %-10s %-14s %s\n", "ID", "NUM", "NAME", "STATE",
-                                 "PROGRESS", "UPDATED");
+    std::cout << absl::StrFormat("%-6s %-5s %-28s %-10s %-14s %s\n", "ID",
+                                 "NUM", "NAME", "STATE", "PROGRESS", "UPDATED");
     for (const v1::Experiment& e : resp.experiments()) {
       std::string progress = e.progress().runs_total() > 0
-                                 ? absl::StrCat(e.progress().runs_done(), "/", e.progress().runs_total())
+                                 ? absl::StrCat(e.progress().runs_done(), "/",
+                                                e.progress().runs_total())
                                  : "-";
-      std::cout << absl::StrFormat("%-6d %03d   %-28s %-10s %-14s %s\n", e.id(), e.number(),
-                                   e.name(), e.state(), progress, Age(e.updated_at_unix_ms()));
+      std::cout << absl::StrFormat("%-6d %03d   %-28s %-10s %-14s %s\n", e.id(),
+                                   e.number(), e.name(), e.state(), progress,
+                                   Age(e.updated_at_unix_ms()));
     }
     return kExitOk;
   }
@@ -366,7 +407,8 @@ int RunCli(int argc, char** argv) {
     v1::CancelExperimentRequest req;
     req.set_id(id);
     v1::Experiment e;
-    absl::Status st = client->Call(&v1::FleetService::Stub::CancelExperiment, req, &e);
+    absl::Status st =
+        client->Call(&v1::FleetService::Stub::CancelExperiment, req, &e);
     if (!st.ok()) return Report(st, g.controller);
     if (g.json) {
       std::cout << ExperimentJson(e).dump(2) << "\n";
@@ -378,23 +420,28 @@ int RunCli(int argc, char** argv) {
   if (agents->parsed()) {
     v1::ListAgentsRequest req;
     v1::ListAgentsResponse resp;
-    absl::Status st = client->Call(&v1::FleetService::Stub::ListAgents, req, &resp);
+    absl::Status st =
+        client->Call(&v1::FleetService::Stub::ListAgents, req, &resp);
     if (!st.ok()) return Report(st, g.controller);
     if (g.json) {
       std::cout << ToJson(resp) << "\n";
       return kExitOk;
     }
-    std::cout << absl::StrFormat("%-24s %-20s %-12s %-10s %-12s %s\n", "ID", "HOST", "STATE",
-                                 "CORDONED", "EXPERIMENT", "LABELS");
+    std::cout << absl::StrFormat("%-24s %-20s %-12s %-10s %-12s %s\n", "ID",
+                                 "HOST", "STATE", "CORDONED", "EXPERIMENT",
+                                 "LABELS");
     for (const v1::Agent& a : resp.agents()) {
       std::vector<std::string> l;
-      for (const auto& [k, v] : a.labels()) l.push_back(absl::StrCat(k, "=", v));
+      for (const auto& [k, v] : a.labels())
+        l.push_back(absl::StrCat(k, "=", v));
       std::sort(l.begin(), l.end());
-      std::cout << absl::StrFormat(
-          "%-24s %-20s %-12s %-10s %-12s %s\n", a.id(), a.hostname(), a.state(),
-          a.cordoned() ? "yes" : "no",
-          a.current_experiment_id() > 0 ? absl::StrCat(a.current_experiment_id()) : "-",
-          absl::StrJoin(l, ","));
+      std::cout << absl::StrFormat("%-24s %-20s %-12s %-10s %-12s %s\n", a.id(),
+                                   a.hostname(), a.state(),
+                                   a.cordoned() ? "yes" : "no",
+                                   a.current_experiment_id() > 0
+                                       ? absl::StrCat(a.current_experiment_id())
+                                       : "-",
+                                   absl::StrJoin(l, ","));
     }
     return kExitOk;
   }
@@ -403,15 +450,17 @@ int RunCli(int argc, char** argv) {
     req.set_id(host);
     req.set_cordoned(drain->parsed());
     v1::Agent a;
-    absl::Status st = client->Call(&v1::FleetService::Stub::SetAgentCordoned, req, &a);
+    absl::Status st =
+        client->Call(&v1::FleetService::Stub::SetAgentCordoned, req, &a);
     if (!st.ok()) return Report(st, g.controller);
     if (g.json) {
       std::cout << ToJson(a) << "\n";
     } else {
-      std::cout << absl::StrFormat("agent %s %s\n", a.id(),
-                                   a.cordoned() ? "drained: it finishes its current experiment "
-                                                  "and takes no new work"
-                                                : "uncordoned: it takes work again");
+      std::cout << absl::StrFormat(
+          "agent %s %s\n", a.id(),
+          a.cordoned() ? "drained: it finishes its current experiment "
+                         "and takes no new work"
+                       : "uncordoned: it takes work again");
     }
     return kExitOk;
   }

@@ -1,7 +1,7 @@
-// The benchfleet command line: parses arguments and runs one command against a controller
-// (or, for `run`, against an in-process controller and agent). Exit codes (DESIGN.md §9):
-// 0 success, 1 user error (bad spec, unknown id, experiment failed), 2 usage error,
-// 3 cannot reach the controller or store.
+// The benchfleet command line: parses arguments and runs one command against a
+// controller (or, for `run`, against an in-process controller and agent). Exit
+// codes (DESIGN.md §9): 0 success, 1 user error (bad spec, unknown id,
+// experiment failed), 2 usage error, 3 cannot reach the controller or store.
 #ifndef BENCHFLEET_CLI_COMMANDS_H_
 #define BENCHFLEET_CLI_COMMANDS_H_
 

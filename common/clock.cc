@@ -19,7 +19,9 @@ absl::Time FakeClock::Now() {
 void FakeClock::SleepFor(absl::Duration d) {
   absl::MutexLock lock(&mu_);
   const absl::Time until = now_ + d;
-  auto reached = [this, until]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return now_ >= until; };
+  auto reached = [this, until]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return now_ >= until;
+  };
   ++sleepers_;
   ++sleep_calls_;
   mu_.Await(absl::Condition(&reached));
@@ -28,13 +30,17 @@ void FakeClock::SleepFor(absl::Duration d) {
 
 void FakeClock::AwaitSleepCalls(int64_t n) {
   absl::MutexLock lock(&mu_);
-  auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return sleep_calls_ >= n; };
+  auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return sleep_calls_ >= n;
+  };
   mu_.Await(absl::Condition(&enough));
 }
 
 void FakeClock::AwaitSleepers(int n) {
   absl::MutexLock lock(&mu_);
-  auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return sleepers_ >= n; };
+  auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return sleepers_ >= n;
+  };
   mu_.Await(absl::Condition(&enough));
 }
 

@@ -1,6 +1,6 @@
-// Clock: the single source of time for logic that waits, expires or schedules (leases,
-// heartbeats, cooldowns). Production code uses RealClock; tests inject FakeClock and advance
-// it explicitly. Both are thread-safe.
+// Clock: the single source of time for logic that waits, expires or schedules
+// (leases, heartbeats, cooldowns). Production code uses RealClock; tests inject
+// FakeClock and advance it explicitly. Both are thread-safe.
 #ifndef BENCHFLEET_COMMON_CLOCK_H_
 #define BENCHFLEET_COMMON_CLOCK_H_
 
@@ -15,7 +15,8 @@ class Clock {
   virtual ~Clock() = default;
   // Wall-clock time, for timestamps that are stored and shown.
   virtual absl::Time Now() = 0;
-  // Blocks the caller for `d` of this clock's time (FakeClock: until Advance passes it).
+  // Blocks the caller for `d` of this clock's time (FakeClock: until Advance
+  // passes it).
   virtual void SleepFor(absl::Duration d) = 0;
 };
 
@@ -23,7 +24,8 @@ class RealClock : public Clock {
  public:
   absl::Time Now() override;
   void SleepFor(absl::Duration d) override;
-  // A process-wide instance for composition roots (stateless, so sharing is safe).
+  // A process-wide instance for composition roots (stateless, so sharing is
+  // safe).
   static RealClock* Get();
 };
 
@@ -34,11 +36,11 @@ class FakeClock : public Clock {
   // Returns once another thread has advanced the clock by at least `d`.
   void SleepFor(absl::Duration d) override;
   void Advance(absl::Duration d);
-  // Blocks until at least `n` threads are inside SleepFor (so a test can advance the clock
-  // knowing the sleeper has already read its start time).
+  // Blocks until at least `n` threads are inside SleepFor (so a test can
+  // advance the clock knowing the sleeper has already read its start time).
   void AwaitSleepers(int n);
-  // Blocks until SleepFor has been called at least `n` times in total (a test driving the
-  // clock advances once per sleep this way).
+  // Blocks until SleepFor has been called at least `n` times in total (a test
+  // driving the clock advances once per sleep this way).
   void AwaitSleepCalls(int64_t n);
 
  private:

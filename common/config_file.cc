@@ -16,36 +16,39 @@ absl::StatusOr<std::map<std::string, std::string>> LoadConfigFile(
   try {
     root = YAML::LoadFile(path);
   } catch (const YAML::BadFile&) {
-    return absl::NotFoundError(absl::StrCat("cannot read config file ", path,
-                                            ": it does not exist or is not readable"));
+    return absl::NotFoundError(
+        absl::StrCat("cannot read config file ", path,
+                     ": it does not exist or is not readable"));
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ":", e.mark.line + 1, ":",
-                                                   e.mark.column + 1, ": ", e.msg));
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg));
   }
   std::map<std::string, std::string> out;
   if (root.IsNull()) return out;
   if (!root.IsMap()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ":1:1: a config file is a mapping of settings (key: value)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ":1:1: a config file is a mapping of settings (key: value)"));
   }
   for (const auto& kv : root) {
     const std::string key = kv.first.as<std::string>();
     const auto where = [&](const YAML::Node& n) {
-      return absl::StrCat(path, ":", n.Mark().line + 1, ":", n.Mark().column + 1, ": ");
+      return absl::StrCat(path, ":", n.Mark().line + 1, ":",
+                          n.Mark().column + 1, ": ");
     };
     if (!allowed_keys.contains(key)) {
-      return absl::InvalidArgumentError(absl::StrCat(where(kv.first), "unknown setting '", key,
-                                                     "'; allowed: ",
-                                                     absl::StrJoin(allowed_keys, ", ")));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where(kv.first), "unknown setting '", key,
+                       "'; allowed: ", absl::StrJoin(allowed_keys, ", ")));
     }
     if (key == "labels" && kv.second.IsMap()) {
       std::vector<std::string> pairs;
       for (const auto& l : kv.second) {
         if (!l.second.IsScalar()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(where(l.second), "labels: each label value must be a string"));
+          return absl::InvalidArgumentError(absl::StrCat(
+              where(l.second), "labels: each label value must be a string"));
         }
-        pairs.push_back(absl::StrCat(l.first.as<std::string>(), "=", l.second.as<std::string>()));
+        pairs.push_back(absl::StrCat(l.first.as<std::string>(), "=",
+                                     l.second.as<std::string>()));
       }
       out[key] = absl::StrJoin(pairs, ",");
       continue;
@@ -59,13 +62,17 @@ absl::StatusOr<std::map<std::string, std::string>> LoadConfigFile(
   return out;
 }
 
-absl::StatusOr<std::map<std::string, std::string>> ParseLabels(const std::string& text) {
+absl::StatusOr<std::map<std::string, std::string>> ParseLabels(
+    const std::string& text) {
   std::map<std::string, std::string> labels;
-  for (absl::string_view pair : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+  for (absl::string_view pair :
+       absl::StrSplit(text, ',', absl::SkipWhitespace())) {
     std::vector<std::string> kv = absl::StrSplit(pair, absl::MaxSplits('=', 1));
     if (kv.size() != 2 || absl::StripAsciiWhitespace(kv[0]).empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "label '", pair, "' is not of the form key=value (e.g. --labels gpu=rtx3090,os=linux)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("label '", pair,
+                       "' is not of the form key=value (e.g. --labels "
+                       "gpu=rtx3090,os=linux)"));
     }
     labels[std::string(absl::StripAsciiWhitespace(kv[0]))] =
         std::string(absl::StripAsciiWhitespace(kv[1]));
@@ -74,10 +81,12 @@ absl::StatusOr<std::map<std::string, std::string>> ParseLabels(const std::string
 }
 
 std::string DefaultDataDir() {
-  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && xdg[0] == '/') {
+  if (const char* xdg = std::getenv("XDG_DATA_HOME");
+      xdg != nullptr && xdg[0] == '/') {
     return absl::StrCat(xdg, "/benchfleet");
   }
-  if (const char* home = std::getenv("HOME"); home != nullptr && home[0] == '/') {
+  if (const char* home = std::getenv("HOME");
+      home != nullptr && home[0] == '/') {
     return absl::StrCat(home, "/.local/share/benchfleet");
   }
   return ".benchfleet";

@@ -1,6 +1,8 @@
-// Flat key/value configuration files for benchfleet-controller and benchfleet-agent
-// (`--config FILE`). A config file is a YAML mapping of scalars; a `labels:` mapping is
-// flattened to "k=v,k2=v2". Command-line flags override file values. Stateless.
+// Flat key/value configuration files for benchfleet-controller and
+// benchfleet-agent
+// (`--config FILE`). A config file is a YAML mapping of scalars; a `labels:`
+// mapping is flattened to "k=v,k2=v2". Command-line flags override file values.
+// Stateless.
 #ifndef BENCHFLEET_COMMON_CONFIG_FILE_H_
 #define BENCHFLEET_COMMON_CONFIG_FILE_H_
 
@@ -12,15 +14,17 @@
 
 namespace benchfleet {
 
-// Reads `path`; InvalidArgument names file:line:col for syntax errors, non-scalar values and
-// keys outside `allowed_keys` (listing the allowed ones).
+// Reads `path`; InvalidArgument names file:line:col for syntax errors,
+// non-scalar values and keys outside `allowed_keys` (listing the allowed ones).
 absl::StatusOr<std::map<std::string, std::string>> LoadConfigFile(
     const std::string& path, const std::set<std::string>& allowed_keys);
 
 // "k=v,k2=v2" -> map; InvalidArgument on a malformed pair.
-absl::StatusOr<std::map<std::string, std::string>> ParseLabels(const std::string& text);
+absl::StatusOr<std::map<std::string, std::string>> ParseLabels(
+    const std::string& text);
 
-// $XDG_DATA_HOME/benchfleet, else $HOME/.local/share/benchfleet, else ./.benchfleet.
+// $XDG_DATA_HOME/benchfleet, else $HOME/.local/share/benchfleet, else
+// ./.benchfleet.
 std::string DefaultDataDir();
 
 }  // namespace benchfleet

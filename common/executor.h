@@ -1,6 +1,7 @@
-// Executor: a fixed pool of threads running queued closures in FIFO order. gRPC callback
-// reactors hand their slow work (store I/O) to one so that reactions never block.
-// Thread-safe. The destructor drains the queue and joins the threads.
+// Executor: a fixed pool of threads running queued closures in FIFO order. gRPC
+// callback reactors hand their slow work (store I/O) to one so that reactions
+// never block. Thread-safe. The destructor drains the queue and joins the
+// threads.
 #ifndef BENCHFLEET_COMMON_EXECUTOR_H_
 #define BENCHFLEET_COMMON_EXECUTOR_H_
 

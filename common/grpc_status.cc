@@ -4,7 +4,8 @@
 
 namespace benchfleet {
 
-// Both enums use the canonical gRPC code numbering, so the numeric value carries over.
+// Both enums use the canonical gRPC code numbering, so the numeric value
+// carries over.
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),

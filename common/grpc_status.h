@@ -1,5 +1,6 @@
-// The one place absl::Status and grpc::Status are converted into each other. Used by the
-// controller's service adapters, the agent's stream client and the CLI. Stateless.
+// The one place absl::Status and grpc::Status are converted into each other.
+// Used by the controller's service adapters, the agent's stream client and the
+// CLI. Stateless.
 #ifndef BENCHFLEET_COMMON_GRPC_STATUS_H_
 #define BENCHFLEET_COMMON_GRPC_STATUS_H_
 

@@ -1,9 +1,11 @@
-// The experiment spec as plain structs: what `benchfleet validate` checks, what the controller
-// stores and drives. Produced by common/spec_loader (the only place yaml-cpp is used); read by
-// the controller's attempt driver and the CLI. Plain data; not thread-safe.
+// The experiment spec as plain structs: what `benchfleet validate` checks, what
+// the controller stores and drives. Produced by common/spec_loader (the only
+// place yaml-cpp is used); read by the controller's attempt driver and the CLI.
+// Plain data; not thread-safe.
 //
-// Conventions: durations are absl::Duration; percentages are fractions (10% -> 0.10);
-// the first variant is the baseline every other variant is compared with.
+// Conventions: durations are absl::Duration; percentages are fractions (10% ->
+// 0.10); the first variant is the baseline every other variant is compared
+// with.
 #ifndef BENCHFLEET_COMMON_SPEC_H_
 #define BENCHFLEET_COMMON_SPEC_H_
 
@@ -22,8 +24,8 @@ enum class RunOrder { kInterleaved, kSequential };
 enum class CompareMode { kStdout, kFile, kNone };
 enum class DecisionProfile { kFirstPass, kOptimized };
 
-// A command is either a shell string (run with /bin/sh -c) or an argv vector (no shell).
-// Exactly one of the two is set in a valid spec.
+// A command is either a shell string (run with /bin/sh -c) or an argv vector
+// (no shell). Exactly one of the two is set in a valid spec.
 struct CommandSpec {
   std::string shell;
   std::vector<std::string> argv;
@@ -31,21 +33,23 @@ struct CommandSpec {
 };
 
 struct InputSpec {
-  std::string name;  // [a-z0-9_.-]+, unique within the spec
-  std::string path;  // relative to the work directory, never escaping it
+  std::string name;     // [a-z0-9_.-]+, unique within the spec
+  std::string path;     // relative to the work directory, never escaping it
   double weight = 1.0;  // > 0; relative input frequency for the aggregate
 };
 
 struct CustomMetricSpec {
   std::string name;   // [a-z0-9_]+, not one of the built-in metric names
-  std::string regex;  // ECMAScript regex with exactly one capture group, applied to stdout
+  std::string regex;  // ECMAScript regex with exactly one capture group,
+                      // applied to stdout
   Better better = Better::kLower;
 };
 
 struct VariantSpec {
-  std::string name;                   // [a-z0-9+_.-]+, unique
-  std::string ref;                    // source ref (branch/commit); may be empty
-  std::vector<std::string> combines;  // names of other variants this one compounds
+  std::string name;  // [a-z0-9+_.-]+, unique
+  std::string ref;   // source ref (branch/commit); may be empty
+  std::vector<std::string>
+      combines;  // names of other variants this one compounds
   std::map<std::string, std::string> env;  // extra environment for every step
   std::optional<CommandSpec> command;      // overrides benchmark.command
   std::optional<CommandSpec> setup;        // overrides the top-level setup
@@ -70,19 +74,20 @@ struct GateSpec {
 struct ExperimentSpec {
   // Where the spec came from (for messages); not part of the YAML.
   std::string source_path;
-  // The verbatim YAML text, kept so the controller can store and re-validate it.
+  // The verbatim YAML text, kept so the controller can store and re-validate
+  // it.
   std::string source_text;
 
   std::string api_version;  // "benchfleet/v1"
   std::string kind;         // "Experiment"
-  std::string name;         // [a-z0-9-], 1..63 chars, starts with a letter or digit
-  std::string campaign;     // optional, same charset as name
-  std::string idea;         // optional, same charset as name
-  std::string hypothesis;   // optional free text
+  std::string name;  // [a-z0-9-], 1..63 chars, starts with a letter or digit
+  std::string campaign;    // optional, same charset as name
+  std::string idea;        // optional, same charset as name
+  std::string hypothesis;  // optional free text
   std::map<std::string, std::string> required_labels;  // requires.labels
   std::string source_repo;  // source.repo; empty = run in workdir
-  // Absolute directory the commands run in (spec `workdir:`, default: the spec file's
-  // directory made absolute by the loader).
+  // Absolute directory the commands run in (spec `workdir:`, default: the spec
+  // file's directory made absolute by the loader).
   std::string workdir;
 
   std::optional<CommandSpec> setup;  // untimed, once per variant
@@ -94,13 +99,17 @@ struct ExperimentSpec {
   bool allow_underpowered = false;
   RunOrder order = RunOrder::kInterleaved;
   absl::Duration timeout = absl::Minutes(30);  // absolute cap per run, > 0
-  std::optional<uint64_t> seed;  // benchmark.seed; absent = chosen and recorded at run time
-  std::vector<int> cpus;  // benchmark.cpus: pin every run to these CPUs (empty = no pinning)
+  std::optional<uint64_t>
+      seed;  // benchmark.seed; absent = chosen and recorded at run time
+  std::vector<int>
+      cpus;  // benchmark.cpus: pin every run to these CPUs (empty = no pinning)
 
-  std::string primary_metric = "wall_time";  // wall_time|user_time|sys_time|max_rss|<custom>
+  std::string primary_metric =
+      "wall_time";  // wall_time|user_time|sys_time|max_rss|<custom>
   std::vector<CustomMetricSpec> custom_metrics;
 
-  std::optional<CommandSpec> correctness_command;  // once per variant; failure -> REJECT
+  std::optional<CommandSpec>
+      correctness_command;  // once per variant; failure -> REJECT
   CompareMode compare = CompareMode::kStdout;
   std::string compare_path;  // for CompareMode::kFile, relative to the workdir
 
@@ -109,15 +118,16 @@ struct ExperimentSpec {
   GateSpec gates;
   std::vector<std::string> notify;
 
-  // Non-fatal findings (e.g. fewer than 5 inputs), each "file:line:col: field: message".
+  // Non-fatal findings (e.g. fewer than 5 inputs), each "file:line:col: field:
+  // message".
   std::vector<std::string> warnings;
 
   const VariantSpec& baseline() const { return variants.front(); }
 };
 
 // The built-in metric names, valid as benchmark.metrics.primary.
-inline constexpr const char* kBuiltinMetrics[] = {"wall_time", "user_time", "sys_time",
-                                                  "max_rss"};
+inline constexpr const char* kBuiltinMetrics[] = {"wall_time", "user_time",
+                                                  "sys_time", "max_rss"};
 
 }  // namespace benchfleet
 

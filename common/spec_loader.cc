@@ -13,9 +13,9 @@
 #include <map>
 #include <optional>
 #include <regex>
+#include <set>
 #include <span>
 #include <sstream>
-#include <set>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -1039,20 +1039,24 @@ void SpecParser::ReadBenchmark(const Item& item, ExperimentSpec* spec) {
   if (const Item* cpus = bench->Find("cpus")) {
     constexpr absl::string_view kCpusExpected =
         "a list of CPU numbers to pin every run to, e.g. [2, 3]";
-    if (std::optional<std::vector<Item>> list = ReadList(*cpus, kCpusExpected)) {
+    if (std::optional<std::vector<Item>> list =
+            ReadList(*cpus, kCpusExpected)) {
       std::set<int> seen;
       for (const Item& c : *list) {
         std::optional<int64_t> v = ReadInt(c, kCpusExpected);
         if (!v) continue;
         if (*v < 0 || *v > 4095) {
-          Error(c, absl::StrCat(*v, " is not a CPU number; expected ", kCpusExpected));
+          Error(c, absl::StrCat(*v, " is not a CPU number; expected ",
+                                kCpusExpected));
         } else if (!seen.insert(static_cast<int>(*v)).second) {
-          Error(c, absl::StrCat("CPU ", *v, " is listed twice; list each CPU once"));
+          Error(c, absl::StrCat("CPU ", *v,
+                                " is listed twice; list each CPU once"));
         } else {
           spec->cpus.push_back(static_cast<int>(*v));
         }
       }
-      if (list->empty()) Error(*cpus, absl::StrCat("is empty; expected ", kCpusExpected));
+      if (list->empty())
+        Error(*cpus, absl::StrCat("is empty; expected ", kCpusExpected));
     }
   }
   if (const Item* metrics = bench->Find("metrics")) {

@@ -41,7 +41,8 @@ class Controller::Impl {
   }
 };
 
-absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(const ControllerOptions& options) {
+absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(
+    const ControllerOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->clock = options.clock != nullptr ? options.clock : RealClock::Get();
@@ -49,13 +50,17 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(const ControllerO
   DispatcherOptions dopts;
   dopts.heartbeat_interval = options.heartbeat_interval;
   dopts.lease_timeout = options.lease_timeout;
-  ASSIGN_OR_RETURN(impl->dispatcher, Dispatcher::Create(impl->store.get(), impl->clock, dopts));
+  ASSIGN_OR_RETURN(impl->dispatcher,
+                   Dispatcher::Create(impl->store.get(), impl->clock, dopts));
   impl->executor = std::make_unique<Executor>(4);
-  impl->agent_service = std::make_unique<AgentServiceImpl>(impl->dispatcher.get());
+  impl->agent_service =
+      std::make_unique<AgentServiceImpl>(impl->dispatcher.get());
   impl->fleet_service = std::make_unique<FleetServiceImpl>(
-      impl->store.get(), impl->dispatcher.get(), impl->executor.get(), impl->clock);
+      impl->store.get(), impl->dispatcher.get(), impl->executor.get(),
+      impl->clock);
 
-  ASSIGN_OR_RETURN(auto creds, MakeServerCredentials(options.listen, options.transport));
+  ASSIGN_OR_RETURN(auto creds,
+                   MakeServerCredentials(options.listen, options.transport));
   grpc::ServerBuilder builder;
   ConfigureServerBuilder(builder);
   builder.AddListeningPort(options.listen, creds, &impl->port);
@@ -63,9 +68,10 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(const ControllerO
   builder.RegisterService(impl->fleet_service.get());
   impl->server = builder.BuildAndStart();
   if (impl->server == nullptr || impl->port == 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "could not listen on ", options.listen,
-        ": the address is in use or not local; pick another with --listen HOST:PORT"));
+    return absl::UnavailableError(
+        absl::StrCat("could not listen on ", options.listen,
+                     ": the address is in use or not local; pick another with "
+                     "--listen HOST:PORT"));
   }
   spdlog::info("benchfleet-controller listening on {}:{} (store {})",
                options.listen.substr(0, options.listen.rfind(':')), impl->port,
@@ -80,7 +86,8 @@ Controller::~Controller() { impl_->Shutdown(); }
 int Controller::port() const { return impl_->port; }
 
 std::string Controller::address() const {
-  std::string host = impl_->options.listen.substr(0, impl_->options.listen.rfind(':'));
+  std::string host =
+      impl_->options.listen.substr(0, impl_->options.listen.rfind(':'));
   if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "127.0.0.1";
   return absl::StrCat(host, ":", impl_->port);
 }

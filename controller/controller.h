@@ -1,6 +1,7 @@
-// Controller: the composition root of benchfleet-controller and of local mode. It opens the
-// store, builds the dispatcher and the two gRPC services and serves them on one port.
-// Thread-safe. Create() starts serving; Shutdown() (or the destructor) stops everything.
+// Controller: the composition root of benchfleet-controller and of local mode.
+// It opens the store, builds the dispatcher and the two gRPC services and
+// serves them on one port. Thread-safe. Create() starts serving; Shutdown() (or
+// the destructor) stops everything.
 #ifndef BENCHFLEET_CONTROLLER_CONTROLLER_H_
 #define BENCHFLEET_CONTROLLER_CONTROLLER_H_
 
@@ -15,7 +16,8 @@
 namespace benchfleet {
 
 struct ControllerOptions {
-  std::string listen = "127.0.0.1:7070";  // port 0 picks a free port (see Controller::port)
+  std::string listen =
+      "127.0.0.1:7070";  // port 0 picks a free port (see Controller::port)
   std::string store_url = "sqlite://benchfleet.db";
   TransportOptions transport;
   absl::Duration heartbeat_interval = absl::Seconds(2);
@@ -25,9 +27,11 @@ struct ControllerOptions {
 
 class Controller {
  public:
-  // Opens the store (applying migrations), re-queues attempts a previous process left
-  // running, and starts serving. Errors name the address or store URL that failed.
-  static absl::StatusOr<std::unique_ptr<Controller>> Create(const ControllerOptions& options);
+  // Opens the store (applying migrations), re-queues attempts a previous
+  // process left running, and starts serving. Errors name the address or store
+  // URL that failed.
+  static absl::StatusOr<std::unique_ptr<Controller>> Create(
+      const ControllerOptions& options);
   ~Controller();
 
   int port() const;

@@ -1,12 +1,12 @@
-// benchfleet-controller: parses flags and the config file, then runs the Controller until
-// SIGINT or SIGTERM.
+// benchfleet-controller: parses flags and the config file, then runs the
+// Controller until SIGINT or SIGTERM.
 #include <csignal>
 #include <cstdio>
 #include <thread>
 
 #include "CLI/CLI.hpp"
-#include "absl/strings/numbers.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/config_file.h"
 #include "controller/controller.h"
@@ -22,14 +22,19 @@ int Fail(const std::string& message, int code) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"benchfleet-controller: schedules benchmark experiments onto agents"};
+  CLI::App app{
+      "benchfleet-controller: schedules benchmark experiments onto agents"};
   std::string config_path, listen, store, lease_timeout;
-  app.add_option("--config", config_path, "YAML config file (listen, store, lease_timeout)");
-  app.add_option("--listen", listen, "gRPC address HOST:PORT (default 127.0.0.1:7070)");
-  app.add_option("--store", store,
-                 "store URL: sqlite:///path/benchfleet.db (default: the data directory)");
+  app.add_option("--config", config_path,
+                 "YAML config file (listen, store, lease_timeout)");
+  app.add_option("--listen", listen,
+                 "gRPC address HOST:PORT (default 127.0.0.1:7070)");
+  app.add_option(
+      "--store", store,
+      "store URL: sqlite:///path/benchfleet.db (default: the data directory)");
   app.add_option("--lease-timeout", lease_timeout,
-                 "how long an agent may be silent before its attempt is re-queued (e.g. 15s)");
+                 "how long an agent may be silent before its attempt is "
+                 "re-queued (e.g. 15s)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -40,7 +45,8 @@ int main(int argc, char** argv) {
   options.store_url =
       absl::StrCat("sqlite://", benchfleet::DefaultDataDir(), "/benchfleet.db");
   if (!config_path.empty()) {
-    auto config = benchfleet::LoadConfigFile(config_path, {"listen", "store", "lease_timeout"});
+    auto config = benchfleet::LoadConfigFile(
+        config_path, {"listen", "store", "lease_timeout"});
     if (!config.ok()) return Fail(std::string(config.status().message()), 1);
     if (config->contains("listen")) options.listen = (*config)["listen"];
     if (config->contains("store")) options.store_url = (*config)["store"];
@@ -52,9 +58,10 @@ int main(int argc, char** argv) {
   if (!lease_timeout.empty()) {
     absl::Duration d;
     if (!absl::ParseDuration(lease_timeout, &d) || d <= absl::ZeroDuration()) {
-      return Fail(absl::StrCat("--lease-timeout '", lease_timeout,
-                               "' is not a positive duration such as 15s or 1m"),
-                  2);
+      return Fail(
+          absl::StrCat("--lease-timeout '", lease_timeout,
+                       "' is not a positive duration such as 15s or 1m"),
+          2);
     }
     options.lease_timeout = d;
   }
@@ -68,9 +75,11 @@ int main(int argc, char** argv) {
 
   auto controller = benchfleet::Controller::Create(options);
   if (!controller.ok()) {
-    const bool store_problem = absl::StrContains(controller.status().message(), "store") ||
-                               absl::StrContains(controller.status().message(), "sqlite");
-    return Fail(std::string(controller.status().message()), store_problem ? 3 : 1);
+    const bool store_problem =
+        absl::StrContains(controller.status().message(), "store") ||
+        absl::StrContains(controller.status().message(), "sqlite");
+    return Fail(std::string(controller.status().message()),
+                store_problem ? 3 : 1);
   }
   std::thread signal_waiter([&] {
     int sig = 0;

@@ -18,15 +18,17 @@ namespace benchfleet {
 std::string HostLock::DefaultPath() {
   if (access("/run/lock", W_OK) == 0) return "/run/lock/benchfleet-agent.lock";
   const char* tmp = std::getenv("TMPDIR");
-  return absl::StrCat(tmp != nullptr && tmp[0] == '/' ? tmp : "/tmp", "/benchfleet-agent.lock");
+  return absl::StrCat(tmp != nullptr && tmp[0] == '/' ? tmp : "/tmp",
+                      "/benchfleet-agent.lock");
 }
 
-absl::StatusOr<std::unique_ptr<HostLock>> HostLock::Acquire(const std::string& path) {
+absl::StatusOr<std::unique_ptr<HostLock>> HostLock::Acquire(
+    const std::string& path) {
   const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
-    return absl::PermissionDeniedError(absl::StrCat("cannot open the host lock file ", path, ": ",
-                                                    std::strerror(errno),
-                                                    "; choose another with --lock-file"));
+    return absl::PermissionDeniedError(absl::StrCat(
+        "cannot open the host lock file ", path, ": ", std::strerror(errno),
+        "; choose another with --lock-file"));
   }
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
@@ -35,13 +37,17 @@ absl::StatusOr<std::unique_ptr<HostLock>> HostLock::Acquire(const std::string& p
     close(fd);
     if (err == EWOULDBLOCK) {
       std::string holder =
-          n > 0 ? std::string(absl::StripAsciiWhitespace(std::string(buf, n))) : "unknown";
+          n > 0 ? std::string(absl::StripAsciiWhitespace(std::string(buf, n)))
+                : "unknown";
       return absl::FailedPreconditionError(absl::StrCat(
-          "another benchfleet agent already runs on this host: ", path, " is locked by pid ",
-          holder, "; stop that agent first (two agents on one host would corrupt each other's "
-                  "measurements)"));
+          "another benchfleet agent already runs on this host: ", path,
+          " is locked by pid ", holder,
+          "; stop that agent first (two agents on one host would corrupt each "
+          "other's "
+          "measurements)"));
     }
-    return absl::InternalError(absl::StrCat("cannot lock ", path, ": ", std::strerror(err)));
+    return absl::InternalError(
+        absl::StrCat("cannot lock ", path, ": ", std::strerror(err)));
   }
   const std::string pid = absl::StrCat(getpid(), "\n");
   if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0) {
@@ -51,8 +57,8 @@ absl::StatusOr<std::unique_ptr<HostLock>> HostLock::Acquire(const std::string& p
 }
 
 HostLock::~HostLock() {
-  // Closing the descriptor releases the flock. The file stays: removing it would race with a
-  // new agent that already opened it.
+  // Closing the descriptor releases the flock. The file stays: removing it
+  // would race with a new agent that already opened it.
   close(fd_);
 }
 

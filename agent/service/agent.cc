@@ -1,5 +1,8 @@
 #include "agent/service/agent.h"
 
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -10,10 +13,6 @@
 #include <fstream>
 #include <set>
 #include <thread>
-
-#include <grpcpp/channel.h>
-#include <grpcpp/client_context.h>
-#include <grpcpp/create_channel.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -35,7 +34,8 @@ namespace benchfleet {
 namespace {
 
 using Key = std::pair<int64_t, int64_t>;  // (attempt_id, step_seq)
-using Stream = grpc::ClientReaderWriter<v1::AgentMessage, v1::ControllerMessage>;
+using Stream =
+    grpc::ClientReaderWriter<v1::AgentMessage, v1::ControllerMessage>;
 
 constexpr int64_t kStderrTailBytes = 2048;
 
@@ -75,21 +75,24 @@ class Agent::Impl {
   bool connected ABSL_GUARDED_BY(mu) = false;
   std::atomic<bool> cancel_running{false};
 
-  // Serializes writes on the current stream (the sync API allows one at a time).
+  // Serializes writes on the current stream (the sync API allows one at a
+  // time).
   absl::Mutex write_mu;
   Stream* stream ABSL_GUARDED_BY(write_mu) = nullptr;
 
   std::thread worker;
 
-  // Host probing: used by the worker thread (gates) and the sampler (during runs), never
-  // both at once.
+  // Host probing: used by the worker thread (gates) and the sampler (during
+  // runs), never both at once.
   Clock* clock = nullptr;
   std::unique_ptr<NvmlProbe> nvml;
   std::unique_ptr<SysfsProbe> probe;
   std::unique_ptr<StepSampler> sampler;
   v1::GateSpec lease_gates ABSL_GUARDED_BY(mu);
   bool lease_started ABSL_GUARDED_BY(mu) = false;
-  std::string status ABSL_GUARDED_BY(mu);  // shown in heartbeats (gate waits)  // the lease's gates were passed once
+  std::string status
+      ABSL_GUARDED_BY(mu);  // shown in heartbeats (gate waits)  // the lease's
+                            // gates were passed once
   absl::Time last_attempt_end ABSL_GUARDED_BY(mu) = absl::InfinitePast();
 
   GateOptions Gates(const v1::GateSpec& spec, bool attempt_start) const;
@@ -103,45 +106,52 @@ class Agent::Impl {
   void WorkerLoop();
   void RunSession();
   void Handle(const v1::ControllerMessage& m);
-  void DropLeaseLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  void DropLeaseLocked(const std::string& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   v1::StepResult Execute(const v1::StepOrder& order);
-  void SendSamples(const v1::StepOrder& o, const std::vector<HostSample>& samples);
+  void SendSamples(const v1::StepOrder& o,
+                   const std::vector<HostSample>& samples);
   std::string AttemptDir(int64_t attempt_id) const {
     return absl::StrCat(options.workdir, "/attempts/", attempt_id);
   }
 };
 
-absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options,
-                                                     ProcessRunner* runner) {
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
+    const AgentOptions& options, ProcessRunner* runner) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->runner = runner;
   impl->facts = ReadHostFacts();
   if (impl->options.id.empty()) impl->options.id = impl->facts.hostname;
-  if (impl->options.workdir.empty()) impl->options.workdir = DefaultDataDir() + "/agent";
-  if (impl->options.lock_file.empty()) impl->options.lock_file = HostLock::DefaultPath();
+  if (impl->options.workdir.empty())
+    impl->options.workdir = DefaultDataDir() + "/agent";
+  if (impl->options.lock_file.empty())
+    impl->options.lock_file = HostLock::DefaultPath();
   std::error_code ec;
   std::filesystem::create_directories(impl->options.workdir, ec);
   if (ec) {
-    return absl::PermissionDeniedError(absl::StrCat("cannot create the agent work directory ",
-                                                    impl->options.workdir, ": ", ec.message(),
-                                                    "; choose another with --workdir"));
+    return absl::PermissionDeniedError(absl::StrCat(
+        "cannot create the agent work directory ", impl->options.workdir, ": ",
+        ec.message(), "; choose another with --workdir"));
   }
   ASSIGN_OR_RETURN(impl->lock, HostLock::Acquire(impl->options.lock_file));
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) impl->base_env.emplace_back(*e);
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e)
+    impl->base_env.emplace_back(*e);
   impl->clock = options.clock != nullptr ? options.clock : RealClock::Get();
   impl->nvml = NvmlProbe::Open(NvmlOptions{options.nvml_library});
   SysfsProbeOptions popts;
   popts.root = options.probe_root;
   impl->probe = std::make_unique<SysfsProbe>(popts, impl->nvml.get());
-  // The agent and everything it starts (the job's whole tree) are not competition.
+  // The agent and everything it starts (the job's whole tree) are not
+  // competition.
   ProcessExclusions exclusions;
   exclusions.pids = {static_cast<int>(getpid())};
   impl->probe->SetExclusions(exclusions);
   impl->sampler = std::make_unique<StepSampler>(impl->probe.get(), impl->clock,
                                                 options.sample_interval);
   if (impl->nvml->state() == NvmlState::kReady) {
-    spdlog::info("NVML: {} GPU(s) through {}", impl->nvml->gpu_count(), impl->nvml->library());
+    spdlog::info("NVML: {} GPU(s) through {}", impl->nvml->gpu_count(),
+                 impl->nvml->library());
   }
   {
     absl::MutexLock lock(&impl->mu);
@@ -179,16 +189,20 @@ absl::Status Agent::Run() {
     }
     const absl::Time started = absl::Now();
     d.RunSession();
-    if (absl::Now() - started > absl::Seconds(5)) backoff = d.options.initial_backoff;
-    // Wait out the backoff, watching the lease: a job cut off from its controller for
-    // longer than the lease timeout is killed (DESIGN.md §6).
+    if (absl::Now() - started > absl::Seconds(5))
+      backoff = d.options.initial_backoff;
+    // Wait out the backoff, watching the lease: a job cut off from its
+    // controller for longer than the lease timeout is killed (DESIGN.md §6).
     const absl::Time until = absl::Now() + backoff;
     absl::MutexLock lock(&d.mu);
     while (!d.stopping && absl::Now() < until) {
-      if (d.lease_attempt != 0 && absl::Now() - d.disconnected_since > d.lease_timeout) {
-        d.DropLeaseLocked("the controller was unreachable for longer than the lease timeout");
+      if (d.lease_attempt != 0 &&
+          absl::Now() - d.disconnected_since > d.lease_timeout) {
+        d.DropLeaseLocked(
+            "the controller was unreachable for longer than the lease timeout");
       }
-      d.mu.AwaitWithTimeout(absl::Condition(&d.stopping), absl::Milliseconds(50));
+      d.mu.AwaitWithTimeout(absl::Condition(&d.stopping),
+                            absl::Milliseconds(50));
     }
     backoff = std::min(backoff * 2, d.options.max_backoff);
   }
@@ -220,8 +234,8 @@ void Agent::Impl::RunSession() {
     stopping = true;  // a configuration error does not get better by retrying
     return;
   }
-  auto channel =
-      grpc::CreateCustomChannel(options.controller, *creds, MakeChannelArguments());
+  auto channel = grpc::CreateCustomChannel(options.controller, *creds,
+                                           MakeChannelArguments());
   auto stub = v1::AgentService::NewStub(channel);
   grpc::ClientContext ctx;
   {
@@ -277,7 +291,8 @@ void Agent::Impl::RunSession() {
       }
       {
         absl::MutexLock lock(&hb_mu);
-        if (hb_mu.AwaitWithTimeout(absl::Condition(&session_over), interval)) return;
+        if (hb_mu.AwaitWithTimeout(absl::Condition(&session_over), interval))
+          return;
       }
       if (!Write(m)) return;
     }
@@ -290,7 +305,8 @@ void Agent::Impl::RunSession() {
       welcomed = true;
       absl::MutexLock lock(&mu);
       connected = true;
-      spdlog::info("agent {} connected to controller {}", options.id, options.controller);
+      spdlog::info("agent {} connected to controller {}", options.id,
+                   options.controller);
     }
     Handle(in);
   }
@@ -310,8 +326,10 @@ void Agent::Impl::RunSession() {
   if (connected || welcomed) disconnected_since = absl::Now();
   connected = false;
   if (!stopping) {
-    spdlog::warn("lost the controller at {}: {}; reconnecting", options.controller,
-                 status.error_message().empty() ? "stream closed" : status.error_message());
+    spdlog::warn("lost the controller at {}: {}; reconnecting",
+                 options.controller,
+                 status.error_message().empty() ? "stream closed"
+                                                : status.error_message());
   }
 }
 
@@ -322,7 +340,8 @@ void Agent::Impl::Handle(const v1::ControllerMessage& m) {
     switch (m.msg_case()) {
       case v1::ControllerMessage::kWelcome:
         if (m.welcome().heartbeat_interval_ms() > 0)
-          heartbeat_interval = absl::Milliseconds(m.welcome().heartbeat_interval_ms());
+          heartbeat_interval =
+              absl::Milliseconds(m.welcome().heartbeat_interval_ms());
         if (m.welcome().lease_timeout_ms() > 0)
           lease_timeout = absl::Milliseconds(m.welcome().lease_timeout_ms());
         return;
@@ -333,16 +352,17 @@ void Agent::Impl::Handle(const v1::ControllerMessage& m) {
         r->set_lease_token(l.lease_token());
         if (lease_attempt != 0 && lease_attempt != l.attempt_id()) {
           r->set_accepted(false);
-          r->set_reason(absl::StrCat("this agent already holds the lease of attempt ",
-                                     lease_attempt, "; one lease at a time"));
+          r->set_reason(
+              absl::StrCat("this agent already holds the lease of attempt ",
+                           lease_attempt, "; one lease at a time"));
         } else {
           if (lease_attempt != l.attempt_id()) lease_started = false;
           lease_attempt = l.attempt_id();
           lease_token = l.lease_token();
           lease_gates = l.gates();
           r->set_accepted(true);
-          spdlog::info("leased attempt {} of experiment {} ({})", l.attempt_id(),
-                       l.experiment_id(), l.experiment_name());
+          spdlog::info("leased attempt {} of experiment {} ({})",
+                       l.attempt_id(), l.experiment_id(), l.experiment_name());
         }
         break;
       }
@@ -350,32 +370,37 @@ void Agent::Impl::Handle(const v1::ControllerMessage& m) {
         const v1::StepOrder& o = m.step();
         const Key key{o.attempt_id(), o.step_seq()};
         if (o.attempt_id() != lease_attempt || o.lease_token() != lease_token) {
-          spdlog::warn("ignoring step {} of attempt {}: not under this agent's lease",
-                       o.step_seq(), o.attempt_id());
+          spdlog::warn(
+              "ignoring step {} of attempt {}: not under this agent's lease",
+              o.step_seq(), o.attempt_id());
           return;
         }
         if (done.contains(key)) {
           auto it = unacked.find(key);
           if (it == unacked.end()) return;
-          *reply.mutable_step_result() = it->second;  // the controller lost it: resend
+          *reply.mutable_step_result() =
+              it->second;  // the controller lost it: resend
           break;
         }
         if (running == key) return;
         for (const v1::StepOrder& p : pending)
-          if (p.step_seq() == o.step_seq() && p.attempt_id() == o.attempt_id()) return;
+          if (p.step_seq() == o.step_seq() && p.attempt_id() == o.attempt_id())
+            return;
         pending.push_back(o);
         return;
       }
       case v1::ControllerMessage::kAck:
         unacked.erase({m.ack().attempt_id(), m.ack().step_seq()});
         if (!m.ack().accepted()) {
-          spdlog::warn("controller rejected result {} of attempt {}: {}", m.ack().step_seq(),
-                       m.ack().attempt_id(), m.ack().reason());
+          spdlog::warn("controller rejected result {} of attempt {}: {}",
+                       m.ack().step_seq(), m.ack().attempt_id(),
+                       m.ack().reason());
         }
         return;
       case v1::ControllerMessage::kRelease:
         if (m.release().attempt_id() != lease_attempt) return;
-        DropLeaseLocked(absl::StrCat("released by the controller: ", m.release().reason()));
+        DropLeaseLocked(
+            absl::StrCat("released by the controller: ", m.release().reason()));
         reply.mutable_released()->set_attempt_id(m.release().attempt_id());
         break;
       case v1::ControllerMessage::MSG_NOT_SET:
@@ -407,7 +432,9 @@ void Agent::Impl::WorkerLoop() {
       const Key key{order.attempt_id(), order.step_seq()};
       running = {0, 0};
       // A result for a lease dropped meanwhile is not sent: it would be stale.
-      if (lease_attempt != order.attempt_id() || lease_token != order.lease_token()) continue;
+      if (lease_attempt != order.attempt_id() ||
+          lease_token != order.lease_token())
+        continue;
       done.insert(key);
       unacked[key] = result;
       *m.mutable_step_result() = result;
@@ -441,10 +468,12 @@ v1::StepResult Agent::Impl::Execute(const v1::StepOrder& o) {
   for (int cpu : o.cpus()) req.cpus.push_back(cpu);
   req.cancel = &cancel_running;
 
-  // Gates: before the attempt's first step (cooldown, temperatures, load, competing
-  // processes) and before every run (temperatures, competing processes; the job itself
-  // keeps the load average up, so load is an attempt-level gate only).
-  const bool is_run = o.kind() == v1::STEP_KIND_MEASURE || o.kind() == v1::STEP_KIND_WARMUP;
+  // Gates: before the attempt's first step (cooldown, temperatures, load,
+  // competing processes) and before every run (temperatures, competing
+  // processes; the job itself keeps the load average up, so load is an
+  // attempt-level gate only).
+  const bool is_run =
+      o.kind() == v1::STEP_KIND_MEASURE || o.kind() == v1::STEP_KIND_WARMUP;
   bool attempt_start = false;
   v1::GateSpec spec_gates;
   absl::Time cooldown_until;
@@ -515,20 +544,24 @@ v1::StepResult Agent::Impl::Execute(const v1::StepOrder& o) {
     r.set_stderr_tail(ReadTail(req.stderr_path, kStderrTailBytes));
   }
   if (!o.compare_file().empty()) {
-    absl::StatusOr<std::string> digest = Sha256File(absl::StrCat(o.cwd(), "/", o.compare_file()));
+    absl::StatusOr<std::string> digest =
+        Sha256File(absl::StrCat(o.cwd(), "/", o.compare_file()));
     if (digest.ok()) {
       r.set_output_digest(*digest);
     } else if (run->exit_code == 0 && !run->timed_out) {
-      r.set_error(absl::StrCat("the compared file ", o.compare_file(),
-                               " was not found after the run: ", digest.status().message()));
+      r.set_error(absl::StrCat(
+          "the compared file ", o.compare_file(),
+          " was not found after the run: ", digest.status().message()));
     }
   } else {
     r.set_output_digest(run->stdout_sha256);
   }
   if (o.metrics_size() > 0) {
     std::vector<std::pair<std::string, std::string>> patterns;
-    for (const auto& p : o.metrics()) patterns.emplace_back(p.name(), p.regex());
-    for (const auto& [k, v] : ExtractMetrics(run->stdout_head, patterns)) (*r.mutable_metrics())[k] = v;
+    for (const auto& p : o.metrics())
+      patterns.emplace_back(p.name(), p.regex());
+    for (const auto& [k, v] : ExtractMetrics(run->stdout_head, patterns))
+      (*r.mutable_metrics())[k] = v;
   }
   // Captures of successful steps are not needed once measured.
   if (run->exit_code == 0 && !run->timed_out) {
@@ -538,24 +571,30 @@ v1::StepResult Agent::Impl::Execute(const v1::StepOrder& o) {
   return r;
 }
 
-GateOptions Agent::Impl::Gates(const v1::GateSpec& spec, bool attempt_start) const {
-  // The stricter of the host's own limit and the spec's wins; 0 means "not set".
+GateOptions Agent::Impl::Gates(const v1::GateSpec& spec,
+                               bool attempt_start) const {
+  // The stricter of the host's own limit and the spec's wins; 0 means "not
+  // set".
   auto stricter = [](double host, double spec_value) {
     if (host <= 0) return spec_value;
     if (spec_value <= 0) return host;
     return std::min(host, spec_value);
   };
   GateOptions g;
-  g.cooldown = std::max(options.cooldown, absl::Milliseconds(spec.cooldown_ms()));
+  g.cooldown =
+      std::max(options.cooldown, absl::Milliseconds(spec.cooldown_ms()));
   g.max_gpu_temp_c = stricter(options.max_gpu_temp_c, spec.max_gpu_temp_c());
   g.max_cpu_temp_c = stricter(options.max_cpu_temp_c, spec.max_cpu_temp_c());
   g.max_load = attempt_start ? stricter(options.max_load, spec.max_load()) : 0;
-  g.max_competing_cpu = stricter(options.max_competing_cpu, spec.max_competing_cpu());
-  g.max_wait = spec.max_wait_ms() > 0 ? absl::Milliseconds(spec.max_wait_ms()) : options.max_wait;
+  g.max_competing_cpu =
+      stricter(options.max_competing_cpu, spec.max_competing_cpu());
+  g.max_wait = spec.max_wait_ms() > 0 ? absl::Milliseconds(spec.max_wait_ms())
+                                      : options.max_wait;
   return g;
 }
 
-void Agent::Impl::SendSamples(const v1::StepOrder& o, const std::vector<HostSample>& samples) {
+void Agent::Impl::SendSamples(const v1::StepOrder& o,
+                              const std::vector<HostSample>& samples) {
   if (samples.empty()) return;
   v1::AgentMessage m;
   v1::SampleBatch* b = m.mutable_samples();
@@ -564,12 +603,14 @@ void Agent::Impl::SendSamples(const v1::StepOrder& o, const std::vector<HostSamp
   b->set_step_seq(o.step_seq());
   for (const HostSample& s : samples) {
     v1::HostSampleRow* row = b->add_samples();
-    row->set_taken_at_unix_us(std::chrono::duration_cast<std::chrono::microseconds>(
-                                  s.taken_at.time_since_epoch())
-                                  .count());
+    row->set_taken_at_unix_us(
+        std::chrono::duration_cast<std::chrono::microseconds>(
+            s.taken_at.time_since_epoch())
+            .count());
     row->set_cpu_util(s.cpu_util.value_or(0));
     row->set_load1(s.load1.value_or(0));
-    row->set_mem_available_bytes(static_cast<double>(s.mem_available_bytes.value_or(0)));
+    row->set_mem_available_bytes(
+        static_cast<double>(s.mem_available_bytes.value_or(0)));
     row->set_min_freq_mhz(MinCoreFreqMhz(s).value_or(0));
     row->set_max_cpu_temp_c(MaxCpuTempC(s).value_or(0));
     row->set_max_gpu_temp_c(MaxGpuTempC(s).value_or(0));

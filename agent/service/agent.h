@@ -1,12 +1,13 @@
-// Agent: the per-host instrument. It holds the host lock, dials the controller (reconnecting
-// with backoff), registers the host, heartbeats, accepts one lease at a time and runs the
-// steps of that lease one process at a time through a ProcessRunner, sending each result
-// until the controller acknowledges it (results are resent after a reconnect; the controller
+// Agent: the per-host instrument. It holds the host lock, dials the controller
+// (reconnecting with backoff), registers the host, heartbeats, accepts one
+// lease at a time and runs the steps of that lease one process at a time
+// through a ProcessRunner, sending each result until the controller
+// acknowledges it (results are resent after a reconnect; the controller
 // de-duplicates by (attempt, step)). It never decides verdicts.
 //
-// An agent cut off from its controller for longer than the lease timeout kills its running
-// step and drops the lease. Thread-safe: Run() blocks; Shutdown() may be called from any
-// thread.
+// An agent cut off from its controller for longer than the lease timeout kills
+// its running step and drops the lease. Thread-safe: Run() blocks; Shutdown()
+// may be called from any thread.
 #ifndef BENCHFLEET_AGENT_SERVICE_AGENT_H_
 #define BENCHFLEET_AGENT_SERVICE_AGENT_H_
 
@@ -31,29 +32,32 @@ struct AgentOptions {
   TransportOptions transport;
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(5);
-  absl::Duration heartbeat_interval = absl::Seconds(2);  // until the controller says otherwise
-  absl::Duration lease_timeout = absl::Seconds(15);      // likewise
+  absl::Duration heartbeat_interval =
+      absl::Seconds(2);  // until the controller says otherwise
+  absl::Duration lease_timeout = absl::Seconds(15);  // likewise
 
-  // Host probing (DESIGN.md §5). Samples are taken this often while a run executes;
-  // zero disables sampling (and flagging).
+  // Host probing (DESIGN.md §5). Samples are taken this often while a run
+  // executes; zero disables sampling (and flagging).
   absl::Duration sample_interval = absl::Milliseconds(100);
-  std::string probe_root;                          // "" = the real /proc and /sys
+  std::string probe_root;  // "" = the real /proc and /sys
   std::string nvml_library = "libnvidia-ml.so.1";  // absent library = no GPUs
   // The host's own gates. A spec's gates apply too; the stricter value wins.
   absl::Duration cooldown = absl::ZeroDuration();
-  double max_gpu_temp_c = 0;     // 0 = only the spec's
+  double max_gpu_temp_c = 0;  // 0 = only the spec's
   double max_cpu_temp_c = 0;
   double max_load = 0;
-  double max_competing_cpu = 0.25;  // cores other processes may use while a run waits to start
+  double max_competing_cpu =
+      0.25;  // cores other processes may use while a run waits to start
   absl::Duration max_wait = absl::Minutes(15);
   Clock* clock = nullptr;  // default: the real clock
 };
 
 class Agent {
  public:
-  // Takes the host lock and prepares the work directory. `runner` must outlive the agent.
-  static absl::StatusOr<std::unique_ptr<Agent>> Create(const AgentOptions& options,
-                                                       ProcessRunner* runner);
+  // Takes the host lock and prepares the work directory. `runner` must outlive
+  // the agent.
+  static absl::StatusOr<std::unique_ptr<Agent>> Create(
+      const AgentOptions& options, ProcessRunner* runner);
   ~Agent();
 
   // Connects and serves until Shutdown(). Returns OK after Shutdown.

@@ -15,28 +15,33 @@ namespace {
 
 constexpr size_t kStderrShown = 300;
 
-// Quotes `s` for /bin/sh so that an input path with spaces or metacharacters stays one word.
+// Quotes `s` for /bin/sh so that an input path with spaces or metacharacters
+// stays one word.
 std::string ShellQuote(const std::string& s) {
   return absl::StrCat("'", absl::StrReplaceAll(s, {{"'", "'\\''"}}), "'");
 }
 
-std::vector<std::string> ToArgv(const CommandSpec& cmd, const std::string* input_path) {
+std::vector<std::string> ToArgv(const CommandSpec& cmd,
+                                const std::string* input_path) {
   if (!cmd.shell.empty()) {
     std::string shell = cmd.shell;
     if (input_path != nullptr) {
-      shell = absl::StrReplaceAll(shell, {{"{input}", ShellQuote(*input_path)}});
+      shell =
+          absl::StrReplaceAll(shell, {{"{input}", ShellQuote(*input_path)}});
     }
     return {"/bin/sh", "-c", shell};
   }
   std::vector<std::string> argv = cmd.argv;
   if (input_path != nullptr) {
-    for (std::string& a : argv) a = absl::StrReplaceAll(a, {{"{input}", *input_path}});
+    for (std::string& a : argv)
+      a = absl::StrReplaceAll(a, {{"{input}", *input_path}});
   }
   return argv;
 }
 
-// Fisher-Yates with the generator's raw output, so that a seed gives the same order with
-// every standard library (std::shuffle's use of the engine is implementation-defined).
+// Fisher-Yates with the generator's raw output, so that a seed gives the same
+// order with every standard library (std::shuffle's use of the engine is
+// implementation-defined).
 template <typename T>
 void SeededShuffle(std::vector<T>& v, std::mt19937_64& rng) {
   for (size_t i = v.size(); i > 1; --i) {
@@ -46,12 +51,14 @@ void SeededShuffle(std::vector<T>& v, std::mt19937_64& rng) {
 }
 
 std::string Tail(const std::string& s) {
-  std::string t = s.size() > kStderrShown ? s.substr(s.size() - kStderrShown) : s;
+  std::string t =
+      s.size() > kStderrShown ? s.substr(s.size() - kStderrShown) : s;
   absl::StrReplaceAll({{"\n", " | "}}, &t);
   return t;
 }
 
-double WeightedGeoMean(const std::vector<std::pair<double, double>>& value_weight) {
+double WeightedGeoMean(
+    const std::vector<std::pair<double, double>>& value_weight) {
   double num = 0, den = 0;
   for (const auto& [v, w] : value_weight) {
     if (v <= 0) continue;
@@ -77,13 +84,19 @@ const char* StepKindName(StepKind kind) {
   return "unknown";
 }
 
-AttemptDriver::AttemptDriver(ExperimentSpec spec, uint64_t seed, int64_t experiment_number)
-    : spec_(std::move(spec)), seed_(seed), number_(experiment_number), rng_(seed) {
-  for (const VariantSpec& v : spec_.variants) variants_[v.name] = VariantState{};
+AttemptDriver::AttemptDriver(ExperimentSpec spec, uint64_t seed,
+                             int64_t experiment_number)
+    : spec_(std::move(spec)),
+      seed_(seed),
+      number_(experiment_number),
+      rng_(seed) {
+  for (const VariantSpec& v : spec_.variants)
+    variants_[v.name] = VariantState{};
   warnings_ = spec_.warnings;
   for (const VariantSpec& v : spec_.variants) {
     const std::optional<CommandSpec>& setup = v.setup ? v.setup : spec_.setup;
-    if (setup && !setup->empty()) queue_.push_back({StepKind::kSetup, v.name, "", 0});
+    if (setup && !setup->empty())
+      queue_.push_back({StepKind::kSetup, v.name, "", 0});
   }
 }
 
@@ -101,8 +114,8 @@ void AttemptDriver::QueueRounds(StepKind kind, int rounds,
         for (int r = 0; r < rounds; ++r) queue_.push_back({kind, v, in, r});
     return;
   }
-  // Interleaved: each round is one randomized block holding every (variant, input) pair once,
-  // so slow drifts of the host hit all variants alike.
+  // Interleaved: each round is one randomized block holding every (variant,
+  // input) pair once, so slow drifts of the host hit all variants alike.
   for (int r = 0; r < rounds; ++r) {
     std::vector<Pending> block;
     for (const std::string& v : variants)
@@ -123,7 +136,8 @@ void AttemptDriver::AdvancePhase() {
     case Phase::kSetup:
       phase_ = Phase::kCorrectness;
       if (spec_.correctness_command && !spec_.correctness_command->empty()) {
-        for (const std::string& v : active) queue_.push_back({StepKind::kCorrectness, v, "", 0});
+        for (const std::string& v : active)
+          queue_.push_back({StepKind::kCorrectness, v, "", 0});
       }
       return;
     case Phase::kCorrectness:
@@ -140,8 +154,9 @@ void AttemptDriver::AdvancePhase() {
       Evaluate(/*final_pass=*/false, &extend);
       if (extend.empty()) break;
       extended_ = true;
-      // Per (variant, input): how many more runs reach max_runs. The baseline is extended on
-      // every input any candidate needs, so both sides end with comparable n.
+      // Per (variant, input): how many more runs reach max_runs. The baseline
+      // is extended on every input any candidate needs, so both sides end with
+      // comparable n.
       std::map<std::pair<std::string, std::string>, int> needed;
       const std::string& base = spec_.baseline().name;
       for (const auto& [variant, ins] : extend) {
@@ -157,7 +172,8 @@ void AttemptDriver::AdvancePhase() {
       for (int r = 0; r < rounds; ++r) {
         std::vector<Pending> block;
         for (const auto& [key, n] : needed)
-          if (n > r) block.push_back({StepKind::kMeasure, key.first, key.second, r});
+          if (n > r)
+            block.push_back({StepKind::kMeasure, key.first, key.second, r});
         if (spec_.order == RunOrder::kInterleaved) SeededShuffle(block, rng_);
         for (Pending& p : block) queue_.push_back(std::move(p));
       }
@@ -180,18 +196,21 @@ std::optional<PlannedStep> AttemptDriver::Next() {
     }
     Pending p = std::move(queue_.front());
     queue_.pop_front();
-    if (!Active(p.variant)) continue;  // aborted: the variant was rejected or killed
+    if (!Active(p.variant))
+      continue;  // aborted: the variant was rejected or killed
     in_flight_ = p;
     return Materialize(p);
   }
   return std::nullopt;
 }
 
-std::vector<double> AttemptDriver::BaselineWalls(const std::string& input) const {
+std::vector<double> AttemptDriver::BaselineWalls(
+    const std::string& input) const {
   std::vector<double> walls;
   auto it = samples_.find({spec_.baseline().name, input});
   if (it == samples_.end()) return walls;
-  for (const Sample& s : it->second) walls.push_back(static_cast<double>(s.wall_ns));
+  for (const Sample& s : it->second)
+    walls.push_back(static_cast<double>(s.wall_ns));
   return walls;
 }
 
@@ -211,7 +230,8 @@ PlannedStep AttemptDriver::Materialize(const Pending& p) {
   step.timeout = spec_.timeout;
   switch (p.kind) {
     case StepKind::kSetup:
-      step.argv = ToArgv(variant->setup ? *variant->setup : *spec_.setup, nullptr);
+      step.argv =
+          ToArgv(variant->setup ? *variant->setup : *spec_.setup, nullptr);
       break;
     case StepKind::kCorrectness:
       step.argv = ToArgv(*spec_.correctness_command, nullptr);
@@ -221,18 +241,20 @@ PlannedStep AttemptDriver::Materialize(const Pending& p) {
       const InputSpec* input = nullptr;
       for (const InputSpec& in : spec_.inputs)
         if (in.name == p.input) input = &in;
-      step.argv = ToArgv(variant->command ? *variant->command : spec_.command, &input->path);
+      step.argv = ToArgv(variant->command ? *variant->command : spec_.command,
+                         &input->path);
       step.env["BENCHFLEET_INPUT"] = input->name;
       step.env["BENCHFLEET_INPUT_PATH"] = input->path;
-      if (spec_.compare == CompareMode::kFile) step.compare_file = spec_.compare_path;
+      if (spec_.compare == CompareMode::kFile)
+        step.compare_file = spec_.compare_path;
       step.cpus = spec_.cpus;
       if (p.kind == StepKind::kMeasure) {
         for (const CustomMetricSpec& m : spec_.custom_metrics)
           step.metrics.emplace_back(m.name, m.regex);
       }
       if (p.variant != spec_.baseline().name) {
-        step.timeout = verdict::CandidateDeadline(BaselineWalls(p.input),
-                                                  spec_.verdict.kill_factor, spec_.timeout);
+        step.timeout = verdict::CandidateDeadline(
+            BaselineWalls(p.input), spec_.verdict.kill_factor, spec_.timeout);
       }
       break;
     }
@@ -240,7 +262,8 @@ PlannedStep AttemptDriver::Materialize(const Pending& p) {
   return step;
 }
 
-std::optional<double> AttemptDriver::PrimaryValue(const StepOutcome& o, std::string* why) const {
+std::optional<double> AttemptDriver::PrimaryValue(const StepOutcome& o,
+                                                  std::string* why) const {
   const std::string& m = spec_.primary_metric;
   if (m == "wall_time") return static_cast<double>(o.wall_ns);
   if (m == "user_time") return static_cast<double>(o.user_ns);
@@ -248,7 +271,8 @@ std::optional<double> AttemptDriver::PrimaryValue(const StepOutcome& o, std::str
   if (m == "max_rss") return static_cast<double>(o.max_rss_bytes);
   auto it = o.metrics.find(m);
   if (it == o.metrics.end()) {
-    *why = absl::StrCat("metric '", m, "' was not found in its output (check the regex in ",
+    *why = absl::StrCat("metric '", m,
+                        "' was not found in its output (check the regex in ",
                         "benchmark.metrics.custom)");
     return std::nullopt;
   }
@@ -256,9 +280,11 @@ std::optional<double> AttemptDriver::PrimaryValue(const StepOutcome& o, std::str
 }
 
 std::string AttemptDriver::Describe(const StepOutcome& o) const {
-  std::string d = o.term_signal != 0 ? absl::StrCat("was killed by signal ", o.term_signal)
-                                     : absl::StrCat("exited with status ", o.exit_code);
-  if (!o.stderr_tail.empty()) absl::StrAppend(&d, " (stderr: ", Tail(o.stderr_tail), ")");
+  std::string d = o.term_signal != 0
+                      ? absl::StrCat("was killed by signal ", o.term_signal)
+                      : absl::StrCat("exited with status ", o.exit_code);
+  if (!o.stderr_tail.empty())
+    absl::StrAppend(&d, " (stderr: ", Tail(o.stderr_tail), ")");
   return d;
 }
 
@@ -286,7 +312,8 @@ void AttemptDriver::OnResult(const StepOutcome& o) {
   const bool is_baseline = p.variant == spec_.baseline().name;
   const std::string where =
       p.input.empty() ? std::string() : absl::StrCat(" on input ", p.input);
-  const std::string what = absl::StrCat(StepKindName(p.kind), " of ", p.variant, where);
+  const std::string what =
+      absl::StrCat(StepKindName(p.kind), " of ", p.variant, where);
 
   if (!o.error.empty()) {
     std::string reason = absl::StrCat(what, " could not start: ", o.error);
@@ -300,8 +327,9 @@ void AttemptDriver::OnResult(const StepOutcome& o) {
                                      absl::FormatDuration(spec_.timeout))
                       : absl::StrCat(what, " ", Describe(o));
       if (is_baseline) {
-        return FailAttempt(absl::StrCat(reason, "; the baseline must pass before anything can ",
-                                        "be compared with it"));
+        return FailAttempt(absl::StrCat(
+            reason, "; the baseline must pass before anything can ",
+            "be compared with it"));
       }
       return Reject(p.variant, std::move(reason));
     }
@@ -316,8 +344,9 @@ void AttemptDriver::OnResult(const StepOutcome& o) {
                                       "; raise benchmark.timeout"));
     }
     ++vs.consecutive_timeouts;
-    // A run stopped at its deadline counts against the candidate with what it measured up
-    // to then; a custom metric it never printed has no value (its wall time in ns is not one).
+    // A run stopped at its deadline counts against the candidate with what it
+    // measured up to then; a custom metric it never printed has no value (its
+    // wall time in ns is not one).
     std::string unused;
     if (p.kind == StepKind::kMeasure) {
       if (std::optional<double> value = PrimaryValue(o, &unused)) {
@@ -327,7 +356,8 @@ void AttemptDriver::OnResult(const StepOutcome& o) {
     if (vs.consecutive_timeouts >= 2 && !vs.killed) {
       vs.killed = true;
       vs.kill_reason = absl::StrFormat(
-          "the last was a %s run on input %s, killed after %.2f s; its remaining runs were "
+          "the last was a %s run on input %s, killed after %.2f s; its "
+          "remaining runs were "
           "aborted",
           StepKindName(p.kind), p.input, static_cast<double>(o.wall_ns) / 1e9);
     }
@@ -339,7 +369,8 @@ void AttemptDriver::OnResult(const StepOutcome& o) {
     if (is_baseline) return FailAttempt(std::move(reason));
     return Reject(p.variant, std::move(reason));
   }
-  if (spec_.compare != CompareMode::kNone) digests_[{p.variant, p.input}].insert(o.output_digest);
+  if (spec_.compare != CompareMode::kNone)
+    digests_[{p.variant, p.input}].insert(o.output_digest);
   if (p.kind != StepKind::kMeasure) return;
   std::string why;
   std::optional<double> value = PrimaryValue(o, &why);
@@ -349,9 +380,10 @@ void AttemptDriver::OnResult(const StepOutcome& o) {
     return Reject(p.variant, std::move(reason));
   }
   if (!o.host_flags.empty()) {
-    // The host was throttled, lost frequency or ran a competing process during this run:
-    // its time says more about the host than about the variant. Repeat it (at the end of the
-    // current phase, when the disturbance has likely passed), within a bounded budget.
+    // The host was throttled, lost frequency or ran a competing process during
+    // this run: its time says more about the host than about the variant.
+    // Repeat it (at the end of the current phase, when the disturbance has
+    // likely passed), within a bounded budget.
     for (const std::string& f : o.host_flags) ++flag_counts_[f];
     if (reruns_ < MaxReruns()) {
       ++reruns_;
@@ -360,12 +392,14 @@ void AttemptDriver::OnResult(const StepOutcome& o) {
     }
     ++flagged_kept_;
   }
-  samples_[{p.variant, p.input}].push_back({*value, o.wall_ns, false, o.output_digest});
+  samples_[{p.variant, p.input}].push_back(
+      {*value, o.wall_ns, false, o.output_digest});
 }
 
 int AttemptDriver::MaxReruns() const {
-  // A quarter of the planned measured runs, at least 5: enough to ride out a burst of
-  // background work, bounded so that a host that is always disturbed still ends.
+  // A quarter of the planned measured runs, at least 5: enough to ride out a
+  // burst of background work, bounded so that a host that is always disturbed
+  // still ends.
   const int planned = spec_.runs * static_cast<int>(spec_.inputs.size()) *
                       static_cast<int>(spec_.variants.size());
   return std::max(5, planned / 4);
@@ -374,14 +408,16 @@ int AttemptDriver::MaxReruns() const {
 int64_t AttemptDriver::RemainingSteps() const {
   int64_t remaining = in_flight_ ? 1 : 0;
   for (const Pending& p : queue_) remaining += Active(p.variant) ? 1 : 0;
-  // Phases not queued yet run only the variants still active: a candidate rejected or
-  // killed early drops out of the total instead of leaving it short of done forever.
+  // Phases not queued yet run only the variants still active: a candidate
+  // rejected or killed early drops out of the total instead of leaving it short
+  // of done forever.
   int64_t active = 0;
   for (const VariantSpec& v : spec_.variants) active += Active(v.name) ? 1 : 0;
   const int64_t inputs = static_cast<int64_t>(spec_.inputs.size());
   switch (phase_) {
     case Phase::kSetup:
-      if (spec_.correctness_command && !spec_.correctness_command->empty()) remaining += active;
+      if (spec_.correctness_command && !spec_.correctness_command->empty())
+        remaining += active;
       [[fallthrough]];
     case Phase::kCorrectness:
       remaining += active * inputs * spec_.warmup;
@@ -404,10 +440,12 @@ AttemptProgress AttemptDriver::progress() const {
   if (finished_) {
     pr.current = failed_ ? "failed" : "finished";
   } else if (in_flight_) {
-    pr.current = absl::StrCat(StepKindName(in_flight_->kind), " ", in_flight_->variant);
+    pr.current =
+        absl::StrCat(StepKindName(in_flight_->kind), " ", in_flight_->variant);
     if (!in_flight_->input.empty()) {
       absl::StrAppend(&pr.current, " on ", in_flight_->input);
-      if (in_flight_->kind == StepKind::kMeasure || in_flight_->kind == StepKind::kWarmup) {
+      if (in_flight_->kind == StepKind::kMeasure ||
+          in_flight_->kind == StepKind::kWarmup) {
         absl::StrAppend(&pr.current, " (round ", in_flight_->round + 1, ")");
       }
     }
@@ -416,7 +454,7 @@ AttemptProgress AttemptDriver::progress() const {
 }
 
 double AttemptDriver::MedianAcrossInputs(const std::string& variant,
-                                        bool completed_only) const {
+                                         bool completed_only) const {
   std::vector<std::pair<double, double>> medians;
   for (const InputSpec& in : spec_.inputs) {
     auto it = samples_.find({variant, in.name});
@@ -429,10 +467,13 @@ double AttemptDriver::MedianAcrossInputs(const std::string& variant,
   return WeightedGeoMean(medians);
 }
 
-ExperimentReport AttemptDriver::BuildReport() const { return Evaluate(true, nullptr); }
+ExperimentReport AttemptDriver::BuildReport() const {
+  return Evaluate(true, nullptr);
+}
 
 ExperimentReport AttemptDriver::Evaluate(
-    bool final_pass, std::map<std::string, std::set<std::string>>* extend) const {
+    bool final_pass,
+    std::map<std::string, std::set<std::string>>* extend) const {
   ExperimentReport report;
   report.number = number_;
   report.name = spec_.name;
@@ -458,7 +499,8 @@ ExperimentReport AttemptDriver::Evaluate(
   report.higher_is_better = better == Better::kHigher;
   if (failed_) return report;
 
-  const verdict::DecisionPolicy policy = verdict::PolicyFor(spec_.verdict, better, seed_);
+  const verdict::DecisionPolicy policy =
+      verdict::PolicyFor(spec_.verdict, better, seed_);
   const std::string& base = spec_.baseline().name;
 
   // Outputs the baseline itself does not reproduce cannot be compared.
@@ -470,7 +512,8 @@ ExperimentReport AttemptDriver::Evaluate(
         unstable_inputs.insert(in.name);
         report.warnings.push_back(absl::StrCat(
             "the baseline's output on input ", in.name,
-            " differs between its own runs, so outputs were not compared there; make the ",
+            " differs between its own runs, so outputs were not compared "
+            "there; make the ",
             "output deterministic or set correctness.compare: none"));
       }
     }
@@ -501,7 +544,8 @@ ExperimentReport AttemptDriver::Evaluate(
           static_cast<int>(is.baseline.size()) < spec_.max_runs) {
         all_at_max = false;
       }
-      if (spec_.compare != CompareMode::kNone && !unstable_inputs.contains(in.name)) {
+      if (spec_.compare != CompareMode::kNone &&
+          !unstable_inputs.contains(in.name)) {
         auto bd = digests_.find({base, in.name});
         auto cd = digests_.find({v.name, in.name});
         if (bd != digests_.end() && cd != digests_.end()) {
@@ -509,7 +553,8 @@ ExperimentReport AttemptDriver::Evaluate(
             if (!bd->second.contains(d)) {
               is.output_differs = true;
               is.output_detail = absl::StrCat(
-                  spec_.compare == CompareMode::kFile ? spec_.compare_path : "stdout",
+                  spec_.compare == CompareMode::kFile ? spec_.compare_path
+                                                      : "stdout",
                   " sha256 ", d.substr(0, 12), "… vs the baseline's ",
                   bd->second.begin()->substr(0, 12), "…");
               break;
@@ -517,9 +562,11 @@ ExperimentReport AttemptDriver::Evaluate(
           }
         }
       }
-      // The decision engine needs samples on both sides; a killed or rejected candidate may
-      // have none on some inputs, and its verdict does not depend on them.
-      if ((vs.rejected || vs.killed) && (is.baseline.size() < 2 || is.candidate.size() < 2) &&
+      // The decision engine needs samples on both sides; a killed or rejected
+      // candidate may have none on some inputs, and its verdict does not depend
+      // on them.
+      if ((vs.rejected || vs.killed) &&
+          (is.baseline.size() < 2 || is.candidate.size() < 2) &&
           !is.output_differs) {
         continue;
       }
@@ -529,7 +576,8 @@ ExperimentReport AttemptDriver::Evaluate(
 
     const verdict::Decision d = verdict::Decide(ev, policy);
     if (extend != nullptr && d.needs_more_runs) {
-      for (const std::string& in : d.inputs_to_extend) (*extend)[v.name].insert(in);
+      for (const std::string& in : d.inputs_to_extend)
+        (*extend)[v.name].insert(in);
     }
 
     CandidateReport cr;
@@ -554,8 +602,8 @@ ExperimentReport AttemptDriver::Evaluate(
       row.ci_high = id.change_ci.high;
       row.p_value = id.p_value;
       row.welch_p_value = id.welch_p_value;
-      row.outliers_removed =
-          static_cast<int64_t>(id.baseline_outliers_removed + id.candidate_outliers_removed);
+      row.outliers_removed = static_cast<int64_t>(
+          id.baseline_outliers_removed + id.candidate_outliers_removed);
       // Per-input classification with the same thresholds as the aggregate.
       bool differs = false;
       for (const verdict::InputSamples& is : ev.inputs)
@@ -565,11 +613,14 @@ ExperimentReport AttemptDriver::Evaluate(
         row.verdict = "REJECT";
       } else if (id.regressed) {
         row.verdict = "DISCARD";
-      } else if (id.baseline.cv > policy.max_cv || id.candidate.cv > policy.max_cv) {
+      } else if (id.baseline.cv > policy.max_cv ||
+                 id.candidate.cv > policy.max_cv) {
         row.verdict = "INCONCLUSIVE";
-      } else if (id.improvement >= policy.keep_threshold - 1e-9 && significant) {
+      } else if (id.improvement >= policy.keep_threshold - 1e-9 &&
+                 significant) {
         row.verdict = "KEEP";
-      } else if (id.improvement >= policy.maybe_threshold - 1e-9 && significant) {
+      } else if (id.improvement >= policy.maybe_threshold - 1e-9 &&
+                 significant) {
         row.verdict = "MAYBE";
       } else {
         row.verdict = "DISCARD";
@@ -580,13 +631,15 @@ ExperimentReport AttemptDriver::Evaluate(
     }
     cr.baseline_median = WeightedGeoMean(base_medians);
     cr.candidate_median = WeightedGeoMean(cand_medians);
-    if (d.verdict == verdict::Verdict::kKill || d.verdict == verdict::Verdict::kReject) {
-      // The decision stopped before the aggregate; show what was measured, from the raw
-      // samples (a killed candidate has no completed runs to show).
+    if (d.verdict == verdict::Verdict::kKill ||
+        d.verdict == verdict::Verdict::kReject) {
+      // The decision stopped before the aggregate; show what was measured, from
+      // the raw samples (a killed candidate has no completed runs to show).
       cr.baseline_median = MedianAcrossInputs(base, /*completed_only=*/false);
-      cr.candidate_median = d.verdict == verdict::Verdict::kKill
-                                ? 0
-                                : MedianAcrossInputs(v.name, /*completed_only=*/true);
+      cr.candidate_median =
+          d.verdict == verdict::Verdict::kKill
+              ? 0
+              : MedianAcrossInputs(v.name, /*completed_only=*/true);
       cr.change = cr.baseline_median > 0 && cr.candidate_median > 0
                       ? cr.candidate_median / cr.baseline_median - 1
                       : 0;
@@ -596,7 +649,8 @@ ExperimentReport AttemptDriver::Evaluate(
     report.candidates.push_back(std::move(cr));
   }
 
-  // Compound variants: a combination that does worse than its best part is a conflict.
+  // Compound variants: a combination that does worse than its best part is a
+  // conflict.
   for (CandidateReport& cr : report.candidates) {
     if (cr.combines.empty() || !improvement_of.contains(cr.variant)) continue;
     std::string best;
@@ -610,14 +664,17 @@ ExperimentReport AttemptDriver::Evaluate(
     }
     if (!best.empty() && improvement_of[cr.variant] < best_improvement) {
       cr.conflict = absl::StrFormat(
-          "%s improves %.1f%%, less than its part %s alone (%.1f%%): the parts conflict; keep "
+          "%s improves %.1f%%, less than its part %s alone (%.1f%%): the parts "
+          "conflict; keep "
           "only the better one",
-          cr.variant, improvement_of[cr.variant] * 100, best, best_improvement * 100);
+          cr.variant, improvement_of[cr.variant] * 100, best,
+          best_improvement * 100);
     }
   }
   report.reruns = reruns_;
   report.gate_wait_ns = gate_wait_ns_;
-  for (const auto& [flag, count] : flag_counts_) report.host_flags[flag] = count;
+  for (const auto& [flag, count] : flag_counts_)
+    report.host_flags[flag] = count;
   if (flagged_kept_ > 0) {
     report.warnings.push_back(absl::StrCat(
         flagged_kept_, " measured run(s) were disturbed by the host (",

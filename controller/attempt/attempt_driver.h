@@ -1,12 +1,13 @@
-// AttemptDriver: the plan of one experiment attempt as a step-by-step state machine. It
-// decides which process the agent runs next (setup, correctness, warmups, measured runs in a
-// seeded interleaved order, adaptive extension to max_runs), the deadline of each candidate
-// run (DESIGN.md §4), reacts to each result (KILL after two deadlines in a row, REJECT on
-// failure or differing output, failure of the attempt when the baseline breaks) and finally
-// builds the ExperimentReport with the decision engine.
+// AttemptDriver: the plan of one experiment attempt as a step-by-step state
+// machine. It decides which process the agent runs next (setup, correctness,
+// warmups, measured runs in a seeded interleaved order, adaptive extension to
+// max_runs), the deadline of each candidate run (DESIGN.md §4), reacts to each
+// result (KILL after two deadlines in a row, REJECT on failure or differing
+// output, failure of the attempt when the baseline breaks) and finally builds
+// the ExperimentReport with the decision engine.
 //
-// Pure logic: no I/O, no clock, no gRPC; the controller feeds it results. Not thread-safe;
-// externally synchronized (the controller's attempt loop owns it).
+// Pure logic: no I/O, no clock, no gRPC; the controller feeds it results. Not
+// thread-safe; externally synchronized (the controller's attempt loop owns it).
 #ifndef BENCHFLEET_CONTROLLER_ATTEMPT_ATTEMPT_DRIVER_H_
 #define BENCHFLEET_CONTROLLER_ATTEMPT_ATTEMPT_DRIVER_H_
 
@@ -27,7 +28,8 @@
 namespace benchfleet {
 
 enum class StepKind { kSetup, kCorrectness, kWarmup, kMeasure };
-const char* StepKindName(StepKind kind);  // "setup", "correctness", "warmup", "measure"
+const char* StepKindName(
+    StepKind kind);  // "setup", "correctness", "warmup", "measure"
 
 struct PlannedStep {
   int64_t seq = 0;
@@ -38,8 +40,10 @@ struct PlannedStep {
   std::string cwd;
   std::map<std::string, std::string> env;
   absl::Duration timeout = absl::InfiniteDuration();
-  std::string compare_file;  // digest this file instead of stdout (compare: file:<path>)
-  std::vector<std::pair<std::string, std::string>> metrics;  // custom metric name -> regex
+  std::string compare_file;  // digest this file instead of stdout (compare:
+                             // file:<path>)
+  std::vector<std::pair<std::string, std::string>>
+      metrics;            // custom metric name -> regex
   std::vector<int> cpus;  // pin the run to these CPUs (benchmark.cpus)
 };
 
@@ -53,8 +57,9 @@ struct StepOutcome {
   std::map<std::string, double> metrics;
   std::string error;        // could not start
   std::string stderr_tail;  // for failure messages
-  // Host disturbances the agent saw during the run ("throttled", "frequency-drop",
-  // "contended"); a flagged measured run is repeated (bounded).
+  // Host disturbances the agent saw during the run ("throttled",
+  // "frequency-drop", "contended"); a flagged measured run is repeated
+  // (bounded).
   std::vector<std::string> host_flags;
   int64_t gate_wait_ns = 0;  // time the step waited for the host's gates
 };
@@ -67,11 +72,12 @@ struct AttemptProgress {
 
 class AttemptDriver {
  public:
-  // `spec` must be valid (spec_loader); `seed` fixes the order and the bootstrap.
+  // `spec` must be valid (spec_loader); `seed` fixes the order and the
+  // bootstrap.
   AttemptDriver(ExperimentSpec spec, uint64_t seed, int64_t experiment_number);
 
-  // The next step to run, or nullopt when the attempt is finished. Call OnResult with its
-  // outcome before calling Next again.
+  // The next step to run, or nullopt when the attempt is finished. Call
+  // OnResult with its outcome before calling Next again.
   std::optional<PlannedStep> Next();
   void OnResult(const StepOutcome& outcome);
 
@@ -106,22 +112,28 @@ class AttemptDriver {
 
   bool Active(const std::string& variant) const;
   void AdvancePhase();
-  void QueueRounds(StepKind kind, int rounds, const std::vector<std::string>& variants,
+  void QueueRounds(StepKind kind, int rounds,
+                   const std::vector<std::string>& variants,
                    const std::vector<std::string>& inputs);
   PlannedStep Materialize(const Pending& p);
   std::vector<double> BaselineWalls(const std::string& input) const;
-  std::optional<double> PrimaryValue(const StepOutcome& o, std::string* why) const;
+  std::optional<double> PrimaryValue(const StepOutcome& o,
+                                     std::string* why) const;
   void FailAttempt(std::string reason);
   void Reject(const std::string& variant, std::string reason);
   std::string Describe(const StepOutcome& o) const;
   int MaxReruns() const;
-  // Steps still to run (in flight, queued, or in phases not queued yet) for active variants.
+  // Steps still to run (in flight, queued, or in phases not queued yet) for
+  // active variants.
   int64_t RemainingSteps() const;
   // Weighted geometric mean over inputs of the variant's median primary metric.
-  double MedianAcrossInputs(const std::string& variant, bool completed_only) const;
-  // Runs the decision engine for every candidate; `final_pass` = no more extension.
-  ExperimentReport Evaluate(bool final_pass, std::map<std::string, std::set<std::string>>*
-                                                 extend) const;
+  double MedianAcrossInputs(const std::string& variant,
+                            bool completed_only) const;
+  // Runs the decision engine for every candidate; `final_pass` = no more
+  // extension.
+  ExperimentReport Evaluate(
+      bool final_pass,
+      std::map<std::string, std::set<std::string>>* extend) const;
 
   ExperimentSpec spec_;
   uint64_t seed_;

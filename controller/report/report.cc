@@ -21,8 +21,10 @@ std::string FormatValue(double value, MetricUnit unit) {
     }
     case MetricUnit::kBytes: {
       const double a = std::fabs(value);
-      if (a >= 1024.0 * 1024 * 1024) return absl::StrFormat("%.2f GiB", value / (1024.0 * 1024 * 1024));
-      if (a >= 1024.0 * 1024) return absl::StrFormat("%.1f MiB", value / (1024.0 * 1024));
+      if (a >= 1024.0 * 1024 * 1024)
+        return absl::StrFormat("%.2f GiB", value / (1024.0 * 1024 * 1024));
+      if (a >= 1024.0 * 1024)
+        return absl::StrFormat("%.1f MiB", value / (1024.0 * 1024));
       if (a >= 1024.0) return absl::StrFormat("%.1f KiB", value / 1024.0);
       return absl::StrFormat("%.0f B", value);
     }
@@ -60,37 +62,45 @@ std::string RenderReportText(const ExperimentReport& report) {
   const std::string title =
       absl::StrFormat("Experiment %03d: %s", report.number, report.name);
   if (report.failed) {
-    absl::StrAppend(&out, title, "\n", "Result: no verdict\n", "Verdict: FAILED\n",
-                    "Reason: ", report.failure, "\n");
+    absl::StrAppend(&out, title, "\n", "Result: no verdict\n",
+                    "Verdict: FAILED\n", "Reason: ", report.failure, "\n");
   }
   for (const CandidateReport& c : report.candidates) {
     if (!out.empty()) out += "\n";
     absl::StrAppend(&out, title, "\n");
-    absl::StrAppend(&out, "Variant: ", c.variant, " vs ", report.baseline, " (", report.metric,
+    absl::StrAppend(&out, "Variant: ", c.variant, " vs ", report.baseline, " (",
+                    report.metric,
                     report.higher_is_better ? ", higher is better" : "", ")\n");
-    if (c.verdict == "KILL" || c.verdict == "REJECT" || c.candidate_median == 0) {
-      absl::StrAppend(&out, "Result: ",
-                      c.candidate_median > 0 ? FormatValue(c.candidate_median, report.unit)
-                                             : std::string("n/a"),
-                      " (baseline: ", FormatValue(c.baseline_median, report.unit), ")\n");
-      absl::StrAppend(&out, "Change: ",
-                      c.candidate_median > 0 ? FormatPercent(c.change) : std::string("n/a"),
-                      "\n");
+    if (c.verdict == "KILL" || c.verdict == "REJECT" ||
+        c.candidate_median == 0) {
+      absl::StrAppend(
+          &out, "Result: ",
+          c.candidate_median > 0 ? FormatValue(c.candidate_median, report.unit)
+                                 : std::string("n/a"),
+          " (baseline: ", FormatValue(c.baseline_median, report.unit), ")\n");
+      absl::StrAppend(
+          &out, "Change: ",
+          c.candidate_median > 0 ? FormatPercent(c.change) : std::string("n/a"),
+          "\n");
     } else {
-      absl::StrAppend(&out, "Result: ", FormatValue(c.candidate_median, report.unit),
-                      " (baseline: ", FormatValue(c.baseline_median, report.unit), ")\n");
+      absl::StrAppend(
+          &out, "Result: ", FormatValue(c.candidate_median, report.unit),
+          " (baseline: ", FormatValue(c.baseline_median, report.unit), ")\n");
       absl::StrAppend(&out, "Change: ", FormatPercent(c.change), "\n");
     }
     absl::StrAppend(&out, "Verdict: ", c.verdict, "\n");
     absl::StrAppend(&out, "Reason: ", c.reason, "\n");
-    if (!c.conflict.empty()) absl::StrAppend(&out, "Conflict: ", c.conflict, "\n");
+    if (!c.conflict.empty())
+      absl::StrAppend(&out, "Conflict: ", c.conflict, "\n");
     if (c.inputs.empty()) continue;
     size_t name_width = 5;
-    for (const InputRow& row : c.inputs) name_width = std::max(name_width, row.input.size());
-    absl::StrAppend(&out, "  ", Pad("input", name_width), "  ", PadLeft("n", 7), "  ",
-                    PadLeft("baseline", 11), "  ", PadLeft("median", 11), "  ",
-                    PadLeft("CV", 6), "  ", PadLeft("change", 7), "  ", Pad("95% CI", 17),
-                    "  ", PadLeft("p-value", 8), "  verdict\n");
+    for (const InputRow& row : c.inputs)
+      name_width = std::max(name_width, row.input.size());
+    absl::StrAppend(&out, "  ", Pad("input", name_width), "  ", PadLeft("n", 7),
+                    "  ", PadLeft("baseline", 11), "  ", PadLeft("median", 11),
+                    "  ", PadLeft("CV", 6), "  ", PadLeft("change", 7), "  ",
+                    Pad("95% CI", 17), "  ", PadLeft("p-value", 8),
+                    "  verdict\n");
     for (const InputRow& row : c.inputs) {
       const std::string ci = absl::StrCat("[", FormatPercent(row.ci_low), ", ",
                                           FormatPercent(row.ci_high), "]");
@@ -99,30 +109,43 @@ std::string RenderReportText(const ExperimentReport& report) {
           &out, "  ", Pad(row.input, name_width), "  ",
           PadLeft(absl::StrCat(row.n_candidate, "/", row.n_baseline), 7), "  ",
           PadLeft(FormatValue(row.baseline_median, report.unit), 11), "  ",
-          PadLeft(measured ? FormatValue(row.candidate_median, report.unit) : "n/a", 11), "  ",
-          PadLeft(measured ? absl::StrFormat("%.1f%%", row.candidate_cv * 100) : "n/a", 6),
+          PadLeft(
+              measured ? FormatValue(row.candidate_median, report.unit) : "n/a",
+              11),
+          "  ",
+          PadLeft(measured ? absl::StrFormat("%.1f%%", row.candidate_cv * 100)
+                           : "n/a",
+                  6),
           "  ", PadLeft(measured ? FormatPercent(row.change) : "n/a", 7), "  ",
-          Pad(measured ? ci : "n/a", 17), "  ", PadLeft(measured ? FormatP(row.p_value) : "n/a", 8),
-          "  ", row.verdict, "\n");
+          Pad(measured ? ci : "n/a", 17), "  ",
+          PadLeft(measured ? FormatP(row.p_value) : "n/a", 8), "  ",
+          row.verdict, "\n");
     }
   }
   if (report.reruns > 0) {
     std::vector<std::string> flags;
-    for (const auto& [flag, count] : report.host_flags) flags.push_back(absl::StrCat(flag, " ×", count));
-    absl::StrAppend(&out, "\nRe-runs: ", report.reruns,
-                    " measured run(s) repeated because the host was disturbed (",
-                    absl::StrJoin(flags, ", "), ")\n");
+    for (const auto& [flag, count] : report.host_flags)
+      flags.push_back(absl::StrCat(flag, " ×", count));
+    absl::StrAppend(
+        &out, "\nRe-runs: ", report.reruns,
+        " measured run(s) repeated because the host was disturbed (",
+        absl::StrJoin(flags, ", "), ")\n");
   }
   if (!report.warnings.empty()) {
     absl::StrAppend(&out, "\nWarnings:\n");
-    for (const std::string& w : report.warnings) absl::StrAppend(&out, "  - ", w, "\n");
+    for (const std::string& w : report.warnings)
+      absl::StrAppend(&out, "  - ", w, "\n");
   }
   if (report.gate_wait_ns >= 1'000'000'000) {
-    absl::StrAppend(&out, absl::StrFormat("\nGates: waited %.1f s for the host to cool down or quieten\n",
-                                          static_cast<double>(report.gate_wait_ns) / 1e9));
+    absl::StrAppend(
+        &out,
+        absl::StrFormat(
+            "\nGates: waited %.1f s for the host to cool down or quieten\n",
+            static_cast<double>(report.gate_wait_ns) / 1e9));
   }
-  absl::StrAppend(&out, "\n(seed ", report.seed, ", ", report.steps_run, " steps",
-                  report.host.empty() ? "" : absl::StrCat(", host ", report.host), ")\n");
+  absl::StrAppend(
+      &out, "\n(seed ", report.seed, ", ", report.steps_run, " steps",
+      report.host.empty() ? "" : absl::StrCat(", host ", report.host), ")\n");
   return out;
 }
 

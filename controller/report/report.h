@@ -1,7 +1,9 @@
-// ExperimentReport: the structured outcome of one experiment attempt (per candidate verdict,
-// per-input statistics) and its two renderings: the text block users read and JSON for
-// `--json` and the store. Built by the attempt driver; rendered by the controller when an
-// experiment ends. Plain data and pure functions; thread-compatible.
+// ExperimentReport: the structured outcome of one experiment attempt (per
+// candidate verdict, per-input statistics) and its two renderings: the text
+// block users read and JSON for
+// `--json` and the store. Built by the attempt driver; rendered by the
+// controller when an experiment ends. Plain data and pure functions;
+// thread-compatible.
 #ifndef BENCHFLEET_CONTROLLER_REPORT_REPORT_H_
 #define BENCHFLEET_CONTROLLER_REPORT_REPORT_H_
 
@@ -36,12 +38,15 @@ struct CandidateReport {
   std::string variant;
   std::string verdict;  // KEEP | MAYBE | DISCARD | KILL | REJECT | INCONCLUSIVE
   std::string reason;
-  double baseline_median = 0;  // across inputs: weighted geometric mean of the medians
+  double baseline_median =
+      0;  // across inputs: weighted geometric mean of the medians
   double candidate_median = 0;
-  double change = 0;  // aggregate: weighted geometric mean of per-input ratios, minus 1
+  double change =
+      0;  // aggregate: weighted geometric mean of per-input ratios, minus 1
   double p_value = 1;
   std::vector<std::string> combines;
-  std::string conflict;  // set when a compound variant does worse than its best part
+  std::string
+      conflict;  // set when a compound variant does worse than its best part
   std::vector<InputRow> inputs;
 };
 
@@ -55,12 +60,15 @@ struct ExperimentReport {
   uint64_t seed = 0;
   std::string baseline;
   std::string host;
-  bool failed = false;  // the attempt could not produce verdicts (e.g. the baseline failed)
+  bool failed = false;  // the attempt could not produce verdicts (e.g. the
+                        // baseline failed)
   std::string failure;
   int64_t steps_run = 0;
-  int64_t gate_wait_ns = 0;  // time spent waiting for the host's gates (cooling, quiet)
-  int64_t reruns = 0;                     // measured runs repeated because the host was disturbed
-  std::map<std::string, int64_t> host_flags;  // flag -> how many runs carried it
+  int64_t gate_wait_ns =
+      0;  // time spent waiting for the host's gates (cooling, quiet)
+  int64_t reruns = 0;  // measured runs repeated because the host was disturbed
+  std::map<std::string, int64_t>
+      host_flags;  // flag -> how many runs carried it
   std::vector<CandidateReport> candidates;
   std::vector<std::string> warnings;
 };
@@ -69,7 +77,8 @@ struct ExperimentReport {
 std::string FormatValue(double value, MetricUnit unit);
 // "+5.0%", "-12.3%".
 std::string FormatPercent(double fraction);
-// The report block per candidate (Experiment/Result/Change/Verdict/Reason + input table).
+// The report block per candidate (Experiment/Result/Change/Verdict/Reason +
+// input table).
 std::string RenderReportText(const ExperimentReport& report);
 std::string ReportToJson(const ExperimentReport& report);
 

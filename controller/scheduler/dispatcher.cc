@@ -18,7 +18,8 @@ std::string RandomBytes(size_t n) {
   std::string bytes(n, '\0');
   std::ifstream urandom("/dev/urandom", std::ios::binary);
   if (!urandom.read(bytes.data(), static_cast<std::streamsize>(n))) {
-    // /dev/urandom is always there on Linux; fall back to the seeded device anyway.
+    // /dev/urandom is always there on Linux; fall back to the seeded device
+    // anyway.
     std::random_device rd;
     for (char& c : bytes) c = static_cast<char>(rd());
   }
@@ -27,19 +28,22 @@ std::string RandomBytes(size_t n) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Dispatcher>> Dispatcher::Create(Store* store, Clock* clock,
-                                                                DispatcherOptions options) {
-  // Attempts a previous controller process left running cannot be resumed (their driver
-  // state is gone): they are lost and their experiments re-queued from scratch.
-  ASSIGN_OR_RETURN(std::vector<AttemptRecord> running, store->ListRunningAttempts());
+absl::StatusOr<std::unique_ptr<Dispatcher>> Dispatcher::Create(
+    Store* store, Clock* clock, DispatcherOptions options) {
+  // Attempts a previous controller process left running cannot be resumed
+  // (their driver state is gone): they are lost and their experiments re-queued
+  // from scratch.
+  ASSIGN_OR_RETURN(std::vector<AttemptRecord> running,
+                   store->ListRunningAttempts());
   for (const AttemptRecord& a : running) {
-    RETURN_IF_ERROR(store->EndAttempt(a.id, AttemptState::kLost,
-                                      "the controller restarted during this attempt",
-                                      clock->Now()));
+    RETURN_IF_ERROR(store->EndAttempt(
+        a.id, AttemptState::kLost,
+        "the controller restarted during this attempt", clock->Now()));
   }
   if (!running.empty()) {
-    spdlog::warn("re-queued {} attempt(s) left running by a previous controller",
-                 running.size());
+    spdlog::warn(
+        "re-queued {} attempt(s) left running by a previous controller",
+        running.size());
   }
   return std::unique_ptr<Dispatcher>(new Dispatcher(store, clock, options));
 }
@@ -84,20 +88,25 @@ void Dispatcher::Loop() {
   }
 }
 
-Dispatcher::Session* Dispatcher::SessionFor(const std::shared_ptr<AgentLink>& link) {
+Dispatcher::Session* Dispatcher::SessionFor(
+    const std::shared_ptr<AgentLink>& link) {
   for (auto& [id, s] : sessions_)
     if (s.link == link) return &s;
   return nullptr;
 }
 
-std::string Dispatcher::NewToken() { return absl::BytesToHexString(RandomBytes(16)); }
+std::string Dispatcher::NewToken() {
+  return absl::BytesToHexString(RandomBytes(16));
+}
 
-void Dispatcher::OnConnected(std::shared_ptr<AgentLink> link, AgentHello hello) {
+void Dispatcher::OnConnected(std::shared_ptr<AgentLink> link,
+                             AgentHello hello) {
   Post([this, link = std::move(link), hello = std::move(hello)]() mutable {
     const std::string id = hello.agent_id;
     auto old = sessions_.find(id);
     if (old != sessions_.end() && old->second.link != link) {
-      old->second.link->Close("a newer connection from the same agent replaced this one");
+      old->second.link->Close(
+          "a newer connection from the same agent replaced this one");
     }
     Session& s = sessions_[id];
     s.link = link;
@@ -128,15 +137,19 @@ void Dispatcher::OnConnected(std::shared_ptr<AgentLink> link, AgentHello hello) 
         rec.state = AgentState::kBusy;
       }
     }
-    // Any other attempt we still hold for this agent is one it no longer runs (it restarted,
-    // or its old stream has not been seen to end yet): lost now, not after the lease timeout.
+    // Any other attempt we still hold for this agent is one it no longer runs
+    // (it restarted, or its old stream has not been seen to end yet): lost now,
+    // not after the lease timeout.
     std::vector<int64_t> abandoned;
     for (const auto& [attempt_id, a] : active_) {
-      if (a.agent_id == id && attempt_id != s.attempt_id) abandoned.push_back(attempt_id);
+      if (a.agent_id == id && attempt_id != s.attempt_id)
+        abandoned.push_back(attempt_id);
     }
     for (int64_t attempt_id : abandoned) {
-      LoseAttempt(attempt_id,
-                  absl::StrCat("agent ", id, " reconnected without it (the agent restarted)"));
+      LoseAttempt(
+          attempt_id,
+          absl::StrCat("agent ", id,
+                       " reconnected without it (the agent restarted)"));
     }
     // Registered before the Welcome acknowledges it (DESIGN.md §6).
     if (absl::Status st = store_->UpsertAgent(rec); !st.ok()) {
@@ -149,13 +162,13 @@ void Dispatcher::OnConnected(std::shared_ptr<AgentLink> link, AgentHello hello) 
     link->SendWelcome(options_.heartbeat_interval, options_.lease_timeout);
     if (reattached != nullptr) {
       if (reattached->in_flight) {
-        // The order may have been lost with the old stream; the agent de-duplicates by
-        // step_seq and resends a result it already has.
+        // The order may have been lost with the old stream; the agent
+        // de-duplicates by step_seq and resends a result it already has.
         link->SendStep(reattached->attempt.id, reattached->attempt.lease_token,
                        *reattached->in_flight);
       } else if (!reattached->lease_accepted) {
-        // Its lease reply was lost with the old stream; holding the lease's token is the
-        // acceptance.
+        // Its lease reply was lost with the old stream; holding the lease's
+        // token is the acceptance.
         reattached->lease_accepted = true;
         SendNext(*reattached);
       }
@@ -168,8 +181,8 @@ void Dispatcher::OnConnected(std::shared_ptr<AgentLink> link, AgentHello hello) 
   });
 }
 
-void Dispatcher::OnHeartbeat(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
-                             const std::string& status) {
+void Dispatcher::OnHeartbeat(const std::shared_ptr<AgentLink>& link,
+                             int64_t attempt_id, const std::string& status) {
   Post([this, link, attempt_id, status] {
     Session* s = SessionFor(link);
     if (s == nullptr) return;
@@ -183,9 +196,9 @@ void Dispatcher::OnHeartbeat(const std::shared_ptr<AgentLink>& link, int64_t att
   });
 }
 
-void Dispatcher::OnLeaseReply(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
-                              const std::string& token, bool accepted,
-                              const std::string& reason) {
+void Dispatcher::OnLeaseReply(const std::shared_ptr<AgentLink>& link,
+                              int64_t attempt_id, const std::string& token,
+                              bool accepted, const std::string& reason) {
   Post([=, this] {
     Session* s = SessionFor(link);
     if (s == nullptr) return;
@@ -197,23 +210,27 @@ void Dispatcher::OnLeaseReply(const std::shared_ptr<AgentLink>& link, int64_t at
                                            " refused the lease: ", reason));
       return;
     }
-    if (it->second.lease_accepted) return;  // a repeated reply must not start a second step
+    if (it->second.lease_accepted)
+      return;  // a repeated reply must not start a second step
     it->second.lease_accepted = true;
     SendNext(it->second);
   });
 }
 
-void Dispatcher::OnStepResult(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
-                              const std::string& token, StepOutcome outcome) {
+void Dispatcher::OnStepResult(const std::shared_ptr<AgentLink>& link,
+                              int64_t attempt_id, const std::string& token,
+                              StepOutcome outcome) {
   Post([=, this, outcome = std::move(outcome)] {
     Session* s = SessionFor(link);
     if (s != nullptr) s->last_seen = clock_->Now();
     auto it = active_.find(attempt_id);
-    const bool ours = it != active_.end() && it->second.attempt.lease_token == token;
+    const bool ours =
+        it != active_.end() && it->second.attempt.lease_token == token;
     StepResultRecord rec;
     rec.attempt_id = attempt_id;
     rec.step_seq = outcome.seq;
-    if (ours && it->second.in_flight && it->second.in_flight->seq == outcome.seq) {
+    if (ours && it->second.in_flight &&
+        it->second.in_flight->seq == outcome.seq) {
       const PlannedStep& step = *it->second.in_flight;
       rec.kind = StepKindName(step.kind);
       rec.variant = step.variant;
@@ -237,8 +254,9 @@ void Dispatcher::OnStepResult(const std::shared_ptr<AgentLink>& link, int64_t at
         absl::MutexLock lock(&mu_);
         ++counters_.stale_results;
       }
-      if (s != nullptr) s->link->SendAck(attempt_id, outcome.seq, false,
-                                         std::string(stored.status().message()));
+      if (s != nullptr)
+        s->link->SendAck(attempt_id, outcome.seq, false,
+                         std::string(stored.status().message()));
       return;
     }
     if (*stored == RecordOutcome::kDuplicate) {
@@ -246,7 +264,8 @@ void Dispatcher::OnStepResult(const std::shared_ptr<AgentLink>& link, int64_t at
         absl::MutexLock lock(&mu_);
         ++counters_.duplicate_results;
       }
-      if (s != nullptr) s->link->SendAck(attempt_id, outcome.seq, true, "duplicate");
+      if (s != nullptr)
+        s->link->SendAck(attempt_id, outcome.seq, true, "duplicate");
       return;
     }
     {
@@ -282,8 +301,9 @@ void Dispatcher::OnDisconnected(const std::shared_ptr<AgentLink>& link) {
   });
 }
 
-void Dispatcher::OnSamples(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
-                           const std::string& token, std::vector<SampleRecord> samples) {
+void Dispatcher::OnSamples(const std::shared_ptr<AgentLink>& link,
+                           int64_t attempt_id, const std::string& token,
+                           std::vector<SampleRecord> samples) {
   Post([this, link, attempt_id, token, samples = std::move(samples)]() mutable {
     if (Session* s = SessionFor(link)) {
       s->last_seen = clock_->Now();
@@ -292,8 +312,8 @@ void Dispatcher::OnSamples(const std::shared_ptr<AgentLink>& link, int64_t attem
     auto it = active_.find(attempt_id);
     if (it == active_.end() || it->second.attempt.lease_token != token) return;
     if (absl::Status st = store_->RecordSamples(samples); !st.ok()) {
-      spdlog::error("could not store {} samples of attempt {}: {}", samples.size(), attempt_id,
-                    st.ToString());
+      spdlog::error("could not store {} samples of attempt {}: {}",
+                    samples.size(), attempt_id, st.ToString());
       return;
     }
     absl::MutexLock lock(&mu_);
@@ -308,8 +328,10 @@ void Dispatcher::OnSubmitted(int64_t experiment_id) {
   });
 }
 
-absl::Status Dispatcher::Cancel(int64_t experiment_id, const std::string& reason) {
-  RETURN_IF_ERROR(store_->CancelExperiment(experiment_id, reason, clock_->Now()));
+absl::Status Dispatcher::Cancel(int64_t experiment_id,
+                                const std::string& reason) {
+  RETURN_IF_ERROR(
+      store_->CancelExperiment(experiment_id, reason, clock_->Now()));
   Post([this, experiment_id, reason] {
     for (auto it = active_.begin(); it != active_.end(); ++it) {
       if (it->second.experiment.id != experiment_id) continue;
@@ -332,11 +354,13 @@ absl::Status Dispatcher::Cancel(int64_t experiment_id, const std::string& reason
 }
 
 void Dispatcher::Tick() {
-  for (int64_t id : std::vector<int64_t>(progress_pending_.begin(), progress_pending_.end())) {
+  for (int64_t id : std::vector<int64_t>(progress_pending_.begin(),
+                                         progress_pending_.end())) {
     PublishProgress(id);
   }
   const absl::Time now = clock_->Now();
-  // Agents that stopped talking lose their stream; the lease check below then applies.
+  // Agents that stopped talking lose their stream; the lease check below then
+  // applies.
   std::vector<std::shared_ptr<AgentLink>> silent;
   for (auto& [id, s] : sessions_) {
     if (now - s.last_seen > options_.lease_timeout) silent.push_back(s.link);
@@ -347,7 +371,8 @@ void Dispatcher::Tick() {
       if (it->second.link != link) continue;
       if (it->second.attempt_id != 0) {
         auto a = active_.find(it->second.attempt_id);
-        if (a != active_.end()) a->second.agent_lost_at = now - options_.lease_timeout;
+        if (a != active_.end())
+          a->second.agent_lost_at = now - options_.lease_timeout;
       }
       absl::MutexLock lock(&mu_);
       connected_.erase(it->first);
@@ -360,7 +385,8 @@ void Dispatcher::Tick() {
     if (now - a.agent_lost_at >= options_.lease_timeout) lost.push_back(id);
   }
   for (int64_t id : lost) {
-    LoseAttempt(id, absl::StrCat("agent ", active_[id].agent_id, " was silent for more than ",
+    LoseAttempt(id, absl::StrCat("agent ", active_[id].agent_id,
+                                 " was silent for more than ",
                                  absl::FormatDuration(options_.lease_timeout)));
   }
 }
@@ -382,11 +408,12 @@ void Dispatcher::StartAttempt(Session& session) {
     const std::string bytes = RandomBytes(8);
     for (char c : bytes) seed = (seed << 8) | static_cast<unsigned char>(c);
   }
-  absl::StatusOr<std::optional<Store::Claim>> claim = store_->ClaimNextExperiment(
-      session.hello.agent_id, session.hello.labels, token, seed, clock_->Now());
+  absl::StatusOr<std::optional<Store::Claim>> claim =
+      store_->ClaimNextExperiment(session.hello.agent_id, session.hello.labels,
+                                  token, seed, clock_->Now());
   if (!claim.ok()) {
-    spdlog::error("could not claim work for agent {}: {}", session.hello.agent_id,
-                  claim.status().ToString());
+    spdlog::error("could not claim work for agent {}: {}",
+                  session.hello.agent_id, claim.status().ToString());
     return;
   }
   if (!claim->has_value()) return;
@@ -396,15 +423,17 @@ void Dispatcher::StartAttempt(Session& session) {
   absl::StatusOr<ExperimentSpec> spec =
       ParseSpec(c.experiment.spec_yaml, c.experiment.spec_path, opts);
   if (!spec.ok()) {
-    (void)store_->EndAttempt(c.attempt.id, AttemptState::kFailed,
-                             absl::StrCat("the stored spec no longer validates: ",
-                                          spec.status().message()),
-                             clock_->Now());
+    (void)store_->EndAttempt(
+        c.attempt.id, AttemptState::kFailed,
+        absl::StrCat("the stored spec no longer validates: ",
+                     spec.status().message()),
+        clock_->Now());
     Publish(c.experiment.id);
     work_maybe_queued_ = true;
     return;
   }
-  // A spec seed fixes the order; otherwise the claim's random seed is used and recorded.
+  // A spec seed fixes the order; otherwise the claim's random seed is used and
+  // recorded.
   const uint64_t effective_seed = spec->seed.value_or(c.attempt.seed);
   const GateSpec gates = spec->gates;
   Active active;
@@ -412,12 +441,13 @@ void Dispatcher::StartAttempt(Session& session) {
   active.attempt.seed = effective_seed;
   active.experiment = c.experiment;
   active.agent_id = session.hello.agent_id;
-  active.driver =
-      std::make_unique<AttemptDriver>(std::move(*spec), effective_seed, c.experiment.number);
+  active.driver = std::make_unique<AttemptDriver>(
+      std::move(*spec), effective_seed, c.experiment.number);
   const int64_t attempt_id = c.attempt.id;
   session.attempt_id = attempt_id;
   {
-    // What the attempt ran on and with which seed, for `show` and for reproducing the order.
+    // What the attempt ran on and with which seed, for `show` and for
+    // reproducing the order.
     nlohmann::json env;
     env["seed"] = std::to_string(effective_seed);
     env["agent_id"] = session.hello.agent_id;
@@ -428,19 +458,23 @@ void Dispatcher::StartAttempt(Session& session) {
     env["os"] = session.hello.facts.os;
     env["kernel"] = session.hello.facts.kernel;
     env["labels"] = session.hello.labels;
-    if (absl::Status st = store_->SetAttemptEnvironment(attempt_id, env.dump()); !st.ok()) {
-      spdlog::error("could not record the environment of attempt {}: {}", attempt_id,
-                    st.ToString());
+    if (absl::Status st = store_->SetAttemptEnvironment(attempt_id, env.dump());
+        !st.ok()) {
+      spdlog::error("could not record the environment of attempt {}: {}",
+                    attempt_id, st.ToString());
     }
   }
-  (void)store_->SetAgentState(session.hello.agent_id, AgentState::kBusy, clock_->Now());
+  (void)store_->SetAgentState(session.hello.agent_id, AgentState::kBusy,
+                              clock_->Now());
   {
     absl::MutexLock lock(&mu_);
     connected_[session.hello.agent_id] = c.experiment.id;
   }
-  session.link->SendLease(attempt_id, token, c.experiment.id, c.experiment.name, gates);
-  spdlog::info("experiment {} ({}) leased to agent {} as attempt {}", c.experiment.id,
-               c.experiment.name, session.hello.agent_id, attempt_id);
+  session.link->SendLease(attempt_id, token, c.experiment.id, c.experiment.name,
+                          gates);
+  spdlog::info("experiment {} ({}) leased to agent {} as attempt {}",
+               c.experiment.id, c.experiment.name, session.hello.agent_id,
+               attempt_id);
   active_.emplace(attempt_id, std::move(active));
   Publish(c.experiment.id);
 }
@@ -454,7 +488,8 @@ void Dispatcher::SendNext(Active& active) {
   active.in_flight = *step;
   auto s = sessions_.find(active.agent_id);
   if (s != sessions_.end()) {
-    s->second.link->SendStep(active.attempt.id, active.attempt.lease_token, *step);
+    s->second.link->SendStep(active.attempt.id, active.attempt.lease_token,
+                             *step);
   }
   PublishProgress(active.experiment.id);
 }
@@ -470,7 +505,8 @@ void Dispatcher::FinishAttempt(int64_t attempt_id) {
   const std::string json = ReportToJson(report);
   absl::Status st;
   if (report.failed) {
-    st = store_->EndAttempt(attempt_id, AttemptState::kFailed, report.failure, clock_->Now());
+    st = store_->EndAttempt(attempt_id, AttemptState::kFailed, report.failure,
+                            clock_->Now());
   } else {
     std::vector<VerdictRecord> verdicts;
     for (const CandidateReport& c : report.candidates) {
@@ -483,21 +519,26 @@ void Dispatcher::FinishAttempt(int64_t attempt_id) {
       v.change = c.change;
       verdicts.push_back(std::move(v));
     }
-    st = store_->CompleteExperiment(attempt_id, active.attempt.lease_token, json, text, verdicts,
-                                    clock_->Now());
+    st = store_->CompleteExperiment(attempt_id, active.attempt.lease_token,
+                                    json, text, verdicts, clock_->Now());
   }
-  if (!st.ok()) spdlog::error("could not store the end of attempt {}: {}", attempt_id, st.ToString());
+  if (!st.ok())
+    spdlog::error("could not store the end of attempt {}: {}", attempt_id,
+                  st.ToString());
   if (s != sessions_.end()) {
-    s->second.link->SendRelease(attempt_id, active.attempt.lease_token,
-                                report.failed ? "attempt failed" : "attempt complete");
+    s->second.link->SendRelease(
+        attempt_id, active.attempt.lease_token,
+        report.failed ? "attempt failed" : "attempt complete");
     s->second.attempt_id = 0;
-    (void)store_->SetAgentState(active.agent_id, AgentState::kIdle, clock_->Now());
+    (void)store_->SetAgentState(active.agent_id, AgentState::kIdle,
+                                clock_->Now());
     absl::MutexLock lock(&mu_);
     connected_[active.agent_id] = 0;
   }
   const int64_t experiment_id = active.experiment.id;
-  spdlog::info("experiment {} attempt {} finished{}", experiment_id, attempt_id,
-               report.failed ? absl::StrCat(" without verdict: ", report.failure) : "");
+  spdlog::info(
+      "experiment {} attempt {} finished{}", experiment_id, attempt_id,
+      report.failed ? absl::StrCat(" without verdict: ", report.failure) : "");
   active_.erase(it);
   Publish(experiment_id);
   work_maybe_queued_ = true;
@@ -508,19 +549,23 @@ void Dispatcher::LoseAttempt(int64_t attempt_id, const std::string& reason) {
   if (it == active_.end()) return;
   const int64_t experiment_id = it->second.experiment.id;
   // Commit the loss before telling the agent (DESIGN.md §6).
-  if (absl::Status st = store_->EndAttempt(attempt_id, AttemptState::kLost, reason, clock_->Now());
+  if (absl::Status st = store_->EndAttempt(attempt_id, AttemptState::kLost,
+                                           reason, clock_->Now());
       !st.ok()) {
-    spdlog::error("could not mark attempt {} lost: {}", attempt_id, st.ToString());
+    spdlog::error("could not mark attempt {} lost: {}", attempt_id,
+                  st.ToString());
   }
   auto s = sessions_.find(it->second.agent_id);
   if (s != sessions_.end() && s->second.attempt_id == attempt_id) {
-    s->second.link->SendRelease(attempt_id, it->second.attempt.lease_token, reason);
+    s->second.link->SendRelease(attempt_id, it->second.attempt.lease_token,
+                                reason);
     s->second.attempt_id = 0;
     (void)store_->SetAgentState(s->first, AgentState::kIdle, clock_->Now());
     absl::MutexLock lock(&mu_);
     connected_[s->first] = 0;
   }
-  spdlog::warn("attempt {} of experiment {} lost: {}", attempt_id, experiment_id, reason);
+  spdlog::warn("attempt {} of experiment {} lost: {}", attempt_id,
+               experiment_id, reason);
   {
     absl::MutexLock lock(&mu_);
     ++counters_.attempts_lost;
@@ -533,7 +578,8 @@ void Dispatcher::LoseAttempt(int64_t attempt_id, const std::string& reason) {
 void Dispatcher::PublishProgress(int64_t experiment_id) {
   constexpr absl::Duration kProgressInterval = absl::Milliseconds(250);
   auto last = last_publish_.find(experiment_id);
-  if (last != last_publish_.end() && absl::Now() - last->second < kProgressInterval) {
+  if (last != last_publish_.end() &&
+      absl::Now() - last->second < kProgressInterval) {
     progress_pending_.insert(experiment_id);
     return;
   }
@@ -550,7 +596,8 @@ void Dispatcher::Publish(int64_t experiment_id) {
   for (auto& [id, a] : active_) {
     if (a.experiment.id != experiment_id) continue;
     view.progress = a.driver->progress();
-    if (auto st = sessions_.find(a.agent_id); st != sessions_.end() && !st->second.status.empty()) {
+    if (auto st = sessions_.find(a.agent_id);
+        st != sessions_.end() && !st->second.status.empty()) {
       view.progress.current = st->second.status;
     }
     view.attempt_id = id;

@@ -1,13 +1,14 @@
-// Dispatcher: the controller's brain. It keeps the connected agents, hands queued
-// experiments to idle agents whose labels match (one lease per agent), drives each attempt
-// step by step through an AttemptDriver, commits every result to the Store before
-// acknowledging it, expires silent agents and lost leases, and publishes progress to
-// watchers.
+// Dispatcher: the controller's brain. It keeps the connected agents, hands
+// queued experiments to idle agents whose labels match (one lease per agent),
+// drives each attempt step by step through an AttemptDriver, commits every
+// result to the Store before acknowledging it, expires silent agents and lost
+// leases, and publishes progress to watchers.
 //
-// It speaks to agents through AgentLink (implemented by the gRPC service adapter), so it
-// holds only plain structs. Thread-safe: every public method may be called from any thread;
-// state changes run on the dispatcher's own loop thread, which is the only place that does
-// store I/O for attempts, so gRPC reactors never block on it.
+// It speaks to agents through AgentLink (implemented by the gRPC service
+// adapter), so it holds only plain structs. Thread-safe: every public method
+// may be called from any thread; state changes run on the dispatcher's own loop
+// thread, which is the only place that does store I/O for attempts, so gRPC
+// reactors never block on it.
 #ifndef BENCHFLEET_CONTROLLER_SCHEDULER_DISPATCHER_H_
 #define BENCHFLEET_CONTROLLER_SCHEDULER_DISPATCHER_H_
 
@@ -16,8 +17,8 @@
 #include <deque>
 #include <functional>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,15 +33,18 @@
 
 namespace benchfleet {
 
-// The controller's side of one agent's stream. Implementations queue the message and return
-// at once; they never block and may be called from the dispatcher's loop thread only.
+// The controller's side of one agent's stream. Implementations queue the
+// message and return at once; they never block and may be called from the
+// dispatcher's loop thread only.
 class AgentLink {
  public:
   virtual ~AgentLink() = default;
-  virtual void SendWelcome(absl::Duration heartbeat_interval, absl::Duration lease_timeout) = 0;
+  virtual void SendWelcome(absl::Duration heartbeat_interval,
+                           absl::Duration lease_timeout) = 0;
   // `gates` are the spec's host gates, which the agent enforces.
   virtual void SendLease(int64_t attempt_id, const std::string& lease_token,
-                         int64_t experiment_id, const std::string& experiment_name,
+                         int64_t experiment_id,
+                         const std::string& experiment_name,
                          const GateSpec& gates) = 0;
   virtual void SendStep(int64_t attempt_id, const std::string& lease_token,
                         const PlannedStep& step) = 0;
@@ -81,7 +85,8 @@ struct ExperimentView {
 
 struct DispatcherOptions {
   absl::Duration heartbeat_interval = absl::Seconds(2);
-  // An agent silent for this long loses its lease; its attempt is re-queued from scratch.
+  // An agent silent for this long loses its lease; its attempt is re-queued
+  // from scratch.
   absl::Duration lease_timeout = absl::Seconds(15);
   absl::Duration tick = absl::Milliseconds(100);
 };
@@ -96,29 +101,34 @@ struct DispatcherCounters {
 
 class Dispatcher {
  public:
-  // `store` and `clock` must outlive the dispatcher. Re-queues attempts left running by a
-  // previous controller process (they are never resumed).
-  static absl::StatusOr<std::unique_ptr<Dispatcher>> Create(Store* store, Clock* clock,
-                                                            DispatcherOptions options);
+  // `store` and `clock` must outlive the dispatcher. Re-queues attempts left
+  // running by a previous controller process (they are never resumed).
+  static absl::StatusOr<std::unique_ptr<Dispatcher>> Create(
+      Store* store, Clock* clock, DispatcherOptions options);
   ~Dispatcher();  // stops the loop thread
 
-  // Called by the agent service adapter. `link` stays valid until OnDisconnected.
+  // Called by the agent service adapter. `link` stays valid until
+  // OnDisconnected.
   void OnConnected(std::shared_ptr<AgentLink> link, AgentHello hello);
-  // `status` is what the agent is doing besides running steps (e.g. waiting for its gates).
+  // `status` is what the agent is doing besides running steps (e.g. waiting for
+  // its gates).
   void OnHeartbeat(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
                    const std::string& status = "");
   void OnLeaseReply(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
-                    const std::string& token, bool accepted, const std::string& reason);
+                    const std::string& token, bool accepted,
+                    const std::string& reason);
   void OnStepResult(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
                     const std::string& token, StepOutcome outcome);
   void OnDisconnected(const std::shared_ptr<AgentLink>& link);
-  // Host samples taken during one step; stored in one batch if the lease is current.
+  // Host samples taken during one step; stored in one batch if the lease is
+  // current.
   void OnSamples(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
                  const std::string& token, std::vector<SampleRecord> samples);
 
   // Called by the Fleet service after the store accepted a new experiment.
   void OnSubmitted(int64_t experiment_id);
-  // Cancels in the store and releases the agent running it. Returns the store's status.
+  // Cancels in the store and releases the agent running it. Returns the store's
+  // status.
   absl::Status Cancel(int64_t experiment_id, const std::string& reason);
 
   // The current view of an experiment (store record + live progress).
@@ -126,7 +136,8 @@ class Dispatcher {
   bool IsConnected(const std::string& agent_id);
   int64_t CurrentExperimentOf(const std::string& agent_id);
 
-  // Calls `fn` with a fresh view whenever the experiment changes, from the loop thread
+  // Calls `fn` with a fresh view whenever the experiment changes, from the loop
+  // thread
   // (`fn` must not block). Returns a handle for Unsubscribe.
   using Watcher = std::function<void(const ExperimentView&)>;
   int64_t Subscribe(int64_t experiment_id, Watcher fn);
@@ -149,7 +160,8 @@ class Dispatcher {
     std::optional<PlannedStep> in_flight;
     bool lease_accepted = false;
     std::string agent_id;
-    absl::Time agent_lost_at = absl::InfiniteFuture();  // when its agent disconnected
+    absl::Time agent_lost_at =
+        absl::InfiniteFuture();  // when its agent disconnected
   };
 
   Dispatcher(Store* store, Clock* clock, DispatcherOptions options);
@@ -161,11 +173,12 @@ class Dispatcher {
   void SendNext(Active& active);
   void FinishAttempt(int64_t attempt_id);
   void LoseAttempt(int64_t attempt_id, const std::string& reason);
-  // Sends the experiment's current view to its watchers at once (state changes).
+  // Sends the experiment's current view to its watchers at once (state
+  // changes).
   void Publish(int64_t experiment_id);
-  // Progress within an attempt: published at most every kProgressInterval per experiment
-  // (Tick flushes the rest), so that watchers and their terminals do not compete with
-  // short benchmark runs for the host's CPUs after every step.
+  // Progress within an attempt: published at most every kProgressInterval per
+  // experiment (Tick flushes the rest), so that watchers and their terminals do
+  // not compete with short benchmark runs for the host's CPUs after every step.
   void PublishProgress(int64_t experiment_id);
   Session* SessionFor(const std::shared_ptr<AgentLink>& link);
   std::string NewToken();
@@ -178,7 +191,8 @@ class Dispatcher {
   std::map<std::string, Session> sessions_;
   std::map<int64_t, Active> active_;
   bool work_maybe_queued_ = true;
-  std::map<int64_t, absl::Time> last_publish_;  // by experiment; real time, for pacing only
+  std::map<int64_t, absl::Time>
+      last_publish_;  // by experiment; real time, for pacing only
   std::set<int64_t> progress_pending_;
 
   absl::Mutex mu_;
@@ -186,7 +200,8 @@ class Dispatcher {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Published snapshots for readers on other threads.
   std::map<int64_t, ExperimentView> live_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, int64_t> connected_ ABSL_GUARDED_BY(mu_);  // agent -> experiment
+  std::map<std::string, int64_t> connected_
+      ABSL_GUARDED_BY(mu_);  // agent -> experiment
   std::map<int64_t, std::pair<int64_t, Watcher>> watchers_ ABSL_GUARDED_BY(mu_);
   int64_t next_watcher_ ABSL_GUARDED_BY(mu_) = 1;
   DispatcherCounters counters_ ABSL_GUARDED_BY(mu_);

@@ -10,23 +10,29 @@
 namespace benchfleet {
 namespace {
 
-using Reactor = grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>;
+using Reactor =
+    grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>;
 
-// The dispatcher's handle on one stream. Outlives the reactor: once the reactor is done,
-// sends are dropped.
-class GrpcAgentLink : public AgentLink, public std::enable_shared_from_this<GrpcAgentLink> {
+// The dispatcher's handle on one stream. Outlives the reactor: once the reactor
+// is done, sends are dropped.
+class GrpcAgentLink : public AgentLink,
+                      public std::enable_shared_from_this<GrpcAgentLink> {
  public:
   explicit GrpcAgentLink(Reactor* reactor) : reactor_(reactor) {}
 
-  void SendWelcome(absl::Duration heartbeat, absl::Duration lease_timeout) override {
+  void SendWelcome(absl::Duration heartbeat,
+                   absl::Duration lease_timeout) override {
     v1::ControllerMessage m;
-    m.mutable_welcome()->set_heartbeat_interval_ms(absl::ToInt64Milliseconds(heartbeat));
-    m.mutable_welcome()->set_lease_timeout_ms(absl::ToInt64Milliseconds(lease_timeout));
+    m.mutable_welcome()->set_heartbeat_interval_ms(
+        absl::ToInt64Milliseconds(heartbeat));
+    m.mutable_welcome()->set_lease_timeout_ms(
+        absl::ToInt64Milliseconds(lease_timeout));
     m.mutable_welcome()->set_controller_version("0.1.0");
     Send(std::move(m));
   }
-  void SendLease(int64_t attempt_id, const std::string& token, int64_t experiment_id,
-                 const std::string& name, const GateSpec& gates) override {
+  void SendLease(int64_t attempt_id, const std::string& token,
+                 int64_t experiment_id, const std::string& name,
+                 const GateSpec& gates) override {
     v1::ControllerMessage m;
     *m.mutable_lease()->mutable_gates() = ToProto(gates);
     m.mutable_lease()->set_attempt_id(attempt_id);
@@ -35,7 +41,8 @@ class GrpcAgentLink : public AgentLink, public std::enable_shared_from_this<Grpc
     m.mutable_lease()->set_experiment_name(name);
     Send(std::move(m));
   }
-  void SendStep(int64_t attempt_id, const std::string& token, const PlannedStep& step) override {
+  void SendStep(int64_t attempt_id, const std::string& token,
+                const PlannedStep& step) override {
     v1::ControllerMessage m;
     *m.mutable_step() = ToProto(attempt_id, token, step);
     Send(std::move(m));
@@ -106,7 +113,8 @@ class GrpcAgentLink : public AgentLink, public std::enable_shared_from_this<Grpc
 
   absl::Mutex mu_;
   Reactor* reactor_ ABSL_GUARDED_BY(mu_);
-  // std::deque keeps the front element's address stable while others are appended.
+  // std::deque keeps the front element's address stable while others are
+  // appended.
   std::deque<v1::ControllerMessage> queue_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -127,8 +135,9 @@ class AgentStreamReactor final : public Reactor {
     switch (in_.msg_case()) {
       case v1::AgentMessage::kHello:
         if (in_.hello().agent_id().empty()) {
-          link_->FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                         "hello without an agent id; set --id on the agent"));
+          link_->FinishOnce(
+              grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                           "hello without an agent id; set --id on the agent"));
           return;
         }
         hello_seen_ = true;
@@ -136,26 +145,29 @@ class AgentStreamReactor final : public Reactor {
         break;
       case v1::AgentMessage::kHeartbeat:
         if (hello_seen_) {
-          dispatcher_->OnHeartbeat(link_, in_.heartbeat().attempt_id(), in_.heartbeat().status());
+          dispatcher_->OnHeartbeat(link_, in_.heartbeat().attempt_id(),
+                                   in_.heartbeat().status());
         }
         break;
       case v1::AgentMessage::kLeaseReply:
         if (hello_seen_) {
           const auto& r = in_.lease_reply();
-          dispatcher_->OnLeaseReply(link_, r.attempt_id(), r.lease_token(), r.accepted(),
-                                    r.reason());
+          dispatcher_->OnLeaseReply(link_, r.attempt_id(), r.lease_token(),
+                                    r.accepted(), r.reason());
         }
         break;
       case v1::AgentMessage::kStepResult:
         if (hello_seen_) {
           const auto& r = in_.step_result();
-          dispatcher_->OnStepResult(link_, r.attempt_id(), r.lease_token(), FromProto(r));
+          dispatcher_->OnStepResult(link_, r.attempt_id(), r.lease_token(),
+                                    FromProto(r));
         }
         break;
       case v1::AgentMessage::kSamples:
         if (hello_seen_) {
           const auto& b = in_.samples();
-          dispatcher_->OnSamples(link_, b.attempt_id(), b.lease_token(), FromProto(b));
+          dispatcher_->OnSamples(link_, b.attempt_id(), b.lease_token(),
+                                 FromProto(b));
         }
         break;
       case v1::AgentMessage::kReleased:
@@ -163,8 +175,9 @@ class AgentStreamReactor final : public Reactor {
         break;
     }
     if (!hello_seen_) {
-      link_->FinishOnce(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                     "the first message on the agent stream must be hello"));
+      link_->FinishOnce(
+          grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                       "the first message on the agent stream must be hello"));
       return;
     }
     StartRead(&in_);

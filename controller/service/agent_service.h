@@ -1,7 +1,7 @@
-// AgentServiceImpl: the gRPC callback adapter for the agent stream (agent.proto). Each
-// Connect call gets a reactor that turns incoming messages into Dispatcher calls and
-// queues outgoing messages (one write in flight at a time, as the callback API requires).
-// Thread-safe; reactions never block.
+// AgentServiceImpl: the gRPC callback adapter for the agent stream
+// (agent.proto). Each Connect call gets a reactor that turns incoming messages
+// into Dispatcher calls and queues outgoing messages (one write in flight at a
+// time, as the callback API requires). Thread-safe; reactions never block.
 #ifndef BENCHFLEET_CONTROLLER_SERVICE_AGENT_SERVICE_H_
 #define BENCHFLEET_CONTROLLER_SERVICE_AGENT_SERVICE_H_
 

@@ -2,7 +2,8 @@
 
 namespace benchfleet {
 
-v1::StepOrder ToProto(int64_t attempt_id, const std::string& token, const PlannedStep& step) {
+v1::StepOrder ToProto(int64_t attempt_id, const std::string& token,
+                      const PlannedStep& step) {
   v1::StepOrder o;
   o.set_attempt_id(attempt_id);
   o.set_lease_token(token);
@@ -26,9 +27,10 @@ v1::StepOrder ToProto(int64_t attempt_id, const std::string& token, const Planne
   for (const std::string& a : step.argv) o.add_argv(a);
   o.set_cwd(step.cwd);
   for (const auto& [k, v] : step.env) (*o.mutable_env())[k] = v;
-  o.set_timeout_ms(step.timeout == absl::InfiniteDuration()
-                       ? 0
-                       : std::max<int64_t>(1, absl::ToInt64Milliseconds(step.timeout)));
+  o.set_timeout_ms(
+      step.timeout == absl::InfiniteDuration()
+          ? 0
+          : std::max<int64_t>(1, absl::ToInt64Milliseconds(step.timeout)));
   o.set_compare_file(step.compare_file);
   for (int cpu : step.cpus) o.add_cpus(cpu);
   for (const auto& [name, regex] : step.metrics) {
@@ -98,7 +100,8 @@ v1::Experiment ToProto(const ExperimentView& view) {
   return e;
 }
 
-v1::Agent ToProto(const AgentRecord& a, bool connected, int64_t current_experiment_id) {
+v1::Agent ToProto(const AgentRecord& a, bool connected,
+                  int64_t current_experiment_id) {
   v1::Agent out;
   out.set_id(a.id);
   out.set_hostname(a.hostname);

@@ -1,5 +1,5 @@
-// Conversions between the controller's plain structs and benchfleet.v1 protos. Only the
-// service adapters include this. Stateless.
+// Conversions between the controller's plain structs and benchfleet.v1 protos.
+// Only the service adapters include this. Stateless.
 #ifndef BENCHFLEET_CONTROLLER_SERVICE_CONVERT_H_
 #define BENCHFLEET_CONTROLLER_SERVICE_CONVERT_H_
 
@@ -9,11 +9,13 @@
 
 namespace benchfleet {
 
-v1::StepOrder ToProto(int64_t attempt_id, const std::string& token, const PlannedStep& step);
+v1::StepOrder ToProto(int64_t attempt_id, const std::string& token,
+                      const PlannedStep& step);
 StepOutcome FromProto(const v1::StepResult& result);
 AgentHello FromProto(const v1::Hello& hello);
 v1::Experiment ToProto(const ExperimentView& view);
-v1::Agent ToProto(const AgentRecord& agent, bool connected, int64_t current_experiment_id);
+v1::Agent ToProto(const AgentRecord& agent, bool connected,
+                  int64_t current_experiment_id);
 v1::GateSpec ToProto(const GateSpec& gates);
 std::vector<SampleRecord> FromProto(const v1::SampleBatch& batch);
 

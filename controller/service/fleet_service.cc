@@ -13,7 +13,8 @@ namespace benchfleet {
 namespace {
 
 // Runs `work` on the executor and finishes the unary call with its status.
-grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* ctx, Executor* executor,
+grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* ctx,
+                                   Executor* executor,
                                    std::function<absl::Status()> work) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   executor->Schedule([reactor, work = std::move(work)] {
@@ -29,25 +30,31 @@ bool IsFinal(ExperimentState s) {
 
 }  // namespace
 
-grpc::ServerUnaryReactor* FleetServiceImpl::Submit(grpc::CallbackServerContext* ctx,
-                                                   const v1::SubmitRequest* req,
-                                                   v1::SubmitResponse* resp) {
+grpc::ServerUnaryReactor* FleetServiceImpl::Submit(
+    grpc::CallbackServerContext* ctx, const v1::SubmitRequest* req,
+    v1::SubmitResponse* resp) {
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
     if (req->workdir().empty() || req->workdir()[0] != '/') {
       return absl::InvalidArgumentError(
-          "submit needs the absolute work directory the spec's commands run in (the CLI sends "
+          "submit needs the absolute work directory the spec's commands run in "
+          "(the CLI sends "
           "the spec file's directory)");
     }
-    const std::string path = req->spec_path().empty() ? "<submitted spec>" : req->spec_path();
+    const std::string path =
+        req->spec_path().empty() ? "<submitted spec>" : req->spec_path();
     SpecLoadOptions opts;
     opts.base_dir = req->workdir();
     // The controller never trusts the client's validation.
-    ASSIGN_OR_RETURN(ExperimentSpec spec, ParseSpec(req->spec_yaml(), path, opts));
+    ASSIGN_OR_RETURN(ExperimentSpec spec,
+                     ParseSpec(req->spec_yaml(), path, opts));
     if (!spec.source_repo.empty()) {
-      return absl::UnimplementedError(absl::StrCat(
-          path, ": source.repo: building variants from a repository is not supported by this "
-                "controller yet; build the variants yourself and point each variant's command "
-                "at its binary"));
+      return absl::UnimplementedError(
+          absl::StrCat(path,
+                       ": source.repo: building variants from a repository is "
+                       "not supported by this "
+                       "controller yet; build the variants yourself and point "
+                       "each variant's command "
+                       "at its binary"));
     }
     ExperimentRecord rec;
     rec.name = spec.name;
@@ -66,14 +73,15 @@ grpc::ServerUnaryReactor* FleetServiceImpl::Submit(grpc::CallbackServerContext* 
   });
 }
 
-grpc::ServerUnaryReactor* FleetServiceImpl::GetExperiment(grpc::CallbackServerContext* ctx,
-                                                          const v1::GetExperimentRequest* req,
-                                                          v1::Experiment* resp) {
+grpc::ServerUnaryReactor* FleetServiceImpl::GetExperiment(
+    grpc::CallbackServerContext* ctx, const v1::GetExperimentRequest* req,
+    v1::Experiment* resp) {
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
     absl::StatusOr<ExperimentView> view = dispatcher_->View(req->id());
     if (absl::IsNotFound(view.status())) {
-      return absl::NotFoundError(absl::StrCat("no experiment with id ", req->id(),
-                                              "; `benchfleet list` shows the ids"));
+      return absl::NotFoundError(
+          absl::StrCat("no experiment with id ", req->id(),
+                       "; `benchfleet list` shows the ids"));
     }
     RETURN_IF_ERROR(view.status());
     *resp = ToProto(*view);
@@ -81,12 +89,13 @@ grpc::ServerUnaryReactor* FleetServiceImpl::GetExperiment(grpc::CallbackServerCo
   });
 }
 
-grpc::ServerUnaryReactor* FleetServiceImpl::ListExperiments(grpc::CallbackServerContext* ctx,
-                                                            const v1::ListExperimentsRequest* req,
-                                                            v1::ListExperimentsResponse* resp) {
+grpc::ServerUnaryReactor* FleetServiceImpl::ListExperiments(
+    grpc::CallbackServerContext* ctx, const v1::ListExperimentsRequest* req,
+    v1::ListExperimentsResponse* resp) {
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
-    ASSIGN_OR_RETURN(std::vector<ExperimentRecord> list,
-                     store_->ListExperiments(req->limit() > 0 ? req->limit() : 50));
+    ASSIGN_OR_RETURN(
+        std::vector<ExperimentRecord> list,
+        store_->ListExperiments(req->limit() > 0 ? req->limit() : 50));
     for (ExperimentRecord& r : list) {
       absl::StatusOr<ExperimentView> view = dispatcher_->View(r.id);
       ExperimentView v;
@@ -107,11 +116,13 @@ grpc::ServerUnaryReactor* FleetServiceImpl::CancelExperiment(
     grpc::CallbackServerContext* ctx, const v1::CancelExperimentRequest* req,
     v1::Experiment* resp) {
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
-    const std::string reason = req->reason().empty() ? "cancelled by the user" : req->reason();
+    const std::string reason =
+        req->reason().empty() ? "cancelled by the user" : req->reason();
     absl::Status st = dispatcher_->Cancel(req->id(), reason);
     if (absl::IsNotFound(st)) {
-      return absl::NotFoundError(absl::StrCat("no experiment with id ", req->id(),
-                                              "; `benchfleet list` shows the ids"));
+      return absl::NotFoundError(
+          absl::StrCat("no experiment with id ", req->id(),
+                       "; `benchfleet list` shows the ids"));
     }
     RETURN_IF_ERROR(st);
     ASSIGN_OR_RETURN(ExperimentView view, dispatcher_->View(req->id()));
@@ -120,9 +131,9 @@ grpc::ServerUnaryReactor* FleetServiceImpl::CancelExperiment(
   });
 }
 
-grpc::ServerUnaryReactor* FleetServiceImpl::ListAgents(grpc::CallbackServerContext* ctx,
-                                                       const v1::ListAgentsRequest* /*req*/,
-                                                       v1::ListAgentsResponse* resp) {
+grpc::ServerUnaryReactor* FleetServiceImpl::ListAgents(
+    grpc::CallbackServerContext* ctx, const v1::ListAgentsRequest* /*req*/,
+    v1::ListAgentsResponse* resp) {
   return RunUnary(ctx, executor_, [this, resp]() -> absl::Status {
     ASSIGN_OR_RETURN(std::vector<AgentRecord> agents, store_->ListAgents());
     for (const AgentRecord& a : agents) {
@@ -134,26 +145,30 @@ grpc::ServerUnaryReactor* FleetServiceImpl::ListAgents(grpc::CallbackServerConte
 }
 
 grpc::ServerUnaryReactor* FleetServiceImpl::SetAgentCordoned(
-    grpc::CallbackServerContext* ctx, const v1::SetAgentCordonedRequest* req, v1::Agent* resp) {
+    grpc::CallbackServerContext* ctx, const v1::SetAgentCordonedRequest* req,
+    v1::Agent* resp) {
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
     absl::Status st = store_->SetAgentCordoned(req->id(), req->cordoned());
     if (absl::IsNotFound(st)) {
-      return absl::NotFoundError(absl::StrCat("no agent with id '", req->id(),
-                                              "'; `benchfleet agents` lists them"));
+      return absl::NotFoundError(
+          absl::StrCat("no agent with id '", req->id(),
+                       "'; `benchfleet agents` lists them"));
     }
     RETURN_IF_ERROR(st);
     ASSIGN_OR_RETURN(AgentRecord a, store_->GetAgent(req->id()));
-    *resp = ToProto(a, dispatcher_->IsConnected(a.id), dispatcher_->CurrentExperimentOf(a.id));
-    dispatcher_->OnSubmitted(0);  // an uncordoned agent may take queued work now
+    *resp = ToProto(a, dispatcher_->IsConnected(a.id),
+                    dispatcher_->CurrentExperimentOf(a.id));
+    dispatcher_->OnSubmitted(
+        0);  // an uncordoned agent may take queued work now
     return absl::OkStatus();
   });
 }
 
 namespace {
 
-// Streams snapshots of one experiment. The dispatcher's watcher callback and the reactor
-// share `State`; the newest snapshot replaces one not yet written (watchers want the
-// present, not every intermediate step).
+// Streams snapshots of one experiment. The dispatcher's watcher callback and
+// the reactor share `State`; the newest snapshot replaces one not yet written
+// (watchers want the present, not every intermediate step).
 class WatchReactor final : public grpc::ServerWriteReactor<v1::Experiment> {
  public:
   WatchReactor(Dispatcher* dispatcher, Executor* executor, int64_t id)
@@ -168,9 +183,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Experiment> {
       absl::StatusOr<ExperimentView> view = dispatcher->View(id);
       if (!view.ok()) {
         state->Fail(absl::IsNotFound(view.status())
-                        ? grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                       absl::StrCat("no experiment with id ", id,
-                                                    "; `benchfleet list` shows the ids"))
+                        ? grpc::Status(
+                              grpc::StatusCode::NOT_FOUND,
+                              absl::StrCat("no experiment with id ", id,
+                                           "; `benchfleet list` shows the ids"))
                         : ToGrpcStatus(view.status()));
         return;
       }
@@ -246,7 +262,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Experiment> {
 }  // namespace
 
 grpc::ServerWriteReactor<v1::Experiment>* FleetServiceImpl::WatchExperiment(
-    grpc::CallbackServerContext* /*ctx*/, const v1::WatchExperimentRequest* req) {
+    grpc::CallbackServerContext* /*ctx*/,
+    const v1::WatchExperimentRequest* req) {
   return new WatchReactor(dispatcher_, executor_, req->id());
 }
 

@@ -1,6 +1,7 @@
-// FleetServiceImpl: the gRPC callback adapter for the user API (fleet.proto). Unary calls
-// hand their store work to an Executor and finish from there; WatchExperiment streams
-// dispatcher snapshots. Thread-safe; reactions never block.
+// FleetServiceImpl: the gRPC callback adapter for the user API (fleet.proto).
+// Unary calls hand their store work to an Executor and finish from there;
+// WatchExperiment streams dispatcher snapshots. Thread-safe; reactions never
+// block.
 #ifndef BENCHFLEET_CONTROLLER_SERVICE_FLEET_SERVICE_H_
 #define BENCHFLEET_CONTROLLER_SERVICE_FLEET_SERVICE_H_
 
@@ -14,28 +15,34 @@ namespace benchfleet {
 
 class FleetServiceImpl final : public v1::FleetService::CallbackService {
  public:
-  FleetServiceImpl(Store* store, Dispatcher* dispatcher, Executor* executor, Clock* clock)
-      : store_(store), dispatcher_(dispatcher), executor_(executor), clock_(clock) {}
+  FleetServiceImpl(Store* store, Dispatcher* dispatcher, Executor* executor,
+                   Clock* clock)
+      : store_(store),
+        dispatcher_(dispatcher),
+        executor_(executor),
+        clock_(clock) {}
 
-  grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx, const v1::SubmitRequest* req,
+  grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx,
+                                   const v1::SubmitRequest* req,
                                    v1::SubmitResponse* resp) override;
   grpc::ServerUnaryReactor* GetExperiment(grpc::CallbackServerContext* ctx,
                                           const v1::GetExperimentRequest* req,
                                           v1::Experiment* resp) override;
-  grpc::ServerUnaryReactor* ListExperiments(grpc::CallbackServerContext* ctx,
-                                            const v1::ListExperimentsRequest* req,
-                                            v1::ListExperimentsResponse* resp) override;
+  grpc::ServerUnaryReactor* ListExperiments(
+      grpc::CallbackServerContext* ctx, const v1::ListExperimentsRequest* req,
+      v1::ListExperimentsResponse* resp) override;
   grpc::ServerWriteReactor<v1::Experiment>* WatchExperiment(
-      grpc::CallbackServerContext* ctx, const v1::WatchExperimentRequest* req) override;
-  grpc::ServerUnaryReactor* CancelExperiment(grpc::CallbackServerContext* ctx,
-                                             const v1::CancelExperimentRequest* req,
-                                             v1::Experiment* resp) override;
+      grpc::CallbackServerContext* ctx,
+      const v1::WatchExperimentRequest* req) override;
+  grpc::ServerUnaryReactor* CancelExperiment(
+      grpc::CallbackServerContext* ctx, const v1::CancelExperimentRequest* req,
+      v1::Experiment* resp) override;
   grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* ctx,
                                        const v1::ListAgentsRequest* req,
                                        v1::ListAgentsResponse* resp) override;
-  grpc::ServerUnaryReactor* SetAgentCordoned(grpc::CallbackServerContext* ctx,
-                                             const v1::SetAgentCordonedRequest* req,
-                                             v1::Agent* resp) override;
+  grpc::ServerUnaryReactor* SetAgentCordoned(
+      grpc::CallbackServerContext* ctx, const v1::SetAgentCordonedRequest* req,
+      v1::Agent* resp) override;
 
  private:
   Store* store_;

@@ -103,7 +103,9 @@ constexpr std::string_view kMigration1[] = {
 // index on attempt_id alone (PostgreSQL deduplicates its equal keys; readers
 // sort one attempt's rows by time) and, on PostgreSQL, a BRIN index for
 // retention by taken_at: samples arrive in time order, so block ranges and
-// times correlate, and a BRIN index costs next to nothing per row.
+// times correlate, and a BRIN index costs next to nothing per row. PgStore
+// writes rows in COPY's binary format, which names no types: a migration that
+// changes a column's type must change PutSampleRow in pg_store.cc with it.
 constexpr std::string_view kMigration2[] = {
     "CREATE TABLE samples ("
     " attempt_id BIGINT NOT NULL,"

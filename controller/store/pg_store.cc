@@ -3,17 +3,18 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <functional>
-#include <limits>
+#include <memory>
+#include <optional>
 #include <pqxx/pqxx>
 #include <random>
 #include <set>
+#include <string>
 #include <string_view>
-#include <system_error>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -470,9 +471,10 @@ class Txn {
     }
     return work_.exec_prepared(query.name, args...);
   }
-  // A statement with no parameters and no data (schema changes).
-  void ExecDdl(const std::string& sql) { work_.exec(sql); }
-  pqxx::transaction_base& work() { return work_; }
+  // Runs SQL text written in this file (schema changes, COPY, SET), which
+  // takes no parameters and never contains data.
+  void ExecOwnSql(const std::string& sql) { work_.exec(sql); }
+  // The connection, for the COPY data that only libpq can send.
   RawConnection& conn() { return conn_.conn; }
 
  private:
@@ -1117,7 +1119,7 @@ absl::Status PgStore::Transact(std::string_view what, TxnKind kind,
         // deadline. The value is a number we computed, not input.
         const int64_t wait_ms = std::max<int64_t>(
             1, absl::ToInt64Milliseconds(deadline - absl::Now()));
-        txn.ExecDdl("SET LOCAL lock_timeout = " + std::to_string(wait_ms));
+        txn.ExecOwnSql("SET LOCAL lock_timeout = " + std::to_string(wait_ms));
         const pqxx::result r = txn.Exec(kReadMark, in_doubt->slot);
         if (!r.empty()) token = I64(r[0][0]);
         // Roll back: the row lock has done its job, and a COMMIT could wait
@@ -1277,7 +1279,7 @@ absl::Status PgStore::Migrate(int target) {
           // Serializes controllers that start at once: the second waits here
           // until the first commits, then sees its version.
           txn.Exec(kMigrationLock, kMigrationLockKey);
-          txn.ExecDdl(std::string(SchemaMigrationsTableSql()));
+          txn.ExecOwnSql(std::string(SchemaMigrationsTableSql()));
           const int64_t current = I64(txn.Exec(kSchemaVersion)[0][0]);
           if (current > latest) {
             return absl::FailedPreconditionError(
@@ -1298,7 +1300,7 @@ absl::Status PgStore::Migrate(int target) {
           }
           for (const std::string& sql :
                MigrationStatements(migration, SqlDialect::kPostgres)) {
-            txn.ExecDdl(sql);
+            txn.ExecOwnSql(sql);
           }
           // Bookkeeping only, so the wall clock rather than an injected Clock.
           txn.Exec(kRecordMigration, migration.version, ToMicros(absl::Now()));
@@ -1715,8 +1717,8 @@ absl::Status PgStore::RecordSamples(const std::vector<SampleRecord>& samples) {
                   TxnKind::kWrite, [&](Txn& txn) -> absl::Status {
                     // One COPY for the whole batch: the rows stream to the
                     // server without waiting for replies.
-                    txn.ExecDdl("COPY samples (" BF_SAMPLE_COLUMNS
-                                ") FROM STDIN (FORMAT binary)");
+                    txn.ExecOwnSql("COPY samples (" BF_SAMPLE_COLUMNS
+                                   ") FROM STDIN (FORMAT binary)");
                     StreamSamples(txn.conn().handle(), samples);
                     return absl::OkStatus();
                   });

@@ -101,7 +101,8 @@ struct PgOptions {
 //   PostgreSQL cannot index long text, so its unique keys index a 64-bit hash
 //   of the text (migration 4) and every lookup compares the text as well. Two
 //   values whose hashes collide are refused (AlreadyExists), never merged.
-// - RecordSamples streams a batch with one COPY in one transaction.
+// - RecordSamples streams a batch with one binary COPY in one transaction
+//   (docs/perf/pg-ingest.md).
 class PgStore : public Store {
  public:
   // Connects (retrying a server that is starting up, within

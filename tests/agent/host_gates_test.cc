@@ -1,4 +1,5 @@
-// Gates and step sampling against a scripted probe and a FakeClock: no real waiting.
+// Gates and step sampling against a scripted probe and a FakeClock: no real
+// waiting.
 #include "agent/service/host_gates.h"
 
 #include <atomic>
@@ -39,7 +40,8 @@ HostSample WithGpuTemp(double temp_c) {
   return s;
 }
 
-// Advances the clock by `step` once per SleepFor call of the code under test, until Stop.
+// Advances the clock by `step` once per SleepFor call of the code under test,
+// until Stop.
 class ClockDriver {
  public:
   ClockDriver(FakeClock* clock, absl::Duration step) : clock_(clock) {
@@ -51,10 +53,12 @@ class ClockDriver {
       }
     });
   }
-  // Call once the code under test returned; wakes the driver if it waits for a sleeper.
+  // Call once the code under test returned; wakes the driver if it waits for a
+  // sleeper.
   void Stop() {
     done_ = true;
-    // The driver may be waiting for one more SleepFor call: make one, then wake it.
+    // The driver may be waiting for one more SleepFor call: make one, then wake
+    // it.
     std::atomic<bool> woke{false};
     std::thread waker([this, &woke] {
       clock_->SleepFor(absl::Nanoseconds(1));
@@ -85,8 +89,9 @@ TEST(HostGatesTest, HotGpuHoldsTheStepUntilItCools) {
   gates.poll_interval = absl::Seconds(1);
   std::vector<std::string> seen;
   ClockDriver driver(&clock, gates.poll_interval);
-  GateOutcome out = WaitForGates(probe, clock, gates, absl::InfinitePast(), nullptr,
-                                 [&](const std::string& b) { seen.push_back(b); });
+  GateOutcome out =
+      WaitForGates(probe, clock, gates, absl::InfinitePast(), nullptr,
+                   [&](const std::string& b) { seen.push_back(b); });
   driver.Stop();
   EXPECT_TRUE(out.passed) << out.reason;
   EXPECT_EQ(out.waited, absl::Seconds(30));
@@ -102,12 +107,14 @@ TEST(HostGatesTest, GivesUpAfterMaxWaitNamingWhatStillBlocks) {
   gates.max_wait = absl::Minutes(1);
   gates.poll_interval = absl::Seconds(5);
   ClockDriver driver(&clock, gates.poll_interval);
-  GateOutcome out = WaitForGates(probe, clock, gates, absl::InfinitePast(), nullptr);
+  GateOutcome out =
+      WaitForGates(probe, clock, gates, absl::InfinitePast(), nullptr);
   driver.Stop();
   EXPECT_FALSE(out.passed);
   EXPECT_EQ(out.waited, absl::Minutes(1));
   EXPECT_EQ(out.reason,
-            "the host did not become ready within 1m: GPU 0 at 80.0 °C, at or above the 50 °C "
+            "the host did not become ready within 1m: GPU 0 at 80.0 °C, at or "
+            "above the 50 °C "
             "gate");
 }
 
@@ -117,8 +124,8 @@ TEST(HostGatesTest, CooldownSinceThePreviousExperimentIsWaitedOut) {
   GateOptions gates;
   gates.poll_interval = absl::Seconds(1);
   ClockDriver driver(&clock, gates.poll_interval);
-  GateOutcome out =
-      WaitForGates(probe, clock, gates, clock.Now() + absl::Seconds(12), nullptr);
+  GateOutcome out = WaitForGates(probe, clock, gates,
+                                 clock.Now() + absl::Seconds(12), nullptr);
   driver.Stop();
   EXPECT_TRUE(out.passed);
   EXPECT_EQ(out.waited, absl::Seconds(12));
@@ -132,7 +139,8 @@ TEST(HostGatesTest, ReadyHostPassesAtOnceWithoutSleeping) {
   gates.max_cpu_temp_c = 70;
   gates.max_load = 0.3;
   gates.max_competing_cpu = 0.1;
-  GateOutcome out = WaitForGates(probe, clock, gates, absl::InfinitePast(), nullptr);
+  GateOutcome out =
+      WaitForGates(probe, clock, gates, absl::InfinitePast(), nullptr);
   EXPECT_TRUE(out.passed);
   EXPECT_EQ(out.waited, absl::ZeroDuration());
   EXPECT_EQ(probe.calls(), 1);
@@ -144,7 +152,8 @@ TEST(HostGatesTest, CancelStopsTheWait) {
   GateOptions gates;
   gates.max_gpu_temp_c = 50;
   std::atomic<bool> cancel{true};
-  GateOutcome out = WaitForGates(probe, clock, gates, absl::InfinitePast(), &cancel);
+  GateOutcome out =
+      WaitForGates(probe, clock, gates, absl::InfinitePast(), &cancel);
   EXPECT_FALSE(out.passed);
   EXPECT_TRUE(out.cancelled);
 }
@@ -163,12 +172,13 @@ TEST(HostGatesTest, BlockersNameLoadCpuTemperatureAndTheBusiestCompetitor) {
   gates.max_cpu_temp_c = 70;
   gates.max_load = 0.3;
   gates.max_competing_cpu = 0.25;
-  EXPECT_THAT(GateBlockers(s, gates),
-              ::testing::ElementsAre(
-                  "CPU at 82.0 °C, at or above the 70 °C gate",
-                  "load average 1.75, above the 0.30 gate",
-                  "other processes use 0.90 cores, above the 0.25-core gate (busiest: pid 4242 "
-                  "stress, 0.88 cores)"));
+  EXPECT_THAT(
+      GateBlockers(s, gates),
+      ::testing::ElementsAre("CPU at 82.0 °C, at or above the 70 °C gate",
+                             "load average 1.75, above the 0.30 gate",
+                             "other processes use 0.90 cores, above the "
+                             "0.25-core gate (busiest: pid 4242 "
+                             "stress, 0.88 cores)"));
   GateOptions off;  // zeros: nothing is checked
   EXPECT_TRUE(GateBlockers(s, off).empty());
 }
@@ -180,12 +190,14 @@ TEST(StepSamplerTest, SamplesWhileARunExecutesAndClosesWithAFinalSample) {
   sampler.Begin();
   // Wait (with a deadline) until the sampler thread has taken a few samples.
   const absl::Time until = absl::Now() + absl::Seconds(10);
-  while (probe.calls() < 3 && absl::Now() < until) absl::SleepFor(absl::Milliseconds(1));
+  while (probe.calls() < 3 && absl::Now() < until)
+    absl::SleepFor(absl::Milliseconds(1));
   std::vector<HostSample> samples = sampler.End();
   EXPECT_GE(samples.size(), 4u);  // >= 3 periodic + the closing one
   const int after_end = probe.calls();
   absl::SleepFor(absl::Milliseconds(30));
-  EXPECT_EQ(probe.calls(), after_end) << "the sampler must be idle between runs";
+  EXPECT_EQ(probe.calls(), after_end)
+      << "the sampler must be idle between runs";
   for (size_t i = 1; i < samples.size(); ++i) {
     EXPECT_LE(samples[i - 1].taken_at, samples[i].taken_at);
   }

@@ -1081,11 +1081,11 @@ namespace benchfleet {
 namespace {
 
 TEST(SpecLoaderCpusTest, AcceptsCpuPinning) {
-  absl::StatusOr<ExperimentSpec> spec = Parse(WithBenchmark(
-      "benchmark:\n"
-      "  command: ./bench\n"
-      "  inputs: [{name: a, path: a.bin}]\n"
-      "  cpus: [2, 3]\n"));
+  absl::StatusOr<ExperimentSpec> spec =
+      Parse(WithBenchmark("benchmark:\n"
+                          "  command: ./bench\n"
+                          "  inputs: [{name: a, path: a.bin}]\n"
+                          "  cpus: [2, 3]\n"));
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_THAT(spec->cpus, ElementsAre(2, 3));
 }
@@ -1095,7 +1095,8 @@ TEST(SpecLoaderCpusTest, RefusesACpuListedTwice) {
                                   "  command: ./bench\n"
                                   "  inputs: [{name: a, path: a.bin}]\n"
                                   "  cpus: [1, 1]\n")),
-            "spec.yaml:7:13: benchmark.cpus[1]: CPU 1 is listed twice; list each CPU once");
+            "spec.yaml:7:13: benchmark.cpus[1]: CPU 1 is listed twice; list "
+            "each CPU once");
 }
 
 TEST(SpecLoaderCpusTest, RefusesANegativeCpu) {
@@ -1103,7 +1104,8 @@ TEST(SpecLoaderCpusTest, RefusesANegativeCpu) {
                                   "  command: ./bench\n"
                                   "  inputs: [{name: a, path: a.bin}]\n"
                                   "  cpus: [-1]\n")),
-            "spec.yaml:7:10: benchmark.cpus[0]: -1 is not a CPU number; expected a list of "
+            "spec.yaml:7:10: benchmark.cpus[0]: -1 is not a CPU number; "
+            "expected a list of "
             "CPU numbers to pin every run to, e.g. [2, 3]");
 }
 

@@ -910,8 +910,9 @@ namespace benchfleet {
 namespace {
 
 TEST(AttemptDriverHostFlagsTest, FlaggedMeasuredRunsAreRepeatedAndCounted) {
-  // The 3rd and 7th measured runs see a competing process: they are repeated, so every
-  // variant still ends with exactly `runs` clean samples, and the report counts the re-runs.
+  // The 3rd and 7th measured runs see a competing process: they are repeated,
+  // so every variant still ends with exactly `runs` clean samples, and the
+  // report counts the re-runs.
   int measured = 0;
   Agent base = Timings({{"fast", 50}});
   Trace t = DriveSpec(MakeSpec({"fast"}), [&](const PlannedStep& step) {
@@ -929,8 +930,9 @@ TEST(AttemptDriverHostFlagsTest, FlaggedMeasuredRunsAreRepeatedAndCounted) {
   ASSERT_EQ(fast.inputs.size(), 1u);
   EXPECT_EQ(fast.inputs[0].n_baseline, 10);
   EXPECT_EQ(fast.inputs[0].n_candidate, 10);
-  EXPECT_NE(RenderReportText(t.report).find("Re-runs: 2 measured run(s) repeated"),
-            std::string::npos);
+  EXPECT_NE(
+      RenderReportText(t.report).find("Re-runs: 2 measured run(s) repeated"),
+      std::string::npos);
 }
 
 TEST(AttemptDriverHostFlagsTest, AnAlwaysDisturbedHostStopsRepeatingAndWarns) {
@@ -940,12 +942,14 @@ TEST(AttemptDriverHostFlagsTest, AnAlwaysDisturbedHostStopsRepeatingAndWarns) {
     if (step.kind == StepKind::kMeasure) o.host_flags = {"throttled"};
     return o;
   });
-  // The budget is max(5, 20 planned runs / 4) = 5 re-runs; then flagged runs are kept.
+  // The budget is max(5, 20 planned runs / 4) = 5 re-runs; then flagged runs
+  // are kept.
   EXPECT_EQ(t.report.reruns, 5);
   EXPECT_EQ(Count(t.steps, StepKind::kMeasure), 20 + 5);
   bool warned = false;
   for (const std::string& w : t.report.warnings)
-    warned = warned || w.find("re-run budget of 5 was spent") != std::string::npos;
+    warned =
+        warned || w.find("re-run budget of 5 was spent") != std::string::npos;
   EXPECT_TRUE(warned);
 }
 

@@ -854,9 +854,10 @@ TEST_F(DispatcherTest, WatchersGetViewsUntilTheyUnsubscribe) {
     }
     EXPECT_TRUE(saw_running);
     EXPECT_LE(last_done, kTinySteps - 1);
-    // Progress is coalesced (at most one view per 250 ms while steps fly by), so watchers
-    // and their terminals do not compete with short runs after every step; state changes
-    // are never coalesced, so the final view above arrived regardless.
+    // Progress is coalesced (at most one view per 250 ms while steps fly by),
+    // so watchers and their terminals do not compete with short runs after
+    // every step; state changes are never coalesced, so the final view above
+    // arrived regardless.
     EXPECT_LT(views.size(), static_cast<size_t>(kTinySteps));
   }
   // View() shows the same, from any thread.

@@ -1,5 +1,6 @@
-// End to end with the three real binaries: benchfleet-controller and benchfleet-agent as
-// separate processes talking gRPC over TCP on loopback, driven by the benchfleet CLI.
+// End to end with the three real binaries: benchfleet-controller and
+// benchfleet-agent as separate processes talking gRPC over TCP on loopback,
+// driven by the benchfleet CLI.
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -70,14 +71,15 @@ class BinariesTest : public ::testing::Test {
 
   void StartFleet() {
     controller_ = std::make_unique<Daemon>(
-        std::vector<std::string>{BENCHFLEET_CONTROLLER, "--listen", address_, "--store",
+        std::vector<std::string>{BENCHFLEET_CONTROLLER, "--listen", address_,
+                                 "--store",
                                  "sqlite://" + (state_ / "controller.db")},
         logs_ / "controller.log");
     agent_ = std::make_unique<Daemon>(
-        std::vector<std::string>{BENCHFLEET_AGENT, "--controller", address_, "--id", "e2e-agent",
-                                 "--labels", "pool=e2e", "--workdir", state_ / "agent",
-                                 "--lock-file", state_ / "agent.lock", "--max-competing-cpu",
-                                 "0"},
+        std::vector<std::string>{
+            BENCHFLEET_AGENT, "--controller", address_, "--id", "e2e-agent",
+            "--labels", "pool=e2e", "--workdir", state_ / "agent",
+            "--lock-file", state_ / "agent.lock", "--max-competing-cpu", "0"},
         logs_ / "agent.log");
     // Wait until the agent is registered and connected.
     const absl::Time until = absl::Now() + absl::Seconds(20);
@@ -85,7 +87,8 @@ class BinariesTest : public ::testing::Test {
       CommandResult r = Cli({"--json", "agents"});
       if (r.exit_code == 0) {
         nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
-        if (j.contains("agents") && !j["agents"].empty() && j["agents"][0]["connected"] == true) {
+        if (j.contains("agents") && !j["agents"].empty() &&
+            j["agents"][0]["connected"] == true) {
           return;
         }
       }
@@ -108,27 +111,32 @@ class BinariesTest : public ::testing::Test {
 };
 
 TEST_F(BinariesTest, ValidateReportsLocatedErrorsWithExitCodes) {
-  CommandResult ok = RunCommand({BENCHFLEET_CLI, "validate", work_ / "fast.yaml"}, logs_.path());
+  CommandResult ok = RunCommand(
+      {BENCHFLEET_CLI, "validate", work_ / "fast.yaml"}, logs_.path());
   EXPECT_EQ(ok.exit_code, 0) << ok.all();
   EXPECT_NE(ok.all().find("valid"), std::string::npos);
 
-  testing::WriteFile(work_ / "bad.yaml",
-                     "apiVersion: benchfleet/v1\nkind: Experiment\nname: bad\nbenchmark:\n"
-                     "  command: x\n  runs: ten\n");
-  CommandResult bad = RunCommand({BENCHFLEET_CLI, "validate", work_ / "bad.yaml"}, logs_.path());
+  testing::WriteFile(
+      work_ / "bad.yaml",
+      "apiVersion: benchfleet/v1\nkind: Experiment\nname: bad\nbenchmark:\n"
+      "  command: x\n  runs: ten\n");
+  CommandResult bad = RunCommand(
+      {BENCHFLEET_CLI, "validate", work_ / "bad.yaml"}, logs_.path());
   EXPECT_EQ(bad.exit_code, 1) << bad.all();
   EXPECT_NE(bad.all().find("bad.yaml:6:"), std::string::npos) << bad.all();
 
   CommandResult usage = RunCommand({BENCHFLEET_CLI, "validate"}, logs_.path());
   EXPECT_EQ(usage.exit_code, 2) << usage.all();
-  CommandResult unknown = RunCommand({BENCHFLEET_CLI, "frobnicate"}, logs_.path());
+  CommandResult unknown =
+      RunCommand({BENCHFLEET_CLI, "frobnicate"}, logs_.path());
   EXPECT_EQ(unknown.exit_code, 2) << unknown.all();
 }
 
 TEST_F(BinariesTest, UnreachableControllerExitsWithThree) {
   CommandResult r = Cli({"list"});  // nothing listens on address_
   EXPECT_EQ(r.exit_code, 3) << r.all();
-  EXPECT_NE(r.all().find("cannot reach the controller"), std::string::npos) << r.all();
+  EXPECT_NE(r.all().find("cannot reach the controller"), std::string::npos)
+      << r.all();
 }
 
 TEST_F(BinariesTest, SubmitWatchShowListCancelOverTcp) {
@@ -139,10 +147,13 @@ TEST_F(BinariesTest, SubmitWatchShowListCancelOverTcp) {
   EXPECT_NE(agents.all().find("pool=e2e"), std::string::npos) << agents.all();
 
   CommandResult run = Cli({"submit", work_ / "fast.yaml", "--watch"});
-  ASSERT_EQ(run.exit_code, 0) << run.all() << testing::ReadFile(logs_ / "agent.log");
-  EXPECT_NE(run.all().find("Experiment 001: e2e-fast-path"), std::string::npos) << run.all();
+  ASSERT_EQ(run.exit_code, 0)
+      << run.all() << testing::ReadFile(logs_ / "agent.log");
+  EXPECT_NE(run.all().find("Experiment 001: e2e-fast-path"), std::string::npos)
+      << run.all();
   EXPECT_NE(run.all().find("Verdict: KEEP"), std::string::npos) << run.all();
-  EXPECT_NE(run.all().find("steps"), std::string::npos) << "no live progress:\n" << run.all();
+  EXPECT_NE(run.all().find("steps"), std::string::npos) << "no live progress:\n"
+                                                        << run.all();
 
   nlohmann::json shown = Show(1);
   EXPECT_EQ(shown["state"], "done");
@@ -154,12 +165,13 @@ TEST_F(BinariesTest, SubmitWatchShowListCancelOverTcp) {
   EXPECT_NE(list.all().find("e2e-fast-path"), std::string::npos) << list.all();
   EXPECT_NE(list.all().find("done"), std::string::npos) << list.all();
 
-  // A long experiment is cancelled while it runs; the agent is freed for the next one.
+  // A long experiment is cancelled while it runs; the agent is freed for the
+  // next one.
   CommandResult submitted = Cli({"--json", "submit", work_ / "sleep.yaml"});
   ASSERT_EQ(submitted.exit_code, 0) << submitted.all();
   // Proto3's JSON mapping writes int64 as a string.
-  const int sleeper =
-      std::stoi(nlohmann::json::parse(submitted.out)["experiment_id"].get<std::string>());
+  const int sleeper = std::stoi(
+      nlohmann::json::parse(submitted.out)["experiment_id"].get<std::string>());
   const absl::Time until = absl::Now() + absl::Seconds(20);
   while (absl::Now() < until && Show(sleeper)["state"] != "running") {
     absl::SleepFor(absl::Milliseconds(50));
@@ -168,7 +180,8 @@ TEST_F(BinariesTest, SubmitWatchShowListCancelOverTcp) {
   CommandResult cancel = Cli({"cancel", std::to_string(sleeper)});
   EXPECT_EQ(cancel.exit_code, 0) << cancel.all();
   EXPECT_EQ(Show(sleeper)["state"], "cancelled");
-  // The agent's `sleep 30` was killed: the next experiment completes long before 30 s.
+  // The agent's `sleep 30` was killed: the next experiment completes long
+  // before 30 s.
   const absl::Time start = absl::Now();
   CommandResult again = Cli({"submit", work_ / "fast.yaml", "--watch"});
   EXPECT_EQ(again.exit_code, 0) << again.all();
@@ -176,15 +189,17 @@ TEST_F(BinariesTest, SubmitWatchShowListCancelOverTcp) {
 
   CommandResult missing = Cli({"show", "999"});
   EXPECT_EQ(missing.exit_code, 1);
-  EXPECT_NE(missing.all().find("no experiment with id 999"), std::string::npos) << missing.all();
+  EXPECT_NE(missing.all().find("no experiment with id 999"), std::string::npos)
+      << missing.all();
 
   // A second agent on the same host is refused by the host lock.
-  CommandResult second = RunCommand({BENCHFLEET_AGENT, "--controller", address_, "--id", "second",
-                                     "--lock-file", state_ / "agent.lock", "--workdir",
-                                     state_ / "agent2"},
-                                    logs_.path(), absl::Seconds(10));
+  CommandResult second = RunCommand(
+      {BENCHFLEET_AGENT, "--controller", address_, "--id", "second",
+       "--lock-file", state_ / "agent.lock", "--workdir", state_ / "agent2"},
+      logs_.path(), absl::Seconds(10));
   EXPECT_EQ(second.exit_code, 1) << second.all();
-  EXPECT_NE(second.all().find("agent.lock is locked by pid " + std::to_string(agent_->pid())),
+  EXPECT_NE(second.all().find("agent.lock is locked by pid " +
+                              std::to_string(agent_->pid())),
             std::string::npos)
       << second.all();
 

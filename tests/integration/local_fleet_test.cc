@@ -1,8 +1,9 @@
-// The quickstart experiment end to end through an in-process controller and agent talking
-// gRPC over loopback, with real child processes and a real SQLite store.
-#include <thread>
-
+// The quickstart experiment end to end through an in-process controller and
+// agent talking gRPC over loopback, with real child processes and a real SQLite
+// store.
 #include <grpcpp/create_channel.h>
+
+#include <thread>
 
 #include "absl/strings/str_replace.h"
 #include "agent/runner/process_runner.h"
@@ -34,8 +35,9 @@ class LocalFleetTest : public ::testing::Test {
     aopts.id = "local-test-agent";
     aopts.workdir = dir_ / "agent";
     aopts.lock_file = dir_ / "agent.lock";
-    // Other tests and builds may share this machine: the competing-process gate is tested
-    // on its own (agent host_gates_test); here it would only add waiting.
+    // Other tests and builds may share this machine: the competing-process gate
+    // is tested on its own (agent host_gates_test); here it would only add
+    // waiting.
     aopts.max_competing_cpu = 0;
     auto agent = Agent::Create(aopts, &runner_);
     ASSERT_TRUE(agent.ok()) << agent.status();
@@ -63,11 +65,13 @@ class LocalFleetTest : public ::testing::Test {
     req.set_workdir(workdir_.path());
     v1::SubmitResponse resp;
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
     grpc::Status st = stub_->Submit(&ctx, req, &resp);
     EXPECT_TRUE(st.ok()) << st.error_message();
     grpc::ClientContext wctx;
-    wctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(4));
+    wctx.set_deadline(std::chrono::system_clock::now() +
+                      std::chrono::minutes(4));
     v1::WatchExperimentRequest wreq;
     wreq.set_id(resp.experiment_id());
     auto reader = stub_->WatchExperiment(&wctx, wreq);
@@ -94,21 +98,24 @@ class LocalFleetTest : public ::testing::Test {
 
 TEST_F(LocalFleetTest, QuickstartGivesKeepDiscardRejectKill) {
   testing::CopyExamples(workdir_.path());
-  // The differences in the quickstart (-50 %, +25 %) are far above any noise; the CV ceiling
-  // is relaxed only so that a loaded CI machine cannot turn a clear result INCONCLUSIVE.
+  // The differences in the quickstart (-50 %, +25 %) are far above any noise;
+  // the CV ceiling is relaxed only so that a loaded CI machine cannot turn a
+  // clear result INCONCLUSIVE.
   std::string yaml = testing::ReadFile(workdir_ / "quickstart.yaml");
   yaml = absl::StrReplaceAll(yaml, {{"max_cv: 10%", "max_cv: 30%"}});
   v1::Experiment e = SubmitAndWatch(yaml);
   ASSERT_EQ(e.state(), "done") << e.state_reason();
   nlohmann::json report = nlohmann::json::parse(e.report_json());
   std::map<std::string, std::string> verdicts;
-  for (const auto& c : report["candidates"]) verdicts[c["variant"]] = c["verdict"];
+  for (const auto& c : report["candidates"])
+    verdicts[c["variant"]] = c["verdict"];
   EXPECT_EQ(verdicts["fast"], "KEEP") << e.report_text();
   EXPECT_EQ(verdicts["slow"], "DISCARD") << e.report_text();
   EXPECT_EQ(verdicts["wrong"], "REJECT") << e.report_text();
   EXPECT_EQ(verdicts["hang"], "KILL") << e.report_text();
   // The report block the user reads.
-  EXPECT_NE(e.report_text().find("Experiment 001: quickstart"), std::string::npos);
+  EXPECT_NE(e.report_text().find("Experiment 001: quickstart"),
+            std::string::npos);
   EXPECT_NE(e.report_text().find("Verdict: KEEP"), std::string::npos);
   EXPECT_NE(e.report_text().find("95% CI"), std::string::npos);
   // Every measured run of the baseline landed: 5 inputs x 10 runs at least.
@@ -116,7 +123,8 @@ TEST_F(LocalFleetTest, QuickstartGivesKeepDiscardRejectKill) {
     if (c["variant"] != "fast") continue;
     ASSERT_EQ(c["inputs"].size(), 5u);
     for (const auto& in : c["inputs"]) {
-      EXPECT_GE(in["n_baseline"].get<int>() + in["outliers_removed"].get<int>(), 10);
+      EXPECT_GE(in["n_baseline"].get<int>() + in["outliers_removed"].get<int>(),
+                10);
     }
   }
 }

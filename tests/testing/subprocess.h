@@ -1,5 +1,6 @@
-// Test helpers that start the real benchfleet binaries: long-running daemons (controller,
-// agent) and one-shot commands with captured output. Not thread-safe.
+// Test helpers that start the real benchfleet binaries: long-running daemons
+// (controller, agent) and one-shot commands with captured output. Not
+// thread-safe.
 #ifndef BENCHFLEET_TESTS_TESTING_SUBPROCESS_H_
 #define BENCHFLEET_TESTS_TESTING_SUBPROCESS_H_
 
@@ -22,8 +23,8 @@ extern char** environ;
 
 namespace benchfleet::testing {
 
-// A free TCP port on 127.0.0.1 (bound and released; another process could take it first,
-// which on a test machine does not happen in practice).
+// A free TCP port on 127.0.0.1 (bound and released; another process could take
+// it first, which on a test machine does not happen in practice).
 inline int FreePort() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
@@ -36,30 +37,34 @@ inline int FreePort() {
   return ntohs(addr.sin_port);
 }
 
-// Starts argv with stdout appended to `out_path` and stderr to `err_path` (both to
-// `out_path` when `err_path` is empty); returns the pid (or -1).
-inline pid_t Spawn(const std::vector<std::string>& argv, const std::string& out_path,
+// Starts argv with stdout appended to `out_path` and stderr to `err_path` (both
+// to `out_path` when `err_path` is empty); returns the pid (or -1).
+inline pid_t Spawn(const std::vector<std::string>& argv,
+                   const std::string& out_path,
                    const std::string& err_path = "") {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
   if (err_path.empty()) {
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
   } else {
-    posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND,
-                                     0644);
+    posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(),
+                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
   }
   std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  for (const std::string& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   pid_t pid = -1;
-  if (posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ) != 0) pid = -1;
+  if (posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ) != 0)
+    pid = -1;
   posix_spawn_file_actions_destroy(&fa);
   return pid;
 }
 
-// Waits for `pid` up to `timeout`; returns its exit status (128+signal if killed), or -1 on
-// timeout (the process is left running).
+// Waits for `pid` up to `timeout`; returns its exit status (128+signal if
+// killed), or -1 on timeout (the process is left running).
 inline int WaitFor(pid_t pid, absl::Duration timeout) {
   const absl::Time until = absl::Now() + timeout;
   for (;;) {
@@ -69,7 +74,8 @@ inline int WaitFor(pid_t pid, absl::Duration timeout) {
       return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     }
     if (absl::Now() > until) return -1;
-    absl::SleepFor(absl::Milliseconds(10));  // polling a child; there is no fd to wait on
+    absl::SleepFor(
+        absl::Milliseconds(10));  // polling a child; there is no fd to wait on
   }
 }
 
@@ -80,7 +86,8 @@ struct CommandResult {
   std::string all() const { return out + err; }
 };
 
-inline CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& log_dir,
+inline CommandResult RunCommand(const std::vector<std::string>& argv,
+                                const std::string& log_dir,
                                 absl::Duration timeout = absl::Minutes(3)) {
   static int counter = 0;
   const std::string log = log_dir + "/cmd-" + std::to_string(++counter);

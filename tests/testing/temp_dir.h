@@ -1,5 +1,6 @@
-// Test helpers shared by the integration and e2e suites: a self-removing temporary
-// directory and a copy of the bundled examples into it. Not thread-safe.
+// Test helpers shared by the integration and e2e suites: a self-removing
+// temporary directory and a copy of the bundled examples into it. Not
+// thread-safe.
 #ifndef BENCHFLEET_TESTS_TESTING_TEMP_DIR_H_
 #define BENCHFLEET_TESTS_TESTING_TEMP_DIR_H_
 
@@ -16,7 +17,8 @@ namespace benchfleet::testing {
 class TempDir {
  public:
   TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "bf-test-XXXXXX").string();
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "bf-test-XXXXXX").string();
     path_ = mkdtemp(tmpl.data());
   }
   ~TempDir() {
@@ -24,7 +26,9 @@ class TempDir {
     std::filesystem::remove_all(path_, ec);
   }
   const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+  std::string operator/(const std::string& name) const {
+    return path_ + "/" + name;
+  }
 
  private:
   std::string path_;
@@ -39,8 +43,10 @@ inline std::string SourceDir() {
 inline void CopyExamples(const std::string& dir) {
   namespace fs = std::filesystem;
   const fs::path src = fs::path(SourceDir()) / "examples";
-  fs::copy(src / "programs", fs::path(dir) / "programs", fs::copy_options::recursive);
-  fs::copy(src / "inputs", fs::path(dir) / "inputs", fs::copy_options::recursive);
+  fs::copy(src / "programs", fs::path(dir) / "programs",
+           fs::copy_options::recursive);
+  fs::copy(src / "inputs", fs::path(dir) / "inputs",
+           fs::copy_options::recursive);
   fs::copy_file(src / "quickstart.yaml", fs::path(dir) / "quickstart.yaml");
 }
 
