@@ -1,6 +1,7 @@
-// Host facts an agent reports when it connects: hostname, CPU model, cores, memory, OS and
-// kernel, read from /proc, /etc and uname under a configurable root (tests point it at a
-// fake tree). Missing files give empty values, never errors. Stateless.
+// Host facts an agent reports when it connects: hostname, CPU model, cores,
+// memory, OS and kernel, read from /proc, /etc and uname under a configurable
+// root (tests point it at a fake tree). Missing files give empty values, never
+// errors. Stateless.
 #ifndef BENCHFLEET_AGENT_PROBE_HOST_FACTS_H_
 #define BENCHFLEET_AGENT_PROBE_HOST_FACTS_H_
 
@@ -18,8 +19,9 @@ struct HostFacts {
   std::string kernel;
 };
 
-// `root` is prepended to /proc/cpuinfo, /proc/meminfo and /etc/os-release ("" = the real
-// system). Hostname, core count and kernel come from the running system.
+// `root` is prepended to /proc/cpuinfo, /proc/meminfo and /etc/os-release ("" =
+// the real system). Hostname, core count and kernel come from the running
+// system.
 HostFacts ReadHostFacts(const std::string& root = "");
 
 }  // namespace benchfleet

@@ -1,10 +1,11 @@
-// Store: the controller's durable state — the experiment queue, attempts and their leases,
-// step results, verdicts and the agent registry. Every state change the controller
-// acknowledges is committed here first (DESIGN.md §6).
+// Store: the controller's durable state — the experiment queue, attempts and
+// their leases, step results, verdicts and the agent registry. Every state
+// change the controller acknowledges is committed here first (DESIGN.md §6).
 //
-// Implementations: SqliteStore (embedded default, controller/store/sqlite_store.h) and, later,
-// PgStore. All implementations are thread-safe; each method is one transaction.
-// Times are absl::Time; JSON columns hold text produced and parsed by the caller.
+// Implementations: SqliteStore (embedded default,
+// controller/store/sqlite_store.h) and, later, PgStore. All implementations are
+// thread-safe; each method is one transaction. Times are absl::Time; JSON
+// columns hold text produced and parsed by the caller.
 #ifndef BENCHFLEET_CONTROLLER_STORE_STORE_H_
 #define BENCHFLEET_CONTROLLER_STORE_STORE_H_
 
@@ -30,8 +31,9 @@ bool ParseExperimentState(std::string_view name, ExperimentState* out);
 bool ParseAttemptState(std::string_view name, AttemptState* out);
 
 struct ExperimentRecord {
-  int64_t id = 0;          // assigned by CreateExperiment
-  int64_t number = 0;      // 1, 2, ... per campaign ("" campaign counts as one); assigned
+  int64_t id = 0;  // assigned by CreateExperiment
+  int64_t number =
+      0;  // 1, 2, ... per campaign ("" campaign counts as one); assigned
   std::string name;
   std::string campaign;
   ExperimentState state = ExperimentState::kQueued;
@@ -40,42 +42,45 @@ struct ExperimentRecord {
   std::string spec_path;     // display path of the spec (for messages)
   std::string workdir;       // absolute work directory on the agent host
   std::map<std::string, std::string> required_labels;
-  int attempts = 0;          // attempts started so far
-  int max_attempts = 3;      // lost attempts are retried up to this many in total
+  int attempts = 0;      // attempts started so far
+  int max_attempts = 3;  // lost attempts are retried up to this many in total
   std::string submitted_by;
   absl::Time created_at = absl::UnixEpoch();
   absl::Time updated_at = absl::UnixEpoch();
-  std::string report_json;   // final structured report (empty until done)
-  std::string report_text;   // final rendered report
+  std::string report_json;  // final structured report (empty until done)
+  std::string report_text;  // final rendered report
 };
 
 struct AttemptRecord {
   int64_t id = 0;
   int64_t experiment_id = 0;
   std::string agent_id;
-  std::string lease_token;   // unique random token; step results must carry it
+  std::string lease_token;  // unique random token; step results must carry it
   AttemptState state = AttemptState::kRunning;
-  uint64_t seed = 0;         // interleaving/bootstrap seed, recorded
+  uint64_t seed = 0;  // interleaving/bootstrap seed, recorded
   std::string reason;
   std::string environment_json;
   absl::Time started_at = absl::UnixEpoch();
   absl::Time ended_at = absl::UnixEpoch();
 };
 
-// One process the agent ran for an attempt (setup, warmup, measure, correctness).
+// One process the agent ran for an attempt (setup, warmup, measure,
+// correctness).
 struct StepResultRecord {
   int64_t attempt_id = 0;
-  int64_t step_seq = 0;      // unique per attempt; (attempt_id, step_seq) is the idempotency key
-  std::string kind;          // "setup" | "warmup" | "measure" | "correctness"
+  int64_t step_seq =
+      0;  // unique per attempt; (attempt_id, step_seq) is the idempotency key
+  std::string kind;  // "setup" | "warmup" | "measure" | "correctness"
   std::string variant;
-  std::string input;         // empty for per-variant steps
+  std::string input;  // empty for per-variant steps
   int64_t wall_ns = 0, user_ns = 0, sys_ns = 0, max_rss_bytes = 0;
   int exit_code = 0;
   int term_signal = 0;
   bool timed_out = false;
-  std::string output_digest;  // sha256 of what `compare` names (stdout or a file)
-  std::string metrics_json;   // custom metrics {"name": value}
-  std::string error;          // spawn error or other failure text
+  std::string
+      output_digest;  // sha256 of what `compare` names (stdout or a file)
+  std::string metrics_json;  // custom metrics {"name": value}
+  std::string error;         // spawn error or other failure text
   absl::Time finished_at = absl::UnixEpoch();
 };
 
@@ -83,10 +88,10 @@ struct VerdictRecord {
   int64_t experiment_id = 0;
   int64_t attempt_id = 0;
   std::string variant;
-  std::string verdict;       // "KEEP", "MAYBE", ...
+  std::string verdict;  // "KEEP", "MAYBE", ...
   std::string reason;
-  double change = 0;         // aggregate change (ratio - 1)
-  std::string detail_json;   // per-input detail
+  double change = 0;        // aggregate change (ratio - 1)
+  std::string detail_json;  // per-input detail
 };
 
 enum class AgentState { kIdle, kBusy, kDraining, kQuarantined, kOffline };
@@ -97,29 +102,31 @@ struct AgentRecord {
   std::string id;
   std::string hostname;
   std::map<std::string, std::string> labels;
-  std::string facts_json;    // host facts (CPU model, cores, memory, OS, kernel)
+  std::string facts_json;  // host facts (CPU model, cores, memory, OS, kernel)
   AgentState state = AgentState::kOffline;
-  bool cordoned = false;     // drained by an operator: receives no new work
+  bool cordoned = false;  // drained by an operator: receives no new work
   absl::Time last_seen = absl::UnixEpoch();
 };
 
-// One probe reading of a host while an attempt runs (DESIGN.md §2 "Sample"). The scalar
-// columns are what dashboards and flags use; per-core and per-GPU detail is JSON.
+// One probe reading of a host while an attempt runs (DESIGN.md §2 "Sample").
+// The scalar columns are what dashboards and flags use; per-core and per-GPU
+// detail is JSON.
 struct SampleRecord {
   int64_t attempt_id = 0;
   int64_t step_seq = 0;  // the step running when it was taken; 0 between steps
   std::string agent_id;
   absl::Time taken_at = absl::UnixEpoch();
-  double cpu_util = 0;        // 0..1, whole host
+  double cpu_util = 0;  // 0..1, whole host
   double load1 = 0;
   double mem_available_bytes = 0;
-  double min_freq_mhz = 0;    // lowest current core frequency; 0 = unknown
-  double max_cpu_temp_c = 0;  // 0 = unknown
-  double max_gpu_temp_c = 0;  // 0 = no GPU
-  double gpu_util = 0;        // 0..1, highest GPU
+  double min_freq_mhz = 0;      // lowest current core frequency; 0 = unknown
+  double max_cpu_temp_c = 0;    // 0 = unknown
+  double max_gpu_temp_c = 0;    // 0 = no GPU
+  double gpu_util = 0;          // 0..1, highest GPU
   int64_t throttle_events = 0;  // cumulative thermal-throttle counter
-  double competing_cpu = 0;   // CPU share used by processes other than the agent and its job
-  std::string detail_json;    // per-core / per-GPU readings
+  double competing_cpu =
+      0;  // CPU share used by processes other than the agent and its job
+  std::string detail_json;  // per-core / per-GPU readings
 };
 
 // The outcome of RecordStepResult.
@@ -129,78 +136,95 @@ class Store {
  public:
   virtual ~Store() = default;
 
-  // Queues a new experiment; fills in id, number, created_at/updated_at and state=kQueued.
-  virtual absl::StatusOr<ExperimentRecord> CreateExperiment(const ExperimentRecord& record) = 0;
+  // Queues a new experiment; fills in id, number, created_at/updated_at and
+  // state=kQueued.
+  virtual absl::StatusOr<ExperimentRecord> CreateExperiment(
+      const ExperimentRecord& record) = 0;
   // NotFound when no experiment has that id.
   virtual absl::StatusOr<ExperimentRecord> GetExperiment(int64_t id) = 0;
   // Newest first; `limit` <= 0 means no limit.
-  virtual absl::StatusOr<std::vector<ExperimentRecord>> ListExperiments(int limit) = 0;
+  virtual absl::StatusOr<std::vector<ExperimentRecord>> ListExperiments(
+      int limit) = 0;
 
-  // Atomically picks the oldest queued experiment whose required labels are all present
-  // with equal values in `agent_labels`, marks it running, increments its attempts and
-  // creates a running attempt for `agent_id` with `lease_token` and `seed`.
-  // Returns std::nullopt when nothing matches. Two controllers calling this concurrently
-  // never claim the same experiment.
+  // Atomically picks the oldest queued experiment whose required labels are all
+  // present with equal values in `agent_labels`, marks it running, increments
+  // its attempts and creates a running attempt for `agent_id` with
+  // `lease_token` and `seed`. Returns std::nullopt when nothing matches. Two
+  // controllers calling this concurrently never claim the same experiment.
   struct Claim {
     ExperimentRecord experiment;
     AttemptRecord attempt;
   };
   virtual absl::StatusOr<std::optional<Claim>> ClaimNextExperiment(
-      const std::string& agent_id, const std::map<std::string, std::string>& agent_labels,
+      const std::string& agent_id,
+      const std::map<std::string, std::string>& agent_labels,
       const std::string& lease_token, uint64_t seed, absl::Time now) = 0;
 
   virtual absl::StatusOr<AttemptRecord> GetAttempt(int64_t attempt_id) = 0;
-  virtual absl::StatusOr<std::vector<AttemptRecord>> ListAttempts(int64_t experiment_id) = 0;
-  // Attempts in state kRunning (used at controller start-up and by the lease reaper).
+  virtual absl::StatusOr<std::vector<AttemptRecord>> ListAttempts(
+      int64_t experiment_id) = 0;
+  // Attempts in state kRunning (used at controller start-up and by the lease
+  // reaper).
   virtual absl::StatusOr<std::vector<AttemptRecord>> ListRunningAttempts() = 0;
-  virtual absl::Status SetAttemptEnvironment(int64_t attempt_id, const std::string& env_json) = 0;
+  virtual absl::Status SetAttemptEnvironment(int64_t attempt_id,
+                                             const std::string& env_json) = 0;
 
   // Stores a step result. FailedPrecondition when the attempt is not running or
-  // `lease_token` is not the attempt's token (stale lease); kDuplicate (and nothing changed)
-  // when (attempt_id, step_seq) is already stored.
-  virtual absl::StatusOr<RecordOutcome> RecordStepResult(const StepResultRecord& result,
-                                                         const std::string& lease_token) = 0;
+  // `lease_token` is not the attempt's token (stale lease); kDuplicate (and
+  // nothing changed) when (attempt_id, step_seq) is already stored.
+  virtual absl::StatusOr<RecordOutcome> RecordStepResult(
+      const StepResultRecord& result, const std::string& lease_token) = 0;
   // In step_seq order.
-  virtual absl::StatusOr<std::vector<StepResultRecord>> ListStepResults(int64_t attempt_id) = 0;
+  virtual absl::StatusOr<std::vector<StepResultRecord>> ListStepResults(
+      int64_t attempt_id) = 0;
 
-  // Ends an attempt and its experiment in one transaction: the attempt becomes kDone, the
-  // experiment kDone with the report and verdicts. FailedPrecondition on a stale token.
-  virtual absl::Status CompleteExperiment(int64_t attempt_id, const std::string& lease_token,
-                                          const std::string& report_json,
-                                          const std::string& report_text,
-                                          const std::vector<VerdictRecord>& verdicts,
-                                          absl::Time now) = 0;
-  // Ends an attempt as failed/cancelled/lost with a reason. For kLost, the experiment goes
-  // back to kQueued when attempts < max_attempts, else kFailed; for kFailed the experiment
-  // becomes kFailed; for kCancelled, kCancelled. No-op (OK) if the attempt already ended.
+  // Ends an attempt and its experiment in one transaction: the attempt becomes
+  // kDone, the experiment kDone with the report and verdicts.
+  // FailedPrecondition on a stale token.
+  virtual absl::Status CompleteExperiment(
+      int64_t attempt_id, const std::string& lease_token,
+      const std::string& report_json, const std::string& report_text,
+      const std::vector<VerdictRecord>& verdicts, absl::Time now) = 0;
+  // Ends an attempt as failed/cancelled/lost with a reason. For kLost, the
+  // experiment goes back to kQueued when attempts < max_attempts, else kFailed;
+  // for kFailed the experiment becomes kFailed; for kCancelled, kCancelled.
+  // No-op (OK) if the attempt already ended.
   virtual absl::Status EndAttempt(int64_t attempt_id, AttemptState state,
-                                  const std::string& reason, absl::Time now) = 0;
-  // Cancels a queued or running experiment (a running attempt becomes kCancelled).
-  // FailedPrecondition when it already ended; NotFound for an unknown id.
-  virtual absl::Status CancelExperiment(int64_t id, const std::string& reason, absl::Time now) = 0;
+                                  const std::string& reason,
+                                  absl::Time now) = 0;
+  // Cancels a queued or running experiment (a running attempt becomes
+  // kCancelled). FailedPrecondition when it already ended; NotFound for an
+  // unknown id.
+  virtual absl::Status CancelExperiment(int64_t id, const std::string& reason,
+                                        absl::Time now) = 0;
 
-  virtual absl::StatusOr<std::vector<VerdictRecord>> ListVerdicts(int64_t experiment_id) = 0;
+  virtual absl::StatusOr<std::vector<VerdictRecord>> ListVerdicts(
+      int64_t experiment_id) = 0;
 
-  // Stores a batch of samples in one transaction with one statement per batch (multi-row
-  // INSERT or COPY), never one round trip per sample.
-  virtual absl::Status RecordSamples(const std::vector<SampleRecord>& samples) = 0;
+  // Stores a batch of samples in one transaction with one statement per batch
+  // (multi-row INSERT or COPY), never one round trip per sample.
+  virtual absl::Status RecordSamples(
+      const std::vector<SampleRecord>& samples) = 0;
   // In taken_at order.
-  virtual absl::StatusOr<std::vector<SampleRecord>> ListSamples(int64_t attempt_id) = 0;
+  virtual absl::StatusOr<std::vector<SampleRecord>> ListSamples(
+      int64_t attempt_id) = 0;
   // Retention: deletes samples taken before `cutoff`; returns how many.
   virtual absl::StatusOr<int64_t> DeleteSamplesBefore(absl::Time cutoff) = 0;
 
-  // Inserts or updates an agent by id (labels, facts, hostname, state, last_seen; keeps
-  // `cordoned` unless the record sets it).
+  // Inserts or updates an agent by id (labels, facts, hostname, state,
+  // last_seen; keeps `cordoned` unless the record sets it).
   virtual absl::Status UpsertAgent(const AgentRecord& agent) = 0;
-  virtual absl::Status SetAgentState(const std::string& agent_id, AgentState state,
-                                     absl::Time now) = 0;
-  virtual absl::Status SetAgentCordoned(const std::string& agent_id, bool cordoned) = 0;
+  virtual absl::Status SetAgentState(const std::string& agent_id,
+                                     AgentState state, absl::Time now) = 0;
+  virtual absl::Status SetAgentCordoned(const std::string& agent_id,
+                                        bool cordoned) = 0;
   virtual absl::StatusOr<AgentRecord> GetAgent(const std::string& agent_id) = 0;
   virtual absl::StatusOr<std::vector<AgentRecord>> ListAgents() = 0;
 };
 
-// Opens a store from a URL: "sqlite:///abs/path.db", "sqlite://relative.db", ":memory:"-style
-// "sqlite::memory:" for tests. Unsupported schemes are InvalidArgument naming the URL.
+// Opens a store from a URL: "sqlite:///abs/path.db", "sqlite://relative.db",
+// ":memory:"-style "sqlite::memory:" for tests. Unsupported schemes are
+// InvalidArgument naming the URL.
 absl::StatusOr<std::unique_ptr<Store>> OpenStore(const std::string& url);
 
 }  // namespace benchfleet
