@@ -3,9 +3,9 @@
 // change the controller acknowledges is committed here first (DESIGN.md §6).
 //
 // Implementations: SqliteStore (embedded default,
-// controller/store/sqlite_store.h) and, later, PgStore. All implementations are
-// thread-safe; each method is one transaction. Times are absl::Time; JSON
-// columns hold text produced and parsed by the caller.
+// controller/store/sqlite_store.h) and PgStore (controller/store/pg_store.h).
+// All implementations are thread-safe; each method is one transaction. Times
+// are absl::Time; JSON columns hold text produced and parsed by the caller.
 #ifndef BENCHFLEET_CONTROLLER_STORE_STORE_H_
 #define BENCHFLEET_CONTROLLER_STORE_STORE_H_
 
@@ -223,8 +223,9 @@ class Store {
 };
 
 // Opens a store from a URL: "sqlite:///abs/path.db", "sqlite://relative.db",
-// ":memory:"-style "sqlite::memory:" for tests. Unsupported schemes are
-// InvalidArgument naming the URL.
+// ":memory:"-style "sqlite::memory:" for tests, "postgresql://..." or
+// "postgres://..." for a PgStore. Unsupported schemes are InvalidArgument
+// naming the URL (password redacted).
 absl::StatusOr<std::unique_ptr<Store>> OpenStore(const std::string& url);
 
 }  // namespace benchfleet
