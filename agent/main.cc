@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
   std::string config_path, controller, id, labels, workdir, lock_file;
   app.add_option(
       "--config", config_path,
-      "YAML config file (controller, id, labels, workdir, lock_file)");
+      "YAML config file (controller, id, labels, workdir, lock_file, "
+      "gates, toolchain: {NAME: COMMAND}, ...)");
   app.add_option("--controller", controller,
                  "controller address HOST:PORT (default 127.0.0.1:7070)");
   app.add_option("--id", id, "agent id (default: the hostname)");
@@ -52,6 +53,15 @@ int main(int argc, char** argv) {
                  "read /proc and /sys under this root (tests)");
   app.add_option("--nvml", nvml,
                  "NVML library to dlopen (default libnvidia-ml.so.1)");
+  std::vector<std::string> toolchain_flags;
+  std::string toolchain_timeout;
+  app.add_option("--toolchain", toolchain_flags,
+                 "NAME=COMMAND: a toolchain version to record with every "
+                 "attempt (repeatable; adds to or replaces the defaults cc, "
+                 "c++, rustc, go, python3; an empty COMMAND drops NAME)")
+      ->allow_extra_args(false);
+  app.add_option("--toolchain-timeout", toolchain_timeout,
+                 "how long one toolchain version command may run (default 5s)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -63,17 +73,22 @@ int main(int argc, char** argv) {
   };
 
   benchfleet::AgentOptions options;
+  std::map<std::string, std::string> toolchain_config;
   if (const char* env = std::getenv("BENCHFLEET_CONTROLLER");
       env != nullptr && env[0] != '\0') {
     options.controller = env;
   }
   if (!config_path.empty()) {
+    std::map<std::string, std::map<std::string, std::string>> mappings;
     auto config = benchfleet::LoadConfigFile(
         config_path,
         {"controller", "id", "labels", "workdir", "lock_file", "cooldown",
          "max_gpu_temp_c", "max_cpu_temp_c", "max_load", "max_competing_cpu",
-         "max_wait", "sample_hz", "probe_root", "nvml"});
+         "max_wait", "sample_hz", "probe_root", "nvml", "toolchain",
+         "toolchain_timeout"},
+        {"toolchain"}, &mappings);
     if (!config.ok()) return fail(std::string(config.status().message()), 1);
+    toolchain_config = mappings["toolchain"];
     auto take = [&](const char* key, std::string& flag) {
       if (flag.empty() && config->contains(key)) flag = (*config)[key];
     };
@@ -86,6 +101,7 @@ int main(int argc, char** argv) {
     take("max_wait", max_wait);
     take("probe_root", probe_root);
     take("nvml", nvml);
+    take("toolchain_timeout", toolchain_timeout);
     auto take_number = [&](const char* key, double& flag) -> bool {
       if (flag >= 0 || !config->contains(key)) return true;
       return absl::SimpleAtod((*config)[key], &flag) && flag >= 0;
@@ -115,7 +131,9 @@ int main(int argc, char** argv) {
     return false;
   };
   if (!duration(cooldown, "--cooldown", &options.cooldown) ||
-      !duration(max_wait, "--max-wait", &options.max_wait)) {
+      !duration(max_wait, "--max-wait", &options.max_wait) ||
+      !duration(toolchain_timeout, "--toolchain-timeout",
+                &options.toolchain_timeout)) {
     return 2;
   }
   if (max_gpu_temp >= 0) options.max_gpu_temp_c = max_gpu_temp;
@@ -127,6 +145,18 @@ int main(int argc, char** argv) {
         sample_hz > 0 ? absl::Seconds(1.0 / sample_hz) : absl::ZeroDuration();
   }
   options.probe_root = probe_root;
+  // Toolchain: the defaults, then the config file's entries, then the flags;
+  // an empty command drops a name.
+  for (const auto& [name, command] : toolchain_config)
+    options.toolchain[name] = command;
+  for (const std::string& flag : toolchain_flags) {
+    auto parsed = benchfleet::ParseToolchainFlag(flag);
+    if (!parsed.ok()) return fail(std::string(parsed.status().message()), 2);
+    options.toolchain[parsed->first] = parsed->second;
+  }
+  for (auto it = options.toolchain.begin(); it != options.toolchain.end();) {
+    it = it->second.empty() ? options.toolchain.erase(it) : std::next(it);
+  }
   options.nvml_library =
       nvml.empty() ? benchfleet::NvmlLibraryFromEnvironment() : nvml;
   if (!controller.empty()) options.controller = controller;

@@ -4,10 +4,12 @@
 #include <grpcpp/create_channel.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -19,6 +21,7 @@
 #include "agent/runner/process_runner.h"
 #include "agent/service/agent.h"
 #include "benchfleet/v1/fleet.grpc.pb.h"
+#include "cli/history_commands.h"
 #include "common/config_file.h"
 #include "common/credentials.h"
 #include "common/grpc_status.h"
@@ -60,15 +63,128 @@ std::string ToJson(const google::protobuf::Message& m) {
   return out;
 }
 
-// The experiment as JSON, with its report embedded as an object rather than a
-// string.
+// An attempt as JSON, its environment an object rather than a string.
+nlohmann::json AttemptJson(const v1::Attempt& a) {
+  nlohmann::json j = nlohmann::json::parse(ToJson(a));
+  j["environment"] =
+      a.environment_json().empty()
+          ? nlohmann::json::object()
+          : nlohmann::json::parse(a.environment_json(), nullptr, false);
+  j.erase("environment_json");
+  return j;
+}
+
+// The experiment as JSON, with its report (and its attempts' environments)
+// embedded as objects rather than strings.
 nlohmann::json ExperimentJson(const v1::Experiment& e) {
   nlohmann::json j = nlohmann::json::parse(ToJson(e));
   if (!e.report_json().empty()) {
     j["report"] = nlohmann::json::parse(e.report_json(), nullptr, false);
   }
   j.erase("report_json");
+  nlohmann::json attempts = nlohmann::json::array();
+  for (const v1::Attempt& a : e.attempt_list())
+    attempts.push_back(AttemptJson(a));
+  j["attempt_list"] = std::move(attempts);
   return j;
+}
+
+std::string Gib(int64_t bytes) {
+  return absl::StrFormat(
+      "%.1f GiB", static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
+}
+
+// `show ID --env`: what one attempt ran on, one readable block.
+std::string EnvironmentBlock(const v1::Attempt& a) {
+  std::string out = absl::StrFormat("Attempt %d · agent %s · %s", a.id(),
+                                    a.agent_id(), a.state());
+  if (!a.reason().empty()) absl::StrAppend(&out, " (", a.reason(), ")");
+  if (a.started_at_unix_ms() > 0) {
+    absl::StrAppend(
+        &out, " · started ",
+        absl::FormatTime("%Y-%m-%d %H:%M:%S UTC",
+                         absl::FromUnixMillis(a.started_at_unix_ms()),
+                         absl::UTCTimeZone()));
+  }
+  absl::StrAppend(&out, "\n");
+  const nlohmann::json env =
+      nlohmann::json::parse(a.environment_json(), nullptr, false);
+  if (!env.is_object()) {
+    absl::StrAppend(&out, "  (no environment recorded)\n");
+    return out;
+  }
+  auto str = [&](const char* key) {
+    auto it = env.find(key);
+    return it != env.end() && it->is_string() ? it->get<std::string>()
+                                              : std::string();
+  };
+  auto num = [&](const char* key) -> int64_t {
+    auto it = env.find(key);
+    return it != env.end() && it->is_number() ? it->get<int64_t>() : 0;
+  };
+  auto or_unknown = [](const std::string& v) {
+    return v.empty() ? std::string("unknown") : v;
+  };
+  auto line = [&](const std::string& label, const std::string& value) {
+    // Continuation lines (several GPUs or tools) leave the label blank.
+    absl::StrAppend(
+        &out, absl::StrFormat("  %-12s %s\n", label.empty() ? "" : label + ":",
+                              value));
+  };
+  line("Host", str("hostname"));
+  line("Fingerprint", or_unknown(str("fingerprint")));
+  line("CPU",
+       absl::StrCat(or_unknown(str("cpu_model")), " · ", num("cpu_cores"),
+                    " cores · governor ", or_unknown(str("governor")),
+                    " · turbo ", or_unknown(str("turbo"))));
+  line("Memory", Gib(num("memory_bytes")));
+  std::vector<std::string> gpus;
+  if (auto it = env.find("gpus"); it != env.end() && it->is_array()) {
+    for (const auto& g : *it) {
+      gpus.push_back(
+          absl::StrCat(g.value("name", std::string("?")), " · ",
+                       Gib(g.value("memory_total_bytes", int64_t{0})), " · ",
+                       g.value("uuid", std::string("no UUID"))));
+    }
+  }
+  if (gpus.empty()) gpus.push_back("none");
+  for (size_t i = 0; i < gpus.size(); ++i) line(i == 0 ? "GPUs" : "", gpus[i]);
+  line("OS", absl::StrCat(or_unknown(str("os")), " · kernel ",
+                          or_unknown(str("kernel"))));
+  const std::string commit = str("commit");
+  const bool dirty = env.value("dirty", false);
+  line("Source", commit.empty()
+                     ? std::string("not a git work tree")
+                     : absl::StrCat("commit ", commit,
+                                    dirty ? " (uncommitted changes)" : ""));
+  std::vector<std::string> tools;
+  if (auto it = env.find("toolchain"); it != env.end() && it->is_object()) {
+    size_t width = 0;
+    for (const auto& [name, v] : it->items())
+      width = std::max(width, name.size());
+    for (const auto& [name, v] : it->items()) {
+      tools.push_back(
+          absl::StrFormat("%-*s  %s", static_cast<int>(width), name,
+                          v.is_string() ? v.get<std::string>() : v.dump()));
+    }
+  }
+  if (tools.empty()) tools.push_back("not recorded");
+  for (size_t i = 0; i < tools.size(); ++i)
+    line(i == 0 ? "Toolchain" : "", tools[i]);
+  line("Seed", or_unknown(str("seed")));
+  std::vector<std::string> labels;
+  if (auto it = env.find("labels"); it != env.end() && it->is_object()) {
+    for (const auto& [k, v] : it->items())
+      labels.push_back(absl::StrCat(
+          k, "=", v.is_string() ? v.get<std::string>() : v.dump()));
+  }
+  line("Labels", labels.empty() ? "none" : absl::StrJoin(labels, ","));
+  if (!env.value("agent_reported", true)) {
+    absl::StrAppend(&out,
+                    "  (the agent did not report governor, GPUs, toolchain or "
+                    "commit for this attempt)\n");
+  }
+  return out;
 }
 
 class Client {
@@ -166,13 +282,14 @@ int Watch(Client& client, int64_t id, const Globals& g) {
 }
 
 absl::StatusOr<std::pair<std::string, std::string>> ReadSpecForSubmit(
-    const std::string& file) {
+    const std::string& file, std::vector<std::string>* printed_warnings) {
   SpecLoadOptions opts;
   opts.check_input_files = true;
   absl::StatusOr<ExperimentSpec> spec = LoadSpecFile(file, opts);
   if (!spec.ok()) return spec.status();
   for (const std::string& w : spec->warnings)
     std::fprintf(stderr, "warning: %s\n", w.c_str());
+  *printed_warnings = spec->warnings;
   std::error_code ec;
   const std::string dir =
       std::filesystem::absolute(std::filesystem::path(file), ec)
@@ -183,7 +300,8 @@ absl::StatusOr<std::pair<std::string, std::string>> ReadSpecForSubmit(
 
 int Submit(Client& client, const std::string& file, bool watch,
            const Globals& g) {
-  auto text = ReadSpecForSubmit(file);
+  std::vector<std::string> printed;
+  auto text = ReadSpecForSubmit(file, &printed);
   if (!text.ok()) {
     std::fprintf(stderr, "%s\n", std::string(text.status().message()).c_str());
     return kExitUserError;
@@ -197,6 +315,12 @@ int Submit(Client& client, const std::string& file, bool watch,
   v1::SubmitResponse resp;
   absl::Status st = client.Call(&v1::FleetService::Stub::Submit, req, &resp);
   if (!st.ok()) return Report(st, g.controller);
+  // The controller's own warnings, such as "DISCARDed before" (history).
+  for (const std::string& w : resp.warnings()) {
+    if (std::find(printed.begin(), printed.end(), w) == printed.end()) {
+      std::fprintf(stderr, "warning: %s\n", w.c_str());
+    }
+  }
   if (!watch) {
     if (g.json) {
       std::cout << ToJson(resp) << "\n";
@@ -306,6 +430,10 @@ int RunCli(int argc, char** argv) {
   submit->add_flag("--watch", watch, "follow it until it ends");
   auto* show = app.add_subcommand("show", "an experiment's state and report");
   show->add_option("id", id, "experiment id")->required();
+  bool show_env = false;
+  show->add_flag("--env", show_env,
+                 "what each attempt ran on: host, CPU, GPUs, OS, toolchain, "
+                 "commit, fingerprint");
   auto* watch_cmd =
       app.add_subcommand("watch", "follow an experiment until it ends");
   watch_cmd->add_option("id", id, "experiment id")->required();
@@ -320,6 +448,8 @@ int RunCli(int argc, char** argv) {
   auto* uncordon =
       app.add_subcommand("uncordon", "let a drained agent take work again");
   uncordon->add_option("host", host, "agent id")->required();
+  HistoryCommands history_cmds;
+  AddHistoryCommands(app, history_cmds);
 
   try {
     app.parse(argc, argv);
@@ -357,6 +487,10 @@ int RunCli(int argc, char** argv) {
   if (!client.ok()) return Report(client.status(), g.controller);
 
   if (submit->parsed()) return Submit(*client, file, watch, g);
+  if (std::optional<int> rc = RunHistoryCommands(history_cmds, client->stub(),
+                                                 g.controller, g.json)) {
+    return *rc;
+  }
   if (watch_cmd->parsed()) return Watch(*client, id, g);
   if (show->parsed()) {
     v1::GetExperimentRequest req;
@@ -365,6 +499,27 @@ int RunCli(int argc, char** argv) {
     absl::Status st =
         client->Call(&v1::FleetService::Stub::GetExperiment, req, &e);
     if (!st.ok()) return Report(st, g.controller);
+    if (show_env) {
+      if (g.json) {
+        nlohmann::json attempts = nlohmann::json::array();
+        for (const v1::Attempt& a : e.attempt_list())
+          attempts.push_back(AttemptJson(a));
+        nlohmann::json j = {{"experiment_id", e.id()},
+                            {"name", e.name()},
+                            {"attempts", std::move(attempts)}};
+        std::cout << j.dump(2, ' ', false,
+                            nlohmann::json::error_handler_t::replace)
+                  << "\n";
+        return kExitOk;
+      }
+      std::cout << absl::StrFormat("Experiment %d (number %03d): %s\n", e.id(),
+                                   e.number(), e.name());
+      if (e.attempt_list_size() == 0)
+        std::cout << "No attempt yet: it has not been leased to an agent.\n";
+      for (const v1::Attempt& a : e.attempt_list())
+        std::cout << "\n" << EnvironmentBlock(a);
+      return kExitOk;
+    }
     if (g.json) {
       std::cout << ExperimentJson(e).dump(2) << "\n";
       return kExitOk;

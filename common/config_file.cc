@@ -12,6 +12,13 @@ namespace benchfleet {
 
 absl::StatusOr<std::map<std::string, std::string>> LoadConfigFile(
     const std::string& path, const std::set<std::string>& allowed_keys) {
+  return LoadConfigFile(path, allowed_keys, {}, nullptr);
+}
+
+absl::StatusOr<std::map<std::string, std::string>> LoadConfigFile(
+    const std::string& path, const std::set<std::string>& allowed_keys,
+    const std::set<std::string>& mapping_keys,
+    std::map<std::string, std::map<std::string, std::string>>* mappings) {
   YAML::Node root;
   try {
     root = YAML::LoadFile(path);
@@ -39,6 +46,27 @@ absl::StatusOr<std::map<std::string, std::string>> LoadConfigFile(
       return absl::InvalidArgumentError(
           absl::StrCat(where(kv.first), "unknown setting '", key,
                        "'; allowed: ", absl::StrJoin(allowed_keys, ", ")));
+    }
+    if (mapping_keys.contains(key)) {
+      if (!kv.second.IsMap() && !kv.second.IsNull()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where(kv.second), key,
+            ": expected a mapping of names to values (name: value)"));
+      }
+      std::map<std::string, std::string> values;
+      if (kv.second.IsMap()) {
+        for (const auto& m : kv.second) {
+          if (!m.first.IsScalar() ||
+              !(m.second.IsScalar() || m.second.IsNull())) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                where(m.second), key, ": each entry must be name: value"));
+          }
+          values[m.first.as<std::string>()] =
+              m.second.IsNull() ? "" : m.second.as<std::string>();
+        }
+      }
+      if (mappings != nullptr) (*mappings)[key] = std::move(values);
+      continue;
     }
     if (key == "labels" && kv.second.IsMap()) {
       std::vector<std::string> pairs;

@@ -19,6 +19,15 @@ namespace benchfleet {
 absl::StatusOr<std::map<std::string, std::string>> LoadConfigFile(
     const std::string& path, const std::set<std::string>& allowed_keys);
 
+// Same, where each key in `mapping_keys` (also listed in `allowed_keys`) holds
+// a mapping of scalars (`toolchain: {rustc: rustc --version}`) that goes to
+// (*mappings)[key] instead of the flat result; an empty value becomes "".
+// InvalidArgument (file:line:col) when such a key holds anything else.
+absl::StatusOr<std::map<std::string, std::string>> LoadConfigFile(
+    const std::string& path, const std::set<std::string>& allowed_keys,
+    const std::set<std::string>& mapping_keys,
+    std::map<std::string, std::map<std::string, std::string>>* mappings);
+
 // "k=v,k2=v2" -> map; InvalidArgument on a malformed pair.
 absl::StatusOr<std::map<std::string, std::string>> ParseLabels(
     const std::string& text);

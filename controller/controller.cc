@@ -3,9 +3,12 @@
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
 
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "common/executor.h"
 #include "common/status_macros.h"
+#include "controller/sample_retention.h"
 #include "controller/scheduler/dispatcher.h"
 #include "controller/service/agent_service.h"
 #include "controller/service/fleet_service.h"
@@ -27,6 +30,47 @@ class Controller::Impl {
   int port = 0;
   absl::Mutex mu;
   bool shut_down ABSL_GUARDED_BY(mu) = false;
+  std::thread retention_thread;
+
+  // Sample retention: a pass at start-up, then hourly (by the injected clock;
+  // the thread looks every minute whether a pass is due).
+  void RetentionLoop() {
+    SampleRetentionOptions ropts;
+    ropts.keep = options.sample_retention;
+    SampleRetention retention(store.get(), clock, ropts);
+    for (;;) {
+      {
+        absl::MutexLock lock(&mu);
+        if (shut_down) return;
+      }
+      absl::StatusOr<std::optional<int64_t>> deleted = retention.RunIfDue();
+      if (!deleted.ok()) {
+        spdlog::error(
+            "sample retention: could not delete old samples: {}; retrying in "
+            "a minute",
+            deleted.status().ToString());
+      } else if (deleted->has_value()) {
+        spdlog::info(
+            "sample retention: deleted {} sample(s) taken before {} (keeping "
+            "{})",
+            **deleted,
+            absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", retention.last_cutoff(),
+                             absl::UTCTimeZone()),
+            absl::FormatDuration(options.sample_retention));
+      }
+      absl::MutexLock lock(&mu);
+      mu.AwaitWithTimeout(absl::Condition(&shut_down), absl::Minutes(1));
+    }
+  }
+
+  ~Impl() {
+    // Create() may fail after the retention thread started.
+    {
+      absl::MutexLock lock(&mu);
+      shut_down = true;
+    }
+    if (retention_thread.joinable()) retention_thread.join();
+  }
 
   void Shutdown() {
     {
@@ -34,6 +78,7 @@ class Controller::Impl {
       if (shut_down) return;
       shut_down = true;
     }
+    if (retention_thread.joinable()) retention_thread.join();
     // Open streams (agents, watchers) are cancelled after a short grace period.
     server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Milliseconds(500)));
     dispatcher.reset();
@@ -53,6 +98,12 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(
   ASSIGN_OR_RETURN(impl->dispatcher,
                    Dispatcher::Create(impl->store.get(), impl->clock, dopts));
   impl->executor = std::make_unique<Executor>(4);
+  if (options.sample_retention > absl::ZeroDuration()) {
+    Impl* raw = impl.get();
+    impl->retention_thread = std::thread([raw] { raw->RetentionLoop(); });
+  } else {
+    spdlog::info("sample retention: off, samples are kept forever");
+  }
   impl->agent_service =
       std::make_unique<AgentServiceImpl>(impl->dispatcher.get());
   impl->fleet_service = std::make_unique<FleetServiceImpl>(
@@ -75,7 +126,7 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(
   }
   spdlog::info("benchfleet-controller listening on {}:{} (store {})",
                options.listen.substr(0, options.listen.rfind(':')), impl->port,
-               options.store_url);
+               RedactUrl(options.store_url));
   return std::unique_ptr<Controller>(new Controller(std::move(impl)));
 }
 

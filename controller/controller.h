@@ -22,6 +22,9 @@ struct ControllerOptions {
   TransportOptions transport;
   absl::Duration heartbeat_interval = absl::Seconds(2);
   absl::Duration lease_timeout = absl::Seconds(15);
+  // Host samples older than this are deleted, at start-up and then hourly;
+  // zero keeps them forever (controller/sample_retention.h).
+  absl::Duration sample_retention = absl::Hours(24 * 30);
   Clock* clock = nullptr;  // default: the real clock
 };
 

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/config_file.h"
 #include "controller/controller.h"
+#include "controller/sample_retention.h"
 #include "spdlog/spdlog.h"
 
 namespace {
@@ -24,9 +25,10 @@ int Fail(const std::string& message, int code) {
 int main(int argc, char** argv) {
   CLI::App app{
       "benchfleet-controller: schedules benchmark experiments onto agents"};
-  std::string config_path, listen, store, lease_timeout;
-  app.add_option("--config", config_path,
-                 "YAML config file (listen, store, lease_timeout)");
+  std::string config_path, listen, store, lease_timeout, sample_retention;
+  app.add_option(
+      "--config", config_path,
+      "YAML config file (listen, store, lease_timeout, sample_retention)");
   app.add_option("--listen", listen,
                  "gRPC address HOST:PORT (default 127.0.0.1:7070)");
   app.add_option(
@@ -35,6 +37,9 @@ int main(int argc, char** argv) {
   app.add_option("--lease-timeout", lease_timeout,
                  "how long an agent may be silent before its attempt is "
                  "re-queued (e.g. 15s)");
+  app.add_option("--sample-retention", sample_retention,
+                 "delete host samples older than this, at start-up and hourly "
+                 "(default 30d; 0 keeps them forever)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -46,12 +51,14 @@ int main(int argc, char** argv) {
       absl::StrCat("sqlite://", benchfleet::DefaultDataDir(), "/benchfleet.db");
   if (!config_path.empty()) {
     auto config = benchfleet::LoadConfigFile(
-        config_path, {"listen", "store", "lease_timeout"});
+        config_path, {"listen", "store", "lease_timeout", "sample_retention"});
     if (!config.ok()) return Fail(std::string(config.status().message()), 1);
     if (config->contains("listen")) options.listen = (*config)["listen"];
     if (config->contains("store")) options.store_url = (*config)["store"];
     if (config->contains("lease_timeout") && lease_timeout.empty())
       lease_timeout = (*config)["lease_timeout"];
+    if (config->contains("sample_retention") && sample_retention.empty())
+      sample_retention = (*config)["sample_retention"];
   }
   if (!listen.empty()) options.listen = listen;
   if (!store.empty()) options.store_url = store;
@@ -64,6 +71,16 @@ int main(int argc, char** argv) {
           2);
     }
     options.lease_timeout = d;
+  }
+
+  if (!sample_retention.empty()) {
+    absl::StatusOr<absl::Duration> keep =
+        benchfleet::ParseSampleRetention(sample_retention);
+    if (!keep.ok()) {
+      return Fail(absl::StrCat("--sample-retention: ", keep.status().message()),
+                  2);
+    }
+    options.sample_retention = *keep;
   }
 
   // Block the stop signals in every thread; one thread waits for them.

@@ -11,6 +11,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -74,6 +75,12 @@ class Agent::Impl {
   absl::Time disconnected_since ABSL_GUARDED_BY(mu) = absl::Now();
   bool connected ABSL_GUARDED_BY(mu) = false;
   std::atomic<bool> cancel_running{false};
+  // A lease accepted but not yet answered: the worker records the attempt's
+  // environment first, then sends the acceptance with it.
+  std::optional<v1::Lease> lease_to_accept ABSL_GUARDED_BY(mu);
+  int64_t recording_env_for ABSL_GUARDED_BY(mu) = 0;  // attempt id, 0 = none
+  std::optional<v1::AttemptEnvironment> lease_env ABSL_GUARDED_BY(mu);
+  std::atomic<bool> cancel_env{false};
 
   // Serializes writes on the current stream (the sync API allows one at a
   // time).
@@ -104,6 +111,9 @@ class Agent::Impl {
   }
 
   void WorkerLoop();
+  // Records the environment for `lease` (on the worker thread) and sends the
+  // acceptance unless the lease was dropped meanwhile.
+  void AcceptLease(const v1::Lease& lease);
   void RunSession();
   void Handle(const v1::ControllerMessage& m);
   void DropLeaseLocked(const std::string& why)
@@ -176,6 +186,7 @@ void Agent::Shutdown() {
   absl::MutexLock lock(&impl_->mu);
   impl_->stopping = true;
   impl_->cancel_running = true;
+  impl_->cancel_env = true;
   if (impl_->context != nullptr) impl_->context->TryCancel();
 }
 
@@ -211,6 +222,9 @@ absl::Status Agent::Run() {
 void Agent::Impl::DropLeaseLocked(const std::string& why) {
   spdlog::info("dropping lease of attempt {}: {}", lease_attempt, why);
   if (running.first == lease_attempt) cancel_running = true;
+  if (recording_env_for == lease_attempt) cancel_env = true;
+  lease_to_accept.reset();
+  lease_env.reset();
   pending.clear();
   for (auto it = unacked.begin(); it != unacked.end();) {
     it = it->first.first == lease_attempt ? unacked.erase(it) : std::next(it);
@@ -356,13 +370,25 @@ void Agent::Impl::Handle(const v1::ControllerMessage& m) {
               absl::StrCat("this agent already holds the lease of attempt ",
                            lease_attempt, "; one lease at a time"));
         } else {
+          const bool repeated =
+              lease_attempt == l.attempt_id() && lease_token == l.lease_token();
           if (lease_attempt != l.attempt_id()) lease_started = false;
           lease_attempt = l.attempt_id();
           lease_token = l.lease_token();
           lease_gates = l.gates();
-          r->set_accepted(true);
+          if (repeated && lease_env) {
+            r->set_accepted(true);
+            *r->mutable_environment() = *lease_env;
+            break;
+          }
+          if (repeated &&
+              (lease_to_accept || recording_env_for == l.attempt_id()))
+            return;  // the acceptance follows once the environment is recorded
+          lease_env.reset();
+          lease_to_accept = l;
           spdlog::info("leased attempt {} of experiment {} ({})",
                        l.attempt_id(), l.experiment_id(), l.experiment_name());
+          return;  // the worker answers (WorkerLoop -> AcceptLease)
         }
         break;
       }
@@ -413,17 +439,29 @@ void Agent::Impl::Handle(const v1::ControllerMessage& m) {
 void Agent::Impl::WorkerLoop() {
   for (;;) {
     v1::StepOrder order;
+    std::optional<v1::Lease> lease;
     {
       absl::MutexLock lock(&mu);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-        return stopping || !pending.empty();
+        return stopping || lease_to_accept.has_value() || !pending.empty();
       };
       mu.Await(absl::Condition(&ready));
       if (stopping) return;
-      order = std::move(pending.front());
-      pending.pop_front();
-      running = {order.attempt_id(), order.step_seq()};
-      cancel_running = false;
+      if (lease_to_accept) {
+        lease = std::move(*lease_to_accept);
+        lease_to_accept.reset();
+        recording_env_for = lease->attempt_id();
+        cancel_env = false;
+      } else {
+        order = std::move(pending.front());
+        pending.pop_front();
+        running = {order.attempt_id(), order.step_seq()};
+        cancel_running = false;
+      }
+    }
+    if (lease) {
+      AcceptLease(*lease);
+      continue;
     }
     v1::StepResult result = Execute(order);
     v1::AgentMessage m;
@@ -441,6 +479,61 @@ void Agent::Impl::WorkerLoop() {
     }
     Write(m);  // if the stream is down, the result is resent after reconnecting
   }
+}
+
+void Agent::Impl::AcceptLease(const v1::Lease& lease) {
+  const absl::Time started = absl::Now();
+  EnvironmentOptions eopts;
+  eopts.toolchain = options.toolchain;
+  eopts.command_timeout = options.toolchain_timeout;
+  eopts.workdir = lease.workdir();
+  eopts.fallback_cwd = options.workdir;
+  eopts.env = base_env;
+  eopts.scratch_path = absl::StrCat(options.workdir, "/toolchain.stderr");
+  eopts.cancel = &cancel_env;
+  {
+    absl::MutexLock lock(&mu);
+    status = "recording the host environment (toolchain versions, commit)";
+  }
+  const HostSample sample = probe->Sample(absl::ToChronoTime(clock->Now()));
+  const HostEnvironment env = CollectAttemptEnvironment(*runner, sample, eopts);
+  v1::AgentMessage m;
+  v1::LeaseReply* r = m.mutable_lease_reply();
+  r->set_attempt_id(lease.attempt_id());
+  r->set_lease_token(lease.lease_token());
+  r->set_accepted(true);
+  v1::AttemptEnvironment* e = r->mutable_environment();
+  e->set_governor(env.governor);
+  e->set_turbo(env.turbo);
+  for (const GpuIdentity& g : env.gpus) {
+    v1::GpuInfo* gpu = e->add_gpus();
+    gpu->set_name(g.name);
+    gpu->set_uuid(g.uuid);
+    gpu->set_memory_total_bytes(g.memory_total_bytes);
+  }
+  for (const auto& [name, version] : env.toolchain)
+    (*e->mutable_toolchain())[name] = version;
+  e->set_commit(env.commit);
+  e->set_dirty(env.dirty);
+  {
+    absl::MutexLock lock(&mu);
+    recording_env_for = 0;
+    status.clear();
+    // Dropped (released, or the agent is stopping) while recording: no reply.
+    if (stopping || lease_attempt != lease.attempt_id() ||
+        lease_token != lease.lease_token())
+      return;
+    lease_env = *e;
+  }
+  spdlog::info(
+      "attempt {}: recorded its environment in {} ({} toolchain command(s), "
+      "commit {})",
+      lease.attempt_id(), absl::FormatDuration(absl::Now() - started),
+      env.toolchain.size(),
+      env.commit.empty()
+          ? "none"
+          : absl::StrCat(env.commit, env.dirty ? " (dirty)" : ""));
+  Write(m);
 }
 
 v1::StepResult Agent::Impl::Execute(const v1::StepOrder& o) {
@@ -512,6 +605,7 @@ v1::StepResult Agent::Impl::Execute(const v1::StepOrder& o) {
     std::vector<HostSample> samples = sampler->End();
     HostSummaryOptions sopts;
     sopts.cpus.assign(o.cpus().begin(), o.cpus().end());
+    sopts.contended_process_cpu_cores = options.contended_cpu_cores;
     const HostStateSummary summary = SummarizeHostSamples(samples, sopts);
     v1::HostSummary* h = r.mutable_host();
     h->set_samples(summary.samples);

@@ -5,6 +5,11 @@
 // acknowledges it (results are resent after a reconnect; the controller
 // de-duplicates by (attempt, step)). It never decides verdicts.
 //
+// When it accepts a lease it first records the attempt's environment (governor,
+// turbo, GPUs, toolchain versions, the work directory's commit; see
+// agent/service/environment.h) on the same worker thread that runs steps, and
+// sends it with the acceptance, so that those commands never overlap a step.
+//
 // An agent cut off from its controller for longer than the lease timeout kills
 // its running step and drops the lease. Thread-safe: Run() blocks; Shutdown()
 // may be called from any thread.
@@ -18,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "agent/runner/process_runner.h"
+#include "agent/service/environment.h"
 #include "common/clock.h"
 #include "common/credentials.h"
 
@@ -49,7 +55,17 @@ struct AgentOptions {
   double max_competing_cpu =
       0.25;  // cores other processes may use while a run waits to start
   absl::Duration max_wait = absl::Minutes(15);
+  // A run during which a single other process used more than this many cores
+  // is flagged "contended" (and re-run by the controller).
+  double contended_cpu_cores = 0.10;
   Clock* clock = nullptr;  // default: the real clock
+
+  // Toolchain versions recorded with every attempt (DESIGN.md §5): name ->
+  // command line, run in the experiment's work directory when the agent
+  // accepts a lease, before its first step; each bounded by
+  // `toolchain_timeout`. An empty command line records nothing for that name.
+  std::map<std::string, std::string> toolchain = DefaultToolchainCommands();
+  absl::Duration toolchain_timeout = absl::Seconds(5);
 };
 
 class Agent {

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/time/time.h"
 #include "controller/stats/stats.h"
 #include "controller/verdict/verdict.h"
 
@@ -152,7 +154,10 @@ void AttemptDriver::AdvancePhase() {
       phase_ = Phase::kExtend;
       std::map<std::string, std::set<std::string>> extend;
       Evaluate(/*final_pass=*/false, &extend);
-      if (extend.empty()) break;
+      if (extend.empty()) {
+        if (QueueRemeasure()) return;
+        break;
+      }
       extended_ = true;
       // Per (variant, input): how many more runs reach max_runs. The baseline
       // is extended on every input any candidate needs, so both sides end with
@@ -177,10 +182,13 @@ void AttemptDriver::AdvancePhase() {
         if (spec_.order == RunOrder::kInterleaved) SeededShuffle(block, rng_);
         for (Pending& p : block) queue_.push_back(std::move(p));
       }
-      if (!queue_.empty()) return;
+      if (!queue_.empty() || QueueRemeasure()) return;
       break;
     }
     case Phase::kExtend:
+      if (QueueRemeasure()) return;
+      break;
+    case Phase::kRemeasure:
     case Phase::kDone:
       break;
   }
@@ -387,10 +395,14 @@ void AttemptDriver::OnResult(const StepOutcome& o) {
     for (const std::string& f : o.host_flags) ++flag_counts_[f];
     if (reruns_ < MaxReruns()) {
       ++reruns_;
-      queue_.push_back({StepKind::kMeasure, p.variant, p.input, p.round});
+      queue_.push_back(p);
       return;
     }
     ++flagged_kept_;
+  }
+  if (p.remeasure) {
+    remeasured_[p.input].push_back(*value);
+    return;
   }
   samples_[{p.variant, p.input}].push_back(
       {*value, o.wall_ns, false, o.output_digest});
@@ -427,6 +439,7 @@ int64_t AttemptDriver::RemainingSteps() const {
       break;
     case Phase::kMeasure:
     case Phase::kExtend:
+    case Phase::kRemeasure:
     case Phase::kDone:
       break;
   }
@@ -440,8 +453,9 @@ AttemptProgress AttemptDriver::progress() const {
   if (finished_) {
     pr.current = failed_ ? "failed" : "finished";
   } else if (in_flight_) {
-    pr.current =
-        absl::StrCat(StepKindName(in_flight_->kind), " ", in_flight_->variant);
+    pr.current = absl::StrCat(
+        in_flight_->remeasure ? "re-measure" : StepKindName(in_flight_->kind),
+        " ", in_flight_->variant);
     if (!in_flight_->input.empty()) {
       absl::StrAppend(&pr.current, " on ", in_flight_->input);
       if (in_flight_->kind == StepKind::kMeasure ||
@@ -465,6 +479,164 @@ double AttemptDriver::MedianAcrossInputs(const std::string& variant,
     if (!values.empty()) medians.emplace_back(stats::Median(values), in.weight);
   }
   return WeightedGeoMean(medians);
+}
+
+void AttemptDriver::SetBaselineReference(history::BaselineReference reference) {
+  if (drift_checked_) return;
+  reference_ = std::move(reference);
+}
+
+std::map<std::string, std::vector<double>> AttemptDriver::BaselineSamples()
+    const {
+  std::map<std::string, std::vector<double>> out;
+  const std::string& base = spec_.baseline().name;
+  for (const InputSpec& in : spec_.inputs) {
+    auto it = samples_.find({base, in.name});
+    if (it == samples_.end() || it->second.empty()) continue;
+    std::vector<double>& values = out[in.name];
+    for (const Sample& s : it->second) values.push_back(s.value);
+  }
+  return out;
+}
+
+bool AttemptDriver::QueueRemeasure() {
+  if (drift_checked_) return false;
+  drift_checked_ = true;
+  phase_ = Phase::kRemeasure;
+  if (!reference_ || !reference_->available ||
+      (!reference_->metric.empty() &&
+       reference_->metric != spec_.primary_metric)) {
+    return false;
+  }
+  std::vector<std::string> moved;
+  for (const history::InputDrift& d :
+       history::CompareBaselines(BaselineSamples(), reference_->inputs)) {
+    if (d.compared && d.moved) moved.push_back(d.input);
+  }
+  if (moved.empty()) return false;
+  const std::string& base = spec_.baseline().name;
+  if (spec_.order == RunOrder::kSequential) {
+    for (const std::string& in : moved)
+      for (int r = 0; r < spec_.runs; ++r)
+        queue_.push_back({StepKind::kMeasure, base, in, r, true});
+    return true;
+  }
+  for (int r = 0; r < spec_.runs; ++r) {
+    std::vector<Pending> block;
+    for (const std::string& in : moved)
+      block.push_back({StepKind::kMeasure, base, in, r, true});
+    SeededShuffle(block, rng_);
+    for (Pending& p : block) queue_.push_back(std::move(p));
+  }
+  return true;
+}
+
+EnvironmentCheck AttemptDriver::CheckEnvironment() const {
+  EnvironmentCheck env;
+  if (!reference_) return env;
+  const history::BaselineReference& ref = *reference_;
+  if (!ref.available) {
+    env.status = ref.no_history ? "no-history" : "not-compared";
+    env.lines.push_back(ref.why_not);
+    return env;
+  }
+  env.reference_experiment_id = ref.experiment_id;
+  env.reference_experiment_number = ref.experiment_number;
+  const std::string since =
+      absl::StrFormat("experiment %03d (%s)", ref.experiment_number,
+                      absl::FormatTime("%Y-%m-%d %H:%M UTC", ref.completed_at,
+                                       absl::UTCTimeZone()));
+  if (!ref.metric.empty() && ref.metric != spec_.primary_metric) {
+    env.status = "not-compared";
+    env.lines.push_back(absl::StrCat("not compared with history: ", since,
+                                     " measured ", ref.metric,
+                                     ", this attempt ", spec_.primary_metric));
+    return env;
+  }
+  const std::vector<history::InputDrift> drift =
+      history::CompareBaselines(BaselineSamples(), ref.inputs);
+  const history::InputDrift* largest = nullptr;
+  std::vector<std::string> not_compared;
+  bool still_moved = false;
+  int remeasured_inputs = 0;
+  for (const history::InputDrift& d : drift) {
+    if (!d.compared) {
+      not_compared.push_back(absl::StrCat(d.input, ": ", d.why_not));
+      continue;
+    }
+    BaselineDriftRow row;
+    row.input = d.input;
+    row.previous_median = d.previous_median;
+    row.median = d.median;
+    row.change = d.change;
+    row.noise = d.noise;
+    row.moved = d.moved;
+    if (largest == nullptr || std::fabs(d.change) > std::fabs(largest->change))
+      largest = &d;
+    if (!d.moved) {
+      env.inputs.push_back(std::move(row));
+      continue;
+    }
+    std::string line = absl::StrFormat(
+        "baseline median on %s moved %s (noise ±%.1f%%) since %s on this "
+        "fingerprint and commit; re-measured: ",
+        d.input, FormatPercent(d.change), d.noise * 100, since);
+    auto rm = remeasured_.find(d.input);
+    std::optional<history::InputDrift> again;
+    if (rm != remeasured_.end()) {
+      for (const history::BaselineStats& b : ref.inputs)
+        if (b.input == d.input) again = history::CompareBaseline(rm->second, b);
+      row.n_remeasured = static_cast<int64_t>(rm->second.size());
+      ++remeasured_inputs;
+    }
+    if (again && again->compared) {
+      row.remeasured_median = again->median;
+      row.remeasured_change = again->change;
+      row.remeasured_moved = again->moved;
+      absl::StrAppend(&line, FormatPercent(again->change));
+    } else {
+      // Not re-measured (the attempt ended first) or too few runs to tell:
+      // the move stands.
+      row.remeasured_moved = true;
+      absl::StrAppend(&line, "n/a");
+    }
+    if (row.remeasured_moved) {
+      still_moved = true;
+      env.lines.push_back(absl::StrCat("environment changed: ", line));
+    } else {
+      env.lines.push_back(absl::StrCat(
+          "environment changed (transient): re-measured, back within noise; ",
+          line));
+    }
+    env.inputs.push_back(std::move(row));
+  }
+  if (env.inputs.empty()) {
+    env.status = "not-compared";
+    env.lines.push_back(absl::StrCat("not compared with ", since, ": ",
+                                     absl::StrJoin(not_compared, "; ")));
+    return env;
+  }
+  if (env.lines.empty()) {
+    env.status = "unchanged";
+    env.lines.push_back(absl::StrFormat(
+        "baseline within noise of %s on this fingerprint and commit (largest "
+        "move %s on %s, noise ±%.1f%%)",
+        since, FormatPercent(largest->change), largest->input,
+        largest->noise * 100));
+    return env;
+  }
+  env.status = still_moved ? "changed" : "transient";
+  if (remeasured_inputs > 0) {
+    env.lines.push_back(absl::StrCat(
+        "the ", spec_.runs, " re-measured baseline run(s) per moved input are ",
+        "not part of the baseline sample the verdicts use (they ran after the "
+        "candidates, not interleaved with them)",
+        still_moved ? "; check the host (kernel, firmware, governor, "
+                      "background services) before trusting comparisons with "
+                      "earlier experiments"
+                    : ""));
+  }
+  return env;
 }
 
 ExperimentReport AttemptDriver::BuildReport() const {
@@ -671,6 +843,12 @@ ExperimentReport AttemptDriver::Evaluate(
           best_improvement * 100);
     }
   }
+  for (const auto& [input, values] : BaselineSamples()) {
+    const stats::Summary sum = stats::Summarize(values);
+    report.baseline_inputs.push_back(
+        {input, static_cast<int64_t>(sum.n), sum.median, sum.mad, sum.cv});
+  }
+  report.environment = CheckEnvironment();
   report.reruns = reruns_;
   report.gate_wait_ns = gate_wait_ns_;
   for (const auto& [flag, count] : flag_counts_)

@@ -3,8 +3,10 @@
 // warmups, measured runs in a seeded interleaved order, adaptive extension to
 // max_runs), the deadline of each candidate run (DESIGN.md §4), reacts to each
 // result (KILL after two deadlines in a row, REJECT on failure or differing
-// output, failure of the attempt when the baseline breaks) and finally builds
-// the ExperimentReport with the decision engine.
+// output, failure of the attempt when the baseline breaks), checks the
+// baseline against the previous comparable attempt ("environment changed",
+// re-measuring the inputs that moved) and finally builds the ExperimentReport
+// with the decision engine.
 //
 // Pure logic: no I/O, no clock, no gRPC; the controller feeds it results. Not
 // thread-safe; externally synchronized (the controller's attempt loop owns it).
@@ -23,6 +25,7 @@
 
 #include "absl/time/time.h"
 #include "common/spec.h"
+#include "controller/history/baseline_drift.h"
 #include "controller/report/report.h"
 
 namespace benchfleet {
@@ -81,6 +84,19 @@ class AttemptDriver {
   std::optional<PlannedStep> Next();
   void OnResult(const StepOutcome& outcome);
 
+  // The previous comparable baseline (same experiment, host fingerprint and
+  // commit; history::FindBaselineReference), or why there is none. Call it
+  // before the measured runs end (the dispatcher does when the lease is
+  // accepted); a later call is ignored, and without one the report says
+  // nothing about the environment. When the baseline median moved more than
+  // its noise on some inputs, the attempt does not finish after its measured
+  // runs: it runs `runs` more baseline runs on those inputs (interleaved like
+  // the first), compares them with the reference again and reports
+  // "environment changed" or "environment changed (transient)". The
+  // re-measured runs do not join the baseline sample the verdicts use (they
+  // ran after the candidates, not interleaved with them).
+  void SetBaselineReference(history::BaselineReference reference);
+
   bool finished() const { return finished_; }
   AttemptProgress progress() const;
   uint64_t seed() const { return seed_; }
@@ -89,12 +105,21 @@ class AttemptDriver {
   ExperimentReport BuildReport() const;
 
  private:
-  enum class Phase { kSetup, kCorrectness, kWarmup, kMeasure, kExtend, kDone };
+  enum class Phase {
+    kSetup,
+    kCorrectness,
+    kWarmup,
+    kMeasure,
+    kExtend,
+    kRemeasure,
+    kDone
+  };
   struct Pending {
     StepKind kind;
     std::string variant;
     std::string input;
     int round = 0;
+    bool remeasure = false;  // a baseline run after "environment changed"
   };
   struct VariantState {
     bool rejected = false;
@@ -119,6 +144,12 @@ class AttemptDriver {
   std::vector<double> BaselineWalls(const std::string& input) const;
   std::optional<double> PrimaryValue(const StepOutcome& o,
                                      std::string* why) const;
+  // The baseline's measured values per input (the sample verdicts use).
+  std::map<std::string, std::vector<double>> BaselineSamples() const;
+  // Compares the baseline with the reference and queues the re-measure block
+  // for the inputs that moved; returns whether it queued anything.
+  bool QueueRemeasure();
+  EnvironmentCheck CheckEnvironment() const;
   void FailAttempt(std::string reason);
   void Reject(const std::string& variant, std::string reason);
   std::string Describe(const StepOutcome& o) const;
@@ -156,6 +187,10 @@ class AttemptDriver {
   std::map<std::string, VariantState> variants_;
   // (variant, input) -> measured samples, in execution order.
   std::map<std::pair<std::string, std::string>, std::vector<Sample>> samples_;
+  std::optional<history::BaselineReference> reference_;
+  bool drift_checked_ = false;
+  // input -> baseline values of the re-measure block.
+  std::map<std::string, std::vector<double>> remeasured_;
   // (variant, input) -> digests seen in measured and warmup runs.
   std::map<std::pair<std::string, std::string>, std::set<std::string>> digests_;
 };

@@ -122,6 +122,13 @@ std::string RenderReportText(const ExperimentReport& report) {
           row.verdict, "\n");
     }
   }
+  if (report.environment.lines.size() == 1) {
+    absl::StrAppend(&out, "\nEnvironment: ", report.environment.lines[0], "\n");
+  } else if (!report.environment.lines.empty()) {
+    absl::StrAppend(&out, "\nEnvironment:\n");
+    for (const std::string& line : report.environment.lines)
+      absl::StrAppend(&out, "  - ", line, "\n");
+  }
   if (report.reruns > 0) {
     std::vector<std::string> flags;
     for (const auto& [flag, count] : report.host_flags)
@@ -200,6 +207,34 @@ std::string ReportToJson(const ExperimentReport& report) {
     }
     j["candidates"].push_back(std::move(jc));
   }
+  j["baseline_inputs"] = nlohmann::json::array();
+  for (const BaselineInputRow& b : report.baseline_inputs) {
+    j["baseline_inputs"].push_back({{"input", b.input},
+                                    {"n", b.n},
+                                    {"median", b.median},
+                                    {"mad", b.mad},
+                                    {"cv", b.cv}});
+  }
+  nlohmann::json env;
+  env["status"] = report.environment.status;
+  env["reference_experiment_id"] = report.environment.reference_experiment_id;
+  env["reference_experiment_number"] =
+      report.environment.reference_experiment_number;
+  env["lines"] = report.environment.lines;
+  env["inputs"] = nlohmann::json::array();
+  for (const BaselineDriftRow& r : report.environment.inputs) {
+    env["inputs"].push_back({{"input", r.input},
+                             {"previous_median", r.previous_median},
+                             {"median", r.median},
+                             {"change", r.change},
+                             {"noise", r.noise},
+                             {"moved", r.moved},
+                             {"n_remeasured", r.n_remeasured},
+                             {"remeasured_median", r.remeasured_median},
+                             {"remeasured_change", r.remeasured_change},
+                             {"remeasured_moved", r.remeasured_moved}});
+  }
+  j["environment"] = std::move(env);
   return j.dump(2);
 }
 

@@ -50,6 +50,43 @@ struct CandidateReport {
   std::vector<InputRow> inputs;
 };
 
+// The baseline's own statistics on one input (kept in the stored report so a
+// later attempt can compare its baseline with this one's).
+struct BaselineInputRow {
+  std::string input;
+  int64_t n = 0;
+  double median = 0;
+  double mad = 0;  // raw median absolute deviation
+  double cv = 0;
+};
+
+// One input of the history check of the baseline.
+struct BaselineDriftRow {
+  std::string input;
+  double previous_median = 0;  // the reference attempt's
+  double median = 0;           // this attempt's (the sample verdicts use)
+  double change = 0;           // median / previous_median - 1
+  double noise = 0;            // threshold, fraction of previous_median
+  bool moved = false;
+  int64_t n_remeasured = 0;  // 0: not re-measured
+  double remeasured_median = 0;
+  double remeasured_change = 0;  // vs previous_median
+  bool remeasured_moved = false;
+};
+
+// "Environment changed" (DESIGN.md §4): did the baseline median move more
+// than its noise since the last attempt on the same host fingerprint and
+// commit?
+struct EnvironmentCheck {
+  // "" (not checked: the attempt failed), "not-compared", "no-history",
+  // "unchanged", "changed", "transient" (moved, then back within noise).
+  std::string status;
+  int64_t reference_experiment_id = 0;
+  int64_t reference_experiment_number = 0;
+  std::vector<BaselineDriftRow> inputs;
+  std::vector<std::string> lines;  // one-line explanations for the report
+};
+
 struct ExperimentReport {
   int64_t number = 0;
   std::string name;
@@ -71,6 +108,8 @@ struct ExperimentReport {
       host_flags;  // flag -> how many runs carried it
   std::vector<CandidateReport> candidates;
   std::vector<std::string> warnings;
+  std::vector<BaselineInputRow> baseline_inputs;
+  EnvironmentCheck environment;
 };
 
 // "12.34 ms", "1.20 s", "35.2 MiB", or a plain number.

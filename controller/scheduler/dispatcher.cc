@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <random>
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -24,6 +25,50 @@ std::string RandomBytes(size_t n) {
     for (char& c : bytes) c = static_cast<char>(rd());
   }
   return bytes;
+}
+
+// An attempt's environment record: what it ran on and with which seed, for
+// `benchfleet show ID --env`, for reproducing the order and for comparing
+// hosts. The keys are a contract (README, campaign history): seed, agent_id,
+// hostname, cpu_model, cpu_cores, memory_bytes, os, kernel, labels, gpus,
+// governor, turbo, toolchain, commit, dirty, fingerprint. `reported` holds
+// what the agent sent with its acceptance (empty until then).
+nlohmann::json EnvironmentJson(const AgentHello& hello, uint64_t seed,
+                               std::optional<HostEnvironment> reported) {
+  HostEnvironment env = reported.value_or(HostEnvironment{});
+  env.hostname = hello.facts.hostname;
+  env.cpu_model = hello.facts.cpu_model;
+  env.cpu_cores = hello.facts.cpu_cores;
+  env.memory_bytes = hello.facts.memory_bytes;
+  env.os = hello.facts.os;
+  env.kernel = hello.facts.kernel;
+  nlohmann::json gpus = nlohmann::json::array();
+  for (const GpuIdentity& g : env.gpus) {
+    gpus.push_back({{"name", g.name},
+                    {"uuid", g.uuid},
+                    {"memory_total_bytes", g.memory_total_bytes}});
+  }
+  nlohmann::json j;
+  j["seed"] = std::to_string(seed);
+  j["agent_id"] = hello.agent_id;
+  j["hostname"] = env.hostname;
+  j["cpu_model"] = env.cpu_model;
+  j["cpu_cores"] = env.cpu_cores;
+  j["memory_bytes"] = env.memory_bytes;
+  j["os"] = env.os;
+  j["kernel"] = env.kernel;
+  j["labels"] = hello.labels;
+  j["gpus"] = std::move(gpus);
+  j["governor"] = env.governor;
+  j["turbo"] = env.turbo;
+  j["toolchain"] = env.toolchain;
+  j["commit"] = env.commit;
+  j["dirty"] = env.dirty;
+  // Until the agent reports, the fingerprint covers the host facts only (and so
+  // differs from any complete one).
+  j["fingerprint"] = HostFingerprint(env);
+  j["agent_reported"] = reported.has_value();
+  return j;
 }
 
 }  // namespace
@@ -198,8 +243,9 @@ void Dispatcher::OnHeartbeat(const std::shared_ptr<AgentLink>& link,
 
 void Dispatcher::OnLeaseReply(const std::shared_ptr<AgentLink>& link,
                               int64_t attempt_id, const std::string& token,
-                              bool accepted, const std::string& reason) {
-  Post([=, this] {
+                              bool accepted, const std::string& reason,
+                              std::optional<HostEnvironment> environment) {
+  Post([=, this, environment = std::move(environment)] {
     Session* s = SessionFor(link);
     if (s == nullptr) return;
     s->last_seen = clock_->Now();
@@ -209,6 +255,19 @@ void Dispatcher::OnLeaseReply(const std::shared_ptr<AgentLink>& link,
       LoseAttempt(attempt_id, absl::StrCat("agent ", s->hello.agent_id,
                                            " refused the lease: ", reason));
       return;
+    }
+    // Recorded even when the acceptance is a repeat: after a reconnect the
+    // token the agent holds counts as acceptance, and its reply (with the
+    // environment) may come only later.
+    if (environment) {
+      const std::string env =
+          EnvironmentJson(s->hello, it->second.attempt.seed, environment)
+              .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      if (absl::Status st = store_->SetAttemptEnvironment(attempt_id, env);
+          !st.ok()) {
+        spdlog::error("could not record the environment of attempt {}: {}",
+                      attempt_id, st.ToString());
+      }
     }
     if (it->second.lease_accepted)
       return;  // a repeated reply must not start a second step
@@ -249,6 +308,18 @@ void Dispatcher::OnStepResult(const std::shared_ptr<AgentLink>& link,
     rec.finished_at = clock_->Now();
     // Commit before acknowledging (DESIGN.md §6).
     absl::StatusOr<RecordOutcome> stored = store_->RecordStepResult(rec, token);
+    if (!stored.ok() && ours && !absl::IsFailedPrecondition(stored.status())) {
+      // The store is unreachable (a PgStore has already reconnected and
+      // retried for its reconnect timeout). Nothing was acknowledged, so
+      // nothing is lost: keep the result and store it on a later tick. The
+      // agent keeps it too until it is acknowledged.
+      spdlog::warn(
+          "could not store result {} of attempt {} ({}); trying again on the "
+          "next tick",
+          outcome.seq, attempt_id, stored.status().ToString());
+      unstored_results_.push_back({link, attempt_id, token, outcome});
+      return;
+    }
     if (!stored.ok()) {
       if (absl::IsFailedPrecondition(stored.status()) || !ours) {
         absl::MutexLock lock(&mu_);
@@ -354,6 +425,12 @@ absl::Status Dispatcher::Cancel(int64_t experiment_id,
 }
 
 void Dispatcher::Tick() {
+  for (UnstoredResult& r : std::exchange(unstored_results_, {})) {
+    OnStepResult(r.link, r.attempt_id, r.token, std::move(r.outcome));
+  }
+  for (int64_t attempt_id : std::exchange(unfinished_attempts_, {})) {
+    FinishAttempt(attempt_id);
+  }
   for (int64_t id : std::vector<int64_t>(progress_pending_.begin(),
                                          progress_pending_.end())) {
     PublishProgress(id);
@@ -436,6 +513,7 @@ void Dispatcher::StartAttempt(Session& session) {
   // recorded.
   const uint64_t effective_seed = spec->seed.value_or(c.attempt.seed);
   const GateSpec gates = spec->gates;
+  const std::string workdir = spec->workdir;
   Active active;
   active.attempt = c.attempt;
   active.attempt.seed = effective_seed;
@@ -446,19 +524,12 @@ void Dispatcher::StartAttempt(Session& session) {
   const int64_t attempt_id = c.attempt.id;
   session.attempt_id = attempt_id;
   {
-    // What the attempt ran on and with which seed, for `show` and for
-    // reproducing the order.
-    nlohmann::json env;
-    env["seed"] = std::to_string(effective_seed);
-    env["agent_id"] = session.hello.agent_id;
-    env["hostname"] = session.hello.facts.hostname;
-    env["cpu_model"] = session.hello.facts.cpu_model;
-    env["cpu_cores"] = session.hello.facts.cpu_cores;
-    env["memory_bytes"] = session.hello.facts.memory_bytes;
-    env["os"] = session.hello.facts.os;
-    env["kernel"] = session.hello.facts.kernel;
-    env["labels"] = session.hello.labels;
-    if (absl::Status st = store_->SetAttemptEnvironment(attempt_id, env.dump());
+    // The host facts now; the agent's report is merged in when it accepts.
+    const nlohmann::json env =
+        EnvironmentJson(session.hello, effective_seed, std::nullopt);
+    if (absl::Status st = store_->SetAttemptEnvironment(
+            attempt_id,
+            env.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         !st.ok()) {
       spdlog::error("could not record the environment of attempt {}: {}",
                     attempt_id, st.ToString());
@@ -471,7 +542,7 @@ void Dispatcher::StartAttempt(Session& session) {
     connected_[session.hello.agent_id] = c.experiment.id;
   }
   session.link->SendLease(attempt_id, token, c.experiment.id, c.experiment.name,
-                          gates);
+                          gates, workdir);
   spdlog::info("experiment {} ({}) leased to agent {} as attempt {}",
                c.experiment.id, c.experiment.name, session.hello.agent_id,
                attempt_id);
@@ -479,7 +550,58 @@ void Dispatcher::StartAttempt(Session& session) {
   Publish(c.experiment.id);
 }
 
+history::BaselineReference Dispatcher::BaselineReferenceFor(
+    const Active& active) {
+  history::BaselineReference ref;
+  absl::StatusOr<AttemptRecord> attempt = store_->GetAttempt(active.attempt.id);
+  if (!attempt.ok()) {
+    ref.why_not = absl::StrCat(
+        "not compared with history: could not read this attempt's environment "
+        "from the store (",
+        attempt.status().message(), ")");
+    return ref;
+  }
+  // Without a fingerprint and commit there is nothing to match: say so
+  // without reading the history.
+  ref = history::FindBaselineReference(attempt->environment_json,
+                                       active.experiment.id, {});
+  if (!ref.no_history) return ref;
+  HistoryQuery q;
+  q.name = active.experiment.name;
+  absl::StatusOr<std::vector<HistoryEntry>> entries = store_->ListHistory(q);
+  if (!entries.ok()) {
+    ref.no_history = false;
+    ref.why_not = absl::StrCat(
+        "not compared with history: the store could not list earlier "
+        "attempts of ",
+        active.experiment.name, " (", entries.status().message(),
+        "); check the store's logs");
+    return ref;
+  }
+  std::vector<history::PastAttempt> past;
+  past.reserve(entries->size());
+  for (HistoryEntry& e : *entries) {
+    history::PastAttempt p;
+    p.experiment_id = e.experiment.id;
+    p.experiment_number = e.experiment.number;
+    p.completed = e.experiment.state == ExperimentState::kDone &&
+                  e.attempt.state == AttemptState::kDone;
+    p.completed_at = e.attempt.ended_at;
+    p.environment_json = std::move(e.attempt.environment_json);
+    p.report_json = std::move(e.experiment.report_json);
+    past.push_back(std::move(p));
+  }
+  return history::FindBaselineReference(attempt->environment_json,
+                                        active.experiment.id, past);
+}
+
 void Dispatcher::SendNext(Active& active) {
+  if (!active.history_checked) {
+    // Once per attempt, at its first step: the lease is accepted, so the
+    // agent's environment (fingerprint, commit) is in the store.
+    active.history_checked = true;
+    active.driver->SetBaselineReference(BaselineReferenceFor(active));
+  }
   std::optional<PlannedStep> step = active.driver->Next();
   if (!step) {
     FinishAttempt(active.attempt.id);
@@ -501,6 +623,10 @@ void Dispatcher::FinishAttempt(int64_t attempt_id) {
   ExperimentReport report = active.driver->BuildReport();
   auto s = sessions_.find(active.agent_id);
   if (s != sessions_.end()) report.host = s->second.hello.facts.hostname;
+  // The "DISCARDed before" flag found at submission (FleetServiceImpl::Submit).
+  if (!active.experiment.discarded_before.empty()) {
+    report.warnings.push_back(active.experiment.discarded_before);
+  }
   const std::string text = RenderReportText(report);
   const std::string json = ReportToJson(report);
   absl::Status st;
@@ -521,6 +647,17 @@ void Dispatcher::FinishAttempt(int64_t attempt_id) {
     }
     st = store_->CompleteExperiment(attempt_id, active.attempt.lease_token,
                                     json, text, verdicts, clock_->Now());
+  }
+  if (!st.ok() && !absl::IsFailedPrecondition(st)) {
+    // The store is unreachable: keep the attempt (and the agent's lease) as
+    // they are and store the end on a later tick; releasing now would leave
+    // the experiment running in the store with no one to finish it.
+    spdlog::warn(
+        "could not store the end of attempt {} ({}); trying again "
+        "on the next tick",
+        attempt_id, st.ToString());
+    unfinished_attempts_.push_back(attempt_id);
+    return;
   }
   if (!st.ok())
     spdlog::error("could not store the end of attempt {}: {}", attempt_id,

@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -28,6 +29,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/fingerprint.h"
 #include "controller/attempt/attempt_driver.h"
 #include "controller/store/store.h"
 
@@ -41,11 +43,13 @@ class AgentLink {
   virtual ~AgentLink() = default;
   virtual void SendWelcome(absl::Duration heartbeat_interval,
                            absl::Duration lease_timeout) = 0;
-  // `gates` are the spec's host gates, which the agent enforces.
+  // `gates` are the spec's host gates, which the agent enforces; `workdir` is
+  // the experiment's work directory on the agent's host (whose commit and
+  // toolchain the agent records).
   virtual void SendLease(int64_t attempt_id, const std::string& lease_token,
                          int64_t experiment_id,
                          const std::string& experiment_name,
-                         const GateSpec& gates) = 0;
+                         const GateSpec& gates, const std::string& workdir) = 0;
   virtual void SendStep(int64_t attempt_id, const std::string& lease_token,
                         const PlannedStep& step) = 0;
   virtual void SendAck(int64_t attempt_id, int64_t step_seq, bool accepted,
@@ -114,9 +118,14 @@ class Dispatcher {
   // its gates).
   void OnHeartbeat(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
                    const std::string& status = "");
+  // An accepted reply carries what the agent recorded about the attempt's
+  // environment (governor, turbo, GPUs, toolchain, commit; the host facts come
+  // from its hello): merged into the attempt's environment record with the
+  // host fingerprint (common/fingerprint.h) before the first step is sent.
   void OnLeaseReply(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
                     const std::string& token, bool accepted,
-                    const std::string& reason);
+                    const std::string& reason,
+                    std::optional<HostEnvironment> environment = std::nullopt);
   void OnStepResult(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
                     const std::string& token, StepOutcome outcome);
   void OnDisconnected(const std::shared_ptr<AgentLink>& link);
@@ -159,6 +168,7 @@ class Dispatcher {
     std::unique_ptr<AttemptDriver> driver;
     std::optional<PlannedStep> in_flight;
     bool lease_accepted = false;
+    bool history_checked = false;  // the driver has its baseline reference
     std::string agent_id;
     absl::Time agent_lost_at =
         absl::InfiniteFuture();  // when its agent disconnected
@@ -171,6 +181,11 @@ class Dispatcher {
   void AssignWork();
   void StartAttempt(Session& session);
   void SendNext(Active& active);
+  // The previous comparable baseline for the driver's "environment changed"
+  // check: the newest completed attempt of the same experiment name on the
+  // same host fingerprint and commit (read from the attempt's environment,
+  // merged when the agent accepted the lease), or why there is none.
+  history::BaselineReference BaselineReferenceFor(const Active& active);
   void FinishAttempt(int64_t attempt_id);
   void LoseAttempt(int64_t attempt_id, const std::string& reason);
   // Sends the experiment's current view to its watchers at once (state
@@ -194,6 +209,18 @@ class Dispatcher {
   std::map<int64_t, absl::Time>
       last_publish_;  // by experiment; real time, for pacing only
   std::set<int64_t> progress_pending_;
+  // Step results the store could not take (it was unreachable even after its
+  // own reconnect attempts): not acknowledged, tried again on the next tick.
+  struct UnstoredResult {
+    std::shared_ptr<AgentLink> link;
+    int64_t attempt_id = 0;
+    std::string token;
+    StepOutcome outcome;
+  };
+  std::vector<UnstoredResult> unstored_results_;
+  // Attempts whose end the store could not take; FinishAttempt runs again on
+  // the next tick.
+  std::vector<int64_t> unfinished_attempts_;
 
   absl::Mutex mu_;
   std::deque<std::function<void()>> events_ ABSL_GUARDED_BY(mu_);

@@ -32,13 +32,14 @@ class GrpcAgentLink : public AgentLink,
   }
   void SendLease(int64_t attempt_id, const std::string& token,
                  int64_t experiment_id, const std::string& name,
-                 const GateSpec& gates) override {
+                 const GateSpec& gates, const std::string& workdir) override {
     v1::ControllerMessage m;
     *m.mutable_lease()->mutable_gates() = ToProto(gates);
     m.mutable_lease()->set_attempt_id(attempt_id);
     m.mutable_lease()->set_lease_token(token);
     m.mutable_lease()->set_experiment_id(experiment_id);
     m.mutable_lease()->set_experiment_name(name);
+    m.mutable_lease()->set_workdir(workdir);
     Send(std::move(m));
   }
   void SendStep(int64_t attempt_id, const std::string& token,
@@ -152,8 +153,11 @@ class AgentStreamReactor final : public Reactor {
       case v1::AgentMessage::kLeaseReply:
         if (hello_seen_) {
           const auto& r = in_.lease_reply();
-          dispatcher_->OnLeaseReply(link_, r.attempt_id(), r.lease_token(),
-                                    r.accepted(), r.reason());
+          dispatcher_->OnLeaseReply(
+              link_, r.attempt_id(), r.lease_token(), r.accepted(), r.reason(),
+              r.accepted() && r.has_environment()
+                  ? std::optional<HostEnvironment>(FromProto(r.environment()))
+                  : std::nullopt);
         }
         break;
       case v1::AgentMessage::kStepResult:

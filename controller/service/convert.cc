@@ -148,4 +148,32 @@ std::vector<SampleRecord> FromProto(const v1::SampleBatch& b) {
   return out;
 }
 
+HostEnvironment FromProto(const v1::AttemptEnvironment& e) {
+  HostEnvironment env;
+  env.governor = e.governor();
+  env.turbo = e.turbo();
+  for (const v1::GpuInfo& g : e.gpus())
+    env.gpus.push_back(GpuIdentity{g.name(), g.uuid(), g.memory_total_bytes()});
+  for (const auto& [name, version] : e.toolchain())
+    env.toolchain[name] = version;
+  env.commit = e.commit();
+  env.dirty = e.dirty();
+  return env;
+}
+
+v1::Attempt ToProto(const AttemptRecord& a) {
+  v1::Attempt out;
+  out.set_id(a.id);
+  out.set_agent_id(a.agent_id);
+  out.set_state(AttemptStateName(a.state));
+  out.set_reason(a.reason);
+  out.set_started_at_unix_ms(absl::ToUnixMillis(a.started_at));
+  out.set_ended_at_unix_ms(a.state == AttemptState::kRunning ||
+                                   a.ended_at == absl::UnixEpoch()
+                               ? 0
+                               : absl::ToUnixMillis(a.ended_at));
+  out.set_environment_json(a.environment_json);
+  return out;
+}
+
 }  // namespace benchfleet

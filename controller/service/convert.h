@@ -18,6 +18,10 @@ v1::Agent ToProto(const AgentRecord& agent, bool connected,
                   int64_t current_experiment_id);
 v1::GateSpec ToProto(const GateSpec& gates);
 std::vector<SampleRecord> FromProto(const v1::SampleBatch& batch);
+// The agent's part of an attempt's environment (host facts are left empty).
+HostEnvironment FromProto(const v1::AttemptEnvironment& environment);
+// An attempt as GetExperiment lists it.
+v1::Attempt ToProto(const AttemptRecord& attempt);
 
 }  // namespace benchfleet
 

@@ -1,13 +1,19 @@
 #include "controller/service/fleet_service.h"
 
 #include <memory>
+#include <set>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/grpc_status.h"
 #include "common/spec_loader.h"
 #include "common/status_macros.h"
+#include "controller/history/history.h"
+#include "controller/history/history_file.h"
 #include "controller/service/convert.h"
+#include "spdlog/spdlog.h"
 
 namespace benchfleet {
 namespace {
@@ -64,13 +70,43 @@ grpc::ServerUnaryReactor* FleetServiceImpl::Submit(
     rec.workdir = req->workdir();
     rec.required_labels = spec.required_labels;
     rec.submitted_by = req->submitted_by();
+    rec.idea = spec.idea;
+    const std::vector<std::string> discarded = DiscardedBeforeFor(spec);
+    rec.discarded_before = absl::StrJoin(discarded, "; ");
     ASSIGN_OR_RETURN(ExperimentRecord stored, store_->CreateExperiment(rec));
     resp->set_experiment_id(stored.id);
     resp->set_number(stored.number);
     for (const std::string& w : spec.warnings) resp->add_warnings(w);
+    for (const std::string& w : discarded) resp->add_warnings(w);
     dispatcher_->OnSubmitted(stored.id);
     return absl::OkStatus();
   });
+}
+
+std::vector<std::string> FleetServiceImpl::DiscardedBeforeFor(
+    const ExperimentSpec& spec) {
+  HistoryQuery q;
+  if (spec.idea.empty()) {
+    q.name = spec.name;
+  } else {
+    q.idea = spec.idea;
+  }
+  q.limit = kDiscardLookback;
+  absl::StatusOr<std::vector<HistoryEntry>> past = store_->ListHistory(q);
+  if (!past.ok()) {
+    // The flag is advice: a history the store cannot read never blocks a
+    // submission.
+    spdlog::warn(
+        "could not check the history of experiment {} for earlier "
+        "DISCARD verdicts: {}",
+        spec.name, past.status().ToString());
+    return {};
+  }
+  std::vector<std::string> candidates;
+  for (size_t i = 1; i < spec.variants.size(); ++i) {
+    candidates.push_back(spec.variants[i].name);
+  }
+  return DiscardedBefore(*past, spec.idea, candidates);
 }
 
 grpc::ServerUnaryReactor* FleetServiceImpl::GetExperiment(
@@ -85,6 +121,10 @@ grpc::ServerUnaryReactor* FleetServiceImpl::GetExperiment(
     }
     RETURN_IF_ERROR(view.status());
     *resp = ToProto(*view);
+    ASSIGN_OR_RETURN(std::vector<AttemptRecord> attempts,
+                     store_->ListAttempts(req->id()));
+    for (const AttemptRecord& a : attempts)
+      *resp->add_attempt_list() = ToProto(a);
     return absl::OkStatus();
   });
 }
@@ -160,6 +200,119 @@ grpc::ServerUnaryReactor* FleetServiceImpl::SetAgentCordoned(
                     dispatcher_->CurrentExperimentOf(a.id));
     dispatcher_->OnSubmitted(
         0);  // an uncordoned agent may take queued work now
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* FleetServiceImpl::GetHistory(
+    grpc::CallbackServerContext* ctx, const v1::GetHistoryRequest* req,
+    v1::GetHistoryResponse* resp) {
+  return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
+    if (req->name().empty()) {
+      return absl::InvalidArgumentError(
+          "history needs the benchmark (experiment) name: benchfleet history "
+          "--benchmark NAME");
+    }
+    HistoryQuery q;
+    q.name = req->name();
+    if (req->since_unix_ms() > 0) {
+      q.since = absl::FromUnixMillis(req->since_unix_ms());
+    }
+    ASSIGN_OR_RETURN(std::vector<HistoryEntry> entries, store_->ListHistory(q));
+    HistoryRowFilter filter;
+    filter.input = req->input();
+    filter.host = req->host();
+    ASSIGN_OR_RETURN(std::vector<HistoryRow> rows,
+                     BuildHistoryRows(entries, filter));
+    for (const HistoryRow& r : rows) {
+      v1::HistoryRow* out = resp->add_rows();
+      out->set_time_unix_ms(absl::ToUnixMillis(r.time));
+      out->set_experiment_id(r.experiment_id);
+      out->set_experiment_number(r.experiment_number);
+      out->set_experiment(r.experiment_name);
+      out->set_campaign(r.campaign);
+      out->set_input(r.input);
+      out->set_variant(r.variant);
+      out->set_baseline(r.baseline);
+      out->set_median(r.median);
+      out->set_n(r.n);
+      out->set_cv(r.cv);
+      out->set_change(r.change);
+      out->set_verdict(r.verdict);
+      out->set_input_verdict(r.input_verdict);
+      out->set_metric(r.metric);
+      out->set_unit(r.unit);
+      out->set_commit(r.commit);
+      out->set_fingerprint(r.fingerprint);
+      out->set_hostname(r.hostname);
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* FleetServiceImpl::ExportHistory(
+    grpc::CallbackServerContext* ctx, const v1::ExportHistoryRequest* req,
+    v1::ExportHistoryResponse* resp) {
+  return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
+    HistoryQuery q;
+    q.name = req->name();
+    if (req->since_unix_ms() > 0) {
+      q.since = absl::FromUnixMillis(req->since_unix_ms());
+    }
+    ASSIGN_OR_RETURN(std::vector<HistoryEntry> entries, store_->ListHistory(q));
+    std::string text = WriteHistoryFile(entries);
+    if (text.size() > kMaxHistoryFileBytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the history of ", entries.size(), " experiments is ", text.size(),
+          " bytes, more than a history file may hold (", kMaxHistoryFileBytes,
+          "); export it in parts with --benchmark NAME and --since"));
+    }
+    resp->set_file_text(std::move(text));
+    resp->set_experiments(static_cast<int64_t>(entries.size()));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* FleetServiceImpl::ImportHistory(
+    grpc::CallbackServerContext* ctx, const v1::ImportHistoryRequest* req,
+    v1::ImportHistoryResponse* resp) {
+  return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
+    const std::string path =
+        req->file_name().empty() ? "<history file>" : req->file_name();
+    ASSIGN_OR_RETURN(std::vector<HistoryEntry> entries,
+                     ParseHistoryFile(req->file_text(), path));
+    // Experiments that ran here have no stored origin until they are imported
+    // somewhere: their origin is derived when they are exported. So a file
+    // that travelled back to the store it came from is matched against the
+    // derived origins of this store's experiments of the same names.
+    std::set<std::string> names;
+    for (const HistoryEntry& e : entries) names.insert(e.experiment.name);
+    std::set<std::string> local_origins;
+    for (const std::string& name : names) {
+      HistoryQuery q;
+      q.name = name;
+      ASSIGN_OR_RETURN(std::vector<HistoryEntry> local, store_->ListHistory(q));
+      for (const HistoryEntry& e : local) {
+        if (e.experiment.origin.empty()) local_origins.insert(OriginOf(e));
+      }
+    }
+    std::vector<HistoryEntry> fresh;
+    int64_t ran_here = 0;
+    for (HistoryEntry& e : entries) {
+      if (local_origins.count(e.experiment.origin)) {
+        ++ran_here;
+      } else {
+        fresh.push_back(std::move(e));
+      }
+    }
+    absl::StatusOr<ImportCounts> counts = store_->ImportHistory(fresh);
+    if (!counts.ok()) {
+      return absl::Status(counts.status().code(),
+                          absl::StrCat(path, ": nothing was imported: ",
+                                       counts.status().message()));
+    }
+    resp->set_imported(counts->imported);
+    resp->set_already_present(counts->already_present + ran_here);
     return absl::OkStatus();
   });
 }

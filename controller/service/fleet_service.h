@@ -8,6 +8,7 @@
 #include "benchfleet/v1/fleet.grpc.pb.h"
 #include "common/clock.h"
 #include "common/executor.h"
+#include "common/spec.h"
 #include "controller/scheduler/dispatcher.h"
 #include "controller/store/store.h"
 
@@ -43,8 +44,24 @@ class FleetServiceImpl final : public v1::FleetService::CallbackService {
   grpc::ServerUnaryReactor* SetAgentCordoned(
       grpc::CallbackServerContext* ctx, const v1::SetAgentCordonedRequest* req,
       v1::Agent* resp) override;
+  grpc::ServerUnaryReactor* GetHistory(grpc::CallbackServerContext* ctx,
+                                       const v1::GetHistoryRequest* req,
+                                       v1::GetHistoryResponse* resp) override;
+  grpc::ServerUnaryReactor* ExportHistory(
+      grpc::CallbackServerContext* ctx, const v1::ExportHistoryRequest* req,
+      v1::ExportHistoryResponse* resp) override;
+  grpc::ServerUnaryReactor* ImportHistory(
+      grpc::CallbackServerContext* ctx, const v1::ImportHistoryRequest* req,
+      v1::ImportHistoryResponse* resp) override;
 
  private:
+  // How many of the newest matching experiments Submit looks through for an
+  // earlier DISCARD of the same idea or variant.
+  static constexpr int kDiscardLookback = 500;
+  // The "DISCARDed before" warnings for `spec` (DESIGN.md §4); none when the
+  // history cannot be read (logged).
+  std::vector<std::string> DiscardedBeforeFor(const ExperimentSpec& spec);
+
   Store* store_;
   Dispatcher* dispatcher_;
   Executor* executor_;

@@ -274,6 +274,32 @@ constexpr std::string_view kMigration5Postgres[] = {
     " WITH (fillfactor = 50)",
 };
 
+// History across campaigns (controller/history): the spec's `idea:`, the
+// origin key of an experiment imported from a history file (NULL for one
+// submitted here; unique, so a file imported twice adds nothing the second
+// time) and the "DISCARDed before" flag shown in the report. History queries
+// filter completed experiments by name or idea, oldest first. PostgreSQL cannot
+// put text longer than ~2.7 KB into a btree entry (see migration 4), so there
+// those indexes hold a 64-bit hash of the text and the queries compare the text
+// too; origin keys are short (the history file reader bounds them).
+constexpr std::string_view kMigration6[] = {
+    "ALTER TABLE experiments ADD COLUMN idea TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE experiments ADD COLUMN origin TEXT",
+    "ALTER TABLE experiments ADD COLUMN discarded_before TEXT NOT NULL "
+    "DEFAULT ''",
+    "CREATE UNIQUE INDEX experiments_origin_key ON experiments (origin)",
+};
+constexpr std::string_view kMigration6Sqlite[] = {
+    "CREATE INDEX experiments_name_idx ON experiments (name, created_at, id)",
+    "CREATE INDEX experiments_idea_idx ON experiments (idea, created_at, id)",
+};
+constexpr std::string_view kMigration6Postgres[] = {
+    "CREATE INDEX experiments_name_idx ON experiments"
+    " (hashtextextended(name, 0), created_at, id)",
+    "CREATE INDEX experiments_idea_idx ON experiments"
+    " (hashtextextended(idea, 0), created_at, id)",
+};
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema: experiments, attempts, step_results, verdicts, agents",
      kMigration1},
@@ -290,6 +316,8 @@ constexpr Migration kMigrations[] = {
      "commit marks for connections lost during COMMIT (PostgreSQL only)",
      {},
      kMigration5Postgres},
+    {6, "history: idea, origin and DISCARDed-before flag of experiments",
+     kMigration6, kMigration6Postgres, kMigration6Sqlite},
 };
 
 }  // namespace
@@ -333,6 +361,8 @@ std::vector<std::string> MigrationStatements(const Migration& migration,
     for (std::string_view statement : migration.postgres_only) {
       render(statement);
     }
+  } else {
+    for (std::string_view statement : migration.sqlite_only) render(statement);
   }
   return out;
 }

@@ -32,6 +32,9 @@ struct Migration {
       statements;  // dialect-neutral; see MigrationStatements
   // Run on PostgreSQL only, after `statements`.
   std::span<const std::string_view> postgres_only = {};
+  // Run on SQLite only, after `statements` (what PostgreSQL does differently
+  // in `postgres_only`).
+  std::span<const std::string_view> sqlite_only = {};
 };
 
 // All migrations, in version order: versions 1..LatestSchemaVersion().
@@ -45,8 +48,8 @@ int LatestSchemaVersion();
 std::string_view SchemaMigrationsTableSql();
 
 // The statements of `migration` ready to execute on `dialect` (placeholders
-// replaced; for kPostgres followed by `postgres_only`). May be empty for
-// kSqlite.
+// replaced; followed by `postgres_only` for kPostgres, by `sqlite_only` for
+// kSqlite). May be empty for kSqlite.
 std::vector<std::string> MigrationStatements(const Migration& migration,
                                              SqlDialect dialect);
 

@@ -15,23 +15,6 @@
 #include "controller/store/store.h"
 
 namespace benchfleet {
-namespace {
-
-// The URL for error messages, with any password replaced:
-// "scheme://user:***@host/...".
-std::string RedactUrl(const std::string& url) {
-  const size_t authority = url.find("://");
-  if (authority == std::string::npos) return url;
-  const size_t start = authority + 3;
-  const size_t end = std::min(url.find('/', start), url.size());
-  const size_t at = url.rfind('@', end);
-  if (at == std::string::npos || at < start) return url;
-  const size_t colon = url.find(':', start);
-  if (colon == std::string::npos || colon > at) return url;
-  return url.substr(0, colon + 1) + "***" + url.substr(at);
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<Store>> OpenStore(const std::string& url) {
   constexpr std::string_view kSqliteMemory = "sqlite::memory:";

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <pqxx/pqxx>
@@ -23,6 +24,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
+#include "controller/store/history_import.h"
 #include "controller/store/migrations.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
@@ -40,45 +42,13 @@ constexpr int64_t kMigrationLockKey = 0x62656e6368666c74;  // "benchflt"
 constexpr int32_t kCampaignLockClass = 0x62660001;
 // The schema version that has commit_marks (migrations.cc, migration 5).
 constexpr int kCommitMarksVersion = 5;
+// The schema version that added experiments.idea, origin and discarded_before.
+constexpr int kHistoryColumnsVersion = 6;
 
 int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
 
 // ---- Connection strings, without ever echoing a password ----
-
-// `text` with the password of a URL's user info and any password=... value
-// replaced by "***".
-std::string RedactConninfo(std::string_view text) {
-  std::string out(text);
-  const size_t scheme = out.find("://");
-  if (scheme != std::string::npos) {
-    const size_t start = scheme + 3;
-    const size_t end = std::min(out.find_first_of("/?", start), out.size());
-    const size_t at = out.rfind('@', end);
-    if (at != std::string::npos && at >= start) {
-      const size_t colon = out.find(':', start);
-      if (colon != std::string::npos && colon < at) {
-        out.replace(colon + 1, at - colon - 1, "***");
-      }
-    }
-  }
-  constexpr std::string_view kKey = "password=";
-  for (size_t pos = out.find(kKey); pos != std::string::npos;
-       pos = out.find(kKey, pos + 1)) {
-    const size_t value = pos + kKey.size();
-    size_t end = value;
-    if (end < out.size() && out[end] == '\'') {  // key='quoted value'
-      for (++end; end < out.size() && out[end] != '\''; ++end) {
-        if (out[end] == '\\') ++end;
-      }
-      end = std::min(end + 1, out.size());
-    } else {
-      end = std::min(out.find_first_of("& \t\n", value), out.size());
-    }
-    out.replace(value, end - value, "***");
-  }
-  return out;
-}
 
 // A value for a key='value' conninfo string.
 std::string QuoteConninfoValue(std::string_view value) {
@@ -130,7 +100,7 @@ absl::StatusOr<ConnTarget> BuildTarget(const PgOptions& options) {
     std::string message = error != nullptr ? error : "out of memory";
     PQfreemem(error);
     while (!message.empty() && message.back() == '\n') message.pop_back();
-    const std::string redacted = RedactConninfo(options.url);
+    const std::string redacted = RedactUrl(options.url);
     // libpq quotes fragments of the string; keep them out of the message when
     // the string holds a password.
     if (redacted != options.url) message = "malformed";
@@ -593,6 +563,11 @@ absl::StatusOr<ExperimentRecord> ReadExperiment(const pqxx::row& row,
   r.updated_at = Time(row[14]);
   r.report_json = Str(row[15]);
   r.report_text = Str(row[16]);
+  if (row.size() > 17) {  // the history columns (migration 6)
+    r.idea = Str(row[17]);
+    r.origin = row[18].is_null() ? std::string() : Str(row[18]);
+    r.discarded_before = Str(row[19]);
+  }
   return r;
 }
 
@@ -738,6 +713,100 @@ constexpr Query kListExperiments{"bf_list_experiments",
 constexpr Query kListExperimentsLimit{
     "bf_list_experiments_limit", "SELECT " BF_EXPERIMENT_COLUMNS
                                  " FROM experiments ORDER BY id DESC LIMIT $1"};
+
+// With the history columns of migration 6; the statements above serve a
+// store opened at an older schema version (tests).
+#define BF_EXPERIMENT_HISTORY_COLUMNS \
+  BF_EXPERIMENT_COLUMNS ", idea, origin, discarded_before"
+constexpr Query kGetExperimentH{"bf_get_experiment_h",
+                                "SELECT " BF_EXPERIMENT_HISTORY_COLUMNS
+                                " FROM experiments WHERE id = $1"};
+constexpr Query kListExperimentsH{"bf_list_experiments_h",
+                                  "SELECT " BF_EXPERIMENT_HISTORY_COLUMNS
+                                  " FROM experiments ORDER BY id DESC"};
+constexpr Query kListExperimentsLimitH{
+    "bf_list_experiments_limit_h",
+    "SELECT " BF_EXPERIMENT_HISTORY_COLUMNS
+    " FROM experiments ORDER BY id DESC LIMIT $1"};
+constexpr Query kSetExperimentHistory{
+    "bf_set_experiment_history",
+    "UPDATE experiments SET idea = $1, discarded_before = $2 WHERE id = $3"};
+constexpr Query kDoneAttempt{
+    "bf_done_attempt", "SELECT " BF_ATTEMPT_COLUMNS
+                       " FROM attempts WHERE experiment_id = $1 AND state = $2 "
+                       "ORDER BY id DESC LIMIT 1"};
+constexpr Query kOriginPresent{"bf_origin_present",
+                               "SELECT 1 FROM experiments WHERE origin = $1"};
+constexpr Query kNumberTaken{
+    "bf_number_taken",
+    "SELECT 1 FROM experiments "
+    "WHERE hashtextextended(campaign, 0) = hashtextextended($1, 0) "
+    "AND campaign = $1 AND number = $2"};
+constexpr Query kImportExperiment{
+    "bf_import_experiment",
+    "INSERT INTO experiments (number, name, campaign, state, state_reason, "
+    "spec_yaml, spec_path, workdir, required_labels_json, attempts, "
+    "max_attempts, submitted_by, created_at, updated_at, report_json, "
+    "report_text, idea, origin, discarded_before) VALUES ($1, $2, $3, $4, $5, "
+    "$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) "
+    "RETURNING id"};
+constexpr Query kImportAttempt{
+    "bf_import_attempt",
+    "INSERT INTO attempts (experiment_id, agent_id, lease_token, state, seed, "
+    "reason, environment_json, started_at, ended_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id"};
+
+// ListHistory's statement for the filters that are set. Each takes the same
+// parameters: $1 state, $2 name, $3 campaign, $4 idea, $5 since, $6 limit;
+// name and idea are matched through their hash indexes (migration 6). Newest
+// first, so that LIMIT keeps the newest.
+const Query& HistoryQueryFor(bool name, bool campaign, bool idea) {
+  struct Variants {
+    std::string names[8];
+    std::string sql[8];
+    Query queries[8];
+    Variants() {
+      for (int mask = 0; mask < 8; ++mask) {
+        std::string sql =
+            "SELECT " BF_EXPERIMENT_HISTORY_COLUMNS
+            " FROM experiments WHERE state = $1 AND created_at >= $5";
+        if (mask & 1) {
+          sql +=
+              " AND hashtextextended(name, 0) = hashtextextended($2, 0)"
+              " AND name = $2";
+        } else {
+          sql += " AND $2::text IS NOT NULL";  // keeps $2 typed
+        }
+        if (mask & 2) {
+          sql += " AND campaign = $3";
+        } else {
+          sql += " AND $3::text IS NOT NULL";
+        }
+        if (mask & 4) {
+          sql +=
+              " AND hashtextextended(idea, 0) = hashtextextended($4, 0)"
+              " AND idea = $4";
+        } else {
+          sql += " AND $4::text IS NOT NULL";
+        }
+        sql += " ORDER BY created_at DESC, id DESC LIMIT $6";
+        this->sql[mask] = std::move(sql);
+        names[mask] = "bf_history_" + std::to_string(mask);
+        queries[mask] = Query{names[mask].c_str(), this->sql[mask].c_str()};
+      }
+    }
+  };
+  static const Variants* const variants = new Variants();
+  return variants
+      ->queries[(name ? 1 : 0) | (campaign ? 2 : 0) | (idea ? 4 : 0)];
+}
+
+absl::Status HistoryNeedsMigration(const std::string& display) {
+  return absl::FailedPreconditionError(
+      "PostgreSQL store " + display +
+      " is at a schema version without history (before migration 6); open it "
+      "with a store at the latest schema version to migrate it");
+}
 
 constexpr Query kQueuedExperiments{
     "bf_queued_experiments",
@@ -951,8 +1020,10 @@ void StreamSamples(PGconn* pg, const std::vector<SampleRecord>& samples) {
 }
 
 absl::StatusOr<ExperimentRecord> LoadExperiment(Txn& txn, int64_t id,
-                                                const std::string& display) {
-  const pqxx::result r = txn.Exec(kGetExperiment, id);
+                                                const std::string& display,
+                                                bool history) {
+  const pqxx::result r =
+      txn.Exec(history ? kGetExperimentH : kGetExperiment, id);
   if (r.empty()) {
     return absl::NotFoundError("experiment " + std::to_string(id) +
                                " not found");
@@ -1253,6 +1324,7 @@ absl::StatusOr<std::unique_ptr<PgStore>> PgStore::Open(
   RETURN_IF_ERROR(store->Migrate(options.schema_version));
   ASSIGN_OR_RETURN(const int version, store->SchemaVersion());
   store->commit_marks_ = version >= kCommitMarksVersion;
+  store->history_columns_ = version >= kHistoryColumnsVersion;
   if (store->commit_marks_) {
     // Rows of connections that have not written for a week are of no use:
     // their transactions ended long ago. A live connection re-registers.
@@ -1357,7 +1429,12 @@ absl::StatusOr<ExperimentRecord> PgStore::CreateExperiment(
             record.spec_yaml, record.spec_path, record.workdir, labels_json,
             record.max_attempts, record.submitted_by, created_at,
             record.report_json, record.report_text)[0][0]);
-        ASSIGN_OR_RETURN(out, LoadExperiment(txn, id, display_name_));
+        if (history_columns_) {
+          txn.Exec(kSetExperimentHistory, record.idea, record.discarded_before,
+                   id);
+        }
+        ASSIGN_OR_RETURN(
+            out, LoadExperiment(txn, id, display_name_, history_columns_));
         return absl::OkStatus();
       }));
   return out;
@@ -1367,7 +1444,8 @@ absl::StatusOr<ExperimentRecord> PgStore::GetExperiment(int64_t id) {
   ExperimentRecord out;
   RETURN_IF_ERROR(Transact(
       "reading an experiment", TxnKind::kRead, [&](Txn& txn) -> absl::Status {
-        ASSIGN_OR_RETURN(out, LoadExperiment(txn, id, display_name_));
+        ASSIGN_OR_RETURN(
+            out, LoadExperiment(txn, id, display_name_, history_columns_));
         return absl::OkStatus();
       }));
   return out;
@@ -1379,9 +1457,12 @@ absl::StatusOr<std::vector<ExperimentRecord>> PgStore::ListExperiments(
   RETURN_IF_ERROR(Transact(
       "listing experiments", TxnKind::kRead, [&](Txn& txn) -> absl::Status {
         out.clear();
-        const pqxx::result r = limit > 0
-                                   ? txn.Exec(kListExperimentsLimit, limit)
-                                   : txn.Exec(kListExperiments);
+        const pqxx::result r =
+            limit > 0 ? txn.Exec(history_columns_ ? kListExperimentsLimitH
+                                                  : kListExperimentsLimit,
+                                 limit)
+                      : txn.Exec(history_columns_ ? kListExperimentsH
+                                                  : kListExperiments);
         out.reserve(r.size());
         for (const pqxx::row& row : r) {
           ASSIGN_OR_RETURN(ExperimentRecord e,
@@ -1436,8 +1517,9 @@ absl::StatusOr<std::optional<Store::Claim>> PgStore::ClaimNextExperiment(
                          AttemptStateName(AttemptState::kRunning),
                          static_cast<int64_t>(seed), now_us)[0][0]);
         Claim claim;
-        ASSIGN_OR_RETURN(claim.experiment,
-                         LoadExperiment(txn, *chosen, display_name_));
+        ASSIGN_OR_RETURN(
+            claim.experiment,
+            LoadExperiment(txn, *chosen, display_name_, history_columns_));
         ASSIGN_OR_RETURN(claim.attempt,
                          LoadAttempt(txn, attempt_id, display_name_));
         out = std::move(claim);
@@ -1572,9 +1654,9 @@ absl::Status PgStore::CompleteExperiment(
               which + " already ended (" + AttemptStateName(attempt.state) +
               "); its completion was rejected");
         }
-        ASSIGN_OR_RETURN(
-            ExperimentRecord experiment,
-            LoadExperiment(txn, attempt.experiment_id, display_name_));
+        ASSIGN_OR_RETURN(ExperimentRecord experiment,
+                         LoadExperiment(txn, attempt.experiment_id,
+                                        display_name_, history_columns_));
         if (experiment.state != ExperimentState::kRunning) {
           return absl::FailedPreconditionError(
               "experiment " + std::to_string(experiment.id) + " is " +
@@ -1623,9 +1705,9 @@ absl::Status PgStore::EndAttempt(int64_t attempt_id, AttemptState state,
         const int64_t now_us = ToMicros(now);
         txn.Exec(kEndAttempt, AttemptStateName(state), reason, now_us,
                  attempt_id);
-        ASSIGN_OR_RETURN(
-            ExperimentRecord experiment,
-            LoadExperiment(txn, attempt.experiment_id, display_name_));
+        ASSIGN_OR_RETURN(ExperimentRecord experiment,
+                         LoadExperiment(txn, attempt.experiment_id,
+                                        display_name_, history_columns_));
         // Only the experiment's live attempt decides its fate.
         if (experiment.state != ExperimentState::kRunning) {
           return absl::OkStatus();
@@ -1657,8 +1739,9 @@ absl::Status PgStore::CancelExperiment(int64_t id, const std::string& reason,
   return Transact(
       "cancelling an experiment", TxnKind::kWrite,
       [&](Txn& txn) -> absl::Status {
-        ASSIGN_OR_RETURN(ExperimentRecord experiment,
-                         LoadExperiment(txn, id, display_name_));
+        ASSIGN_OR_RETURN(
+            ExperimentRecord experiment,
+            LoadExperiment(txn, id, display_name_, history_columns_));
         if (experiment.state != ExperimentState::kQueued &&
             experiment.state != ExperimentState::kRunning) {
           return absl::FailedPreconditionError(
@@ -1674,6 +1757,111 @@ absl::Status PgStore::CancelExperiment(int64_t id, const std::string& reason,
                  now_us, id);
         return absl::OkStatus();
       });
+}
+
+// ---- History ----
+
+absl::StatusOr<std::vector<HistoryEntry>> PgStore::ListHistory(
+    const HistoryQuery& q) {
+  if (!history_columns_) return HistoryNeedsMigration(display_name_);
+  const Query& query =
+      HistoryQueryFor(!q.name.empty(), !q.campaign.empty(), !q.idea.empty());
+  const int64_t since = q.since == absl::InfinitePast()
+                            ? std::numeric_limits<int64_t>::min()
+                            : ToMicros(q.since);
+  const int64_t limit =
+      q.limit > 0 ? q.limit : std::numeric_limits<int64_t>::max();
+  const char* done = ExperimentStateName(ExperimentState::kDone);
+  std::vector<HistoryEntry> out;
+  RETURN_IF_ERROR(Transact(
+      "listing history", TxnKind::kRead, [&](Txn& txn) -> absl::Status {
+        out.clear();
+        // Absent filters are bound as '' and not used by the statement, so
+        // every variant takes the same parameters.
+        const pqxx::result r =
+            txn.Exec(query, done, q.name, q.campaign, q.idea, since, limit);
+        out.reserve(r.size());
+        for (const pqxx::row& row : r) {
+          HistoryEntry entry;
+          ASSIGN_OR_RETURN(entry.experiment,
+                           ReadExperiment(row, display_name_));
+          out.push_back(std::move(entry));
+        }
+        std::reverse(out.begin(), out.end());
+        for (HistoryEntry& entry : out) {
+          const int64_t id = entry.experiment.id;
+          const pqxx::result attempt =
+              txn.Exec(kDoneAttempt, id, AttemptStateName(AttemptState::kDone));
+          if (attempt.empty()) {
+            return absl::DataLossError(
+                "PostgreSQL store " + display_name_ + ": experiment " +
+                std::to_string(id) +
+                " is done but has no completed attempt; the database was "
+                "modified outside benchfleet or is damaged");
+          }
+          ASSIGN_OR_RETURN(entry.attempt,
+                           ReadAttempt(attempt[0], display_name_));
+          for (const pqxx::row& row : txn.Exec(kListVerdicts, id)) {
+            entry.verdicts.push_back(ReadVerdict(row));
+          }
+        }
+        return absl::OkStatus();
+      }));
+  return out;
+}
+
+absl::StatusOr<ImportCounts> PgStore::ImportHistory(
+    const std::vector<HistoryEntry>& entries) {
+  if (!history_columns_) return HistoryNeedsMigration(display_name_);
+  RETURN_IF_ERROR(CheckImportEntries(entries));
+  std::vector<std::string> labels_json;
+  for (const HistoryEntry& entry : entries) {
+    ASSIGN_OR_RETURN(std::string json,
+                     LabelsToJson(entry.experiment.required_labels,
+                                  "required labels of imported experiment \"" +
+                                      entry.experiment.name + "\""));
+    labels_json.push_back(std::move(json));
+  }
+  ImportCounts counts;
+  RETURN_IF_ERROR(Transact(
+      "importing history", TxnKind::kWrite, [&](Txn& txn) -> absl::Status {
+        counts = ImportCounts();
+        for (size_t i = 0; i < entries.size(); ++i) {
+          const ExperimentRecord& e = entries[i].experiment;
+          const AttemptRecord& a = entries[i].attempt;
+          if (!txn.Exec(kOriginPresent, e.origin).empty()) {
+            ++counts.already_present;
+            continue;
+          }
+          // Numbers are unique per campaign: serialize with CreateExperiment.
+          txn.Exec(kCampaignLock, kCampaignLockClass, e.campaign);
+          int64_t number = e.number;
+          if (number < 1 ||
+              !txn.Exec(kNumberTaken, e.campaign, number).empty()) {
+            number = I64(txn.Exec(kNextNumber, e.campaign)[0][0]);
+          }
+          const int64_t experiment_id = I64(txn.Exec(
+              kImportExperiment, number, e.name, e.campaign,
+              ExperimentStateName(ExperimentState::kDone), e.state_reason,
+              e.spec_yaml, e.spec_path, e.workdir, labels_json[i], e.attempts,
+              e.max_attempts, e.submitted_by, ToMicros(e.created_at),
+              ToMicros(e.updated_at), e.report_json, e.report_text, e.idea,
+              e.origin, e.discarded_before)[0][0]);
+          const int64_t attempt_id = I64(txn.Exec(
+              kImportAttempt, experiment_id, a.agent_id,
+              ImportedLeaseToken(e.origin),
+              AttemptStateName(AttemptState::kDone),
+              static_cast<int64_t>(a.seed), a.reason, a.environment_json,
+              ToMicros(a.started_at), ToMicros(a.ended_at))[0][0]);
+          for (const VerdictRecord& v : entries[i].verdicts) {
+            txn.Exec(kInsertVerdict, experiment_id, attempt_id, v.variant,
+                     v.verdict, v.reason, v.change, v.detail_json);
+          }
+          ++counts.imported;
+        }
+        return absl::OkStatus();
+      }));
+  return counts;
 }
 
 absl::StatusOr<std::vector<VerdictRecord>> PgStore::ListVerdicts(

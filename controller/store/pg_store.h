@@ -156,6 +156,10 @@ class PgStore : public Store {
                                 absl::Time now) override;
   absl::StatusOr<std::vector<VerdictRecord>> ListVerdicts(
       int64_t experiment_id) override;
+  absl::StatusOr<std::vector<HistoryEntry>> ListHistory(
+      const HistoryQuery& q) override;
+  absl::StatusOr<ImportCounts> ImportHistory(
+      const std::vector<HistoryEntry>& entries) override;
   absl::Status RecordSamples(const std::vector<SampleRecord>& samples) override;
   absl::StatusOr<std::vector<SampleRecord>> ListSamples(
       int64_t attempt_id) override;
@@ -193,6 +197,10 @@ class PgStore : public Store {
   // store is shared. Without it (a store opened at an older schema version,
   // in tests) an in-doubt COMMIT is reported as Unavailable.
   bool commit_marks_ = false;
+  // Whether the schema has the history columns of experiments (migration 6);
+  // set by Open likewise. Without them idea and discarded_before are not
+  // stored and the history methods are FailedPrecondition.
+  bool history_columns_ = false;
 };
 
 // The factory OpenStore (store.h) calls for "postgresql://" and "postgres://"

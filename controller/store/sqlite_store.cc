@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
+#include "controller/store/history_import.h"
 #include "controller/store/migrations.h"
 #include "nlohmann/json.hpp"
 
@@ -22,6 +23,8 @@ namespace benchfleet {
 namespace {
 
 constexpr std::string_view kMemoryPath = ":memory:";
+// The schema version that added experiments.idea, origin and discarded_before.
+constexpr int kHistoryColumnsVersion = 6;
 
 int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
@@ -153,6 +156,14 @@ class Stmt {
     if (rc == SQLITE_DONE) return false;
     return conn_->Error(rc);
   }
+  // Makes the statement ready to run again with new parameters.
+  absl::Status Reset() {
+    sqlite3_reset(stmt_);
+    const int rc = sqlite3_clear_bindings(stmt_);
+    next_param_ = 0;
+    bind_rc_ = SQLITE_OK;
+    return rc == SQLITE_OK ? absl::OkStatus() : conn_->Error(rc);
+  }
   // Steps until the statement finishes, ignoring any rows.
   absl::Status Run() {
     for (;;) {
@@ -162,6 +173,7 @@ class Stmt {
   }
 
   int64_t Int(int column) const { return sqlite3_column_int64(stmt_, column); }
+  int ColumnCount() const { return sqlite3_column_count(stmt_); }
   double Double(int column) const {
     return sqlite3_column_double(stmt_, column);
   }
@@ -278,6 +290,14 @@ constexpr std::string_view kExperimentColumns =
     "updated_at, "
     "report_json, report_text";
 
+// With the columns of migration 6 (`history`) or without them (a store opened
+// at an older schema version, in tests).
+std::string ExperimentColumns(bool history) {
+  std::string columns(kExperimentColumns);
+  if (history) columns += ", idea, origin, discarded_before";
+  return columns;
+}
+
 absl::StatusOr<ExperimentRecord> ReadExperiment(const Stmt& row,
                                                 const std::string& path) {
   ExperimentRecord r;
@@ -307,6 +327,11 @@ absl::StatusOr<ExperimentRecord> ReadExperiment(const Stmt& row,
   r.updated_at = row.Time(14);
   r.report_json = row.Text(15);
   r.report_text = row.Text(16);
+  if (row.ColumnCount() > 17) {
+    r.idea = row.Text(17);
+    r.origin = row.Text(18);  // NULL reads as ""
+    r.discarded_before = row.Text(19);
+  }
   return r;
 }
 
@@ -433,9 +458,10 @@ std::string Select(std::string_view columns, std::string_view rest) {
   return sql;
 }
 
-absl::StatusOr<ExperimentRecord> LoadExperiment(Conn& conn, int64_t id) {
+absl::StatusOr<ExperimentRecord> LoadExperiment(Conn& conn, int64_t id,
+                                                bool history) {
   ASSIGN_OR_RETURN(Stmt stmt,
-                   conn.Prepare(Select(kExperimentColumns,
+                   conn.Prepare(Select(ExperimentColumns(history),
                                        "FROM experiments WHERE id = ?")));
   stmt.BindInt(id);
   ASSIGN_OR_RETURN(bool found, stmt.Step());
@@ -465,6 +491,13 @@ absl::StatusOr<std::vector<AttemptRecord>> LoadAttempts(Conn& conn,
     ASSIGN_OR_RETURN(AttemptRecord attempt, ReadAttempt(stmt, conn.path()));
     out.push_back(std::move(attempt));
   }
+}
+
+absl::Status HistoryNeedsMigration(const std::string& path) {
+  return absl::FailedPreconditionError(
+      "store database " + path +
+      " is at a schema version without history (before migration 6); open it "
+      "with a store at the latest schema version to migrate it");
 }
 
 bool LabelsSatisfy(const std::map<std::string, std::string>& required,
@@ -598,6 +631,8 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
   // commits.
   RETURN_IF_ERROR(conn.Exec("PRAGMA synchronous = FULL"));
   RETURN_IF_ERROR(Migrate(db, path, options.schema_version));
+  ASSIGN_OR_RETURN(const int version, store->SchemaVersion());
+  store->history_columns_ = version >= kHistoryColumnsVersion;
   return store;
 }
 
@@ -674,7 +709,16 @@ absl::StatusOr<ExperimentRecord> SqliteStore::CreateExperiment(
           return absl::InternalError("INSERT ... RETURNING id returned no row");
         const int64_t id = insert.Int(0);
         RETURN_IF_ERROR(insert.Run());
-        ASSIGN_OR_RETURN(out, LoadExperiment(conn, id));
+        if (history_columns_) {
+          ASSIGN_OR_RETURN(Stmt history,
+                           conn.Prepare("UPDATE experiments SET idea = ?, "
+                                        "discarded_before = ? WHERE id = ?"));
+          history.BindText(record.idea)
+              .BindText(record.discarded_before)
+              .BindInt(id);
+          RETURN_IF_ERROR(history.Run());
+        }
+        ASSIGN_OR_RETURN(out, LoadExperiment(conn, id, history_columns_));
         return absl::OkStatus();
       }));
   return out;
@@ -683,11 +727,12 @@ absl::StatusOr<ExperimentRecord> SqliteStore::CreateExperiment(
 absl::StatusOr<ExperimentRecord> SqliteStore::GetExperiment(int64_t id) {
   ExperimentRecord out;
   absl::MutexLock lock(&mu_);
-  RETURN_IF_ERROR(Transact(db_, path_, TxnKind::kRead, "reading an experiment",
-                           [&](Conn& conn) -> absl::Status {
-                             ASSIGN_OR_RETURN(out, LoadExperiment(conn, id));
-                             return absl::OkStatus();
-                           }));
+  RETURN_IF_ERROR(Transact(
+      db_, path_, TxnKind::kRead, "reading an experiment",
+      [&](Conn& conn) -> absl::Status {
+        ASSIGN_OR_RETURN(out, LoadExperiment(conn, id, history_columns_));
+        return absl::OkStatus();
+      }));
   return out;
 }
 
@@ -698,7 +743,7 @@ absl::StatusOr<std::vector<ExperimentRecord>> SqliteStore::ListExperiments(
   RETURN_IF_ERROR(Transact(db_, path_, TxnKind::kRead, "listing experiments",
                            [&](Conn& conn) -> absl::Status {
                              std::string sql =
-                                 Select(kExperimentColumns,
+                                 Select(ExperimentColumns(history_columns_),
                                         "FROM experiments ORDER BY id DESC");
                              if (limit > 0) sql += " LIMIT ?";
                              ASSIGN_OR_RETURN(Stmt stmt, conn.Prepare(sql));
@@ -788,7 +833,8 @@ absl::StatusOr<std::optional<Store::Claim>> SqliteStore::ClaimNextExperiment(
         RETURN_IF_ERROR(insert.Run());
 
         Claim claim;
-        ASSIGN_OR_RETURN(claim.experiment, LoadExperiment(conn, *chosen));
+        ASSIGN_OR_RETURN(claim.experiment,
+                         LoadExperiment(conn, *chosen, history_columns_));
         ASSIGN_OR_RETURN(claim.attempt, LoadAttempt(conn, attempt_id));
         out = std::move(claim);
         return absl::OkStatus();
@@ -968,8 +1014,9 @@ absl::Status SqliteStore::CompleteExperiment(
               which + " already ended (" + AttemptStateName(attempt.state) +
               "); its completion was rejected");
         }
-        ASSIGN_OR_RETURN(ExperimentRecord experiment,
-                         LoadExperiment(conn, attempt.experiment_id));
+        ASSIGN_OR_RETURN(
+            ExperimentRecord experiment,
+            LoadExperiment(conn, attempt.experiment_id, history_columns_));
         if (experiment.state != ExperimentState::kRunning) {
           return absl::FailedPreconditionError(
               "experiment " + std::to_string(experiment.id) + " is " +
@@ -1052,8 +1099,9 @@ absl::Status SqliteStore::EndAttempt(int64_t attempt_id, AttemptState state,
             .BindInt(attempt_id);
         RETURN_IF_ERROR(end_attempt.Run());
 
-        ASSIGN_OR_RETURN(ExperimentRecord experiment,
-                         LoadExperiment(conn, attempt.experiment_id));
+        ASSIGN_OR_RETURN(
+            ExperimentRecord experiment,
+            LoadExperiment(conn, attempt.experiment_id, history_columns_));
         // Only the experiment's live attempt decides its fate.
         if (experiment.state != ExperimentState::kRunning)
           return absl::OkStatus();
@@ -1092,7 +1140,8 @@ absl::Status SqliteStore::CancelExperiment(int64_t id,
   return Transact(
       db_, path_, TxnKind::kWrite, "cancelling an experiment",
       [&](Conn& conn) -> absl::Status {
-        ASSIGN_OR_RETURN(ExperimentRecord experiment, LoadExperiment(conn, id));
+        ASSIGN_OR_RETURN(ExperimentRecord experiment,
+                         LoadExperiment(conn, id, history_columns_));
         if (experiment.state != ExperimentState::kQueued &&
             experiment.state != ExperimentState::kRunning) {
           return absl::FailedPreconditionError(
@@ -1121,6 +1170,201 @@ absl::Status SqliteStore::CancelExperiment(int64_t id,
             .BindInt(id);
         return update.Run();
       });
+}
+
+// ---- History ----
+
+absl::StatusOr<std::vector<HistoryEntry>> SqliteStore::ListHistory(
+    const HistoryQuery& q) {
+  if (!history_columns_) return HistoryNeedsMigration(path_);
+  std::vector<HistoryEntry> out;
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(Transact(
+      db_, path_, TxnKind::kRead, "listing history",
+      [&](Conn& conn) -> absl::Status {
+        out.clear();
+        // Newest first so that LIMIT keeps the newest; reversed below.
+        std::string where = "FROM experiments WHERE state = ?";
+        if (!q.name.empty()) where += " AND name = ?";
+        if (!q.campaign.empty()) where += " AND campaign = ?";
+        if (!q.idea.empty()) where += " AND idea = ?";
+        where += " AND created_at >= ? ORDER BY created_at DESC, id DESC";
+        if (q.limit > 0) where += " LIMIT ?";
+        ASSIGN_OR_RETURN(Stmt stmt,
+                         conn.Prepare(Select(ExperimentColumns(true), where)));
+        stmt.BindText(ExperimentStateName(ExperimentState::kDone));
+        if (!q.name.empty()) stmt.BindText(q.name);
+        if (!q.campaign.empty()) stmt.BindText(q.campaign);
+        if (!q.idea.empty()) stmt.BindText(q.idea);
+        stmt.BindInt(q.since == absl::InfinitePast()
+                         ? std::numeric_limits<int64_t>::min()
+                         : ToMicros(q.since));
+        if (q.limit > 0) stmt.BindInt(q.limit);
+        for (;;) {
+          ASSIGN_OR_RETURN(bool row, stmt.Step());
+          if (!row) break;
+          HistoryEntry entry;
+          ASSIGN_OR_RETURN(entry.experiment, ReadExperiment(stmt, path_));
+          out.push_back(std::move(entry));
+        }
+        std::reverse(out.begin(), out.end());
+        ASSIGN_OR_RETURN(
+            Stmt attempt,
+            conn.Prepare(Select(kAttemptColumns,
+                                "FROM attempts WHERE experiment_id = ? AND "
+                                "state = ? ORDER BY id DESC LIMIT 1")));
+        ASSIGN_OR_RETURN(
+            Stmt verdicts,
+            conn.Prepare(
+                Select(kVerdictColumns,
+                       "FROM verdicts WHERE experiment_id = ? ORDER BY id")));
+        for (HistoryEntry& entry : out) {
+          const int64_t id = entry.experiment.id;
+          RETURN_IF_ERROR(attempt.Reset());
+          attempt.BindInt(id).BindText(AttemptStateName(AttemptState::kDone));
+          ASSIGN_OR_RETURN(bool found, attempt.Step());
+          if (!found) {
+            return absl::DataLossError(
+                "store database " + path_ + ": experiment " +
+                std::to_string(id) +
+                " is done but has no completed attempt; the database was "
+                "modified outside benchfleet or is damaged");
+          }
+          ASSIGN_OR_RETURN(entry.attempt, ReadAttempt(attempt, path_));
+          RETURN_IF_ERROR(verdicts.Reset());
+          verdicts.BindInt(id);
+          for (;;) {
+            ASSIGN_OR_RETURN(bool row, verdicts.Step());
+            if (!row) break;
+            entry.verdicts.push_back(ReadVerdict(verdicts));
+          }
+        }
+        return absl::OkStatus();
+      }));
+  return out;
+}
+
+absl::StatusOr<ImportCounts> SqliteStore::ImportHistory(
+    const std::vector<HistoryEntry>& entries) {
+  if (!history_columns_) return HistoryNeedsMigration(path_);
+  RETURN_IF_ERROR(CheckImportEntries(entries));
+  std::vector<std::string> labels_json;
+  for (const HistoryEntry& entry : entries) {
+    ASSIGN_OR_RETURN(std::string json,
+                     LabelsToJson(entry.experiment.required_labels,
+                                  "required labels of imported experiment \"" +
+                                      entry.experiment.name + "\""));
+    labels_json.push_back(std::move(json));
+  }
+  ImportCounts counts;
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(Transact(
+      db_, path_, TxnKind::kWrite, "importing history",
+      [&](Conn& conn) -> absl::Status {
+        counts = ImportCounts();
+        for (size_t i = 0; i < entries.size(); ++i) {
+          const ExperimentRecord& e = entries[i].experiment;
+          const AttemptRecord& a = entries[i].attempt;
+          ASSIGN_OR_RETURN(
+              Stmt present,
+              conn.Prepare("SELECT 1 FROM experiments WHERE origin = ?"));
+          present.BindText(e.origin);
+          ASSIGN_OR_RETURN(bool found, present.Step());
+          if (found) {
+            ++counts.already_present;
+            continue;
+          }
+          int64_t number = e.number;
+          ASSIGN_OR_RETURN(Stmt taken,
+                           conn.Prepare("SELECT 1 FROM experiments WHERE "
+                                        "campaign = ? AND number = ?"));
+          taken.BindText(e.campaign).BindInt(number);
+          ASSIGN_OR_RETURN(bool is_taken, taken.Step());
+          if (is_taken || number < 1) {
+            ASSIGN_OR_RETURN(
+                Stmt next, conn.Prepare("SELECT COALESCE(MAX(number), 0) + 1 "
+                                        "FROM experiments WHERE campaign = ?"));
+            next.BindText(e.campaign);
+            ASSIGN_OR_RETURN(bool has_row, next.Step());
+            number = has_row ? next.Int(0) : 1;
+          }
+          ASSIGN_OR_RETURN(
+              Stmt insert,
+              conn.Prepare(
+                  "INSERT INTO experiments (number, name, campaign, state, "
+                  "state_reason, spec_yaml, spec_path, workdir, "
+                  "required_labels_json, attempts, max_attempts, "
+                  "submitted_by, created_at, updated_at, report_json, "
+                  "report_text, idea, origin, discarded_before) VALUES (?, ?, "
+                  "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                  "RETURNING id"));
+          insert.BindInt(number)
+              .BindText(e.name)
+              .BindText(e.campaign)
+              .BindText(ExperimentStateName(ExperimentState::kDone))
+              .BindText(e.state_reason)
+              .BindText(e.spec_yaml)
+              .BindText(e.spec_path)
+              .BindText(e.workdir)
+              .BindText(labels_json[i])
+              .BindInt(e.attempts)
+              .BindInt(e.max_attempts)
+              .BindText(e.submitted_by)
+              .BindTime(e.created_at)
+              .BindTime(e.updated_at)
+              .BindText(e.report_json)
+              .BindText(e.report_text)
+              .BindText(e.idea)
+              .BindText(e.origin)
+              .BindText(e.discarded_before);
+          ASSIGN_OR_RETURN(bool returned, insert.Step());
+          if (!returned)
+            return absl::InternalError(
+                "INSERT ... RETURNING id returned no row");
+          const int64_t experiment_id = insert.Int(0);
+          RETURN_IF_ERROR(insert.Run());
+          ASSIGN_OR_RETURN(
+              Stmt attempt,
+              conn.Prepare("INSERT INTO attempts (experiment_id, agent_id, "
+                           "lease_token, state, seed, reason, "
+                           "environment_json, started_at, ended_at) VALUES "
+                           "(?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"));
+          attempt.BindInt(experiment_id)
+              .BindText(a.agent_id)
+              .BindText(ImportedLeaseToken(e.origin))
+              .BindText(AttemptStateName(AttemptState::kDone))
+              .BindInt(static_cast<int64_t>(a.seed))
+              .BindText(a.reason)
+              .BindText(a.environment_json)
+              .BindTime(a.started_at)
+              .BindTime(a.ended_at);
+          ASSIGN_OR_RETURN(returned, attempt.Step());
+          if (!returned)
+            return absl::InternalError(
+                "INSERT ... RETURNING id returned no row");
+          const int64_t attempt_id = attempt.Int(0);
+          RETURN_IF_ERROR(attempt.Run());
+          for (const VerdictRecord& v : entries[i].verdicts) {
+            ASSIGN_OR_RETURN(
+                Stmt verdict,
+                conn.Prepare("INSERT INTO verdicts (experiment_id, "
+                             "attempt_id, variant, verdict, reason, "
+                             "relative_change, detail_json) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?)"));
+            verdict.BindInt(experiment_id)
+                .BindInt(attempt_id)
+                .BindText(v.variant)
+                .BindText(v.verdict)
+                .BindText(v.reason)
+                .BindDouble(v.change)
+                .BindText(v.detail_json);
+            RETURN_IF_ERROR(verdict.Run());
+          }
+          ++counts.imported;
+        }
+        return absl::OkStatus();
+      }));
+  return counts;
 }
 
 absl::StatusOr<std::vector<VerdictRecord>> SqliteStore::ListVerdicts(

@@ -102,6 +102,10 @@ class SqliteStore : public Store {
                                 absl::Time now) override;
   absl::StatusOr<std::vector<VerdictRecord>> ListVerdicts(
       int64_t experiment_id) override;
+  absl::StatusOr<std::vector<HistoryEntry>> ListHistory(
+      const HistoryQuery& q) override;
+  absl::StatusOr<ImportCounts> ImportHistory(
+      const std::vector<HistoryEntry>& entries) override;
   absl::Status RecordSamples(const std::vector<SampleRecord>& samples) override;
   absl::StatusOr<std::vector<SampleRecord>> ListSamples(
       int64_t attempt_id) override;
@@ -124,6 +128,11 @@ class SqliteStore : public Store {
   // connection.
   absl::Mutex mu_;
   sqlite3* const db_ ABSL_GUARDED_BY(mu_);
+  // Whether the schema has the history columns of experiments (migration 6);
+  // set by Open before the store is shared. Without them (a store opened at
+  // an older version, in tests) idea and discarded_before are not stored and
+  // the history methods are FailedPrecondition.
+  bool history_columns_ = false;
 };
 
 }  // namespace benchfleet

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -49,6 +50,14 @@ struct ExperimentRecord {
   absl::Time updated_at = absl::UnixEpoch();
   std::string report_json;  // final structured report (empty until done)
   std::string report_text;  // final rendered report
+  std::string idea;         // the spec's `idea:` (empty when it names none)
+  // Where an imported experiment came from: the origin key of its entry in a
+  // history file (docs/history-file.md); unique per store. Empty for
+  // experiments submitted to this store.
+  std::string origin;
+  // The "DISCARDed before" flag (DESIGN.md §4): a one-line warning naming the
+  // earlier experiment whose DISCARD verdict this one repeats; empty = none.
+  std::string discarded_before;
 };
 
 struct AttemptRecord {
@@ -132,6 +141,28 @@ struct SampleRecord {
 // The outcome of RecordStepResult.
 enum class RecordOutcome { kInserted, kDuplicate };
 
+// A history question (Store::ListHistory); every set field must match.
+struct HistoryQuery {
+  std::string name;      // experiment (benchmark) name; empty = any
+  std::string campaign;  // empty = any
+  std::string idea;      // empty = any (the spec's `idea:`)
+  absl::Time since = absl::InfinitePast();  // experiments created at or after
+  int limit = 0;  // <= 0: no limit; else the newest `limit` matches
+};
+
+// One completed experiment with the attempt that completed it.
+struct HistoryEntry {
+  ExperimentRecord experiment;  // state kDone
+  AttemptRecord attempt;        // the attempt that completed it
+  std::vector<VerdictRecord> verdicts;
+};
+
+// The outcome of Store::ImportHistory.
+struct ImportCounts {
+  int imported = 0;
+  int already_present = 0;  // entries whose origin was stored before
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -201,6 +232,20 @@ class Store {
   virtual absl::StatusOr<std::vector<VerdictRecord>> ListVerdicts(
       int64_t experiment_id) = 0;
 
+  // Completed experiments matching every set field, oldest first (created_at,
+  // id). With q.limit > 0, the newest q.limit matches (still oldest first).
+  virtual absl::StatusOr<std::vector<HistoryEntry>> ListHistory(
+      const HistoryQuery& q) = 0;
+  // Stores completed experiments read from a history file, each with its
+  // attempt and verdicts, all in one transaction (all or nothing). Every
+  // entry's experiment.origin must be set; an entry whose origin is already
+  // stored is skipped and counted as already present. Ids are assigned here;
+  // the experiment keeps its number unless its campaign already has that
+  // number, then it gets the campaign's next one. InvalidArgument for an entry
+  // without an origin.
+  virtual absl::StatusOr<ImportCounts> ImportHistory(
+      const std::vector<HistoryEntry>& entries) = 0;
+
   // Stores a batch of samples in one transaction with one statement per batch
   // (multi-row INSERT or COPY), never one round trip per sample.
   virtual absl::Status RecordSamples(
@@ -227,6 +272,12 @@ class Store {
 // "postgres://..." for a PgStore. Unsupported schemes are InvalidArgument
 // naming the URL (password redacted).
 absl::StatusOr<std::unique_ptr<Store>> OpenStore(const std::string& url);
+
+// A store URL or libpq "key=value" connection string with every password
+// replaced by "***" (the one in "user:password@" and any password=... value,
+// quoted or not), for logs and messages. Store URLs are never logged any other
+// way.
+std::string RedactUrl(std::string_view url);
 
 }  // namespace benchfleet
 

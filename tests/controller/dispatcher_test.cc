@@ -30,6 +30,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -44,6 +45,7 @@
 namespace benchfleet {
 namespace {
 
+using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
@@ -102,7 +104,8 @@ class FakeAgentLink : public AgentLink {
   }
   void SendLease(int64_t attempt_id, const std::string& lease_token,
                  int64_t experiment_id, const std::string& experiment_name,
-                 const GateSpec& /*gates*/) override {
+                 const GateSpec& /*gates*/,
+                 const std::string& /*workdir*/) override {
     Msg m;
     m.type = Msg::kLease;
     m.attempt_id = attempt_id;
@@ -924,6 +927,128 @@ TEST_F(DispatcherTest, RestartedControllerMarksTheAttemptLeftRunningLost) {
   ASSERT_TRUE(Eventually(
       [&] { return Experiment(id).state == ExperimentState::kDone; }));
   EXPECT_EQ(Experiment(id).attempts, 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// History: "environment changed" across attempts on the same fingerprint and
+// commit (DESIGN.md §4), with the previous baseline read from the store.
+
+class DispatcherHistoryTest : public DispatcherTest {
+ protected:
+  // Runs one whole experiment "tiny" on `agent`, which reports `commit` when
+  // it accepts the lease and answers every measured run of the baseline with
+  // `base_ms` (±1 %) and of "fast" with 70 ms. Returns the finished record and
+  // the number of steps the agent ran.
+  std::pair<ExperimentRecord, int> RunExperiment(SimAgent& agent,
+                                                 const std::string& commit,
+                                                 int64_t base_ms) {
+    const size_t from = agent.link->size();
+    const int64_t id = Submit();
+    std::optional<Msg> lease = WaitLease(agent, from);
+    EXPECT_TRUE(lease) << "no lease for experiment " << id;
+    if (!lease) return {};
+    HostEnvironment env;
+    env.commit = commit;
+    env.governor = "performance";
+    dispatcher_->OnLeaseReply(agent.link, lease->attempt_id, lease->token, true,
+                              "", env);
+    int steps = 0;
+    int64_t base_runs = 0;
+    std::set<int64_t> answered;
+    for (size_t i = from;;) {
+      auto m = agent.link->WaitFor(
+          [&](const Msg& m) {
+            return m.attempt_id == lease->attempt_id &&
+                   (m.type == Msg::kStep || m.type == Msg::kRelease);
+          },
+          i);
+      if (!m) {
+        ADD_FAILURE() << "attempt stalled after " << steps << " steps";
+        return {};
+      }
+      i = m->first + 1;
+      if (m->second.type == Msg::kRelease) {
+        EXPECT_EQ(m->second.reason, "attempt complete");
+        break;
+      }
+      if (!answered.insert(m->second.step.seq).second) continue;
+      StepOutcome o = OutcomeFor(m->second.step);
+      if (m->second.step.variant == "base") {
+        // The i-th baseline run of every attempt gets the same wobble, so
+        // the interleaved order (a random seed per attempt) cannot move the
+        // baseline's median between attempts.
+        const int64_t k = (base_runs++ * 7919) % 11 - 5;
+        o.wall_ns = base_ms * kMs + base_ms * kMs * k / 500;
+      }
+      dispatcher_->OnStepResult(agent.link, lease->attempt_id, lease->token, o);
+      ++steps;
+    }
+    EXPECT_TRUE(Eventually(
+        [&] { return Experiment(id).state == ExperimentState::kDone; }));
+    return {Experiment(id), steps};
+  }
+};
+
+TEST_F(DispatcherHistoryTest, MovedBaselineOnTheSameHostAndCommitIsReMeasured) {
+  SimAgent a{"agent-a", {}};
+  ConnectAndWelcome(a);
+
+  // The first attempt on this fingerprint and commit has nothing to compare.
+  const auto [first, first_steps] = RunExperiment(a, "abc123", 100);
+  EXPECT_EQ(first_steps, kTinySteps);
+  EXPECT_THAT(first.report_text,
+              HasSubstr("Environment: no earlier completed attempt"));
+  EXPECT_THAT(first.report_json, HasSubstr("\"status\": \"no-history\""));
+
+  // Same host and commit, baseline within noise: nothing extra.
+  const auto [second, second_steps] = RunExperiment(a, "abc123", 100);
+  EXPECT_EQ(second_steps, kTinySteps);
+  EXPECT_THAT(second.report_json, HasSubstr("\"status\": \"unchanged\""));
+  EXPECT_THAT(second.report_text,
+              HasSubstr(absl::StrFormat("baseline within noise of experiment "
+                                        "%03d",
+                                        second.number - 1)));
+
+  // The baseline is now 30 % slower: 10 more baseline runs, then the flag,
+  // naming the previous experiment on this fingerprint and commit.
+  const auto [third, third_steps] = RunExperiment(a, "abc123", 130);
+  EXPECT_EQ(third_steps, kTinySteps + 10);
+  EXPECT_THAT(third.report_json, HasSubstr("\"status\": \"changed\""));
+  EXPECT_THAT(third.report_text,
+              HasSubstr("environment changed: baseline median on one moved "
+                        "+30.0%"));
+  EXPECT_THAT(
+      third.report_text,
+      HasSubstr(absl::StrFormat("since experiment %03d (", second.number)));
+  EXPECT_THAT(third.report_text,
+              ContainsRegex("re-measured: \\+(29\\.[5-9]|30\\.[0-4])%"));
+  absl::StatusOr<std::vector<StepResultRecord>> results =
+      store_->ListStepResults(store_->ListAttempts(third.id).value().back().id);
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_EQ(results->size(), static_cast<size_t>(kTinySteps + 10));
+  // The verdict still holds: "fast" against the interleaved baseline.
+  absl::StatusOr<std::vector<VerdictRecord>> verdicts =
+      store_->ListVerdicts(third.id);
+  ASSERT_TRUE(verdicts.ok()) << verdicts.status();
+  ASSERT_EQ(verdicts->size(), 1u);
+  EXPECT_EQ((*verdicts)[0].verdict, "KEEP");
+
+  // Another commit has no history of its own, even on the same host.
+  const auto [other, other_steps] = RunExperiment(a, "def456", 160);
+  EXPECT_EQ(other_steps, kTinySteps);
+  EXPECT_THAT(other.report_json, HasSubstr("\"status\": \"no-history\""));
+}
+
+TEST_F(DispatcherHistoryTest, AttemptWithoutACommitIsNotCompared) {
+  SimAgent a{"agent-a", {}};
+  ConnectAndWelcome(a);
+  const auto [first, first_steps] = RunExperiment(a, "", 100);
+  const auto [second, second_steps] = RunExperiment(a, "", 150);
+  EXPECT_EQ(second_steps, kTinySteps);
+  EXPECT_THAT(second.report_json, HasSubstr("\"status\": \"not-compared\""));
+  EXPECT_THAT(second.report_text,
+              HasSubstr("Environment: not compared with history: this "
+                        "attempt's environment records no commit"));
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -101,6 +102,23 @@ absl::StatusOr<std::string> FindBinDir() {
   return best;
 }
 
+// The first directory on the way to `path` (from "/") that a process with
+// `uid`/`gid` (and no supplementary groups) cannot search, or "" if there is
+// none. A chroot made with `mktemp -d` has a "/" of mode 0700, for example.
+std::string FirstUnsearchableDir(const fs::path& path, uid_t uid, gid_t gid) {
+  fs::path dir;
+  for (const fs::path& part : path) {
+    dir /= part;
+    struct stat st;
+    if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+    const mode_t bit = st.st_uid == uid   ? S_IXUSR
+                       : st.st_gid == gid ? S_IXGRP
+                                          : S_IXOTH;
+    if ((st.st_mode & bit) == 0) return dir.string();
+  }
+  return "";
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PgCluster>> PgCluster::Start(
@@ -146,6 +164,27 @@ absl::StatusOr<std::unique_ptr<PgCluster>> PgCluster::Start(
         " to the postgres user: " + std::strerror(errno));
   }
   chmod(cluster->dir_.c_str(), 0700);
+  if (cluster->drop_privileges_) {
+    for (const std::string& needed : {cluster->dir_, cluster->bin_dir_}) {
+      const std::string blocked =
+          FirstUnsearchableDir(needed, cluster->uid_, cluster->gid_);
+      if (!blocked.empty()) {
+        struct stat st;
+        stat(blocked.c_str(), &st);
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o",
+                      static_cast<unsigned>(st.st_mode & 07777));
+        return absl::FailedPreconditionError(
+            "the PostgreSQL test cluster runs as the `postgres` user, which "
+            "cannot reach " +
+            needed + ": " + blocked + " has mode " + mode +
+            " and is not searchable by it; make it searchable (chmod o+x " +
+            blocked +
+            "), set TMPDIR to a directory it can reach, or run the "
+            "tests as an unprivileged user");
+      }
+    }
+  }
 
   std::string version;
   RETURN_IF_ERROR(cluster->Run({"postgres", "--version"}, &version));
@@ -312,7 +351,7 @@ absl::Status PgCluster::Run(const std::vector<std::string>& argv,
     if (drop_privileges_) {
       if (setgroups(0, nullptr) != 0 || setgid(gid_) != 0 ||
           setuid(uid_) != 0) {
-        _exit(126);
+        _exit(125);
       }
     }
     if (chdir(work_dir.c_str()) != 0) _exit(126);
@@ -342,8 +381,10 @@ absl::Status PgCluster::Run(const std::vector<std::string>& argv,
       WIFEXITED(wstatus)
           ? "exited with status " + std::to_string(WEXITSTATUS(wstatus))
           : "was killed by signal " + std::to_string(WTERMSIG(wstatus));
-  if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 126) {
-    why += " (could not switch to the postgres user or enter " + work_dir + ")";
+  if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 125) {
+    why += " (could not switch to the postgres user)";
+  } else if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 126) {
+    why += " (could not enter " + work_dir + ")";
   } else if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 127) {
     why += std::string(" (could not execute it; ") + kInstallHint + ")";
   }
