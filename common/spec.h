@@ -69,6 +69,9 @@ struct GateSpec {
   double max_cpu_temp_c = 70;
   double max_load = 0.3;
   absl::Duration max_wait = absl::Minutes(15);
+  // CPU (in cores) that processes other than the agent and its job may use
+  // before a step waits; 0 leaves it to the agent's own limit.
+  double max_competing_cpu = 0;
 };
 
 struct ExperimentSpec {

@@ -76,7 +76,8 @@ constexpr absl::string_view kVariantKeys[] = {
 constexpr absl::string_view kVerdictKeys[] = {
     "profile", "alpha", "max_cv", "kill_factor", "input_regression"};
 constexpr absl::string_view kGateKeys[] = {
-    "cooldown", "max_gpu_temp_c", "max_cpu_temp_c", "max_load", "max_wait"};
+    "cooldown", "max_gpu_temp_c", "max_cpu_temp_c", "max_load", "max_wait",
+    "max_competing_cpu"};
 
 constexpr absl::string_view kCommandExpected =
     "a shell command string or an argv list such as [./bench, \"{input}\"]";
@@ -1497,6 +1498,18 @@ void SpecParser::ReadGates(const Item& item, GateSpec* gates) {
                                   " is negative; expected ", kExpected));
       } else {
         gates->max_load = *v;
+      }
+    }
+  }
+  if (const Item* cpu = mapping->Find("max_competing_cpu")) {
+    constexpr absl::string_view kExpected =
+        "CPU cores (0 or more, e.g. 0.25) that other processes may use";
+    if (auto v = ReadNumber(*cpu, kExpected)) {
+      if (*v < 0) {
+        Error(*cpu, absl::StrCat(Quote(cpu->node.Scalar()),
+                                 " is negative; expected ", kExpected));
+      } else {
+        gates->max_competing_cpu = *v;
       }
     }
   }

@@ -122,6 +122,7 @@ v1::GateSpec ToProto(const GateSpec& g) {
   out.set_max_cpu_temp_c(g.max_cpu_temp_c);
   out.set_max_load(g.max_load);
   out.set_max_wait_ms(absl::ToInt64Milliseconds(g.max_wait));
+  out.set_max_competing_cpu(g.max_competing_cpu);
   return out;
 }
 

@@ -234,6 +234,17 @@ TEST(SpecLoaderTest, RefusesNegativeDuration) {
             "duration of zero or more, e.g. 60s");
 }
 
+TEST(SpecLoaderTest, RefusesNegativeCompetingCpu) {
+  EXPECT_EQ(ErrorOf(absl::StrCat(WithBenchmark("benchmark:\n"
+                                               "  command: ./bench\n"
+                                               "  inputs: [{name: a, path: "
+                                               "a.bin}]\n"),
+                                 "gates: {max_competing_cpu: -1}\n")),
+            "spec.yaml:10:28: gates.max_competing_cpu: \"-1\" is negative; "
+            "expected CPU cores (0 or more, e.g. 0.25) that other processes "
+            "may use");
+}
+
 TEST(SpecLoaderTest, RefusesDurationThatIsNotADuration) {
   EXPECT_EQ(ErrorOf(absl::StrCat(WithBenchmark("benchmark:\n"
                                                "  command: ./bench\n"
@@ -911,7 +922,7 @@ TEST(SpecLoaderTest, LoadsNonDefaultValuesAndArgvForms) {
       "    argv: [./fast, \"{input}\"]\n"
       "    setup: make fast\n"
       "verdict: {profile: optimized, max_cv: 0.2, input_regression: 0%}\n"
-      "gates: {cooldown: 0s, max_wait: 500ms}\n"));
+      "gates: {cooldown: 0s, max_wait: 500ms, max_competing_cpu: 0.5}\n"));
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_TRUE(spec->warnings.empty());
   EXPECT_THAT(spec->setup->argv, ElementsAre("make", "-j4"));
@@ -939,6 +950,7 @@ TEST(SpecLoaderTest, LoadsNonDefaultValuesAndArgvForms) {
   EXPECT_EQ(spec->verdict.input_regression, 0.0);
   EXPECT_EQ(spec->gates.cooldown, absl::ZeroDuration());
   EXPECT_EQ(spec->gates.max_wait, absl::Milliseconds(500));
+  EXPECT_DOUBLE_EQ(spec->gates.max_competing_cpu, 0.5);
 }
 
 TEST(SpecLoaderTest, AppliesDefaults) {
