@@ -50,6 +50,19 @@ struct PlannedStep {
   std::vector<int> cpus;  // pin the run to these CPUs (benchmark.cpus)
 };
 
+// What the host did while one step ran, as the agent summarized its samples
+// (v1::HostSummary; same field names and units). 0 means "not measured".
+struct StepHostSummary {
+  int samples = 0;  // probe samples taken during the step
+  double max_cpu_temp_c = 0;
+  double max_gpu_temp_c = 0;
+  double min_freq_mhz = 0;
+  double mean_cpu_util = 0;      // 0..1, whole host
+  int64_t throttle_delta = 0;    // thermal-throttle events during the step
+  double max_competing_cpu = 0;  // cores used by other processes
+  std::string top_competitor;    // "comm (pid N)" of the busiest competitor
+};
+
 struct StepOutcome {
   int64_t seq = 0;
   int64_t wall_ns = 0, user_ns = 0, sys_ns = 0, max_rss_bytes = 0;
@@ -65,6 +78,9 @@ struct StepOutcome {
   // (bounded).
   std::vector<std::string> host_flags;
   int64_t gate_wait_ns = 0;  // time the step waited for the host's gates
+  // The agent's summary of the host during the run; nullopt when it sent
+  // none. Stored with the result, not used by the driver.
+  std::optional<StepHostSummary> host;
 };
 
 struct AttemptProgress {

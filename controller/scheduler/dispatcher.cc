@@ -15,6 +15,17 @@
 namespace benchfleet {
 namespace {
 
+// How often results and attempt ends that the store could not take are tried
+// again.
+constexpr absl::Duration kStoreRetryInterval = absl::Seconds(1);
+
+// Store errors worth retrying: the database is down, busy, or out of space —
+// an operator or a restart can fix them without changing the request.
+bool StoreMayRecover(const absl::Status& s) {
+  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) ||
+         absl::IsAborted(s) || absl::IsResourceExhausted(s);
+}
+
 std::string RandomBytes(size_t n) {
   std::string bytes(n, '\0');
   std::ifstream urandom("/dev/urandom", std::ios::binary);
@@ -69,6 +80,24 @@ nlohmann::json EnvironmentJson(const AgentHello& hello, uint64_t seed,
   j["fingerprint"] = HostFingerprint(env);
   j["agent_reported"] = reported.has_value();
   return j;
+}
+
+// StepResultRecord::host_json: the summary under v1::HostSummary's field
+// names; "{}" when the agent sent none.
+std::string HostSummaryJson(const std::optional<StepHostSummary>& host) {
+  nlohmann::json out = nlohmann::json::object();
+  if (host) {
+    out["samples"] = host->samples;
+    out["max_cpu_temp_c"] = host->max_cpu_temp_c;
+    out["max_gpu_temp_c"] = host->max_gpu_temp_c;
+    out["min_freq_mhz"] = host->min_freq_mhz;
+    out["mean_cpu_util"] = host->mean_cpu_util;
+    out["throttle_delta"] = host->throttle_delta;
+    out["max_competing_cpu"] = host->max_competing_cpu;
+    out["top_competitor"] = host->top_competitor;
+  }
+  // A process name is whatever bytes the host gave it.
+  return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace
@@ -306,18 +335,35 @@ void Dispatcher::OnStepResult(const std::shared_ptr<AgentLink>& link,
     rec.metrics_json = nlohmann::json(outcome.metrics).dump();
     rec.error = outcome.error;
     rec.finished_at = clock_->Now();
+    rec.host_json = HostSummaryJson(outcome.host);
+    rec.host_flags = outcome.host_flags;
+    rec.gate_wait_ns = outcome.gate_wait_ns;
     // Commit before acknowledging (DESIGN.md §6).
     absl::StatusOr<RecordOutcome> stored = store_->RecordStepResult(rec, token);
-    if (!stored.ok() && ours && !absl::IsFailedPrecondition(stored.status())) {
+    if (!stored.ok() && ours && StoreMayRecover(stored.status())) {
       // The store is unreachable (a PgStore has already reconnected and
       // retried for its reconnect timeout). Nothing was acknowledged, so
       // nothing is lost: keep the result and store it on a later tick. The
       // agent keeps it too until it is acknowledged.
       spdlog::warn(
-          "could not store result {} of attempt {} ({}); trying again on the "
-          "next tick",
-          outcome.seq, attempt_id, stored.status().ToString());
+          "could not store result {} of attempt {} ({}); trying again in {}",
+          outcome.seq, attempt_id, stored.status().ToString(),
+          absl::FormatDuration(kStoreRetryInterval));
+      if (unstored_results_.empty() && unfinished_attempts_.empty())
+        next_store_retry_ = clock_->Now() + kStoreRetryInterval;
       unstored_results_.push_back({link, attempt_id, token, outcome});
+      return;
+    }
+    if (!stored.ok() && ours && !absl::IsFailedPrecondition(stored.status())) {
+      // The store refuses this result for good: the attempt cannot go on
+      // without it. Losing the attempt re-queues the experiment (bounded by
+      // its max_attempts) with the reason.
+      const std::string reason =
+          absl::StrCat("the store refused result ", outcome.seq, ": ",
+                       stored.status().message());
+      if (s != nullptr)
+        s->link->SendAck(attempt_id, outcome.seq, false, reason);
+      LoseAttempt(attempt_id, reason);
       return;
     }
     if (!stored.ok()) {
@@ -425,11 +471,15 @@ absl::Status Dispatcher::Cancel(int64_t experiment_id,
 }
 
 void Dispatcher::Tick() {
-  for (UnstoredResult& r : std::exchange(unstored_results_, {})) {
-    OnStepResult(r.link, r.attempt_id, r.token, std::move(r.outcome));
-  }
-  for (int64_t attempt_id : std::exchange(unfinished_attempts_, {})) {
-    FinishAttempt(attempt_id);
+  if ((!unstored_results_.empty() || !unfinished_attempts_.empty()) &&
+      clock_->Now() >= next_store_retry_) {
+    next_store_retry_ = clock_->Now() + kStoreRetryInterval;
+    for (UnstoredResult& r : std::exchange(unstored_results_, {})) {
+      OnStepResult(r.link, r.attempt_id, r.token, std::move(r.outcome));
+    }
+    for (int64_t attempt_id : std::exchange(unfinished_attempts_, {})) {
+      FinishAttempt(attempt_id);
+    }
   }
   for (int64_t id : std::vector<int64_t>(progress_pending_.begin(),
                                          progress_pending_.end())) {
@@ -648,14 +698,15 @@ void Dispatcher::FinishAttempt(int64_t attempt_id) {
     st = store_->CompleteExperiment(attempt_id, active.attempt.lease_token,
                                     json, text, verdicts, clock_->Now());
   }
-  if (!st.ok() && !absl::IsFailedPrecondition(st)) {
+  if (!st.ok() && StoreMayRecover(st)) {
     // The store is unreachable: keep the attempt (and the agent's lease) as
-    // they are and store the end on a later tick; releasing now would leave
-    // the experiment running in the store with no one to finish it.
+    // they are and store the end later; releasing now would leave the
+    // experiment running in the store with no one to finish it.
     spdlog::warn(
-        "could not store the end of attempt {} ({}); trying again "
-        "on the next tick",
-        attempt_id, st.ToString());
+        "could not store the end of attempt {} ({}); trying again in {}",
+        attempt_id, st.ToString(), absl::FormatDuration(kStoreRetryInterval));
+    if (unstored_results_.empty() && unfinished_attempts_.empty())
+      next_store_retry_ = clock_->Now() + kStoreRetryInterval;
     unfinished_attempts_.push_back(attempt_id);
     return;
   }

@@ -221,6 +221,7 @@ class Dispatcher {
   // Attempts whose end the store could not take; FinishAttempt runs again on
   // the next tick.
   std::vector<int64_t> unfinished_attempts_;
+  absl::Time next_store_retry_ = absl::InfinitePast();
 
   absl::Mutex mu_;
   std::deque<std::function<void()>> events_ ABSL_GUARDED_BY(mu_);

@@ -57,6 +57,18 @@ StepOutcome FromProto(const v1::StepResult& r) {
   o.stderr_tail = r.stderr_tail();
   o.host_flags.assign(r.host_flags().begin(), r.host_flags().end());
   o.gate_wait_ns = r.gate_wait_ms() * 1'000'000;
+  if (r.has_host()) {
+    const v1::HostSummary& h = r.host();
+    StepHostSummary& host = o.host.emplace();
+    host.samples = h.samples();
+    host.max_cpu_temp_c = h.max_cpu_temp_c();
+    host.max_gpu_temp_c = h.max_gpu_temp_c();
+    host.min_freq_mhz = h.min_freq_mhz();
+    host.mean_cpu_util = h.mean_cpu_util();
+    host.throttle_delta = h.throttle_delta();
+    host.max_competing_cpu = h.max_competing_cpu();
+    host.top_competitor = h.top_competitor();
+  }
   return o;
 }
 

@@ -135,7 +135,7 @@ constexpr std::string_view kMigration2[] = {
 //   experiment_id, experiment_number, experiment (name), campaign, attempt_id,
 //   agent_id, step_seq, variant, input, wall_s, user_s, sys_s, max_rss_bytes,
 //   exit_code, term_signal, timed_out (boolean), output_digest, metrics_json,
-//   finished_at.
+//   finished_at; since migration 7 also host_flags, gate_wait_s, host_json.
 // v_results — one row per attempt, variant and input, over its measured runs:
 //   experiment_id, experiment_number, experiment, campaign, experiment_state,
 //   attempt_id, agent_id, attempt_state, variant, input, runs, median_wall_s,
@@ -300,6 +300,44 @@ constexpr std::string_view kMigration6Postgres[] = {
     " (hashtextextended(idea, 0), created_at, id)",
 };
 
+// What the host did during each run (store.h StepResultRecord): the agent's
+// host summary as a JSON object, the flags that disturbed the run as a JSON
+// array of strings ('[]' = undisturbed; JSON so that any flag text
+// round-trips) and the time the run waited for the host's gates. Rows from
+// before this migration read as no summary, no flags and no wait. On
+// PostgreSQL v_runs (migration 3) gains, at its end (CREATE OR REPLACE VIEW
+// may only append columns, and keeps the view's grants):
+//   host_flags (the flags joined by ',', '' = undisturbed), gate_wait_s,
+//   host_json.
+constexpr std::string_view kMigration7[] = {
+    "ALTER TABLE step_results ADD COLUMN host_json TEXT NOT NULL DEFAULT '{}'",
+    "ALTER TABLE step_results ADD COLUMN host_flags TEXT NOT NULL "
+    "DEFAULT '[]'",
+    "ALTER TABLE step_results ADD COLUMN gate_wait_ns BIGINT NOT NULL "
+    "DEFAULT 0",
+};
+constexpr std::string_view kMigration7Postgres[] = {
+    "CREATE OR REPLACE VIEW v_runs AS SELECT"
+    " e.id AS experiment_id, e.number AS experiment_number,"
+    " e.name AS experiment, e.campaign, a.id AS attempt_id, a.agent_id,"
+    " r.step_seq, r.variant, r.input,"
+    " r.wall_ns::double precision / 1e9 AS wall_s,"
+    " r.user_ns::double precision / 1e9 AS user_s,"
+    " r.sys_ns::double precision / 1e9 AS sys_s,"
+    " r.max_rss_bytes, r.exit_code, r.term_signal,"
+    " (r.timed_out <> 0) AS timed_out, r.output_digest, r.metrics_json,"
+    " to_timestamp(r.finished_at::double precision / 1e6) AS finished_at,"
+    " array_to_string(ARRAY(SELECT f.flag FROM json_array_elements_text("
+    "r.host_flags::json) WITH ORDINALITY AS f (flag, n) ORDER BY f.n), ',')"
+    " AS host_flags,"
+    " r.gate_wait_ns::double precision / 1e9 AS gate_wait_s,"
+    " r.host_json"
+    " FROM step_results r"
+    " JOIN attempts a ON a.id = r.attempt_id"
+    " JOIN experiments e ON e.id = a.experiment_id"
+    " WHERE r.kind = 'measure'",
+};
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema: experiments, attempts, step_results, verdicts, agents",
      kMigration1},
@@ -318,6 +356,8 @@ constexpr Migration kMigrations[] = {
      kMigration5Postgres},
     {6, "history: idea, origin and DISCARDed-before flag of experiments",
      kMigration6, kMigration6Postgres, kMigration6Sqlite},
+    {7, "host summary, host flags and gate wait of step results", kMigration7,
+     kMigration7Postgres},
 };
 
 }  // namespace

@@ -44,6 +44,9 @@ constexpr int32_t kCampaignLockClass = 0x62660001;
 constexpr int kCommitMarksVersion = 5;
 // The schema version that added experiments.idea, origin and discarded_before.
 constexpr int kHistoryColumnsVersion = 6;
+// The schema version that added step_results.host_json, host_flags and
+// gate_wait_ns.
+constexpr int kHostColumnsVersion = 7;
 
 int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
@@ -593,7 +596,47 @@ absl::StatusOr<AttemptRecord> ReadAttempt(const pqxx::row& row,
   return r;
 }
 
-StepResultRecord ReadStepResult(const pqxx::row& row) {
+// ---- Host flags of a step result (the same JSON text as SqliteStore) ----
+
+absl::StatusOr<std::string> FlagsToJson(const std::vector<std::string>& flags,
+                                        std::string_view whose) {
+  try {
+    return nlohmann::json(flags).dump();
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(std::string(whose) +
+                                      ": host flags must be valid UTF-8 (" +
+                                      e.what() + ")");
+  }
+}
+
+absl::StatusOr<std::vector<std::string>> FlagsFromJson(
+    const std::string& json, std::string_view whose,
+    const std::string& display) {
+  const nlohmann::json parsed =
+      nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  std::vector<std::string> flags;
+  bool valid = parsed.is_array();
+  if (valid) {
+    for (const nlohmann::json& flag : parsed) {
+      if (!flag.is_string()) {
+        valid = false;
+        break;
+      }
+      flags.push_back(flag.get<std::string>());
+    }
+  }
+  if (!valid) {
+    return absl::DataLossError(
+        "PostgreSQL store " + display + ": " + std::string(whose) +
+        " are not a JSON array of strings; the database was modified "
+        "outside benchfleet");
+  }
+  return flags;
+}
+
+// `host`: the row has the host columns of migration 7 after the others.
+absl::StatusOr<StepResultRecord> ReadStepResult(const pqxx::row& row, bool host,
+                                                const std::string& display) {
   StepResultRecord r;
   r.attempt_id = I64(row[0]);
   r.step_seq = I64(row[1]);
@@ -611,6 +654,18 @@ StepResultRecord ReadStepResult(const pqxx::row& row) {
   r.metrics_json = Str(row[13]);
   r.error = Str(row[14]);
   r.finished_at = Time(row[15]);
+  if (!host) {
+    r.host_json = "{}";
+    return r;
+  }
+  r.host_json = Str(row[16]);
+  ASSIGN_OR_RETURN(
+      r.host_flags,
+      FlagsFromJson(Str(row[17]),
+                    "host flags of step " + std::to_string(r.step_seq) +
+                        " of attempt " + std::to_string(r.attempt_id),
+                    display));
+  r.gate_wait_ns = I64(row[18]);
   return r;
 }
 
@@ -850,6 +905,19 @@ constexpr Query kListStepResults{"bf_list_step_results",
                                  "SELECT " BF_STEP_RESULT_COLUMNS
                                  " FROM step_results WHERE attempt_id = $1 "
                                  "ORDER BY step_seq"};
+// With the host columns of migration 7; the two statements above serve a
+// store opened at an older schema version (tests).
+#define BF_STEP_RESULT_HOST_COLUMNS \
+  BF_STEP_RESULT_COLUMNS ", host_json, host_flags, gate_wait_ns"
+constexpr Query kInsertStepResultH{
+    "bf_insert_step_result_h",
+    "INSERT INTO step_results (" BF_STEP_RESULT_HOST_COLUMNS
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
+    "$15, $16, $17, $18, $19) ON CONFLICT (attempt_id, step_seq) DO NOTHING"};
+constexpr Query kListStepResultsH{"bf_list_step_results_h",
+                                  "SELECT " BF_STEP_RESULT_HOST_COLUMNS
+                                  " FROM step_results WHERE attempt_id = $1 "
+                                  "ORDER BY step_seq"};
 
 constexpr Query kEndAttemptDone{
     "bf_end_attempt_done",
@@ -1325,6 +1393,7 @@ absl::StatusOr<std::unique_ptr<PgStore>> PgStore::Open(
   ASSIGN_OR_RETURN(const int version, store->SchemaVersion());
   store->commit_marks_ = version >= kCommitMarksVersion;
   store->history_columns_ = version >= kHistoryColumnsVersion;
+  store->host_columns_ = version >= kHostColumnsVersion;
   if (store->commit_marks_) {
     // Rows of connections that have not written for a week are of no use:
     // their transactions ended long ago. A live connection re-registers.
@@ -1584,6 +1653,21 @@ absl::Status PgStore::SetAttemptEnvironment(int64_t attempt_id,
 
 absl::StatusOr<RecordOutcome> PgStore::RecordStepResult(
     const StepResultRecord& result, const std::string& lease_token) {
+  const std::string which_result =
+      "result for step " + std::to_string(result.step_seq) + " of attempt " +
+      std::to_string(result.attempt_id);
+  // JSON would carry a NUL as \u0000, which v_runs could not turn back into
+  // text: refuse it like a NUL in any other text value.
+  for (const std::string& flag : result.host_flags) {
+    if (flag.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          which_result +
+          ": a host flag contains a NUL character, which PostgreSQL cannot "
+          "store; remove it");
+    }
+  }
+  ASSIGN_OR_RETURN(const std::string flags_json,
+                   FlagsToJson(result.host_flags, which_result));
   RecordOutcome outcome = RecordOutcome::kInserted;
   RETURN_IF_ERROR(Transact(
       "recording a step result", TxnKind::kWrite,
@@ -1605,12 +1689,25 @@ absl::StatusOr<RecordOutcome> PgStore::RecordStepResult(
               AttemptStateName(attempt.state) + "); result for " + which +
               " rejected");
         }
-        const pqxx::result r = txn.Exec(
-            kInsertStepResult, result.attempt_id, result.step_seq, result.kind,
-            result.variant, result.input, result.wall_ns, result.user_ns,
-            result.sys_ns, result.max_rss_bytes, result.exit_code,
-            result.term_signal, result.timed_out ? 1 : 0, result.output_digest,
-            result.metrics_json, result.error, ToMicros(result.finished_at));
+        const pqxx::result r =
+            host_columns_
+                ? txn.Exec(kInsertStepResultH, result.attempt_id,
+                           result.step_seq, result.kind, result.variant,
+                           result.input, result.wall_ns, result.user_ns,
+                           result.sys_ns, result.max_rss_bytes,
+                           result.exit_code, result.term_signal,
+                           result.timed_out ? 1 : 0, result.output_digest,
+                           result.metrics_json, result.error,
+                           ToMicros(result.finished_at), result.host_json,
+                           flags_json, result.gate_wait_ns)
+                : txn.Exec(kInsertStepResult, result.attempt_id,
+                           result.step_seq, result.kind, result.variant,
+                           result.input, result.wall_ns, result.user_ns,
+                           result.sys_ns, result.max_rss_bytes,
+                           result.exit_code, result.term_signal,
+                           result.timed_out ? 1 : 0, result.output_digest,
+                           result.metrics_json, result.error,
+                           ToMicros(result.finished_at));
         outcome = r.affected_rows() == 0 ? RecordOutcome::kDuplicate
                                          : RecordOutcome::kInserted;
         return absl::OkStatus();
@@ -1624,8 +1721,12 @@ absl::StatusOr<std::vector<StepResultRecord>> PgStore::ListStepResults(
   RETURN_IF_ERROR(Transact(
       "listing step results", TxnKind::kRead, [&](Txn& txn) -> absl::Status {
         out.clear();
-        for (const pqxx::row& row : txn.Exec(kListStepResults, attempt_id)) {
-          out.push_back(ReadStepResult(row));
+        for (const pqxx::row& row :
+             txn.Exec(host_columns_ ? kListStepResultsH : kListStepResults,
+                      attempt_id)) {
+          ASSIGN_OR_RETURN(StepResultRecord result,
+                           ReadStepResult(row, host_columns_, display_name_));
+          out.push_back(std::move(result));
         }
         return absl::OkStatus();
       }));

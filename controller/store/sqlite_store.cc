@@ -25,6 +25,9 @@ namespace {
 constexpr std::string_view kMemoryPath = ":memory:";
 // The schema version that added experiments.idea, origin and discarded_before.
 constexpr int kHistoryColumnsVersion = 6;
+// The schema version that added step_results.host_json, host_flags and
+// gate_wait_ns.
+constexpr int kHostColumnsVersion = 7;
 
 int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
@@ -281,6 +284,43 @@ absl::StatusOr<std::map<std::string, std::string>> LabelsFromJson(
   return labels;
 }
 
+// ---- Host flags of a step result: a JSON array of strings ----
+
+absl::StatusOr<std::string> FlagsToJson(const std::vector<std::string>& flags,
+                                        std::string_view whose) {
+  try {
+    return nlohmann::json(flags).dump();
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(std::string(whose) +
+                                      ": host flags must be valid UTF-8 (" +
+                                      e.what() + ")");
+  }
+}
+
+absl::StatusOr<std::vector<std::string>> FlagsFromJson(
+    const std::string& json, std::string_view whose, const std::string& path) {
+  const nlohmann::json parsed =
+      nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  std::vector<std::string> flags;
+  bool valid = parsed.is_array();
+  if (valid) {
+    for (const nlohmann::json& flag : parsed) {
+      if (!flag.is_string()) {
+        valid = false;
+        break;
+      }
+      flags.push_back(flag.get<std::string>());
+    }
+  }
+  if (!valid) {
+    return absl::DataLossError(
+        "store database " + path + ": " + std::string(whose) +
+        " are not a JSON array of strings; the database was modified "
+        "outside benchfleet or is damaged");
+  }
+  return flags;
+}
+
 // ---- Row readers; the column lists and the readers must agree. ----
 
 constexpr std::string_view kExperimentColumns =
@@ -368,8 +408,13 @@ constexpr std::string_view kStepResultColumns =
     "max_rss_bytes, "
     "exit_code, term_signal, timed_out, output_digest, metrics_json, error, "
     "finished_at";
+// With the host columns of migration 7; kStepResultColumns alone serves a
+// store opened at an older schema version (tests).
+constexpr std::string_view kStepResultHostColumns =
+    ", host_json, host_flags, gate_wait_ns";
 
-StepResultRecord ReadStepResult(const Stmt& row) {
+absl::StatusOr<StepResultRecord> ReadStepResult(const Stmt& row, bool host,
+                                                const std::string& path) {
   StepResultRecord r;
   r.attempt_id = row.Int(0);
   r.step_seq = row.Int(1);
@@ -387,6 +432,18 @@ StepResultRecord ReadStepResult(const Stmt& row) {
   r.metrics_json = row.Text(13);
   r.error = row.Text(14);
   r.finished_at = row.Time(15);
+  if (!host) {
+    r.host_json = "{}";
+    return r;
+  }
+  r.host_json = row.Text(16);
+  ASSIGN_OR_RETURN(
+      r.host_flags,
+      FlagsFromJson(row.Text(17),
+                    "host flags of step " + std::to_string(r.step_seq) +
+                        " of attempt " + std::to_string(r.attempt_id),
+                    path));
+  r.gate_wait_ns = row.Int(18);
   return r;
 }
 
@@ -633,6 +690,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
   RETURN_IF_ERROR(Migrate(db, path, options.schema_version));
   ASSIGN_OR_RETURN(const int version, store->SchemaVersion());
   store->history_columns_ = version >= kHistoryColumnsVersion;
+  store->host_columns_ = version >= kHostColumnsVersion;
   return store;
 }
 
@@ -914,6 +972,11 @@ absl::Status SqliteStore::SetAttemptEnvironment(int64_t attempt_id,
 
 absl::StatusOr<RecordOutcome> SqliteStore::RecordStepResult(
     const StepResultRecord& result, const std::string& lease_token) {
+  ASSIGN_OR_RETURN(
+      const std::string flags_json,
+      FlagsToJson(result.host_flags,
+                  "result for step " + std::to_string(result.step_seq) +
+                      " of attempt " + std::to_string(result.attempt_id)));
   RecordOutcome outcome = RecordOutcome::kInserted;
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(Transact(
@@ -936,16 +999,13 @@ absl::StatusOr<RecordOutcome> SqliteStore::RecordStepResult(
               AttemptStateName(attempt.state) + "); result for " + which +
               " rejected");
         }
-        ASSIGN_OR_RETURN(
-            Stmt insert,
-            conn.Prepare(
-                "INSERT INTO step_results (attempt_id, step_seq, kind, "
-                "variant, input, "
-                "wall_ns, user_ns, sys_ns, max_rss_bytes, exit_code, "
-                "term_signal, "
-                "timed_out, output_digest, metrics_json, error, finished_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (attempt_id, step_seq) DO NOTHING"));
+        std::string sql = "INSERT INTO step_results (";
+        sql.append(kStepResultColumns);
+        if (host_columns_) sql.append(kStepResultHostColumns);
+        sql.append(") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?");
+        if (host_columns_) sql.append(", ?, ?, ?");
+        sql.append(") ON CONFLICT (attempt_id, step_seq) DO NOTHING");
+        ASSIGN_OR_RETURN(Stmt insert, conn.Prepare(sql));
         insert.BindInt(result.attempt_id)
             .BindInt(result.step_seq)
             .BindText(result.kind)
@@ -962,6 +1022,11 @@ absl::StatusOr<RecordOutcome> SqliteStore::RecordStepResult(
             .BindText(result.metrics_json)
             .BindText(result.error)
             .BindTime(result.finished_at);
+        if (host_columns_) {
+          insert.BindText(result.host_json)
+              .BindText(flags_json)
+              .BindInt(result.gate_wait_ns);
+        }
         RETURN_IF_ERROR(insert.Run());
         outcome = conn.Changes() == 0 ? RecordOutcome::kDuplicate
                                       : RecordOutcome::kInserted;
@@ -977,16 +1042,20 @@ absl::StatusOr<std::vector<StepResultRecord>> SqliteStore::ListStepResults(
   RETURN_IF_ERROR(Transact(
       db_, path_, TxnKind::kRead, "listing step results",
       [&](Conn& conn) -> absl::Status {
+        std::string columns(kStepResultColumns);
+        if (host_columns_) columns.append(kStepResultHostColumns);
         ASSIGN_OR_RETURN(
             Stmt stmt,
             conn.Prepare(Select(
-                kStepResultColumns,
+                columns,
                 "FROM step_results WHERE attempt_id = ? ORDER BY step_seq")));
         stmt.BindInt(attempt_id);
         for (;;) {
           ASSIGN_OR_RETURN(bool row, stmt.Step());
           if (!row) return absl::OkStatus();
-          out.push_back(ReadStepResult(stmt));
+          ASSIGN_OR_RETURN(StepResultRecord result,
+                           ReadStepResult(stmt, host_columns_, path_));
+          out.push_back(std::move(result));
         }
       }));
   return out;

@@ -133,6 +133,11 @@ class SqliteStore : public Store {
   // an older version, in tests) idea and discarded_before are not stored and
   // the history methods are FailedPrecondition.
   bool history_columns_ = false;
+  // Whether step_results has host_json, host_flags and gate_wait_ns
+  // (migration 7); set by Open like history_columns_. Without them a result's
+  // host summary, flags and gate wait are not stored and read as "{}", none
+  // and 0.
+  bool host_columns_ = false;
 };
 
 }  // namespace benchfleet

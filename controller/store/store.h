@@ -91,6 +91,16 @@ struct StepResultRecord {
   std::string metrics_json;  // custom metrics {"name": value}
   std::string error;         // spawn error or other failure text
   absl::Time finished_at = absl::UnixEpoch();
+  // What the host did while the run ran: the agent's summary as a JSON object
+  // with the field names of v1::HostSummary ({"samples":..,
+  // "max_cpu_temp_c":.., "min_freq_mhz":.., "mean_cpu_util":..,
+  // "throttle_delta":.., "max_competing_cpu":.., ...}); "{}" when the agent
+  // sent none. Stored verbatim; rows written before migration 7 read "{}".
+  std::string host_json;
+  // The disturbances that flagged the run ("throttled", "frequency-drop",
+  // "contended"), in the agent's order; empty for an undisturbed run.
+  std::vector<std::string> host_flags;
+  int64_t gate_wait_ns = 0;  // time the run waited for the host's gates
 };
 
 struct VerdictRecord {

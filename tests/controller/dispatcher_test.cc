@@ -38,14 +38,18 @@
 #include "common/spec.h"
 #include "common/spec_loader.h"
 #include "controller/attempt/attempt_driver.h"
+#include "controller/store/sqlite_store.h"
 #include "controller/store/store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "sqlite3.h"
 
 namespace benchfleet {
 namespace {
 
 using ::testing::ContainsRegex;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
@@ -568,6 +572,128 @@ TEST_F(DispatcherTest, StepResultsDriveTheAttemptToCompletionWithVerdicts) {
   ASSERT_TRUE(Eventually(
       [&] { return dispatcher_->CurrentExperimentOf("agent-a") == 0; }));
   EXPECT_EQ(store_->GetAgent("agent-a")->state, AgentState::kIdle);
+}
+
+TEST_F(DispatcherTest, ResultIsStoredWithItsHostSummaryFlagsAndGateWait) {
+  SimAgent a{"agent-a", {}};
+  ConnectAndWelcome(a);
+  Submit();
+  const Msg lease = LeaseAndAccept(a);
+  auto first = WaitStep(a, lease.attempt_id);
+  ASSERT_TRUE(first);
+  StepOutcome disturbed = OutcomeFor(first->second.step);
+  disturbed.host_flags = {"throttled", "contended"};
+  disturbed.gate_wait_ns = 250 * kMs;
+  StepHostSummary& host = disturbed.host.emplace();
+  host.samples = 12;
+  host.max_cpu_temp_c = 91.5;
+  host.max_gpu_temp_c = 0;
+  host.min_freq_mhz = 1200;
+  host.mean_cpu_util = 0.75;
+  host.throttle_delta = 7;
+  host.max_competing_cpu = 1.5;
+  host.top_competitor = "stress (pid 4242)";
+  dispatcher_->OnStepResult(a.link, lease.attempt_id, lease.token, disturbed);
+  // A result without a summary (an agent that sent none) is stored as "{}".
+  auto second = WaitStep(a, lease.attempt_id, first->first + 1);
+  ASSERT_TRUE(second);
+  SendResult(a, second->second, lease.token);
+  ASSERT_TRUE(Eventually([&] {
+    absl::StatusOr<std::vector<StepResultRecord>> results =
+        store_->ListStepResults(lease.attempt_id);
+    return results.ok() && results->size() == 2;
+  }));
+
+  absl::StatusOr<std::vector<StepResultRecord>> results =
+      store_->ListStepResults(lease.attempt_id);
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ(results->size(), 2u);
+  const StepResultRecord& stored = (*results)[0];
+  EXPECT_EQ(stored.step_seq, first->second.step.seq);
+  EXPECT_THAT(stored.host_flags, ElementsAre("throttled", "contended"));
+  EXPECT_EQ(stored.gate_wait_ns, 250 * kMs);
+  const nlohmann::json json = nlohmann::json::parse(stored.host_json);
+  EXPECT_EQ(json, nlohmann::json({{"samples", 12},
+                                  {"max_cpu_temp_c", 91.5},
+                                  {"max_gpu_temp_c", 0.0},
+                                  {"min_freq_mhz", 1200.0},
+                                  {"mean_cpu_util", 0.75},
+                                  {"throttle_delta", 7},
+                                  {"max_competing_cpu", 1.5},
+                                  {"top_competitor", "stress (pid 4242)"}}))
+      << stored.host_json;
+  const StepResultRecord& plain = (*results)[1];
+  EXPECT_EQ(plain.host_json, "{}");
+  EXPECT_THAT(plain.host_flags, IsEmpty());
+  EXPECT_EQ(plain.gate_wait_ns, 0);
+}
+
+// The store cannot take a result (another connection holds the database; a
+// PostgreSQL server restarting looks the same: Unavailable): the result is not
+// acknowledged, is stored once the database is back, and the attempt goes on
+// to complete with every result stored once.
+TEST_F(DispatcherTest, ResultTheStoreCouldNotTakeIsStoredWhenItIsBack) {
+  char tmpl[] = "/tmp/bf-dispatcher-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  temp_dir_ = tmpl;
+  const std::string path = temp_dir_ + "/controller.db";
+  dispatcher_.reset();
+  SqliteOptions sqlite;
+  sqlite.path = path;
+  sqlite.busy_timeout = absl::Milliseconds(20);
+  absl::StatusOr<std::unique_ptr<SqliteStore>> opened =
+      SqliteStore::Open(sqlite);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  store_ = std::move(*opened);
+  StartDispatcher();
+
+  SimAgent a{"agent-a", {}};
+  ConnectAndWelcome(a);
+  const int64_t id = Submit();
+  const Msg lease = LeaseAndAccept(a);
+  auto first = WaitStep(a, lease.attempt_id);
+  ASSERT_TRUE(first);
+
+  // Another connection takes the database for itself.
+  sqlite3* blocker = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &blocker), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(blocker, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  const size_t before = a.link->size();
+  SendResult(a, first->second, lease.token);
+  // Not acknowledged and not applied: no ack and no next step while the
+  // database is taken, however long the loop runs (real time; the fake clock
+  // holds the retry back).
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(a.link->Count(Msg::kAck), 0);
+  const std::vector<Msg> while_taken = a.link->Messages();
+  for (size_t k = before; k < while_taken.size(); ++k) {
+    EXPECT_NE(while_taken[k].type, Msg::kStep) << "a step ran ahead";
+  }
+
+  ASSERT_EQ(sqlite3_exec(blocker, "COMMIT", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(blocker);
+  clock_.Advance(absl::Seconds(1));  // the retry interval
+  auto ack =
+      a.link->WaitFor([](const Msg& m) { return m.type == Msg::kAck; }, before);
+  ASSERT_TRUE(ack.has_value()) << "the result was never stored";
+  EXPECT_TRUE(ack->second.accepted) << ack->second.reason;
+  EXPECT_EQ(ack->second.seq, first->second.step.seq);
+
+  const RunResult run =
+      RunUntilReleased(a, lease.attempt_id, lease.token, first->first + 1);
+  EXPECT_TRUE(run.released);
+  EXPECT_EQ(run.release_reason, "attempt complete");
+  EXPECT_EQ(run.steps_answered, kTinySteps - 1);
+  ASSERT_TRUE(Eventually(
+      [&] { return Experiment(id).state == ExperimentState::kDone; }));
+  EXPECT_EQ(Experiment(id).attempts, 1);
+  absl::StatusOr<std::vector<StepResultRecord>> results =
+      store_->ListStepResults(lease.attempt_id);
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_EQ(results->size(), static_cast<size_t>(kTinySteps));
+  EXPECT_EQ(dispatcher_->counters().results_stored, kTinySteps);
 }
 
 TEST_F(DispatcherTest, DuplicateResultIsAckedButNotAppliedTwice) {

@@ -100,6 +100,21 @@ StepResultRecord MakeStep(int64_t attempt_id, int64_t step_seq) {
   r.output_digest = "sha256:abc";
   r.metrics_json = R"({"ops": 12.5})";
   r.finished_at = kT0 + absl::Seconds(step_seq);
+  r.host_json =
+      R"({"samples":4,"max_cpu_temp_c":71.5,"min_freq_mhz":2400.0,)"
+      R"("mean_cpu_util":0.25,"throttle_delta":2,"max_competing_cpu":0.5})";
+  r.host_flags = {"throttled", "contended"};
+  r.gate_wait_ns = 1'500'000'000 + step_seq;
+  return r;
+}
+
+// MakeStep as a store reads back a row written before migration 7 (or by a
+// store opened at an older schema): no host summary, flags or gate wait.
+StepResultRecord MakeOldStep(int64_t attempt_id, int64_t step_seq) {
+  StepResultRecord r = MakeStep(attempt_id, step_seq);
+  r.host_json = "{}";
+  r.host_flags.clear();
+  r.gate_wait_ns = 0;
   return r;
 }
 
@@ -120,6 +135,9 @@ void ExpectStepEq(const StepResultRecord& a, const StepResultRecord& b) {
   EXPECT_EQ(a.metrics_json, b.metrics_json);
   EXPECT_EQ(a.error, b.error);
   EXPECT_EQ(a.finished_at, b.finished_at);
+  EXPECT_EQ(a.host_json, b.host_json);
+  EXPECT_EQ(a.host_flags, b.host_flags);
+  EXPECT_EQ(a.gate_wait_ns, b.gate_wait_ns);
 }
 
 // Direct access to a database file, to inspect or tamper with what the store
@@ -773,6 +791,10 @@ TEST_P(ClaimedStoreTest, RecordStepResultStoresEveryFieldAndListsInStepOrder) {
   failing.term_signal = 9;
   failing.timed_out = true;
   failing.error = "killed after 30s";
+  // An undisturbed run: no flags, no summary, no wait.
+  failing.host_json = "{}";
+  failing.host_flags.clear();
+  failing.gate_wait_ns = 0;
   for (const StepResultRecord& step :
        {failing, MakeStep(attempt_.id, 0), MakeStep(attempt_.id, 1)}) {
     ASSERT_OK_AND_ASSIGN(RecordOutcome outcome,
@@ -845,6 +867,18 @@ TEST_P(ClaimedStoreTest,
                 .status());
   ASSERT_OK_AND_ASSIGN(auto old_steps, store_->ListStepResults(attempt_.id));
   EXPECT_EQ(old_steps.size(), 1u);
+}
+
+TEST_P(ClaimedStoreTest,
+       HostFlagsThatAreNotAJsonArrayAreDataLossNamingTheStep) {
+  ASSERT_OK(
+      store_->RecordStepResult(MakeStep(attempt_.id, 4), "lease-1").status());
+  RawExec(location(), "UPDATE step_results SET host_flags = '{\"a\": 1}'");
+  auto steps = store_->ListStepResults(attempt_.id);
+  EXPECT_EQ(steps.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(steps.status().message(),
+              HasSubstr("host flags of step 4 of attempt " +
+                        std::to_string(attempt_.id)));
 }
 
 TEST_P(ClaimedStoreTest, RecordStepResultForUnknownAttemptIsNotFound) {
@@ -1246,7 +1280,8 @@ TEST_P(StoreTest, HostileStringsRoundTripUnchangedThroughEveryTextField) {
 
     StepResultRecord step = MakeStep(attempt_id, 0);
     step.kind = step.variant = step.input = step.output_digest =
-        step.metrics_json = step.error = h;
+        step.metrics_json = step.error = step.host_json = h;
+    step.host_flags = {h, "", h};
     ASSERT_OK_AND_ASSIGN(RecordOutcome outcome,
                          store->RecordStepResult(step, h));
     EXPECT_EQ(outcome, RecordOutcome::kInserted);
@@ -1472,7 +1507,12 @@ TEST_P(StoreTest, OpenMigratesFromEmptyAndFromEveryEarlierVersion) {
                            old->ClaimNextExperiment("a", {}, "tok", 1, kT0));
       ASSERT_TRUE(claim.has_value());
       attempt_id = claim->attempt.id;
+      // Written by a store at the old schema: the host fields it cannot
+      // store are dropped, not an error.
       ASSERT_OK(old->RecordStepResult(MakeStep(attempt_id, 0), "tok").status());
+      ASSERT_OK_AND_ASSIGN(auto old_steps, old->ListStepResults(attempt_id));
+      ASSERT_EQ(old_steps.size(), 1u);
+      ExpectStepEq(old_steps[0], MakeOldStep(attempt_id, 0));
     }
     ASSERT_OK_AND_ASSIGN(auto store, OpenAt(where));
     ASSERT_OK_AND_ASSIGN(int version, SchemaVersionOf(*store));
@@ -1484,9 +1524,14 @@ TEST_P(StoreTest, OpenMigratesFromEmptyAndFromEveryEarlierVersion) {
       EXPECT_EQ(versions[i][0], std::to_string(i + 1));
     }
     if (from > 0) {
+      // The old row reads with migration 7's defaults; a new row keeps its
+      // host summary, flags and gate wait.
+      ASSERT_OK(
+          store->RecordStepResult(MakeStep(attempt_id, 1), "tok").status());
       ASSERT_OK_AND_ASSIGN(auto steps, store->ListStepResults(attempt_id));
-      ASSERT_EQ(steps.size(), 1u);
-      ExpectStepEq(steps[0], MakeStep(attempt_id, 0));
+      ASSERT_EQ(steps.size(), 2u);
+      ExpectStepEq(steps[0], MakeOldStep(attempt_id, 0));
+      ExpectStepEq(steps[1], MakeStep(attempt_id, 1));
       ASSERT_OK_AND_ASSIGN(auto next,
                            store->CreateExperiment(MakeExperiment("new", "c")));
       EXPECT_EQ(next.number, 2);
@@ -1517,9 +1562,19 @@ TEST_P(StoreTest, OpenMigratesFromEmptyAndFromEveryEarlierVersion) {
     ASSERT_OK_AND_ASSIGN(auto samples, store->ListSamples(attempt_id));
     EXPECT_EQ(samples.size(), 1u);
     if (IsPostgres()) {
-      const auto runs = RawQuery(where, "SELECT count(*) FROM v_runs");
-      ASSERT_EQ(runs.size(), 1u);
-      EXPECT_EQ(runs[0][0], from > 0 ? "1" : "0");
+      const auto runs = RawQuery(
+          where,
+          "SELECT step_seq, host_flags, gate_wait_s, host_json FROM v_runs "
+          "ORDER BY step_seq");
+      if (from > 0) {
+        ASSERT_EQ(runs.size(), 2u);
+        EXPECT_EQ(runs[0], (std::vector<std::string>{"0", "", "0", "{}"}));
+        EXPECT_EQ(runs[1], (std::vector<std::string>{
+                               "1", "throttled,contended", "1.500000001",
+                               MakeStep(attempt_id, 1).host_json}));
+      } else {
+        EXPECT_TRUE(runs.empty());
+      }
     }
   }
 }
@@ -1961,6 +2016,13 @@ TEST(MigrationsTest, VersionsAreContiguousAndIdsRenderPerDialect) {
   EXPECT_THAT(sqlite_sql, HasSubstr("ON experiments (idea, created_at, id)"));
   EXPECT_THAT(pg_sql, HasSubstr("(hashtextextended(idea, 0), created_at, id)"));
   EXPECT_THAT(sqlite_sql, ::testing::Not(HasSubstr("hashtextextended")));
+  // Migration 7: host columns on both, v_runs re-created on PostgreSQL only.
+  for (const std::string* sql : {&sqlite_sql, &pg_sql}) {
+    EXPECT_THAT(*sql, HasSubstr("ADD COLUMN host_json TEXT NOT NULL DEFAULT"));
+    EXPECT_THAT(*sql, HasSubstr("ADD COLUMN host_flags TEXT NOT NULL"));
+    EXPECT_THAT(*sql, HasSubstr("ADD COLUMN gate_wait_ns BIGINT NOT NULL"));
+  }
+  EXPECT_THAT(pg_sql, HasSubstr("CREATE OR REPLACE VIEW v_runs"));
 }
 
 // ---- OpenStore ----
@@ -2164,6 +2226,13 @@ TEST_F(PgStoreTest, TextWithANulCharacterIsInvalidArgumentAndNothingIsStored) {
   sample.detail_json = std::string("{\0}", 3);
   EXPECT_EQ(store->RecordSamples({MakeSample(1, 1), sample}).code(),
             absl::StatusCode::kInvalidArgument);
+  // In a host flag too (JSON would carry it as \u0000, which v_runs cannot
+  // turn back into text).
+  StepResultRecord step = MakeStep(1, 0);
+  step.host_flags = {"throttled", std::string("con\0tended", 10)};
+  auto recorded = store->RecordStepResult(step, "tok");
+  EXPECT_EQ(recorded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(recorded.status().message(), HasSubstr("NUL"));
   ASSERT_OK_AND_ASSIGN(auto experiments, store->ListExperiments(0));
   EXPECT_TRUE(experiments.empty());
   ASSERT_OK_AND_ASSIGN(auto samples, store->ListSamples(1));
@@ -2453,7 +2522,10 @@ TEST_F(PgStoreTest, GrafanaReadsDocumentedViewsThroughAReadOnlyRole) {
   ASSERT_TRUE(claim.has_value());
   const int64_t attempt = claim->attempt.id;
   for (int seq = 0; seq < 3; ++seq) {  // wall 1.000000, 1.000001, 1.000002 ms
-    ASSERT_OK(store->RecordStepResult(MakeStep(attempt, seq), "tok").status());
+    // Step 1 ran undisturbed, with no summary and no gate wait.
+    const StepResultRecord step =
+        seq == 1 ? MakeOldStep(attempt, seq) : MakeStep(attempt, seq);
+    ASSERT_OK(store->RecordStepResult(step, "tok").status());
   }
   StepResultRecord setup = MakeStep(attempt, 3);
   setup.kind = "setup";
@@ -2508,6 +2580,19 @@ TEST_F(PgStoreTest, GrafanaReadsDocumentedViewsThroughAReadOnlyRole) {
     ASSERT_EQ(count.size(), 1u) << view;
     EXPECT_EQ(count[0][0], "t") << view;
   }
+  // The host columns migration 7 appended to v_runs, read through the role
+  // (CREATE OR REPLACE VIEW kept its grant).
+  const auto host = PgQuery(
+      dbname_,
+      "SET ROLE benchfleet_grafana; SELECT step_seq, host_flags, gate_wait_s, "
+      "COALESCE(host_json::json->>'max_cpu_temp_c', 'none') FROM v_runs "
+      "ORDER BY step_seq");
+  ASSERT_EQ(host.size(), 3u);
+  EXPECT_EQ(host[0], (std::vector<std::string>{"0", "throttled,contended",
+                                               "1.5", "71.5"}));
+  EXPECT_EQ(host[1], (std::vector<std::string>{"1", "", "0", "none"}));
+  EXPECT_EQ(host[2], (std::vector<std::string>{"2", "throttled,contended",
+                                               "1.500000002", "71.5"}));
   for (const char* table : {"experiments", "attempts", "step_results",
                             "verdicts", "agents", "samples"}) {
     EXPECT_FALSE(cluster_

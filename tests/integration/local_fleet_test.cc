@@ -11,6 +11,7 @@
 #include "benchfleet/v1/fleet.grpc.pb.h"
 #include "common/credentials.h"
 #include "controller/controller.h"
+#include "controller/store/store.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/temp_dir.h"
@@ -127,6 +128,29 @@ TEST_F(LocalFleetTest, QuickstartGivesKeepDiscardRejectKill) {
                 10);
     }
   }
+  // Each measured run was stored with the agent's host summary of it (agent ->
+  // StepResult.host -> StepOutcome -> StepResultRecord.host_json).
+  absl::StatusOr<std::unique_ptr<Store>> store =
+      OpenStore("sqlite://" + (dir_ / "fleet.db"));
+  ASSERT_TRUE(store.ok()) << store.status();
+  absl::StatusOr<std::vector<AttemptRecord>> attempts =
+      (*store)->ListAttempts(e.id());
+  ASSERT_TRUE(attempts.ok()) << attempts.status();
+  ASSERT_FALSE(attempts->empty());
+  absl::StatusOr<std::vector<StepResultRecord>> steps =
+      (*store)->ListStepResults(attempts->back().id);
+  ASSERT_TRUE(steps.ok()) << steps.status();
+  int measured = 0;
+  for (const StepResultRecord& step : *steps) {
+    if (step.kind != "measure") continue;
+    ++measured;
+    const nlohmann::json host = nlohmann::json::parse(step.host_json);
+    EXPECT_TRUE(host.contains("samples") && host.contains("max_cpu_temp_c") &&
+                host.contains("max_competing_cpu"))
+        << "step " << step.step_seq << ": " << step.host_json;
+    EXPECT_GE(step.gate_wait_ns, 0);
+  }
+  EXPECT_GE(measured, 50);
 }
 
 TEST_F(LocalFleetTest, BrokenBaselineFailsTheExperimentWithAReason) {
