@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "controller/store/history_import.h"
+#include "controller/store/host_flags_json.h"
 #include "controller/store/migrations.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
@@ -596,44 +597,6 @@ absl::StatusOr<AttemptRecord> ReadAttempt(const pqxx::row& row,
   return r;
 }
 
-// ---- Host flags of a step result (the same JSON text as SqliteStore) ----
-
-absl::StatusOr<std::string> FlagsToJson(const std::vector<std::string>& flags,
-                                        std::string_view whose) {
-  try {
-    return nlohmann::json(flags).dump();
-  } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(std::string(whose) +
-                                      ": host flags must be valid UTF-8 (" +
-                                      e.what() + ")");
-  }
-}
-
-absl::StatusOr<std::vector<std::string>> FlagsFromJson(
-    const std::string& json, std::string_view whose,
-    const std::string& display) {
-  const nlohmann::json parsed =
-      nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  std::vector<std::string> flags;
-  bool valid = parsed.is_array();
-  if (valid) {
-    for (const nlohmann::json& flag : parsed) {
-      if (!flag.is_string()) {
-        valid = false;
-        break;
-      }
-      flags.push_back(flag.get<std::string>());
-    }
-  }
-  if (!valid) {
-    return absl::DataLossError(
-        "PostgreSQL store " + display + ": " + std::string(whose) +
-        " are not a JSON array of strings; the database was modified "
-        "outside benchfleet");
-  }
-  return flags;
-}
-
 // `host`: the row has the host columns of migration 7 after the others.
 absl::StatusOr<StepResultRecord> ReadStepResult(const pqxx::row& row, bool host,
                                                 const std::string& display) {
@@ -661,10 +624,10 @@ absl::StatusOr<StepResultRecord> ReadStepResult(const pqxx::row& row, bool host,
   r.host_json = Str(row[16]);
   ASSIGN_OR_RETURN(
       r.host_flags,
-      FlagsFromJson(Str(row[17]),
-                    "host flags of step " + std::to_string(r.step_seq) +
-                        " of attempt " + std::to_string(r.attempt_id),
-                    display));
+      HostFlagsFromJson(Str(row[17]),
+                        "host flags of step " + std::to_string(r.step_seq) +
+                            " of attempt " + std::to_string(r.attempt_id),
+                        "PostgreSQL store " + display));
   r.gate_wait_ns = I64(row[18]);
   return r;
 }
@@ -1667,7 +1630,7 @@ absl::StatusOr<RecordOutcome> PgStore::RecordStepResult(
     }
   }
   ASSIGN_OR_RETURN(const std::string flags_json,
-                   FlagsToJson(result.host_flags, which_result));
+                   HostFlagsToJson(result.host_flags, which_result));
   RecordOutcome outcome = RecordOutcome::kInserted;
   RETURN_IF_ERROR(Transact(
       "recording a step result", TxnKind::kWrite,

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "controller/store/history_import.h"
+#include "controller/store/host_flags_json.h"
 #include "controller/store/migrations.h"
 #include "nlohmann/json.hpp"
 
@@ -284,43 +285,6 @@ absl::StatusOr<std::map<std::string, std::string>> LabelsFromJson(
   return labels;
 }
 
-// ---- Host flags of a step result: a JSON array of strings ----
-
-absl::StatusOr<std::string> FlagsToJson(const std::vector<std::string>& flags,
-                                        std::string_view whose) {
-  try {
-    return nlohmann::json(flags).dump();
-  } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(std::string(whose) +
-                                      ": host flags must be valid UTF-8 (" +
-                                      e.what() + ")");
-  }
-}
-
-absl::StatusOr<std::vector<std::string>> FlagsFromJson(
-    const std::string& json, std::string_view whose, const std::string& path) {
-  const nlohmann::json parsed =
-      nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  std::vector<std::string> flags;
-  bool valid = parsed.is_array();
-  if (valid) {
-    for (const nlohmann::json& flag : parsed) {
-      if (!flag.is_string()) {
-        valid = false;
-        break;
-      }
-      flags.push_back(flag.get<std::string>());
-    }
-  }
-  if (!valid) {
-    return absl::DataLossError(
-        "store database " + path + ": " + std::string(whose) +
-        " are not a JSON array of strings; the database was modified "
-        "outside benchfleet or is damaged");
-  }
-  return flags;
-}
-
 // ---- Row readers; the column lists and the readers must agree. ----
 
 constexpr std::string_view kExperimentColumns =
@@ -439,10 +403,10 @@ absl::StatusOr<StepResultRecord> ReadStepResult(const Stmt& row, bool host,
   r.host_json = row.Text(16);
   ASSIGN_OR_RETURN(
       r.host_flags,
-      FlagsFromJson(row.Text(17),
-                    "host flags of step " + std::to_string(r.step_seq) +
-                        " of attempt " + std::to_string(r.attempt_id),
-                    path));
+      HostFlagsFromJson(row.Text(17),
+                        "host flags of step " + std::to_string(r.step_seq) +
+                            " of attempt " + std::to_string(r.attempt_id),
+                        "store database " + path));
   r.gate_wait_ns = row.Int(18);
   return r;
 }
@@ -974,9 +938,9 @@ absl::StatusOr<RecordOutcome> SqliteStore::RecordStepResult(
     const StepResultRecord& result, const std::string& lease_token) {
   ASSIGN_OR_RETURN(
       const std::string flags_json,
-      FlagsToJson(result.host_flags,
-                  "result for step " + std::to_string(result.step_seq) +
-                      " of attempt " + std::to_string(result.attempt_id)));
+      HostFlagsToJson(result.host_flags,
+                      "result for step " + std::to_string(result.step_seq) +
+                          " of attempt " + std::to_string(result.attempt_id)));
   RecordOutcome outcome = RecordOutcome::kInserted;
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(Transact(
