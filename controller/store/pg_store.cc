@@ -25,7 +25,7 @@
 #include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "controller/store/history_import.h"
-#include "controller/store/host_flags_json.h"
+#include "controller/store/json_columns.h"
 #include "controller/store/migrations.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
@@ -462,46 +462,6 @@ namespace {
 
 using pg_internal::Txn;
 
-// ---- Label maps (the same JSON text as SqliteStore) ----
-
-absl::StatusOr<std::string> LabelsToJson(
-    const std::map<std::string, std::string>& labels, std::string_view whose) {
-  nlohmann::json object = nlohmann::json::object();
-  for (const auto& [key, value] : labels) object[key] = value;
-  try {
-    return object.dump();
-  } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(
-        std::string(whose) + ": label keys and values must be valid UTF-8 (" +
-        e.what() + ")");
-  }
-}
-
-absl::StatusOr<std::map<std::string, std::string>> LabelsFromJson(
-    const std::string& json, std::string_view whose,
-    const std::string& display) {
-  const nlohmann::json parsed =
-      nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  std::map<std::string, std::string> labels;
-  bool valid = parsed.is_object();
-  if (valid) {
-    for (const auto& [key, value] : parsed.items()) {
-      if (!value.is_string()) {
-        valid = false;
-        break;
-      }
-      labels.emplace(key, value.get<std::string>());
-    }
-  }
-  if (!valid) {
-    return absl::DataLossError(
-        "PostgreSQL store " + display + ": " + std::string(whose) +
-        " are not a JSON object of strings; the database was modified "
-        "outside benchfleet");
-  }
-  return labels;
-}
-
 bool LabelsSatisfy(const std::map<std::string, std::string>& required,
                    const std::map<std::string, std::string>& offered) {
   return std::all_of(required.begin(), required.end(), [&](const auto& label) {
@@ -559,7 +519,7 @@ absl::StatusOr<ExperimentRecord> ReadExperiment(const pqxx::row& row,
       r.required_labels,
       LabelsFromJson(Str(row[9]),
                      "required labels of experiment " + std::to_string(r.id),
-                     display));
+                     "PostgreSQL store " + display));
   r.attempts = static_cast<int>(I64(row[10]));
   r.max_attempts = static_cast<int>(I64(row[11]));
   r.submitted_by = Str(row[12]);
@@ -649,9 +609,9 @@ absl::StatusOr<AgentRecord> ReadAgent(const pqxx::row& row,
   AgentRecord r;
   r.id = Str(row[0]);
   r.hostname = Str(row[1]);
-  ASSIGN_OR_RETURN(
-      r.labels,
-      LabelsFromJson(Str(row[2]), "labels of agent " + r.id, display));
+  ASSIGN_OR_RETURN(r.labels,
+                   LabelsFromJson(Str(row[2]), "labels of agent " + r.id,
+                                  "PostgreSQL store " + display));
   r.facts_json = Str(row[3]);
   const std::string state = Str(row[4]);
   if (!ParseAgentState(state, &r.state)) {
@@ -1527,7 +1487,7 @@ absl::StatusOr<std::optional<Store::Claim>> PgStore::ClaimNextExperiment(
                            LabelsFromJson(Str(row[1]),
                                           "required labels of experiment " +
                                               std::to_string(id),
-                                          display_name_));
+                                          "PostgreSQL store " + display_name_));
           if (!LabelsSatisfy(required, agent_labels)) continue;
           if (txn.Exec(kLockQueuedExperiment, id, queued).empty()) continue;
           chosen = id;

@@ -16,7 +16,7 @@
 #include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "controller/store/history_import.h"
-#include "controller/store/host_flags_json.h"
+#include "controller/store/json_columns.h"
 #include "controller/store/migrations.h"
 #include "nlohmann/json.hpp"
 
@@ -248,43 +248,6 @@ absl::Status Transact(sqlite3* db, const std::string& path, TxnKind kind,
 
 // ---- JSON label maps ----
 
-absl::StatusOr<std::string> LabelsToJson(
-    const std::map<std::string, std::string>& labels, std::string_view whose) {
-  nlohmann::json object = nlohmann::json::object();
-  for (const auto& [key, value] : labels) object[key] = value;
-  try {
-    return object.dump();
-  } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(
-        std::string(whose) + ": label keys and values must be valid UTF-8 (" +
-        e.what() + ")");
-  }
-}
-
-absl::StatusOr<std::map<std::string, std::string>> LabelsFromJson(
-    const std::string& json, std::string_view whose, const std::string& path) {
-  const nlohmann::json parsed =
-      nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  std::map<std::string, std::string> labels;
-  bool valid = parsed.is_object();
-  if (valid) {
-    for (const auto& [key, value] : parsed.items()) {
-      if (!value.is_string()) {
-        valid = false;
-        break;
-      }
-      labels.emplace(key, value.get<std::string>());
-    }
-  }
-  if (!valid) {
-    return absl::DataLossError(
-        "store database " + path + ": " + std::string(whose) +
-        " are not a JSON object of strings; the database was modified "
-        "outside benchfleet or is damaged");
-  }
-  return labels;
-}
-
 // ---- Row readers; the column lists and the readers must agree. ----
 
 constexpr std::string_view kExperimentColumns =
@@ -323,7 +286,7 @@ absl::StatusOr<ExperimentRecord> ReadExperiment(const Stmt& row,
       r.required_labels,
       LabelsFromJson(row.Text(9),
                      "required labels of experiment " + std::to_string(r.id),
-                     path));
+                     "store database " + path));
   r.attempts = static_cast<int>(row.Int(10));
   r.max_attempts = static_cast<int>(row.Int(11));
   r.submitted_by = row.Text(12);
@@ -460,8 +423,9 @@ absl::StatusOr<AgentRecord> ReadAgent(const Stmt& row,
   AgentRecord r;
   r.id = row.Text(0);
   r.hostname = row.Text(1);
-  ASSIGN_OR_RETURN(
-      r.labels, LabelsFromJson(row.Text(2), "labels of agent " + r.id, path));
+  ASSIGN_OR_RETURN(r.labels,
+                   LabelsFromJson(row.Text(2), "labels of agent " + r.id,
+                                  "store database " + path));
   r.facts_json = row.Text(3);
   const std::string state = row.Text(4);
   if (!ParseAgentState(state, &r.state)) {
@@ -811,7 +775,7 @@ absl::StatusOr<std::optional<Store::Claim>> SqliteStore::ClaimNextExperiment(
                              LabelsFromJson(queued.Text(1),
                                             "required labels of experiment " +
                                                 std::to_string(id),
-                                            path_));
+                                            "store database " + path_));
             if (LabelsSatisfy(required, agent_labels)) {
               chosen = id;
               break;
