@@ -29,6 +29,7 @@
 #include "controller/store/sqlite_store.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/fleet_client.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/temp_dir.h"
 
@@ -148,43 +149,11 @@ class AttemptHostTest : public ::testing::Test {
   }
 
   int64_t Submit(const std::string& yaml) {
-    v1::SubmitRequest req;
-    req.set_spec_yaml(yaml);
-    req.set_spec_path("host-test.yaml");
-    req.set_workdir(workdir_.path());
-    v1::SubmitResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::seconds(10));
-    grpc::Status st = stub_->Submit(&ctx, req, &resp);
-    EXPECT_TRUE(st.ok()) << st.error_message();
-    return resp.experiment_id();
+    return testing::SubmitSpec(*stub_, yaml, "host-test.yaml", workdir_.path())
+        .experiment_id();
   }
-
-  v1::Experiment Watch(int64_t id) {
-    grpc::ClientContext wctx;
-    wctx.set_deadline(std::chrono::system_clock::now() +
-                      std::chrono::minutes(4));
-    v1::WatchExperimentRequest wreq;
-    wreq.set_id(id);
-    auto reader = stub_->WatchExperiment(&wctx, wreq);
-    v1::Experiment e, last;
-    while (reader->Read(&e)) last = e;
-    EXPECT_TRUE(reader->Finish().ok());
-    return last;
-  }
-
-  v1::Experiment Get(int64_t id) {
-    v1::GetExperimentRequest req;
-    req.set_id(id);
-    v1::Experiment e;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::seconds(10));
-    grpc::Status st = stub_->GetExperiment(&ctx, req, &e);
-    EXPECT_TRUE(st.ok()) << st.error_message();
-    return e;
-  }
+  v1::Experiment Watch(int64_t id) { return testing::WatchToEnd(*stub_, id); }
+  v1::Experiment Get(int64_t id) { return testing::GetExperiment(*stub_, id); }
 
   TempDir dir_;
   TempDir workdir_;

@@ -24,6 +24,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/fleet_client.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/temp_dir.h"
 
@@ -109,16 +110,7 @@ class HistoryFleetTest : public ::testing::Test {
 
   // Follows experiment `id` to its end through the API.
   v1::Experiment WatchToEnd(int64_t id) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::minutes(4));
-    v1::WatchExperimentRequest req;
-    req.set_id(id);
-    auto reader = stub_->WatchExperiment(&ctx, req);
-    v1::Experiment e, last;
-    while (reader->Read(&e)) last = e;
-    EXPECT_TRUE(reader->Finish().ok());
-    return last;
+    return testing::WatchToEnd(*stub_, id);
   }
 
   // Submits `yaml` through the real CLI (which prints the controller's

@@ -14,6 +14,7 @@
 #include "controller/store/store.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/fleet_client.h"
 #include "tests/testing/temp_dir.h"
 
 namespace benchfleet {
@@ -60,29 +61,11 @@ class LocalFleetTest : public ::testing::Test {
 
   // Submits `yaml` (workdir = the temp dir) and follows it to the end.
   v1::Experiment SubmitAndWatch(const std::string& yaml) {
-    v1::SubmitRequest req;
-    req.set_spec_yaml(yaml);
-    req.set_spec_path("quickstart.yaml");
-    req.set_workdir(workdir_.path());
-    v1::SubmitResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::seconds(10));
-    grpc::Status st = stub_->Submit(&ctx, req, &resp);
-    EXPECT_TRUE(st.ok()) << st.error_message();
-    grpc::ClientContext wctx;
-    wctx.set_deadline(std::chrono::system_clock::now() +
-                      std::chrono::minutes(4));
-    v1::WatchExperimentRequest wreq;
-    wreq.set_id(resp.experiment_id());
-    auto reader = stub_->WatchExperiment(&wctx, wreq);
-    v1::Experiment e, last;
+    const v1::SubmitResponse resp =
+        testing::SubmitSpec(*stub_, yaml, "quickstart.yaml", workdir_.path());
     int snapshots = 0;
-    while (reader->Read(&e)) {
-      last = e;
-      ++snapshots;
-    }
-    EXPECT_TRUE(reader->Finish().ok());
+    v1::Experiment last =
+        testing::WatchToEnd(*stub_, resp.experiment_id(), &snapshots);
     EXPECT_GT(snapshots, 1) << "watch should stream progress, not only the end";
     return last;
   }

@@ -25,6 +25,7 @@
 #include "controller/store/store.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/fleet_client.h"
 #include "tests/testing/pg_cluster.h"
 #include "tests/testing/temp_dir.h"
 
@@ -97,18 +98,9 @@ TEST(PgRestartTest, ExperimentCompletesWithEveryRunStoredOnce) {
                                            grpc::InsecureChannelCredentials(),
                                            MakeChannelArguments());
   auto stub = v1::FleetService::NewStub(channel);
-  v1::SubmitRequest req;
-  req.set_spec_yaml(kSpec);
-  req.set_spec_path("pg-restart.yaml");
-  req.set_workdir(workdir.path());
-  v1::SubmitResponse submitted;
-  {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::seconds(30));
-    grpc::Status st = stub->Submit(&ctx, req, &submitted);
-    ASSERT_TRUE(st.ok()) << st.error_message();
-  }
+  const v1::SubmitResponse submitted =
+      testing::SubmitSpec(*stub, kSpec, "pg-restart.yaml", workdir.path());
+  ASSERT_NE(submitted.experiment_id(), 0);
 
   // Restart the server once a few measured runs are stored and most are
   // still to come.
@@ -128,13 +120,7 @@ TEST(PgRestartTest, ExperimentCompletesWithEveryRunStoredOnce) {
   // Follow it to the end.
   v1::Experiment e;
   while (absl::Now() < deadline) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::seconds(30));
-    v1::GetExperimentRequest get;
-    get.set_id(submitted.experiment_id());
-    grpc::Status st = stub->GetExperiment(&ctx, get, &e);
-    ASSERT_TRUE(st.ok()) << st.error_message();
+    e = testing::GetExperiment(*stub, submitted.experiment_id());
     if (e.state() == "done" || e.state() == "failed" ||
         e.state() == "cancelled") {
       break;
