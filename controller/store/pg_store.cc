@@ -7,6 +7,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <pqxx/pqxx>
@@ -709,10 +710,17 @@ constexpr Query kListExperimentsLimitH{
 constexpr Query kSetExperimentHistory{
     "bf_set_experiment_history",
     "UPDATE experiments SET idea = $1, discarded_before = $2 WHERE id = $3"};
-constexpr Query kDoneAttempt{
-    "bf_done_attempt", "SELECT " BF_ATTEMPT_COLUMNS
-                       " FROM attempts WHERE experiment_id = $1 AND state = $2 "
-                       "ORDER BY id DESC LIMIT 1"};
+// The completing attempts and the verdicts of many experiments at once
+// (ListHistory): $1 is a bigint[] literal of experiment ids.
+constexpr Query kDoneAttempts{
+    "bf_done_attempts",
+    "SELECT DISTINCT ON (experiment_id) " BF_ATTEMPT_COLUMNS
+    " FROM attempts WHERE experiment_id = ANY($1::bigint[]) AND state = $2 "
+    "ORDER BY experiment_id, id DESC"};
+constexpr Query kVerdictsOf{"bf_verdicts_of",
+                            "SELECT " BF_VERDICT_COLUMNS
+                            " FROM verdicts WHERE experiment_id = "
+                            "ANY($1::bigint[]) ORDER BY experiment_id, id"};
 constexpr Query kOriginPresent{"bf_origin_present",
                                "SELECT 1 FROM experiments WHERE origin = $1"};
 constexpr Query kNumberTaken{
@@ -1812,22 +1820,36 @@ absl::StatusOr<std::vector<HistoryEntry>> PgStore::ListHistory(
           out.push_back(std::move(entry));
         }
         std::reverse(out.begin(), out.end());
+        if (out.empty()) return absl::OkStatus();
+        // Two more statements for all entries, not two per entry.
+        std::map<int64_t, HistoryEntry*> by_id;
+        std::string ids = "{";
         for (HistoryEntry& entry : out) {
-          const int64_t id = entry.experiment.id;
-          const pqxx::result attempt =
-              txn.Exec(kDoneAttempt, id, AttemptStateName(AttemptState::kDone));
-          if (attempt.empty()) {
+          if (ids.size() > 1) ids += ',';
+          ids += std::to_string(entry.experiment.id);
+          by_id[entry.experiment.id] = &entry;
+        }
+        ids += '}';
+        std::set<int64_t> with_attempt;
+        for (const pqxx::row& row : txn.Exec(
+                 kDoneAttempts, ids, AttemptStateName(AttemptState::kDone))) {
+          ASSIGN_OR_RETURN(AttemptRecord attempt,
+                           ReadAttempt(row, display_name_));
+          with_attempt.insert(attempt.experiment_id);
+          by_id[attempt.experiment_id]->attempt = std::move(attempt);
+        }
+        for (const auto& [id, entry] : by_id) {
+          if (!with_attempt.contains(id)) {
             return absl::DataLossError(
                 "PostgreSQL store " + display_name_ + ": experiment " +
                 std::to_string(id) +
                 " is done but has no completed attempt; the database was "
                 "modified outside benchfleet or is damaged");
           }
-          ASSIGN_OR_RETURN(entry.attempt,
-                           ReadAttempt(attempt[0], display_name_));
-          for (const pqxx::row& row : txn.Exec(kListVerdicts, id)) {
-            entry.verdicts.push_back(ReadVerdict(row));
-          }
+        }
+        for (const pqxx::row& row : txn.Exec(kVerdictsOf, ids)) {
+          VerdictRecord verdict = ReadVerdict(row);
+          by_id[verdict.experiment_id]->verdicts.push_back(std::move(verdict));
         }
         return absl::OkStatus();
       }));
