@@ -76,8 +76,8 @@ constexpr absl::string_view kVariantKeys[] = {
 constexpr absl::string_view kVerdictKeys[] = {
     "profile", "alpha", "max_cv", "kill_factor", "input_regression"};
 constexpr absl::string_view kGateKeys[] = {
-    "cooldown", "max_gpu_temp_c", "max_cpu_temp_c", "max_load", "max_wait",
-    "max_competing_cpu"};
+    "cooldown", "max_gpu_temp_c", "max_cpu_temp_c",
+    "max_load", "max_wait",       "max_competing_cpu"};
 
 constexpr absl::string_view kCommandExpected =
     "a shell command string or an argv list such as [./bench, \"{input}\"]";
