@@ -28,6 +28,7 @@
 #include "controller/store/history_import.h"
 #include "controller/store/json_columns.h"
 #include "controller/store/migrations.h"
+#include "controller/store/store_checks.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 
@@ -1403,12 +1404,7 @@ absl::StatusOr<int> PgStore::SchemaVersion() {
 
 absl::StatusOr<ExperimentRecord> PgStore::CreateExperiment(
     const ExperimentRecord& record) {
-  if (record.max_attempts < 1) {
-    return absl::InvalidArgumentError(
-        "experiment \"" + record.name +
-        "\": max_attempts must be at least 1, got " +
-        std::to_string(record.max_attempts));
-  }
+  RETURN_IF_ERROR(CheckNewExperiment(record));
   ASSIGN_OR_RETURN(
       std::string labels_json,
       LabelsToJson(record.required_labels,
@@ -1478,10 +1474,7 @@ absl::StatusOr<std::optional<Store::Claim>> PgStore::ClaimNextExperiment(
     const std::string& agent_id,
     const std::map<std::string, std::string>& agent_labels,
     const std::string& lease_token, uint64_t seed, absl::Time now) {
-  if (agent_id.empty() || lease_token.empty()) {
-    return absl::InvalidArgumentError(
-        "claiming an experiment needs a non-empty agent id and lease token");
-  }
+  RETURN_IF_ERROR(CheckClaimArguments(agent_id, lease_token));
   const char* queued = ExperimentStateName(ExperimentState::kQueued);
   std::optional<Claim> out;
   RETURN_IF_ERROR(Transact(
@@ -1702,15 +1695,8 @@ absl::Status PgStore::CompleteExperiment(
                  ExperimentStateName(ExperimentState::kDone), report_json,
                  report_text, now_us, experiment.id);
         for (const VerdictRecord& verdict : verdicts) {
-          if ((verdict.experiment_id != 0 &&
-               verdict.experiment_id != experiment.id) ||
-              (verdict.attempt_id != 0 && verdict.attempt_id != attempt_id)) {
-            return absl::InvalidArgumentError(
-                "verdict for variant \"" + verdict.variant +
-                "\" names experiment " + std::to_string(verdict.experiment_id) +
-                " / attempt " + std::to_string(verdict.attempt_id) +
-                ", but it completes " + which + "; nothing was stored");
-          }
+          RETURN_IF_ERROR(
+              CheckVerdictBelongs(verdict, experiment.id, attempt_id, which));
           txn.Exec(kInsertVerdict, experiment.id, attempt_id, verdict.variant,
                    verdict.verdict, verdict.reason, verdict.change,
                    verdict.detail_json);
@@ -1721,14 +1707,7 @@ absl::Status PgStore::CompleteExperiment(
 
 absl::Status PgStore::EndAttempt(int64_t attempt_id, AttemptState state,
                                  const std::string& reason, absl::Time now) {
-  if (state != AttemptState::kLost && state != AttemptState::kFailed &&
-      state != AttemptState::kCancelled) {
-    return absl::InvalidArgumentError(
-        std::string(
-            "EndAttempt ends an attempt as lost, failed or cancelled, not ") +
-        AttemptStateName(state) + " (attempt " + std::to_string(attempt_id) +
-        "); use CompleteExperiment for a finished attempt");
-  }
+  RETURN_IF_ERROR(CheckEndState(attempt_id, state));
   return Transact(
       "ending an attempt", TxnKind::kWrite, [&](Txn& txn) -> absl::Status {
         ASSIGN_OR_RETURN(AttemptRecord attempt,
@@ -1860,14 +1839,8 @@ absl::StatusOr<ImportCounts> PgStore::ImportHistory(
     const std::vector<HistoryEntry>& entries) {
   if (!history_columns_) return HistoryNeedsMigration(display_name_);
   RETURN_IF_ERROR(CheckImportEntries(entries));
-  std::vector<std::string> labels_json;
-  for (const HistoryEntry& entry : entries) {
-    ASSIGN_OR_RETURN(std::string json,
-                     LabelsToJson(entry.experiment.required_labels,
-                                  "required labels of imported experiment \"" +
-                                      entry.experiment.name + "\""));
-    labels_json.push_back(std::move(json));
-  }
+  ASSIGN_OR_RETURN(const std::vector<std::string> labels_json,
+                   ImportedLabelsJson(entries));
   ImportCounts counts;
   RETURN_IF_ERROR(Transact(
       "importing history", TxnKind::kWrite, [&](Txn& txn) -> absl::Status {

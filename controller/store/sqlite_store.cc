@@ -18,6 +18,7 @@
 #include "controller/store/history_import.h"
 #include "controller/store/json_columns.h"
 #include "controller/store/migrations.h"
+#include "controller/store/store_checks.h"
 #include "nlohmann/json.hpp"
 
 namespace benchfleet {
@@ -642,12 +643,7 @@ absl::StatusOr<int> SqliteStore::SchemaVersion() {
 
 absl::StatusOr<ExperimentRecord> SqliteStore::CreateExperiment(
     const ExperimentRecord& record) {
-  if (record.max_attempts < 1) {
-    return absl::InvalidArgumentError(
-        "experiment \"" + record.name +
-        "\": max_attempts must be at least 1, got " +
-        std::to_string(record.max_attempts));
-  }
+  RETURN_IF_ERROR(CheckNewExperiment(record));
   ASSIGN_OR_RETURN(
       std::string labels_json,
       LabelsToJson(record.required_labels,
@@ -749,10 +745,7 @@ absl::StatusOr<std::optional<Store::Claim>> SqliteStore::ClaimNextExperiment(
     const std::string& agent_id,
     const std::map<std::string, std::string>& agent_labels,
     const std::string& lease_token, uint64_t seed, absl::Time now) {
-  if (agent_id.empty() || lease_token.empty()) {
-    return absl::InvalidArgumentError(
-        "claiming an experiment needs a non-empty agent id and lease token");
-  }
+  RETURN_IF_ERROR(CheckClaimArguments(agent_id, lease_token));
   std::optional<Claim> out;
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(Transact(
@@ -1042,15 +1035,8 @@ absl::Status SqliteStore::CompleteExperiment(
         RETURN_IF_ERROR(end_experiment.Run());
 
         for (const VerdictRecord& verdict : verdicts) {
-          if ((verdict.experiment_id != 0 &&
-               verdict.experiment_id != experiment.id) ||
-              (verdict.attempt_id != 0 && verdict.attempt_id != attempt_id)) {
-            return absl::InvalidArgumentError(
-                "verdict for variant \"" + verdict.variant +
-                "\" names experiment " + std::to_string(verdict.experiment_id) +
-                " / attempt " + std::to_string(verdict.attempt_id) +
-                ", but it completes " + which + "; nothing was stored");
-          }
+          RETURN_IF_ERROR(
+              CheckVerdictBelongs(verdict, experiment.id, attempt_id, which));
           ASSIGN_OR_RETURN(Stmt insert,
                            conn.Prepare("INSERT INTO verdicts (experiment_id, "
                                         "attempt_id, variant, verdict, "
@@ -1072,14 +1058,7 @@ absl::Status SqliteStore::CompleteExperiment(
 absl::Status SqliteStore::EndAttempt(int64_t attempt_id, AttemptState state,
                                      const std::string& reason,
                                      absl::Time now) {
-  if (state != AttemptState::kLost && state != AttemptState::kFailed &&
-      state != AttemptState::kCancelled) {
-    return absl::InvalidArgumentError(
-        std::string(
-            "EndAttempt ends an attempt as lost, failed or cancelled, not ") +
-        AttemptStateName(state) + " (attempt " + std::to_string(attempt_id) +
-        "); use CompleteExperiment for a finished attempt");
-  }
+  RETURN_IF_ERROR(CheckEndState(attempt_id, state));
   absl::MutexLock lock(&mu_);
   return Transact(
       db_, path_, TxnKind::kWrite, "ending an attempt",
@@ -1245,14 +1224,8 @@ absl::StatusOr<ImportCounts> SqliteStore::ImportHistory(
     const std::vector<HistoryEntry>& entries) {
   if (!history_columns_) return HistoryNeedsMigration(path_);
   RETURN_IF_ERROR(CheckImportEntries(entries));
-  std::vector<std::string> labels_json;
-  for (const HistoryEntry& entry : entries) {
-    ASSIGN_OR_RETURN(std::string json,
-                     LabelsToJson(entry.experiment.required_labels,
-                                  "required labels of imported experiment \"" +
-                                      entry.experiment.name + "\""));
-    labels_json.push_back(std::move(json));
-  }
+  ASSIGN_OR_RETURN(const std::vector<std::string> labels_json,
+                   ImportedLabelsJson(entries));
   ImportCounts counts;
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(Transact(

@@ -1,0 +1,71 @@
+#include "controller/store/store_checks.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status_macros.h"
+#include "controller/store/json_columns.h"
+
+namespace benchfleet {
+
+absl::Status CheckNewExperiment(const ExperimentRecord& record) {
+  if (record.max_attempts < 1) {
+    return absl::InvalidArgumentError(
+        "experiment \"" + record.name +
+        "\": max_attempts must be at least 1, got " +
+        std::to_string(record.max_attempts));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckClaimArguments(const std::string& agent_id,
+                                 const std::string& lease_token) {
+  if (agent_id.empty() || lease_token.empty()) {
+    return absl::InvalidArgumentError(
+        "claiming an experiment needs a non-empty agent id and lease token");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckEndState(int64_t attempt_id, AttemptState state) {
+  if (state != AttemptState::kLost && state != AttemptState::kFailed &&
+      state != AttemptState::kCancelled) {
+    return absl::InvalidArgumentError(
+        std::string(
+            "EndAttempt ends an attempt as lost, failed or cancelled, not ") +
+        AttemptStateName(state) + " (attempt " + std::to_string(attempt_id) +
+        "); use CompleteExperiment for a finished attempt");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckVerdictBelongs(const VerdictRecord& verdict,
+                                 int64_t experiment_id, int64_t attempt_id,
+                                 const std::string& which) {
+  if ((verdict.experiment_id != 0 && verdict.experiment_id != experiment_id) ||
+      (verdict.attempt_id != 0 && verdict.attempt_id != attempt_id)) {
+    return absl::InvalidArgumentError(
+        "verdict for variant \"" + verdict.variant + "\" names experiment " +
+        std::to_string(verdict.experiment_id) + " / attempt " +
+        std::to_string(verdict.attempt_id) + ", but it completes " + which +
+        "; nothing was stored");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> ImportedLabelsJson(
+    const std::vector<HistoryEntry>& entries) {
+  std::vector<std::string> out;
+  out.reserve(entries.size());
+  for (const HistoryEntry& entry : entries) {
+    ASSIGN_OR_RETURN(std::string json,
+                     LabelsToJson(entry.experiment.required_labels,
+                                  "required labels of imported experiment \"" +
+                                      entry.experiment.name + "\""));
+    out.push_back(std::move(json));
+  }
+  return out;
+}
+
+}  // namespace benchfleet
