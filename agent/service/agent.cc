@@ -24,6 +24,7 @@
 #include "agent/probe/probe_json.h"
 #include "agent/probe/sysfs_probe.h"
 #include "agent/service/host_gates.h"
+#include "agent/service/order_fields.h"
 #include "benchfleet/v1/agent.grpc.pb.h"
 #include "common/config_file.h"
 #include "common/status_macros.h"
@@ -67,6 +68,8 @@ class Agent::Impl {
   std::string lease_token ABSL_GUARDED_BY(mu);
   std::deque<v1::StepOrder> pending ABSL_GUARDED_BY(mu);
   Key running ABSL_GUARDED_BY(mu) = {0, 0};
+  // The running step was revoked by the controller: stop it, send nothing.
+  bool running_revoked ABSL_GUARDED_BY(mu) = false;
   std::set<Key> done ABSL_GUARDED_BY(mu);
   std::map<Key, v1::StepResult> unacked ABSL_GUARDED_BY(mu);
   grpc::ClientContext* context ABSL_GUARDED_BY(mu) = nullptr;
@@ -415,6 +418,21 @@ void Agent::Impl::Handle(const v1::ControllerMessage& m) {
         pending.push_back(o);
         return;
       }
+      case v1::ControllerMessage::kRevoke: {
+        const v1::Revoke& r = m.revoke();
+        if (r.attempt_id() != lease_attempt || r.lease_token() != lease_token)
+          return;
+        const std::set<int64_t> seqs(r.step_seq().begin(), r.step_seq().end());
+        std::erase_if(pending, [&](const v1::StepOrder& o) {
+          return o.attempt_id() == r.attempt_id() &&
+                 seqs.contains(o.step_seq());
+        });
+        if (running.first == r.attempt_id() && seqs.contains(running.second)) {
+          running_revoked = true;
+          cancel_running = true;
+        }
+        return;
+      }
       case v1::ControllerMessage::kAck:
         unacked.erase({m.ack().attempt_id(), m.ack().step_seq()});
         if (!m.ack().accepted()) {
@@ -456,6 +474,7 @@ void Agent::Impl::WorkerLoop() {
         order = std::move(pending.front());
         pending.pop_front();
         running = {order.attempt_id(), order.step_seq()};
+        running_revoked = false;
         cancel_running = false;
       }
     }
@@ -469,10 +488,18 @@ void Agent::Impl::WorkerLoop() {
       absl::MutexLock lock(&mu);
       const Key key{order.attempt_id(), order.step_seq()};
       running = {0, 0};
-      // A result for a lease dropped meanwhile is not sent: it would be stale.
+      // A result for a lease dropped meanwhile is not sent: it would be stale;
+      // nor is one for a step the controller revoked while it ran.
       if (lease_attempt != order.attempt_id() ||
-          lease_token != order.lease_token())
+          lease_token != order.lease_token() || running_revoked)
         continue;
+      if (result.host_not_ready()) {
+        // The attempt ends here: the orders queued behind this one would only
+        // wait for the same gates again.
+        std::erase_if(pending, [&](const v1::StepOrder& o) {
+          return o.attempt_id() == order.attempt_id();
+        });
+      }
       done.insert(key);
       unacked[key] = result;
       *m.mutable_step_result() = result;
@@ -550,9 +577,14 @@ v1::StepResult Agent::Impl::Execute(const v1::StepOrder& o) {
     auto eq = e.find('=');
     if (eq != std::string::npos) env[e.substr(0, eq)] = e.substr(eq + 1);
   }
+  // Which agent runs the job (e.g. for a job that keeps per-host caches).
+  env["BENCHFLEET_AGENT_ID"] = options.id;
   for (const auto& [k, v] : o.env()) env[k] = v;
   for (const auto& [k, v] : env) req.env.push_back(absl::StrCat(k, "=", v));
-  if (o.timeout_ms() > 0) req.timeout = absl::Milliseconds(o.timeout_ms());
+  if (const absl::Duration timeout = StepTimeout(o);
+      timeout != absl::InfiniteDuration()) {
+    req.timeout = timeout;
+  }
   const std::string dir = AttemptDir(o.attempt_id());
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -580,10 +612,12 @@ v1::StepResult Agent::Impl::Execute(const v1::StepOrder& o) {
                          : last_attempt_end + Gates(spec_gates, true).cooldown;
   }
   if (attempt_start || is_run) {
+    std::string blocked_by;
     GateOutcome gate = WaitForGates(
         *probe, *clock, Gates(spec_gates, attempt_start),
         attempt_start ? cooldown_until : absl::InfinitePast(), &cancel_running,
-        [this](const std::string& blockers) {
+        [this, &blocked_by](const std::string& blockers) {
+          blocked_by = blockers;
           absl::MutexLock lock(&mu);
           status = absl::StrCat("waiting for the host: ", blockers);
         });
@@ -591,10 +625,15 @@ v1::StepResult Agent::Impl::Execute(const v1::StepOrder& o) {
       absl::MutexLock lock(&mu);
       status.clear();
     }
+    r.set_gate_wait_us(absl::ToInt64Microseconds(gate.waited));
     r.set_gate_wait_ms(absl::ToInt64Milliseconds(gate.waited));
+    r.set_gate_blocked_by(blocked_by);
     if (!gate.passed) {
       r.set_error(gate.reason);
       r.set_exit_code(-1);
+      // Not met within max_wait (a cancelled wait is never reported: the
+      // lease or the step is gone).
+      r.set_host_not_ready(!gate.cancelled);
       return r;
     }
   }
@@ -675,15 +714,13 @@ GateOptions Agent::Impl::Gates(const v1::GateSpec& spec,
     return std::min(host, spec_value);
   };
   GateOptions g;
-  g.cooldown =
-      std::max(options.cooldown, absl::Milliseconds(spec.cooldown_ms()));
+  g.cooldown = std::max(options.cooldown, GateCooldown(spec));
   g.max_gpu_temp_c = stricter(options.max_gpu_temp_c, spec.max_gpu_temp_c());
   g.max_cpu_temp_c = stricter(options.max_cpu_temp_c, spec.max_cpu_temp_c());
   g.max_load = attempt_start ? stricter(options.max_load, spec.max_load()) : 0;
   g.max_competing_cpu =
       stricter(options.max_competing_cpu, spec.max_competing_cpu());
-  g.max_wait = spec.max_wait_ms() > 0 ? absl::Milliseconds(spec.max_wait_ms())
-                                      : options.max_wait;
+  g.max_wait = GateMaxWait(spec).value_or(options.max_wait);
   return g;
 }
 

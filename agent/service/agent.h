@@ -5,6 +5,13 @@
 // acknowledges it (results are resent after a reconnect; the controller
 // de-duplicates by (attempt, step)). It never decides verdicts.
 //
+// The controller keeps a window of step orders at the agent, so the next run
+// starts as soon as the current one ends; it revokes orders of a variant it
+// aborted (the agent drops them, or stops the one running, and sends no
+// result). When the host's gates cannot be met within max_wait before a step,
+// the agent reports the step "host not ready" (no result of the user's
+// command) and drops the lease's other orders.
+//
 // When it accepts a lease it first records the attempt's environment (governor,
 // turbo, GPUs, toolchain versions, the work directory's commit; see
 // agent/service/environment.h) on the same worker thread that runs steps, and

@@ -199,6 +199,9 @@ void AttemptDriver::AdvancePhase() {
 std::optional<PlannedStep> AttemptDriver::Next() {
   while (!finished_) {
     if (queue_.empty()) {
+      // The next phase depends on every result of this one (rejections,
+      // extension, the environment check): wait for the steps still out.
+      if (!in_flight_.empty()) return std::nullopt;
       AdvancePhase();
       continue;
     }
@@ -206,15 +209,69 @@ std::optional<PlannedStep> AttemptDriver::Next() {
     queue_.pop_front();
     if (!Active(p.variant))
       continue;  // aborted: the variant was rejected or killed
-    in_flight_ = p;
-    return Materialize(p);
+    if (!Needed(p)) continue;
+    PlannedStep step = Materialize(p);
+    p.deadline = step.timeout;
+    in_flight_.emplace(step.seq, std::move(p));
+    return step;
   }
   return std::nullopt;
 }
 
+bool AttemptDriver::Needed(const Pending& p) const {
+  // Baseline runs are only there to be compared with: once every candidate is
+  // killed or rejected, the rest of them would measure for nothing. A few are
+  // kept on each input all the same, so that the report still shows the
+  // baseline and a baseline that cannot run still says so.
+  if (p.variant != spec_.baseline().name || p.remeasure ||
+      (p.kind != StepKind::kWarmup && p.kind != StepKind::kMeasure) ||
+      spec_.variants.size() < 2) {
+    return true;
+  }
+  if (p.kind == StepKind::kMeasure) {
+    auto it = samples_.find({p.variant, p.input});
+    const size_t have = it == samples_.end() ? 0 : it->second.size();
+    if (have < verdict::kKillMinBaselineRuns) return true;
+  }
+  for (size_t vi = 1; vi < spec_.variants.size(); ++vi)
+    if (Active(spec_.variants[vi].name)) return true;
+  return false;
+}
+
+std::vector<int64_t> AttemptDriver::TakeRevoked() {
+  for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+    if (Active(it->second.variant) && Needed(it->second)) {
+      ++it;
+      continue;
+    }
+    revoked_.push_back(it->first);
+    it = in_flight_.erase(it);
+  }
+  return std::exchange(revoked_, {});
+}
+
+std::string AttemptDriver::Where(const Pending& p) const {
+  std::string w = absl::StrCat(
+      p.remeasure ? "re-measure" : StepKindName(p.kind), " ", p.variant);
+  if (!p.input.empty()) {
+    absl::StrAppend(&w, " on ", p.input);
+    if (p.kind == StepKind::kMeasure || p.kind == StepKind::kWarmup)
+      absl::StrAppend(&w, " (round ", p.round + 1, ")");
+  }
+  return w;
+}
+
 std::vector<double> AttemptDriver::BaselineWalls(
     const std::string& input) const {
+  // Warmups count here: they are runs of the same program on the same input,
+  // usually slower (cold), so they only widen the baseline's spread and make
+  // the KILL bound more conservative, and they let it exist early enough to
+  // stop a slow candidate within a few runs.
   std::vector<double> walls;
+  if (auto w = baseline_warmup_walls_.find(input);
+      w != baseline_warmup_walls_.end()) {
+    walls = w->second;
+  }
   auto it = samples_.find({spec_.baseline().name, input});
   if (it == samples_.end()) return walls;
   for (const Sample& s : it->second)
@@ -302,6 +359,9 @@ void AttemptDriver::FailAttempt(std::string reason) {
   finished_ = true;
   phase_ = Phase::kDone;
   queue_.clear();
+  // Nothing still out is needed: the controller ends the lease, which drops
+  // them at the agent.
+  in_flight_.clear();
 }
 
 void AttemptDriver::Reject(const std::string& variant, std::string reason) {
@@ -312,11 +372,21 @@ void AttemptDriver::Reject(const std::string& variant, std::string reason) {
 }
 
 void AttemptDriver::OnResult(const StepOutcome& o) {
-  if (!in_flight_) return;
-  const Pending p = *in_flight_;
-  in_flight_.reset();
+  auto out = in_flight_.find(o.seq);
+  if (out == in_flight_.end() || finished_) return;
+  const Pending p = std::move(out->second);
+  in_flight_.erase(out);
   ++steps_done_;
   gate_wait_ns_ += o.gate_wait_ns;
+  if (o.gate_wait_ns > 0)
+    gate_waits_.push_back({Where(p), o.gate_wait_ns, o.gate_blocked_by});
+  if (o.host_not_ready) {
+    // Not the user's command failing and not the variant's fault: no verdict
+    // from this host now. The experiment goes back to the queue.
+    host_not_ready_ = true;
+    return FailAttempt(
+        absl::StrCat("host not ready before ", Where(p), ": ", o.error));
+  }
   const bool is_baseline = p.variant == spec_.baseline().name;
   const std::string where =
       p.input.empty() ? std::string() : absl::StrCat(" on input ", p.input);
@@ -344,34 +414,44 @@ void AttemptDriver::OnResult(const StepOutcome& o) {
     return;
   }
 
-  VariantState& vs = variants_[p.variant];
+  if (o.timed_out && is_baseline) {
+    return FailAttempt(absl::StrCat(what, " exceeded the timeout of ",
+                                    absl::FormatDuration(spec_.timeout),
+                                    "; raise benchmark.timeout"));
+  }
+  if (!is_baseline &&
+      (o.timed_out || (o.exit_code == 0 && o.term_signal == 0))) {
+    // The KILL rule judges every run the candidate completed or was stopped
+    // in, with the baseline as it is now.
+    KillRecord rec;
+    rec.input = p.input;
+    rec.kind = p.kind;
+    rec.run.wall_ns = static_cast<double>(o.wall_ns);
+    // The agent stops a run at its deadline: min(kill bound, timeout).
+    rec.run.hit_absolute_timeout = o.timed_out && p.deadline >= spec_.timeout;
+    rec.run.stopped_at_bound = o.timed_out && p.deadline < spec_.timeout;
+    rec.run.host_flagged = !o.host_flags.empty();
+    variants_[p.variant].runs.push_back(std::move(rec));
+    CheckKill(p.variant);
+  }
   if (o.timed_out) {
-    if (is_baseline) {
-      return FailAttempt(absl::StrCat(what, " exceeded the timeout of ",
-                                      absl::FormatDuration(spec_.timeout),
-                                      "; raise benchmark.timeout"));
-    }
-    ++vs.consecutive_timeouts;
     // A run stopped at its deadline counts against the candidate with what it
-    // measured up to then; a custom metric it never printed has no value (its
-    // wall time in ns is not one).
+    // measured up to then (a lower bound of its time); a custom metric it never
+    // printed has no value. A flagged one is repeated like any flagged run.
     std::string unused;
-    if (p.kind == StepKind::kMeasure) {
+    for (const std::string& f : o.host_flags) ++flag_counts_[f];
+    if (p.kind == StepKind::kMeasure && Active(p.variant)) {
+      if (!o.host_flags.empty() && reruns_ < MaxReruns()) {
+        ++reruns_;
+        queue_.push_back(p);
+        return;
+      }
       if (std::optional<double> value = PrimaryValue(o, &unused)) {
         samples_[{p.variant, p.input}].push_back({*value, o.wall_ns, true, ""});
       }
     }
-    if (vs.consecutive_timeouts >= 2 && !vs.killed) {
-      vs.killed = true;
-      vs.kill_reason = absl::StrFormat(
-          "the last was a %s run on input %s, killed after %.2f s; its "
-          "remaining runs were "
-          "aborted",
-          StepKindName(p.kind), p.input, static_cast<double>(o.wall_ns) / 1e9);
-    }
     return;
   }
-  vs.consecutive_timeouts = 0;
   if (o.exit_code != 0 || o.term_signal != 0) {
     std::string reason = absl::StrCat(what, " ", Describe(o));
     if (is_baseline) return FailAttempt(std::move(reason));
@@ -379,6 +459,11 @@ void AttemptDriver::OnResult(const StepOutcome& o) {
   }
   if (spec_.compare != CompareMode::kNone)
     digests_[{p.variant, p.input}].insert(o.output_digest);
+  if (p.kind == StepKind::kWarmup && is_baseline && o.host_flags.empty()) {
+    baseline_warmup_walls_[p.input].push_back(static_cast<double>(o.wall_ns));
+    for (size_t vi = 1; vi < spec_.variants.size(); ++vi)
+      CheckKill(spec_.variants[vi].name);
+  }
   if (p.kind != StepKind::kMeasure) return;
   std::string why;
   std::optional<double> value = PrimaryValue(o, &why);
@@ -406,6 +491,81 @@ void AttemptDriver::OnResult(const StepOutcome& o) {
   }
   samples_[{p.variant, p.input}].push_back(
       {*value, o.wall_ns, false, o.output_digest});
+  if (is_baseline) {
+    // A new baseline run moves every candidate's bound on this input: runs
+    // not judged before (too few baseline runs) may count now.
+    for (size_t vi = 1; vi < spec_.variants.size(); ++vi)
+      CheckKill(spec_.variants[vi].name);
+  }
+}
+
+AttemptDriver::Judgement AttemptDriver::Judge(const KillRecord& r) const {
+  if (r.run.hit_absolute_timeout) return Judgement::kCounts;  // a hang
+  // A flagged run measured the host, not the variant: no evidence either way.
+  if (r.run.host_flagged) return Judgement::kNeutral;
+  const std::vector<double> base = BaselineWalls(r.input);
+  if (base.size() < verdict::kKillMinBaselineRuns) return Judgement::kPending;
+  return verdict::CountsTowardKill(r.run, base, spec_.verdict.kill_factor)
+             ? Judgement::kCounts
+             : Judgement::kClear;
+}
+
+void AttemptDriver::CheckKill(const std::string& variant) {
+  VariantState& vs = variants_[variant];
+  if (vs.killed || vs.rejected) return;
+  // The last two runs that are evidence, newest first. A run that cannot be
+  // judged yet (its input's baseline has too few runs) holds the decision
+  // back: it may turn out to be within the bound and break the streak.
+  std::vector<const KillRecord*> judged;
+  for (auto it = vs.runs.rbegin(); it != vs.runs.rend() && judged.size() < 2;
+       ++it) {
+    switch (Judge(*it)) {
+      case Judgement::kNeutral:
+        continue;
+      case Judgement::kPending:
+      case Judgement::kClear:
+        return;
+      case Judgement::kCounts:
+        judged.push_back(&*it);
+        break;
+    }
+  }
+  if (judged.size() < 2) return;
+  vs.killed = true;
+  // What the abort saves: the planned warmup and measured runs the candidate
+  // has not run, at no less than its own observed time each.
+  const int64_t planned = static_cast<int64_t>(spec_.warmup + spec_.runs) *
+                          static_cast<int64_t>(spec_.inputs.size());
+  int64_t done = 0;
+  for (const KillRecord& r : vs.runs) done += r.run.host_flagged ? 0 : 1;
+  vs.kill_skipped_runs = std::max<int64_t>(0, planned - done);
+  const double per_run = (judged[0]->run.wall_ns + judged[1]->run.wall_ns) / 2;
+  vs.kill_saved_ns =
+      static_cast<int64_t>(per_run * static_cast<double>(vs.kill_skipped_runs));
+  const KillRecord& last = *judged[0];
+  std::string why;
+  if (last.run.hit_absolute_timeout) {
+    why = absl::StrFormat(
+        "the last, a %s run on input %s, hit the absolute timeout of %s",
+        StepKindName(last.kind), last.input,
+        absl::FormatDuration(spec_.timeout));
+  } else {
+    const std::vector<double> base = BaselineWalls(last.input);
+    why = absl::StrFormat(
+        "the last, on input %s, ran %s against a baseline median of %s "
+        "(bound %s: %.2fx the median or the slowest baseline run plus 4 "
+        "robust sigma)",
+        last.input, FormatValue(last.run.wall_ns, MetricUnit::kNanoseconds),
+        FormatValue(stats::Median(base), MetricUnit::kNanoseconds),
+        FormatValue(*verdict::KillBoundNs(base, spec_.verdict.kill_factor),
+                    MetricUnit::kNanoseconds),
+        spec_.verdict.kill_factor);
+  }
+  vs.kill_reason = absl::StrFormat(
+      "%s; its remaining %d planned run(s) were aborted, saving about %s", why,
+      vs.kill_skipped_runs,
+      FormatValue(static_cast<double>(vs.kill_saved_ns),
+                  MetricUnit::kNanoseconds));
 }
 
 int AttemptDriver::MaxReruns() const {
@@ -418,7 +578,7 @@ int AttemptDriver::MaxReruns() const {
 }
 
 int64_t AttemptDriver::RemainingSteps() const {
-  int64_t remaining = in_flight_ ? 1 : 0;
+  int64_t remaining = static_cast<int64_t>(in_flight_.size());
   for (const Pending& p : queue_) remaining += Active(p.variant) ? 1 : 0;
   // Phases not queued yet run only the variants still active: a candidate
   // rejected or killed early drops out of the total instead of leaving it short
@@ -452,17 +612,9 @@ AttemptProgress AttemptDriver::progress() const {
   pr.steps_total = finished_ ? steps_done_ : steps_done_ + RemainingSteps();
   if (finished_) {
     pr.current = failed_ ? "failed" : "finished";
-  } else if (in_flight_) {
-    pr.current = absl::StrCat(
-        in_flight_->remeasure ? "re-measure" : StepKindName(in_flight_->kind),
-        " ", in_flight_->variant);
-    if (!in_flight_->input.empty()) {
-      absl::StrAppend(&pr.current, " on ", in_flight_->input);
-      if (in_flight_->kind == StepKind::kMeasure ||
-          in_flight_->kind == StepKind::kWarmup) {
-        absl::StrAppend(&pr.current, " (round ", in_flight_->round + 1, ")");
-      }
-    }
+  } else if (!in_flight_.empty()) {
+    // The oldest step out is the one the agent runs now.
+    pr.current = Where(in_flight_.begin()->second);
   }
   return pr;
 }
@@ -656,6 +808,9 @@ ExperimentReport AttemptDriver::Evaluate(
   report.steps_run = steps_done_;
   report.failed = failed_;
   report.failure = failure_;
+  report.host_not_ready = host_not_ready_;
+  report.gate_wait_ns = gate_wait_ns_;
+  report.gate_waits = gate_waits_;
   report.warnings = warnings_;
   Better better = Better::kLower;
   if (report.metric == "max_rss") {
@@ -759,6 +914,8 @@ ExperimentReport AttemptDriver::Evaluate(
     cr.change = d.aggregate_change;
     cr.p_value = d.aggregate_p_value;
     cr.combines = v.combines;
+    cr.kill_skipped_runs = vs.kill_skipped_runs;
+    cr.kill_saved_ns = vs.kill_saved_ns;
     std::vector<std::pair<double, double>> base_medians, cand_medians;
     for (const verdict::InputDecision& id : d.inputs) {
       InputRow row;
@@ -850,7 +1007,6 @@ ExperimentReport AttemptDriver::Evaluate(
   }
   report.environment = CheckEnvironment();
   report.reruns = reruns_;
-  report.gate_wait_ns = gate_wait_ns_;
   for (const auto& [flag, count] : flag_counts_)
     report.host_flags[flag] = count;
   if (flagged_kept_ > 0) {

@@ -2,11 +2,20 @@
 // machine. It decides which process the agent runs next (setup, correctness,
 // warmups, measured runs in a seeded interleaved order, adaptive extension to
 // max_runs), the deadline of each candidate run (DESIGN.md §4), reacts to each
-// result (KILL after two deadlines in a row, REJECT on failure or differing
-// output, failure of the attempt when the baseline breaks), checks the
+// result (KILL after two runs in a row that count toward it, REJECT on failure
+// or differing output, failure of the attempt when the baseline breaks, "host
+// not ready" when the agent's gates could not be met), checks the
 // baseline against the previous comparable attempt ("environment changed",
 // re-measuring the inputs that moved) and finally builds the ExperimentReport
 // with the decision engine.
+//
+// Several steps may be out at once: the controller keeps a window of orders
+// ahead of the agent (so runs follow each other back to back), calling Next
+// until it returns nothing, and OnResult as results come in, in any order.
+// Within a phase the plan does not depend on results; at the end of a phase
+// (before extension, which needs every result) Next returns nothing until the
+// steps out have come back. When a result aborts a variant (KILL, REJECT), its
+// steps still out are revoked (TakeRevoked) and the agent drops them.
 //
 // Pure logic: no I/O, no clock, no gRPC; the controller feeds it results. Not
 // thread-safe; externally synchronized (the controller's attempt loop owns it).
@@ -27,6 +36,7 @@
 #include "common/spec.h"
 #include "controller/history/baseline_drift.h"
 #include "controller/report/report.h"
+#include "controller/verdict/verdict.h"
 
 namespace benchfleet {
 
@@ -81,6 +91,10 @@ struct StepOutcome {
   // The agent's summary of the host during the run; nullopt when it sent
   // none. Stored with the result, not used by the driver.
   std::optional<StepHostSummary> host;
+  // The host's gates could not be met within max_wait: the step did not run
+  // and `error` says what blocked. Ends the attempt as "host not ready".
+  bool host_not_ready = false;
+  std::string gate_blocked_by;  // what held the step back while it waited
 };
 
 struct AttemptProgress {
@@ -95,10 +109,20 @@ class AttemptDriver {
   // bootstrap.
   AttemptDriver(ExperimentSpec spec, uint64_t seed, int64_t experiment_number);
 
-  // The next step to run, or nullopt when the attempt is finished. Call
-  // OnResult with its outcome before calling Next again.
+  // The next step to run, or nullopt when there is none to send now: the
+  // attempt is finished (finished()), or the steps already out must come back
+  // first (end of a phase). Steps may be taken ahead of their results.
   std::optional<PlannedStep> Next();
+  // The result of a step Next returned; results of unknown or revoked steps
+  // are ignored.
   void OnResult(const StepOutcome& outcome);
+  // Steps out whose variant has been aborted (KILL, REJECT) since the last
+  // call, and baseline runs once no candidate is left to compare with: they
+  // are no longer expected back. The caller tells the agent.
+  std::vector<int64_t> TakeRevoked();
+  // Steps returned by Next whose results have not come back (and were not
+  // revoked).
+  size_t steps_out() const { return in_flight_.size(); }
 
   // The previous comparable baseline (same experiment, host fingerprint and
   // commit; history::FindBaselineReference), or why there is none. Call it
@@ -114,6 +138,9 @@ class AttemptDriver {
   void SetBaselineReference(history::BaselineReference reference);
 
   bool finished() const { return finished_; }
+  // The attempt ended because the host's gates could not be met (finished()
+  // is true; the report is marked failed and host_not_ready).
+  bool host_not_ready() const { return host_not_ready_; }
   AttemptProgress progress() const;
   uint64_t seed() const { return seed_; }
 
@@ -136,13 +163,23 @@ class AttemptDriver {
     std::string input;
     int round = 0;
     bool remeasure = false;  // a baseline run after "environment changed"
+    // The deadline the step was sent with (set when Next hands it out).
+    absl::Duration deadline = absl::InfiniteDuration();
+  };
+  // One of a candidate's warmup or measured runs, as the KILL rule sees it.
+  struct KillRecord {
+    std::string input;
+    StepKind kind = StepKind::kMeasure;
+    verdict::KillRun run;
   };
   struct VariantState {
     bool rejected = false;
     std::string reject_reason;
     bool killed = false;
     std::string kill_reason;
-    int consecutive_timeouts = 0;
+    int64_t kill_skipped_runs = 0;
+    int64_t kill_saved_ns = 0;
+    std::vector<KillRecord> runs;  // execution order
   };
   struct Sample {
     double value = 0;
@@ -152,11 +189,16 @@ class AttemptDriver {
   };
 
   bool Active(const std::string& variant) const;
+  // False for a baseline warmup or measured run once no candidate is left to
+  // compare with it (all killed or rejected): skipped, or revoked when out.
+  bool Needed(const Pending& p) const;
   void AdvancePhase();
   void QueueRounds(StepKind kind, int rounds,
                    const std::vector<std::string>& variants,
                    const std::vector<std::string>& inputs);
   PlannedStep Materialize(const Pending& p);
+  // The baseline's wall times on `input` so far, warmups included: the KILL
+  // bound's evidence.
   std::vector<double> BaselineWalls(const std::string& input) const;
   std::optional<double> PrimaryValue(const StepOutcome& o,
                                      std::string* why) const;
@@ -167,6 +209,16 @@ class AttemptDriver {
   bool QueueRemeasure();
   EnvironmentCheck CheckEnvironment() const;
   void FailAttempt(std::string reason);
+  // Applies the KILL rule (verdict::CountsTowardKill) to the last two runs of
+  // `variant` that are evidence; kills it when both count.
+  void CheckKill(const std::string& variant);
+  // One recorded run under the KILL rule with the baseline as it is now:
+  // counts, clear (within the bound), pending (its input's baseline has too
+  // few runs for a bound yet) or neutral (flagged by the host: no evidence).
+  enum class Judgement { kCounts, kClear, kPending, kNeutral };
+  Judgement Judge(const KillRecord& r) const;
+  // "measure fast on tiny (round 3)", "re-measure base on big (round 2)".
+  std::string Where(const Pending& p) const;
   void Reject(const std::string& variant, std::string reason);
   std::string Describe(const StepOutcome& o) const;
   int MaxReruns() const;
@@ -188,7 +240,10 @@ class AttemptDriver {
   std::mt19937_64 rng_;
   Phase phase_ = Phase::kSetup;
   std::deque<Pending> queue_;
-  std::optional<Pending> in_flight_;
+  std::map<int64_t, Pending> in_flight_;  // by step seq
+  std::vector<int64_t> revoked_;          // not yet taken by TakeRevoked
+  bool host_not_ready_ = false;
+  std::vector<GateWait> gate_waits_;
   int64_t next_seq_ = 1;
   int64_t steps_done_ = 0;
   bool finished_ = false;
@@ -203,6 +258,8 @@ class AttemptDriver {
   std::map<std::string, VariantState> variants_;
   // (variant, input) -> measured samples, in execution order.
   std::map<std::pair<std::string, std::string>, std::vector<Sample>> samples_;
+  // input -> wall times of the baseline's warmup runs (for the KILL bound).
+  std::map<std::string, std::vector<double>> baseline_warmup_walls_;
   std::optional<history::BaselineReference> reference_;
   bool drift_checked_ = false;
   // input -> baseline values of the re-measure block.

@@ -1,7 +1,9 @@
 #include "controller/report/report.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -62,8 +64,13 @@ std::string RenderReportText(const ExperimentReport& report) {
   const std::string title =
       absl::StrFormat("Experiment %03d: %s", report.number, report.name);
   if (report.failed) {
-    absl::StrAppend(&out, title, "\n", "Result: no verdict\n",
-                    "Verdict: FAILED\n", "Reason: ", report.failure, "\n");
+    absl::StrAppend(
+        &out, title, "\n", "Result: no verdict\n",
+        report.host_not_ready
+            ? "Verdict: none: the host was not ready (the experiment goes "
+              "back to the queue)\n"
+            : "Verdict: FAILED\n",
+        "Reason: ", report.failure, "\n");
   }
   for (const CandidateReport& c : report.candidates) {
     if (!out.empty()) out += "\n";
@@ -144,11 +151,37 @@ std::string RenderReportText(const ExperimentReport& report) {
       absl::StrAppend(&out, "  - ", w, "\n");
   }
   if (report.gate_wait_ns >= 1'000'000'000) {
+    // Every wait names what held it back: the longest few here, all in JSON.
+    constexpr size_t kWaitsShown = 5;
+    std::vector<GateWait> waits = report.gate_waits;
+    std::stable_sort(waits.begin(), waits.end(),
+                     [](const GateWait& a, const GateWait& b) {
+                       return a.wait_ns > b.wait_ns;
+                     });
     absl::StrAppend(
-        &out,
-        absl::StrFormat(
-            "\nGates: waited %.1f s for the host to cool down or quieten\n",
-            static_cast<double>(report.gate_wait_ns) / 1e9));
+        &out, absl::StrFormat("\nGates: waited %.1f s in %d wait(s) for the "
+                              "host to cool down or quieten%s\n",
+                              static_cast<double>(report.gate_wait_ns) / 1e9,
+                              waits.size(), waits.empty() ? "" : ":"));
+    int64_t rest_ns = 0;
+    for (size_t i = 0; i < waits.size(); ++i) {
+      if (i >= kWaitsShown) {
+        rest_ns += waits[i].wait_ns;
+        continue;
+      }
+      absl::StrAppend(
+          &out, absl::StrFormat(
+                    "  - %.2f s before %s: %s\n",
+                    static_cast<double>(waits[i].wait_ns) / 1e9, waits[i].step,
+                    waits[i].blocked_by.empty() ? "(the agent did not say)"
+                                                : waits[i].blocked_by));
+    }
+    if (waits.size() > kWaitsShown) {
+      absl::StrAppend(
+          &out, absl::StrFormat("  - and %d shorter wait(s), %.2f s in all\n",
+                                waits.size() - kWaitsShown,
+                                static_cast<double>(rest_ns) / 1e9));
+    }
   }
   absl::StrAppend(
       &out, "\n(seed ", report.seed, ", ", report.steps_run, " steps",
@@ -174,6 +207,13 @@ std::string ReportToJson(const ExperimentReport& report) {
   j["steps_run"] = report.steps_run;
   j["reruns"] = report.reruns;
   j["gate_wait_ns"] = report.gate_wait_ns;
+  j["host_not_ready"] = report.host_not_ready;
+  j["gate_waits"] = nlohmann::json::array();
+  for (const GateWait& w : report.gate_waits) {
+    j["gate_waits"].push_back({{"step", w.step},
+                               {"wait_ns", w.wait_ns},
+                               {"blocked_by", w.blocked_by}});
+  }
   j["host_flags"] = report.host_flags;
   j["warnings"] = report.warnings;
   j["candidates"] = nlohmann::json::array();
@@ -188,6 +228,8 @@ std::string ReportToJson(const ExperimentReport& report) {
     jc["p_value"] = c.p_value;
     jc["combines"] = c.combines;
     jc["conflict"] = c.conflict;
+    jc["kill_skipped_runs"] = c.kill_skipped_runs;
+    jc["kill_saved_ns"] = c.kill_saved_ns;
     jc["inputs"] = nlohmann::json::array();
     for (const InputRow& r : c.inputs) {
       jc["inputs"].push_back({{"input", r.input},
@@ -235,7 +277,8 @@ std::string ReportToJson(const ExperimentReport& report) {
                              {"remeasured_moved", r.remeasured_moved}});
   }
   j["environment"] = std::move(env);
-  return j.dump(2);
+  // Reasons quote stderr and process names: whatever bytes they hold.
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace benchfleet

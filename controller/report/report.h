@@ -48,6 +48,17 @@ struct CandidateReport {
   std::string
       conflict;  // set when a compound variant does worse than its best part
   std::vector<InputRow> inputs;
+  // KILL only: the planned runs its abort skipped and about how long they
+  // would have taken (at least its own observed run time each).
+  int64_t kill_skipped_runs = 0;
+  int64_t kill_saved_ns = 0;
+};
+
+// One wait at the host's gates before a step, and what blocked it.
+struct GateWait {
+  std::string step;  // "measure fast on tiny (round 3)"
+  int64_t wait_ns = 0;
+  std::string blocked_by;  // the agent's blockers ("CPU at 81.0 °C, …")
 };
 
 // The baseline's own statistics on one input (kept in the stored report so a
@@ -100,9 +111,14 @@ struct ExperimentReport {
   bool failed = false;  // the attempt could not produce verdicts (e.g. the
                         // baseline failed)
   std::string failure;
+  // The host's gates could not be met within max_wait (failed is set too): no
+  // verdict, the experiment goes back to the queue.
+  bool host_not_ready = false;
   int64_t steps_run = 0;
   int64_t gate_wait_ns =
       0;  // time spent waiting for the host's gates (cooling, quiet)
+  // Every wait that gate_wait_ns counts, in step order.
+  std::vector<GateWait> gate_waits;
   int64_t reruns = 0;  // measured runs repeated because the host was disturbed
   std::map<std::string, int64_t>
       host_flags;  // flag -> how many runs carried it

@@ -235,16 +235,19 @@ void Dispatcher::OnConnected(std::shared_ptr<AgentLink> link,
     }
     link->SendWelcome(options_.heartbeat_interval, options_.lease_timeout);
     if (reattached != nullptr) {
-      if (reattached->in_flight) {
-        // The order may have been lost with the old stream; the agent
+      if (!reattached->sent.empty()) {
+        // The orders may have been lost with the old stream; the agent
         // de-duplicates by step_seq and resends a result it already has.
-        link->SendStep(reattached->attempt.id, reattached->attempt.lease_token,
-                       *reattached->in_flight);
+        for (const auto& [seq, sent] : reattached->sent) {
+          if (sent.revoked) continue;
+          link->SendStep(reattached->attempt.id,
+                         reattached->attempt.lease_token, sent.step);
+        }
       } else if (!reattached->lease_accepted) {
         // Its lease reply was lost with the old stream; holding the lease's
         // token is the acceptance.
         reattached->lease_accepted = true;
-        SendNext(*reattached);
+        FillWindow(*reattached);
       }
     } else if (hello.current_attempt_id != 0) {
       link->SendRelease(hello.current_attempt_id, hello.current_lease_token,
@@ -301,7 +304,7 @@ void Dispatcher::OnLeaseReply(const std::shared_ptr<AgentLink>& link,
     if (it->second.lease_accepted)
       return;  // a repeated reply must not start a second step
     it->second.lease_accepted = true;
-    SendNext(it->second);
+    FillWindow(it->second);
   });
 }
 
@@ -317,12 +320,14 @@ void Dispatcher::OnStepResult(const std::shared_ptr<AgentLink>& link,
     StepResultRecord rec;
     rec.attempt_id = attempt_id;
     rec.step_seq = outcome.seq;
-    if (ours && it->second.in_flight &&
-        it->second.in_flight->seq == outcome.seq) {
-      const PlannedStep& step = *it->second.in_flight;
-      rec.kind = StepKindName(step.kind);
-      rec.variant = step.variant;
-      rec.input = step.input;
+    if (ours) {
+      if (auto sent = it->second.sent.find(outcome.seq);
+          sent != it->second.sent.end()) {
+        const PlannedStep& step = sent->second.step;
+        rec.kind = StepKindName(step.kind);
+        rec.variant = step.variant;
+        rec.input = step.input;
+      }
     }
     rec.wall_ns = outcome.wall_ns;
     rec.user_ns = outcome.user_ns;
@@ -392,10 +397,24 @@ void Dispatcher::OnStepResult(const std::shared_ptr<AgentLink>& link,
     if (s != nullptr) s->link->SendAck(attempt_id, outcome.seq, true, "");
     if (!ours) return;
     Active& active = it->second;
-    if (!active.in_flight || active.in_flight->seq != outcome.seq) return;
-    active.in_flight.reset();
+    auto sent = active.sent.find(outcome.seq);
+    if (sent == active.sent.end()) return;
+    const bool revoked = sent->second.revoked;
+    active.sent.erase(sent);
+    if (revoked) return;  // finished before the revocation reached the agent
     active.driver->OnResult(outcome);
-    SendNext(active);
+    std::vector<int64_t> revoke = active.driver->TakeRevoked();
+    if (!revoke.empty() && !active.driver->finished()) {
+      for (int64_t seq : revoke) {
+        if (auto r = active.sent.find(seq); r != active.sent.end())
+          r->second.revoked = true;
+      }
+      if (Session* holder = SessionFor(link); holder != nullptr) {
+        holder->link->SendRevoke(attempt_id, token, revoke,
+                                 "the variant was aborted (KILL or REJECT)");
+      }
+    }
+    FillWindow(active);
   });
 }
 
@@ -645,23 +664,28 @@ history::BaselineReference Dispatcher::BaselineReferenceFor(
                                         active.experiment.id, past);
 }
 
-void Dispatcher::SendNext(Active& active) {
+void Dispatcher::FillWindow(Active& active) {
   if (!active.history_checked) {
     // Once per attempt, at its first step: the lease is accepted, so the
     // agent's environment (fingerprint, commit) is in the store.
     active.history_checked = true;
     active.driver->SetBaselineReference(BaselineReferenceFor(active));
   }
-  std::optional<PlannedStep> step = active.driver->Next();
-  if (!step) {
+  auto s = sessions_.find(active.agent_id);
+  const size_t window = static_cast<size_t>(std::max(1, options_.steps_ahead));
+  while (!active.driver->finished() && active.driver->steps_out() < window) {
+    std::optional<PlannedStep> step = active.driver->Next();
+    if (!step) break;  // the plan waits for the steps out
+    if (s != sessions_.end()) {
+      s->second.link->SendStep(active.attempt.id, active.attempt.lease_token,
+                               *step);
+    }
+    const int64_t seq = step->seq;
+    active.sent.emplace(seq, Active::Sent{std::move(*step), false});
+  }
+  if (active.driver->finished()) {
     FinishAttempt(active.attempt.id);
     return;
-  }
-  active.in_flight = *step;
-  auto s = sessions_.find(active.agent_id);
-  if (s != sessions_.end()) {
-    s->second.link->SendStep(active.attempt.id, active.attempt.lease_token,
-                             *step);
   }
   PublishProgress(active.experiment.id);
 }
@@ -680,7 +704,16 @@ void Dispatcher::FinishAttempt(int64_t attempt_id) {
   const std::string text = RenderReportText(report);
   const std::string json = ReportToJson(report);
   absl::Status st;
-  if (report.failed) {
+  if (report.host_not_ready) {
+    // No verdict and not the user's fault: back to the queue, other hosts
+    // first (its own retry cap; Store::EndAttempt).
+    st = store_->EndAttempt(attempt_id, AttemptState::kHostNotReady,
+                            report.failure, clock_->Now());
+    if (st.ok()) {
+      not_ready_[active.experiment.id][active.agent_id] =
+          clock_->Now() + options_.not_ready_retry_after;
+    }
+  } else if (report.failed) {
     st = store_->EndAttempt(attempt_id, AttemptState::kFailed, report.failure,
                             clock_->Now());
   } else {
@@ -714,9 +747,10 @@ void Dispatcher::FinishAttempt(int64_t attempt_id) {
     spdlog::error("could not store the end of attempt {}: {}", attempt_id,
                   st.ToString());
   if (s != sessions_.end()) {
-    s->second.link->SendRelease(
-        attempt_id, active.attempt.lease_token,
-        report.failed ? "attempt failed" : "attempt complete");
+    s->second.link->SendRelease(attempt_id, active.attempt.lease_token,
+                                report.host_not_ready ? "host not ready"
+                                : report.failed       ? "attempt failed"
+                                                      : "attempt complete");
     s->second.attempt_id = 0;
     (void)store_->SetAgentState(active.agent_id, AgentState::kIdle,
                                 clock_->Now());

@@ -52,6 +52,10 @@ class AgentLink {
                          const GateSpec& gates, const std::string& workdir) = 0;
   virtual void SendStep(int64_t attempt_id, const std::string& lease_token,
                         const PlannedStep& step) = 0;
+  // Steps sent earlier that the agent must drop (or stop) without a result.
+  virtual void SendRevoke(int64_t attempt_id, const std::string& lease_token,
+                          const std::vector<int64_t>& step_seqs,
+                          const std::string& reason) = 0;
   virtual void SendAck(int64_t attempt_id, int64_t step_seq, bool accepted,
                        const std::string& reason) = 0;
   virtual void SendRelease(int64_t attempt_id, const std::string& lease_token,
@@ -93,6 +97,14 @@ struct DispatcherOptions {
   // from scratch.
   absl::Duration lease_timeout = absl::Seconds(15);
   absl::Duration tick = absl::Milliseconds(100);
+  // Step orders an agent holds at once, the running one included: the next
+  // order is at the agent before the current run ends, so no round trip or
+  // bookkeeping sits between two runs. A KILL or REJECT revokes the orders of
+  // the aborted variant. >= 1; 1 is the old one-at-a-time behaviour.
+  int steps_ahead = 4;
+  // After an attempt ends "host not ready", its experiment is offered to
+  // other agents first; the same agent may take it again after this long.
+  absl::Duration not_ready_retry_after = absl::Seconds(60);
 };
 
 struct DispatcherCounters {
@@ -166,7 +178,14 @@ class Dispatcher {
     AttemptRecord attempt;
     ExperimentRecord experiment;
     std::unique_ptr<AttemptDriver> driver;
-    std::optional<PlannedStep> in_flight;
+    // Steps sent whose results have not been stored, by seq. Revoked ones stay
+    // until their result arrives (the agent may have finished one before the
+    // revocation reached it) so that it is stored with its kind and variant.
+    struct Sent {
+      PlannedStep step;
+      bool revoked = false;
+    };
+    std::map<int64_t, Sent> sent;
     bool lease_accepted = false;
     bool history_checked = false;  // the driver has its baseline reference
     std::string agent_id;
@@ -180,7 +199,10 @@ class Dispatcher {
   void Tick();
   void AssignWork();
   void StartAttempt(Session& session);
-  void SendNext(Active& active);
+  // Sends steps until the agent holds options_.steps_ahead of them (or the
+  // plan must wait for results); ends the attempt when the driver is finished.
+  // May erase `active`.
+  void FillWindow(Active& active);
   // The previous comparable baseline for the driver's "environment changed"
   // check: the newest completed attempt of the same experiment name on the
   // same host fingerprint and commit (read from the attempt's environment,
@@ -206,6 +228,9 @@ class Dispatcher {
   std::map<std::string, Session> sessions_;
   std::map<int64_t, Active> active_;
   bool work_maybe_queued_ = true;
+  // experiment -> agent -> until when that agent is passed over for it (its
+  // host was not ready).
+  std::map<int64_t, std::map<std::string, absl::Time>> not_ready_;
   std::map<int64_t, absl::Time>
       last_publish_;  // by experiment; real time, for pacing only
   std::set<int64_t> progress_pending_;

@@ -2,6 +2,7 @@
 
 #include <deque>
 #include <memory>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "controller/service/convert.h"
@@ -46,6 +47,16 @@ class GrpcAgentLink : public AgentLink,
                 const PlannedStep& step) override {
     v1::ControllerMessage m;
     *m.mutable_step() = ToProto(attempt_id, token, step);
+    Send(std::move(m));
+  }
+  void SendRevoke(int64_t attempt_id, const std::string& token,
+                  const std::vector<int64_t>& step_seqs,
+                  const std::string& reason) override {
+    v1::ControllerMessage m;
+    m.mutable_revoke()->set_attempt_id(attempt_id);
+    m.mutable_revoke()->set_lease_token(token);
+    for (int64_t seq : step_seqs) m.mutable_revoke()->add_step_seq(seq);
+    m.mutable_revoke()->set_reason(reason);
     Send(std::move(m));
   }
   void SendAck(int64_t attempt_id, int64_t seq, bool accepted,

@@ -1,5 +1,9 @@
 #include "controller/service/convert.h"
 
+#include <algorithm>
+
+#include "absl/time/time.h"
+
 namespace benchfleet {
 
 v1::StepOrder ToProto(int64_t attempt_id, const std::string& token,
@@ -27,10 +31,16 @@ v1::StepOrder ToProto(int64_t attempt_id, const std::string& token,
   for (const std::string& a : step.argv) o.add_argv(a);
   o.set_cwd(step.cwd);
   for (const auto& [k, v] : step.env) (*o.mutable_env())[k] = v;
-  o.set_timeout_ms(
-      step.timeout == absl::InfiniteDuration()
-          ? 0
-          : std::max<int64_t>(1, absl::ToInt64Milliseconds(step.timeout)));
+  if (step.timeout != absl::InfiniteDuration()) {
+    // Microseconds, rounded up so that a bound is never shortened; the
+    // whole-millisecond field (also rounded up) is for agents that predate it.
+    o.set_timeout_us(
+        std::max<int64_t>(1, absl::ToInt64Microseconds(absl::Ceil(
+                                 step.timeout, absl::Microseconds(1)))));
+    o.set_timeout_ms(
+        std::max<int64_t>(1, absl::ToInt64Milliseconds(absl::Ceil(
+                                 step.timeout, absl::Milliseconds(1)))));
+  }
   o.set_compare_file(step.compare_file);
   for (int cpu : step.cpus) o.add_cpus(cpu);
   for (const auto& [name, regex] : step.metrics) {
@@ -56,7 +66,9 @@ StepOutcome FromProto(const v1::StepResult& r) {
   o.error = r.error();
   o.stderr_tail = r.stderr_tail();
   o.host_flags.assign(r.host_flags().begin(), r.host_flags().end());
-  o.gate_wait_ns = r.gate_wait_ms() * 1'000'000;
+  o.gate_wait_ns = r.gate_wait_us() > 0 ? r.gate_wait_us() * 1'000
+                                        : r.gate_wait_ms() * 1'000'000;
+  o.host_not_ready = r.host_not_ready();
   if (r.has_host()) {
     const v1::HostSummary& h = r.host();
     StepHostSummary& host = o.host.emplace();
@@ -129,10 +141,12 @@ v1::Agent ToProto(const AgentRecord& a, bool connected,
 
 v1::GateSpec ToProto(const GateSpec& g) {
   v1::GateSpec out;
+  out.set_cooldown_us(absl::ToInt64Microseconds(g.cooldown));
   out.set_cooldown_ms(absl::ToInt64Milliseconds(g.cooldown));
   out.set_max_gpu_temp_c(g.max_gpu_temp_c);
   out.set_max_cpu_temp_c(g.max_cpu_temp_c);
   out.set_max_load(g.max_load);
+  out.set_max_wait_us(absl::ToInt64Microseconds(g.max_wait));
   out.set_max_wait_ms(absl::ToInt64Milliseconds(g.max_wait));
   out.set_max_competing_cpu(g.max_competing_cpu);
   return out;

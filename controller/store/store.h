@@ -24,7 +24,14 @@
 namespace benchfleet {
 
 enum class ExperimentState { kQueued, kRunning, kDone, kFailed, kCancelled };
-enum class AttemptState { kRunning, kDone, kLost, kFailed, kCancelled };
+enum class AttemptState {
+  kRunning,
+  kDone,
+  kLost,
+  kFailed,
+  kCancelled,
+  kHostNotReady
+};
 
 const char* ExperimentStateName(ExperimentState s);  // "queued", "running", ...
 const char* AttemptStateName(AttemptState s);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -354,15 +355,35 @@ Decision Decide(const CandidateEvidence& evidence,
       absl::StrFormat("%s but not significant (%s)", summary, p_text));
 }
 
+std::optional<double> KillBoundNs(absl::Span<const double> baseline_wall_ns,
+                                  double kill_factor) {
+  if (baseline_wall_ns.size() < kKillMinBaselineRuns) return std::nullopt;
+  const stats::Summary base = stats::Summarize(baseline_wall_ns);
+  const double robust_sigma = 1.4826 * base.mad;
+  const double spread_bound =
+      base.max + std::max(kKillSpreadSigmas * robust_sigma,
+                          absl::ToDoubleNanoseconds(kKillMinMargin));
+  return std::max(kill_factor * base.median, spread_bound);
+}
+
 absl::Duration CandidateDeadline(absl::Span<const double> baseline_wall_ns,
                                  double kill_factor,
                                  absl::Duration absolute_timeout) {
-  if (baseline_wall_ns.size() < 3) return absolute_timeout;
-  const double slowest =
-      *std::max_element(baseline_wall_ns.begin(), baseline_wall_ns.end());
-  const double deadline_ns =
-      std::max(kill_factor * stats::Median(baseline_wall_ns), 1.05 * slowest);
-  return std::min(absl::Nanoseconds(deadline_ns), absolute_timeout);
+  const std::optional<double> bound =
+      KillBoundNs(baseline_wall_ns, kill_factor);
+  if (!bound) return absolute_timeout;
+  return std::min(absl::Nanoseconds(std::llround(*bound)), absolute_timeout);
+}
+
+bool CountsTowardKill(const KillRun& run,
+                      absl::Span<const double> baseline_wall_ns,
+                      double kill_factor) {
+  if (run.hit_absolute_timeout) return true;
+  if (run.host_flagged) return false;
+  if (run.stopped_at_bound) return true;
+  const std::optional<double> bound =
+      KillBoundNs(baseline_wall_ns, kill_factor);
+  return bound.has_value() && run.wall_ns > *bound;
 }
 
 }  // namespace benchfleet::verdict

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,7 +52,7 @@ struct CandidateEvidence {
   // The correctness command failed, or a measured run exited non-zero.
   bool correctness_failed = false;
   std::string correctness_detail;
-  // A run hit its deadline twice in a row.
+  // Two of its runs in a row counted toward KILL (CountsTowardKill).
   bool killed = false;
   std::string kill_detail;
   // True when runs cannot be extended any further (n reached max_runs).
@@ -150,13 +151,63 @@ struct Decision {
 Decision Decide(const CandidateEvidence& evidence,
                 const DecisionPolicy& policy);
 
-// Deadline for a candidate run on an input, given the baseline's measured wall
-// times on that input so far: max(kill_factor * baseline median, 1.05 * slowest
-// baseline run) once there are at least 3 baseline values, capped at
-// absolute_timeout; before that, absolute_timeout.
+// KILL is an early stop, never a reading of noise (DESIGN.md §4). A candidate
+// run on an input counts toward KILL only when (a) it is slower than
+// kill_factor x the baseline median on that input, (b) it is slower than the
+// baseline's own spread allows: the slowest baseline run so far plus
+// max(kKillSpreadSigmas robust sigmas (1.4826 * MAD), kKillMinMargin), and
+// (c) the host did not flag it (throttled, frequency drop, contended). A run
+// that hit the spec's absolute timeout counts whatever the host did: that is a
+// hang, not noise.
+//
+// kKillMinMargin is not in the methodology: it is the floor of the spread
+// allowance, because a process cannot be timed or stopped more finely than the
+// scheduler lets it run (timer slack, wake-up latency, a hypervisor's steal of
+// a few milliseconds). Without it a sub-millisecond program with a tight
+// baseline would have a bound inside that jitter. It costs nothing where KILL
+// matters: on programs long enough for KILL to save time, (a) and 4 sigma are
+// far larger.
+inline constexpr double kKillSpreadSigmas = 4.0;
+inline constexpr absl::Duration kKillMinMargin = absl::Milliseconds(2);
+// Baseline runs (warmups included: they only widen the spread) an input needs
+// before its bound exists; before that, only the spec's absolute timeout
+// bounds a candidate run.
+inline constexpr size_t kKillMinBaselineRuns = 3;
+
+// The bound above for one input, in nanoseconds: max((a), (b)), given the
+// baseline's measured wall times on that input so far; nullopt with fewer
+// than kKillMinBaselineRuns values.
+std::optional<double> KillBoundNs(absl::Span<const double> baseline_wall_ns,
+                                  double kill_factor);
+
+// The deadline at which the agent stops a candidate run on an input: the kill
+// bound capped at `absolute_timeout`, or `absolute_timeout` while there is no
+// bound yet. Exact to the nanosecond; the wire carries microseconds, rounded
+// up.
 absl::Duration CandidateDeadline(absl::Span<const double> baseline_wall_ns,
                                  double kill_factor,
                                  absl::Duration absolute_timeout);
+
+// One candidate run as the KILL rule sees it.
+struct KillRun {
+  double wall_ns = 0;
+  bool hit_absolute_timeout = false;  // stopped at the spec's `timeout`
+  // Stopped by the agent at a deadline that was the kill bound of its time
+  // (CandidateDeadline below the absolute timeout): it was beyond the bound
+  // in force, whatever the baseline measured since.
+  bool stopped_at_bound = false;
+  bool host_flagged = false;  // throttled, frequency drop, contended
+};
+
+// Whether `run` counts toward KILL against the baseline's wall times on its
+// input so far (rules (a)-(c) above): a hang always; a flagged run never; a run
+// stopped at its bound, yes; a run that finished, when it is slower than the
+// bound the baseline gives now. Without a bound yet, only a hang counts. Pure;
+// used by the attempt driver after every result (a run that finished before
+// the baseline had a bound is judged again once it has one).
+bool CountsTowardKill(const KillRun& run,
+                      absl::Span<const double> baseline_wall_ns,
+                      double kill_factor);
 
 }  // namespace benchfleet::verdict
 

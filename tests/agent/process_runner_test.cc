@@ -159,6 +159,22 @@ TEST(ProcessRunnerTest, TimeoutKillsProcessAndGrandchildren) {
       << "grandchild " << grandchild;
 }
 
+TEST(ProcessRunnerTest, DeadlineKeepsItsMicroseconds) {
+  // A 6.6 ms deadline stops the process at 6.6 ms, never at 6 ms: a bound that
+  // is truncated to whole milliseconds kills identical programs.
+  PosixProcessRunner runner;
+  RunRequest req = Shell("sleep 5");
+  req.timeout = absl::Microseconds(6600);
+  for (int i = 0; i < 5; ++i) {
+    auto r = runner.Run(req);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r->timed_out);
+    EXPECT_GE(r->wall_ns, 6'600'000) << "stopped before its deadline";
+    // Stopped soon after it too (generous: other tests may share the cores).
+    EXPECT_LT(r->wall_ns, 6'600'000 + 250'000'000);
+  }
+}
+
 TEST(ProcessRunnerTest, CancelFlagSetBeforehandKillsAtOnce) {
   PosixProcessRunner runner;
   const std::atomic<bool> cancel{true};

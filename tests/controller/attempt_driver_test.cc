@@ -5,11 +5,13 @@
 #include "controller/attempt/attempt_driver.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <tuple>
@@ -20,6 +22,7 @@
 #include "common/spec.h"
 #include "common/spec_loader.h"
 #include "controller/report/report.h"
+#include "controller/verdict/verdict.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -358,19 +361,19 @@ TEST(AttemptDriverTest, MeasuredRunsAskForCustomMetricsAndCompareFile) {
 // Candidate deadlines.
 
 TEST(AttemptDriverTest,
-     CandidateDeadlineIsSpecTimeoutUntilThreeBaselineRunsThenScaled) {
+     CandidateDeadlineIsSpecTimeoutUntilThreeBaselineRunsThenTheKillBound) {
   ExperimentSpec spec = MakeSpec({"fast"});
   spec.warmup = 1;
   spec.timeout = absl::Milliseconds(500);
   spec.verdict.kill_factor = 1.5;
   AttemptDriver driver(spec, 3, 1);
-  // Baseline walls: mostly 100 ms, one 400 ms run (1.05 * 400 > 1.5 * median
-  // 100) and a later 600 ms one that pushes the computed deadline past the spec
-  // timeout (capped).
+  // Baseline walls: mostly 100 ms, one 400 ms run (400 + 2 ms > 1.5 * median
+  // 100) and a later 600 ms one that pushes the bound past the spec timeout
+  // (capped).
   const std::vector<int64_t> base_walls_ms = {100, 100, 100, 400, 100,
                                               100, 600, 100, 100, 100};
   std::vector<double> base_walls;
-  int checked_before = 0, checked_kill_factor = 0, checked_slowest = 0,
+  int checked_before = 0, checked_kill_factor = 0, checked_spread = 0,
       checked_cap = 0;
   while (std::optional<PlannedStep> step = driver.Next()) {
     StepOutcome o;
@@ -380,26 +383,36 @@ TEST(AttemptDriverTest,
       EXPECT_EQ(step->timeout, spec.timeout)
           << "the baseline always runs under the spec timeout";
       if (step->kind == StepKind::kMeasure) {
-        o.wall_ns = base_walls_ms[base_walls.size()] * kMs;
-        base_walls.push_back(static_cast<double>(o.wall_ns));
+        o.wall_ns = base_walls_ms[base_walls.size() - 1] * kMs;
       }
-    } else if (step->kind == StepKind::kWarmup || base_walls.size() < 3) {
+      // Its warmup (50 ms) is part of the bound's evidence too.
+      base_walls.push_back(static_cast<double>(o.wall_ns));
+    } else if (base_walls.size() < 3) {
       EXPECT_EQ(step->timeout, spec.timeout) << "seq " << step->seq;
       ++checked_before;
     } else {
       std::vector<double> sorted = base_walls;
       std::sort(sorted.begin(), sorted.end());
-      const size_t n = sorted.size();
-      const double median =
-          n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-      const double by_median = 1.5 * median, by_slowest = 1.05 * sorted.back();
-      const absl::Duration expected = std::min(
-          absl::Nanoseconds(std::max(by_median, by_slowest)), spec.timeout);
-      EXPECT_EQ(step->timeout, expected) << "after " << n << " baseline runs";
+      auto median_of = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        const size_t n = v.size();
+        return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+      };
+      const double median = median_of(sorted);
+      std::vector<double> deviations;
+      for (double v : sorted) deviations.push_back(std::fabs(v - median));
+      const double sigma = 1.4826 * median_of(deviations);
+      const double by_median = 1.5 * median;
+      const double by_spread = sorted.back() + std::max(4 * sigma, 2.0 * kMs);
+      const absl::Duration expected =
+          std::min(absl::Nanoseconds(std::ceil(std::max(by_median, by_spread))),
+                   spec.timeout);
+      EXPECT_EQ(step->timeout, expected)
+          << "after " << sorted.size() << " baseline runs";
       if (expected == spec.timeout) {
         ++checked_cap;
-      } else if (by_slowest > by_median) {
-        ++checked_slowest;
+      } else if (by_spread > by_median) {
+        ++checked_spread;
       } else {
         ++checked_kill_factor;
       }
@@ -408,8 +421,48 @@ TEST(AttemptDriverTest,
   }
   EXPECT_GT(checked_before, 0);
   EXPECT_GT(checked_kill_factor, 0);
-  EXPECT_GT(checked_slowest, 0);
+  EXPECT_GT(checked_spread, 0);
   EXPECT_GT(checked_cap, 0);
+}
+
+TEST(AttemptDriverTest, DeadlinesKeepTheirMicroseconds) {
+  // 6.0 ms baseline runs with a 0.1 ms spread: kill_factor 1.10 gives 6.6 ms,
+  // which must not become 6 ms on the way to the agent.
+  ExperimentSpec spec = MakeSpec({"copy"});
+  spec.verdict.kill_factor = 1.10;
+  AttemptDriver driver(spec, 5, 1);
+  const std::vector<int64_t> base_us = {6000, 5990, 6010, 6000, 6005,
+                                        5995, 6000, 6000, 6000, 6000};
+  size_t base_runs = 0;
+  int checked = 0;
+  while (std::optional<PlannedStep> step = driver.Next()) {
+    StepOutcome o;
+    o.seq = step->seq;
+    o.output_digest = "same";
+    if (step->variant == "base") {
+      o.wall_ns = base_us[base_runs++] * 1000;
+    } else {
+      o.wall_ns = 6'000'000;
+      if (base_runs >= 3) {
+        // max(1.10 x 6.0 ms, slowest + max(4 sigma, 2 ms)) = 8.01 ms at most;
+        // with a median of 6.0 ms the kill factor's 6.6 ms is below the
+        // spread bound, so check the exact value of the larger one.
+        EXPECT_GT(step->timeout, absl::Microseconds(6600));
+        EXPECT_EQ(absl::ToInt64Nanoseconds(step->timeout) % 1000, 0)
+            << "whole nanoseconds of a microsecond-exact bound";
+        ++checked;
+      }
+    }
+    driver.OnResult(o);
+  }
+  EXPECT_GT(checked, 0);
+  // The bound itself, exactly: 1.10 x 6.0 ms with a spread far below it.
+  std::vector<double> slow_base(10, 60e6);  // 60 ms, no spread
+  EXPECT_EQ(verdict::CandidateDeadline(slow_base, 1.10, absl::Seconds(10)),
+            absl::Microseconds(66000));
+  EXPECT_EQ(
+      verdict::CandidateDeadline({6.0e6, 6.0e6, 6.0e6}, 1.5, absl::Seconds(10)),
+      absl::Microseconds(9000));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -632,7 +685,9 @@ TEST(AttemptDriverTest,
   EXPECT_EQ(Count(run.steps, StepKind::kCorrectness, "nobuild"), 0);
   EXPECT_EQ(Count(run.steps, StepKind::kMeasure, "nobuild"), 0);
   EXPECT_EQ(Count(run.steps, StepKind::kMeasure, "wrong"), 0);
-  EXPECT_EQ(Count(run.steps, StepKind::kMeasure, "base"), 10);
+  // Nothing is left to compare with: the baseline runs only the three runs
+  // that show it in the report.
+  EXPECT_EQ(Count(run.steps, StepKind::kMeasure, "base"), 3);
   EXPECT_EQ(Candidate(run.report, "nobuild").verdict, "REJECT");
   EXPECT_THAT(Candidate(run.report, "nobuild").reason,
               HasSubstr("setup of nobuild"));
@@ -1168,6 +1223,244 @@ TEST(AttemptDriverHistoryTest,
   ASSERT_TRUE(back.ok()) << back.status();
   ASSERT_EQ(back->size(), 2u);
   EXPECT_DOUBLE_EQ((*back)[0].median, t.report.baseline_inputs[0].median);
+}
+
+// ---------------------------------------------------------------------------------------
+// KILL only on evidence (DESIGN.md §4).
+
+// A noisy "real" agent: each run takes `wall_ns` times a seeded, heavy-tailed
+// factor (a few percent of jitter, and now and then a scheduler hiccup of up to
+// 3 ms), and is stopped at its deadline like the real agent.
+Agent Noisy(std::map<std::string, int64_t> wall_ns, uint64_t seed) {
+  auto rng = std::make_shared<std::mt19937_64>(seed);
+  return [wall_ns = std::move(wall_ns), rng](const PlannedStep& step) {
+    StepOutcome o;
+    o.output_digest = "same";
+    std::normal_distribution<double> jitter(1.0, 0.03);
+    std::uniform_real_distribution<double> u(0, 1);
+    auto it = wall_ns.find(step.variant);
+    const double base =
+        it == wall_ns.end() ? 1e6 : static_cast<double>(it->second);
+    double wall = base * std::max(0.8, jitter(*rng));
+    if (u(*rng) < 0.05) wall += u(*rng) * 3e6;  // a hiccup
+    o.wall_ns = static_cast<int64_t>(wall);
+    if (absl::Nanoseconds(o.wall_ns) > step.timeout) {
+      o.wall_ns = absl::ToInt64Nanoseconds(step.timeout) + 20'000;
+      o.timed_out = true;
+    }
+    return o;
+  };
+}
+
+TEST(AttemptDriverKillTest, IdenticalCopiesAreNeverKilledAtAnyProgramLength) {
+  // The A/A case that used to KILL at 2-5 ms: the bound sat inside the noise.
+  int trials = 0;
+  for (int64_t wall_us : {300, 1000, 2000, 5000, 20000}) {
+    for (uint64_t seed = 1; seed <= 40; ++seed) {
+      ExperimentSpec spec = MakeSpec({"copy"}, {"a", "b", "c", "d", "e"});
+      spec.warmup = 2;
+      const Trace t = DriveSpec(
+          spec,
+          Noisy({{"base", wall_us * 1000}, {"copy", wall_us * 1000}}, seed),
+          seed);
+      EXPECT_NE(Candidate(t.report, "copy").verdict, "KILL")
+          << wall_us << " us, seed " << seed << ": "
+          << Candidate(t.report, "copy").reason;
+      ++trials;
+    }
+  }
+  EXPECT_EQ(trials, 200);
+}
+
+TEST(AttemptDriverKillTest, FivePercentSlowerIsDiscardedNotKilled) {
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    ExperimentSpec spec = MakeSpec({"slower"}, {"a", "b", "c", "d", "e"});
+    const Trace t = DriveSpec(
+        spec, Noisy({{"base", 20'000'000}, {"slower", 21'000'000}}, seed),
+        seed);
+    EXPECT_EQ(Candidate(t.report, "slower").verdict, "DISCARD")
+        << "seed " << seed << ": " << Candidate(t.report, "slower").reason;
+  }
+}
+
+TEST(AttemptDriverKillTest,
+     MuchSlowerLongProgramIsKilledWithinThreeRunsAndSaysWhatItSaved) {
+  // One input: the bound on an input exists after the baseline's third run
+  // there, so with k inputs the KILL comes within about 2k+1 candidate runs.
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    ExperimentSpec spec = MakeSpec({"slow"}, {"a"});
+    spec.warmup = 0;
+    const Trace t = DriveSpec(
+        spec, Noisy({{"base", 1'000'000'000}, {"slow", 1'500'000'000}}, seed),
+        seed);
+    const CandidateReport& slow = Candidate(t.report, "slow");
+    EXPECT_EQ(slow.verdict, "KILL") << "seed " << seed;
+    EXPECT_LE(Count(t.steps, StepKind::kMeasure, "slow"), 3) << "seed " << seed;
+    EXPECT_GE(slow.kill_skipped_runs, 7);
+    EXPECT_GT(slow.kill_saved_ns, 7LL * 1'000'000'000);
+    EXPECT_THAT(slow.reason, HasSubstr("saving about"));
+  }
+}
+
+TEST(AttemptDriverKillTest, SlowRunsTheHostFlaggedDoNotCount) {
+  ExperimentSpec spec = MakeSpec({"copy"});
+  // Every candidate run after the third baseline run is slow, but the host was
+  // contended during each: re-run (within budget) and never a KILL.
+  Agent agent = [base = Timings({})](const PlannedStep& step) {
+    StepOutcome o = base(step);
+    if (step.variant == "copy" && step.kind == StepKind::kMeasure &&
+        step.timeout < absl::Seconds(10)) {
+      o.wall_ns = absl::ToInt64Nanoseconds(step.timeout) + 1000;
+      o.timed_out = true;
+      o.host_flags = {"contended"};
+    }
+    return o;
+  };
+  const Trace t = DriveSpec(spec, agent);
+  EXPECT_NE(Candidate(t.report, "copy").verdict, "KILL");
+  EXPECT_GT(t.report.reruns, 0);
+}
+
+TEST(AttemptDriverKillTest, RunsJudgedLaterCountOnceTheBaselineHasABound) {
+  // In the interleaved order the candidate's first runs finish before the
+  // baseline has three runs, without a bound; they are judged again when it
+  // has one, so the KILL comes no later than the third candidate run.
+  ExperimentSpec spec = MakeSpec({"slow"});
+  const Trace t = DriveSpec(spec, Timings({{"slow", 200}}));
+  EXPECT_EQ(Candidate(t.report, "slow").verdict, "KILL");
+  EXPECT_LE(Count(t.steps, StepKind::kMeasure, "slow"), 3);
+}
+
+// ---------------------------------------------------------------------------------------
+// A window of steps out at once.
+
+TEST(AttemptDriverPipelineTest, StepsAreTakenAheadWithinAPhaseAndWaitAtItsEnd) {
+  ExperimentSpec spec = MakeSpec({"fast"}, {"a", "b"});
+  spec.warmup = 1;
+  AttemptDriver driver(spec, 9, 1);
+  Agent agent = Timings({{"fast", 70}});
+  // The whole warmup phase (2 variants x 2 inputs) can be taken without a
+  // result; then the driver waits for them before planning the measured runs.
+  std::vector<PlannedStep> out;
+  while (std::optional<PlannedStep> s = driver.Next()) out.push_back(*s);
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_EQ(driver.steps_out(), 4u);
+  EXPECT_FALSE(driver.finished());
+  // Results in reverse order are fine.
+  for (auto it = out.rbegin(); it != out.rend(); ++it) {
+    StepOutcome o = agent(*it);
+    o.seq = it->seq;
+    driver.OnResult(o);
+  }
+  EXPECT_EQ(driver.steps_out(), 0u);
+  // A result twice, or of an unknown step, changes nothing.
+  StepOutcome again = agent(out[0]);
+  again.seq = out[0].seq;
+  driver.OnResult(again);
+  EXPECT_EQ(driver.progress().steps_done, 4);
+  std::optional<PlannedStep> next = driver.Next();
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->kind, StepKind::kMeasure);
+}
+
+TEST(AttemptDriverPipelineTest, KillRevokesTheVariantsStepsOut) {
+  ExperimentSpec spec = MakeSpec({"hang", "fast"});
+  AttemptDriver driver(spec, 11, 1);
+  Agent agent = [base = Timings({{"fast", 70}})](const PlannedStep& step) {
+    if (step.variant != "hang") return base(step);
+    StepOutcome o;
+    o.timed_out = true;
+    o.wall_ns = absl::ToInt64Nanoseconds(step.timeout);
+    return o;
+  };
+  // Keep eight steps out, answering the oldest each time, like the dispatcher.
+  std::deque<PlannedStep> out;
+  std::set<int64_t> revoked;
+  int answered_hang = 0;
+  for (int guard = 0; guard < 1000 && !driver.finished(); ++guard) {
+    while (driver.steps_out() < 8) {
+      std::optional<PlannedStep> s = driver.Next();
+      if (!s) break;
+      out.push_back(*s);
+    }
+    if (out.empty()) break;
+    PlannedStep s = out.front();
+    out.pop_front();
+    if (revoked.contains(s.seq)) continue;
+    StepOutcome o = agent(s);
+    o.seq = s.seq;
+    answered_hang += s.variant == "hang";
+    driver.OnResult(o);
+    for (int64_t seq : driver.TakeRevoked()) {
+      revoked.insert(seq);
+      const auto it =
+          std::find_if(out.begin(), out.end(),
+                       [&](const PlannedStep& p) { return p.seq == seq; });
+      ASSERT_NE(it, out.end()) << "revoked a step that is not out: " << seq;
+      EXPECT_EQ(it->variant, "hang");
+    }
+  }
+  EXPECT_TRUE(driver.finished());
+  EXPECT_EQ(answered_hang, 2);
+  EXPECT_FALSE(revoked.empty()) << "the killed variant had steps out";
+  const ExperimentReport report = driver.BuildReport();
+  EXPECT_EQ(Candidate(report, "hang").verdict, "KILL");
+  EXPECT_EQ(Candidate(report, "fast").verdict, "KEEP");
+}
+
+// ---------------------------------------------------------------------------------------
+// A host that is not ready gives no verdict.
+
+TEST(AttemptDriverHostNotReadyTest, GateNotMetBeforeACandidateRunIsNotAReject) {
+  ExperimentSpec spec = MakeSpec({"fast"});
+  AttemptDriver driver(spec, 4, 1);
+  Agent agent = Timings({{"fast", 70}});
+  bool blocked = false;
+  while (std::optional<PlannedStep> step = driver.Next()) {
+    StepOutcome o = agent(*step);
+    o.seq = step->seq;
+    if (step->variant == "fast" && !blocked) {
+      o = StepOutcome{};
+      o.seq = step->seq;
+      o.exit_code = -1;
+      o.host_not_ready = true;
+      o.error = "the host did not become ready within 15m: CPU at 81.0 °C";
+      o.gate_wait_ns = absl::ToInt64Nanoseconds(absl::Minutes(15));
+      o.gate_blocked_by = "CPU at 81.0 °C, at or above the 70 °C gate";
+      blocked = true;
+    }
+    driver.OnResult(o);
+  }
+  ASSERT_TRUE(blocked);
+  EXPECT_TRUE(driver.finished());
+  EXPECT_TRUE(driver.host_not_ready());
+  const ExperimentReport report = driver.BuildReport();
+  EXPECT_TRUE(report.failed);
+  EXPECT_TRUE(report.host_not_ready);
+  EXPECT_THAT(report.failure,
+              AllOf(HasSubstr("host not ready before measure fast"),
+                    HasSubstr("81.0 °C")));
+  for (const CandidateReport& c : report.candidates)
+    EXPECT_NE(c.verdict, "REJECT");
+  ASSERT_FALSE(report.gate_waits.empty());
+  EXPECT_THAT(report.gate_waits.back().blocked_by, HasSubstr("70 °C gate"));
+}
+
+TEST(AttemptDriverHostNotReadyTest, GateNotMetBeforeTheBaselineIsNotAFailure) {
+  ExperimentSpec spec = MakeSpec({"fast"});
+  AttemptDriver driver(spec, 4, 1);
+  std::optional<PlannedStep> step = driver.Next();
+  ASSERT_TRUE(step.has_value());
+  StepOutcome o;
+  o.seq = step->seq;
+  o.exit_code = -1;
+  o.host_not_ready = true;
+  o.error =
+      "the host did not become ready within 1m: other processes use 1.8 cores";
+  driver.OnResult(o);
+  EXPECT_TRUE(driver.finished());
+  EXPECT_TRUE(driver.host_not_ready());
+  EXPECT_TRUE(driver.BuildReport().host_not_ready);
 }
 
 }  // namespace

@@ -81,14 +81,15 @@ constexpr int kTinySteps = 20;
 // A recording AgentLink.
 
 struct Msg {
-  enum Type { kWelcome, kLease, kStep, kAck, kRelease, kClose };
+  enum Type { kWelcome, kLease, kStep, kAck, kRelease, kClose, kRevoke };
   Type type = kWelcome;
   int64_t attempt_id = 0;
   std::string token;
   int64_t experiment_id = 0;
   std::string experiment_name;
   PlannedStep step;
-  int64_t seq = 0;  // acks
+  int64_t seq = 0;            // acks
+  std::vector<int64_t> seqs;  // revocations
   bool accepted = false;
   std::string reason;
   absl::Duration heartbeat_interval;
@@ -125,6 +126,17 @@ class FakeAgentLink : public AgentLink {
     m.attempt_id = attempt_id;
     m.token = lease_token;
     m.step = step;
+    Push(std::move(m));
+  }
+  void SendRevoke(int64_t attempt_id, const std::string& lease_token,
+                  const std::vector<int64_t>& step_seqs,
+                  const std::string& reason) override {
+    Msg m;
+    m.type = Msg::kRevoke;
+    m.attempt_id = attempt_id;
+    m.token = lease_token;
+    m.seqs = step_seqs;
+    m.reason = reason;
     Push(std::move(m));
   }
   void SendAck(int64_t attempt_id, int64_t step_seq, bool accepted,
@@ -256,6 +268,9 @@ class DispatcherTest : public ::testing::Test {
     options_.heartbeat_interval = absl::Seconds(2);
     options_.lease_timeout = absl::Seconds(15);
     options_.tick = absl::Milliseconds(5);
+    // One order at a time: most cases here check the order of messages step
+    // by step; the window has its own cases (StepWindow*).
+    options_.steps_ahead = 1;
     OpenStoreAt("sqlite::memory:");
     StartDispatcher();
   }
@@ -572,6 +587,129 @@ TEST_F(DispatcherTest, StepResultsDriveTheAttemptToCompletionWithVerdicts) {
   ASSERT_TRUE(Eventually(
       [&] { return dispatcher_->CurrentExperimentOf("agent-a") == 0; }));
   EXPECT_EQ(store_->GetAgent("agent-a")->state, AgentState::kIdle);
+}
+
+// ---------------------------------------------------------------------------------------
+// The window of orders ahead of the agent.
+
+class DispatcherWindowTest : public DispatcherTest {
+ protected:
+  void SetUp() override {
+    DispatcherTest::SetUp();
+    dispatcher_.reset();
+    options_.steps_ahead = 4;
+    StartDispatcher();
+  }
+};
+
+TEST_F(DispatcherWindowTest, AgentHoldsFourOrdersAndGetsOneMorePerResult) {
+  SimAgent a{"agent-a", {}};
+  ConnectAndWelcome(a);
+  const int64_t id = Submit();
+  const Msg lease = LeaseAndAccept(a);
+  // Four orders arrive without any result.
+  std::vector<Msg> steps;
+  size_t from = 0;
+  for (int k = 0; k < 4; ++k) {
+    auto m = WaitStep(a, lease.attempt_id, from);
+    ASSERT_TRUE(m.has_value()) << "order " << k + 1 << " of the window";
+    steps.push_back(m->second);
+    from = m->first + 1;
+  }
+  EXPECT_EQ(steps[0].step.seq + 3, steps[3].step.seq);
+  // One result: exactly one more order (the 5th), sent after its ack.
+  SendResult(a, steps[0], lease.token);
+  auto fifth = WaitStep(a, lease.attempt_id, from);
+  ASSERT_TRUE(fifth.has_value());
+  EXPECT_EQ(fifth->second.step.seq, steps[3].step.seq + 1);
+  ASSERT_TRUE(a.link->WaitFor([&](const Msg& m) {
+    return m.type == Msg::kAck && m.seq == steps[0].step.seq;
+  }));
+  EXPECT_EQ(a.link->Count(Msg::kStep), 5);
+  // The rest completes as before: every step once, one result each.
+  const RunResult run = RunUntilReleased(a, lease.attempt_id, lease.token, 0);
+  EXPECT_TRUE(run.released);
+  EXPECT_EQ(run.release_reason, "attempt complete");
+  // It answered every order, the first once more (a duplicate, acked and not
+  // applied).
+  EXPECT_EQ(run.steps_answered, kTinySteps);
+  ASSERT_TRUE(Eventually(
+      [&] { return Experiment(id).state == ExperimentState::kDone; }));
+  absl::StatusOr<std::vector<StepResultRecord>> results =
+      store_->ListStepResults(lease.attempt_id);
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_EQ(results->size(), static_cast<size_t>(kTinySteps));
+  EXPECT_EQ(a.link->Count(Msg::kStep), kTinySteps);
+  EXPECT_EQ(dispatcher_->counters().duplicate_results, 1);
+}
+
+TEST_F(DispatcherWindowTest,
+       KilledVariantsOrdersAreRevokedAndTheRestCompletes) {
+  SimAgent a{"agent-a", {}};
+  ConnectAndWelcome(a);
+  ExperimentRecord r;
+  r.name = "hang";
+  r.spec_yaml = std::string(kTinySpec).replace(
+      std::string(kTinySpec).find("name: tiny"), 10, "name: hang");
+  r.spec_path = "hang.yaml";
+  r.workdir = kWorkdir;
+  r.submitted_by = "test";
+  r.created_at = clock_.Now();
+  absl::StatusOr<ExperimentRecord> created = store_->CreateExperiment(r);
+  ASSERT_TRUE(created.ok()) << created.status();
+  dispatcher_->OnSubmitted(created->id);
+  const Msg lease = LeaseAndAccept(a);
+  // "fast" hangs: every run reaches the spec's timeout.
+  std::set<int64_t> answered, revoked;
+  int fast_answered = 0;
+  bool released = false;
+  for (size_t i = 0; !released;) {
+    auto m = a.link->WaitFor(
+        [&](const Msg& m) {
+          return m.attempt_id == lease.attempt_id &&
+                 (m.type == Msg::kStep || m.type == Msg::kRelease ||
+                  m.type == Msg::kRevoke);
+        },
+        i);
+    ASSERT_TRUE(m.has_value()) << "stalled";
+    i = m->first + 1;
+    const Msg& msg = m->second;
+    if (msg.type == Msg::kRelease) {
+      released = true;
+    } else if (msg.type == Msg::kRevoke) {
+      revoked.insert(msg.seqs.begin(), msg.seqs.end());
+    } else if (!revoked.contains(msg.step.seq) &&
+               answered.insert(msg.step.seq).second) {
+      StepOutcome o = OutcomeFor(msg.step);
+      if (msg.step.variant == "fast") {
+        ++fast_answered;
+        o.timed_out = true;
+        o.wall_ns = absl::ToInt64Nanoseconds(msg.step.timeout);
+      }
+      dispatcher_->OnStepResult(a.link, lease.attempt_id, lease.token, o);
+    }
+  }
+  // Two runs decide the KILL; a third may have been answered before the
+  // revocation reached this agent (it is stored and ignored).
+  EXPECT_GE(fast_answered, 2);
+  EXPECT_LE(fast_answered, 4);
+  EXPECT_FALSE(revoked.empty());
+  // Revoked: the killed variant's orders, and the baseline's beyond the three
+  // runs kept to show it (nothing is left to compare it with).
+  int base_measured = 0;
+  for (const Msg& m : a.link->Messages()) {
+    if (m.type != Msg::kStep) continue;
+    if (m.step.variant == "base" && !revoked.contains(m.step.seq))
+      ++base_measured;
+  }
+  EXPECT_EQ(base_measured, 3);
+  ASSERT_TRUE(Eventually(
+      [&] { return Experiment(created->id).state == ExperimentState::kDone; }));
+  absl::StatusOr<std::vector<VerdictRecord>> verdicts =
+      store_->ListVerdicts(created->id);
+  ASSERT_TRUE(verdicts.ok());
+  ASSERT_EQ(verdicts->size(), 1u);
+  EXPECT_EQ((*verdicts)[0].verdict, "KILL");
 }
 
 TEST_F(DispatcherTest, ResultIsStoredWithItsHostSummaryFlagsAndGateWait) {

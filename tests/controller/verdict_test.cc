@@ -551,10 +551,39 @@ TEST(CandidateDeadlineTest, KillFactorTimesMedianOnAQuietBaseline) {
   EXPECT_NEAR(absl::ToDoubleNanoseconds(d), 1.1e9, 1);
 }
 
-TEST(CandidateDeadlineTest, SlowestBaselineRunWinsWhenBaselineIsNoisy) {
+TEST(CandidateDeadlineTest, SpreadBoundWinsWhenBaselineIsNoisy) {
+  // median 1.0 s, MAD 0.05 s: slowest 1.2 s + 4 x 1.4826 x 0.05 s = 1.49652 s,
+  // above 1.1 x the median.
   const absl::Duration d = CandidateDeadline(
       std::vector<double>{1e9, 1e9, 1.2e9, 0.9e9}, 1.1, absl::Minutes(30));
-  EXPECT_NEAR(absl::ToDoubleNanoseconds(d), 1.26e9, 1);
+  EXPECT_NEAR(absl::ToDoubleNanoseconds(d), 1.2e9 + 4 * 1.4826 * 0.05e9, 1);
+}
+
+TEST(CandidateDeadlineTest, ShortProgramsGetAtLeastTheMinimumMargin) {
+  // A tight 1 ms baseline: 1.1 x 1 ms would sit inside scheduler jitter; the
+  // bound is the slowest run plus kKillMinMargin (2 ms).
+  const absl::Duration d = CandidateDeadline(
+      std::vector<double>{1.0e6, 1.0e6, 1.01e6}, 1.1, absl::Minutes(30));
+  EXPECT_EQ(d, absl::Nanoseconds(1.01e6) + kKillMinMargin);
+  EXPECT_EQ(KillBoundNs(std::vector<double>{1e6, 1e6}, 1.1), std::nullopt);
+}
+
+TEST(CountsTowardKillTest, OnlyEvidenceCounts) {
+  const std::vector<double> base = {100e6, 101e6, 99e6, 100e6};  // bound 110 ms
+  KillRun slow{.wall_ns = 150e6};
+  EXPECT_TRUE(CountsTowardKill(slow, base, 1.1));
+  KillRun within{.wall_ns = 105e6};
+  EXPECT_FALSE(CountsTowardKill(within, base, 1.1));
+  KillRun flagged{.wall_ns = 150e6, .host_flagged = true};
+  EXPECT_FALSE(CountsTowardKill(flagged, base, 1.1))
+      << "a run the host disturbed is no evidence";
+  KillRun stopped{.wall_ns = 110e6, .stopped_at_bound = true};
+  EXPECT_TRUE(CountsTowardKill(stopped, base, 1.1));
+  KillRun hang{
+      .wall_ns = 30e9, .hit_absolute_timeout = true, .host_flagged = true};
+  EXPECT_TRUE(CountsTowardKill(hang, {}, 1.1)) << "a hang is never noise";
+  EXPECT_FALSE(CountsTowardKill(slow, {100e6, 100e6}, 1.1))
+      << "no bound before three baseline runs";
 }
 
 TEST(CandidateDeadlineTest, CappedAtAbsoluteTimeout) {
