@@ -12,7 +12,6 @@
 #include <filesystem>
 #include <map>
 #include <optional>
-#include <regex>
 #include <set>
 #include <span>
 #include <sstream>
@@ -24,12 +23,14 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "common/metric_regex.h"
 
 namespace benchfleet {
 namespace {
@@ -119,6 +120,22 @@ std::string Escape(absl::string_view text) {
 
 std::string Quote(absl::string_view text) {
   return absl::StrCat("\"", Escape(text), "\"");
+}
+
+// What is wrong with a custom metric regex, "" if nothing: it is checked with
+// the very compilation the agent applies to stdout (RE2, not std::regex).
+std::string MetricRegexProblem(const std::string& pattern,
+                               absl::string_view expected) {
+  absl::StatusOr<int> groups = MetricRegexCaptureGroups(pattern);
+  if (!groups.ok()) {
+    return absl::StrCat(Quote(pattern), " does not compile with RE2 (",
+                        groups.status().message(), "); expected ", expected);
+  }
+  if (*groups != 1) {
+    return absl::StrCat(Quote(pattern), " has ", *groups,
+                        " capture groups; expected ", expected);
+  }
+  return "";
 }
 
 std::string QuoteChar(char c) {
@@ -1193,27 +1210,19 @@ void SpecParser::ReadMetrics(const Item& item, ExperimentSpec* spec) {
               "add regex: with one capture group around the value, e.g. "
               "'throughput: ([0-9.]+)'")) {
         constexpr absl::string_view kExpected =
-            "an ECMAScript regular expression with exactly one capture group "
-            "around the value, e.g. 'throughput: ([0-9.]+)'";
+            "an RE2 regular expression (no backreferences or lookaround) with "
+            "exactly one capture group around the value, e.g. "
+            "'throughput: ([0-9.]+)'";
         std::optional<std::string> v = ReadNonEmptyString(*regex, kExpected);
-        if (v && v->size() > kMaxRegexLength) {
-          Error(*regex, absl::StrCat("is ", v->size(),
-                                     " characters long; expected at most ",
-                                     kMaxRegexLength));
-          v.reset();
-        }
         if (v) {
-          try {
-            std::regex compiled(*v, std::regex::ECMAScript);
-            if (compiled.mark_count() != 1) {
-              Error(*regex,
-                    absl::StrCat(Quote(*v), " has ", compiled.mark_count(),
-                                 " capture groups; expected ", kExpected));
-              v.reset();
-            }
-          } catch (const std::regex_error& e) {
-            Error(*regex, absl::StrCat(Quote(*v), " does not compile (",
-                                       e.what(), "); expected ", kExpected));
+          const std::string why =
+              v->size() > kMaxRegexLength
+                  ? absl::StrCat("is ", v->size(),
+                                 " characters long; expected at most ",
+                                 kMaxRegexLength)
+                  : MetricRegexProblem(*v, kExpected);
+          if (!why.empty()) {
+            Error(*regex, why);
             v.reset();
           }
         }

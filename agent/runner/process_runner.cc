@@ -23,6 +23,7 @@ extern "C" {
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,6 +35,7 @@ extern "C" {
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "common/metric_regex.h"
 #include "common/status_macros.h"
 #include "re2/re2.h"
 
@@ -722,16 +724,14 @@ std::map<std::string, double> ExtractMetrics(
     std::string_view text,
     const std::vector<std::pair<std::string, std::string>>& name_regex) {
   std::map<std::string, double> out;
-  RE2::Options options;
-  options.set_log_errors(false);
   const re2::StringPiece input(text.data(), text.size());
   for (const auto& [name, pattern] : name_regex) {
-    // RE2: linear time on untrusted output. (?m): ^ and $ match at line
-    // boundaries.
-    const RE2 re(absl::StrCat("(?m)", pattern), options);
-    if (!re.ok() || re.NumberOfCapturingGroups() < 1) continue;
+    // RE2: linear time on untrusted output; compiled the way the spec loader
+    // validated it.
+    const std::unique_ptr<RE2> re = CompileMetricRegex(pattern);
+    if (!re->ok() || re->NumberOfCapturingGroups() < 1) continue;
     re2::StringPiece group;
-    if (!RE2::PartialMatch(input, re, &group)) continue;
+    if (!RE2::PartialMatch(input, *re, &group)) continue;
     double value;
     if (absl::SimpleAtod(absl::string_view(group.data(), group.size()),
                          &value)) {

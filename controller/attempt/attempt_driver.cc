@@ -824,6 +824,7 @@ ExperimentReport AttemptDriver::Evaluate(
       if (m.name == report.metric) better = m.better;
   }
   report.higher_is_better = better == Better::kHigher;
+  report.outlier_sigmas = verdict::kOutlierSigmas;
   if (failed_) return report;
 
   const verdict::DecisionPolicy policy =
@@ -913,6 +914,7 @@ ExperimentReport AttemptDriver::Evaluate(
     cr.reason = d.reason;
     cr.change = d.aggregate_change;
     cr.p_value = d.aggregate_p_value;
+    cr.change_measured = d.aggregate_measured;
     cr.combines = v.combines;
     cr.kill_skipped_runs = vs.kill_skipped_runs;
     cr.kill_saved_ns = vs.kill_saved_ns;
@@ -922,6 +924,10 @@ ExperimentReport AttemptDriver::Evaluate(
       row.input = id.input;
       row.n_baseline = static_cast<int64_t>(id.baseline.n);
       row.n_candidate = static_cast<int64_t>(id.candidate.n);
+      row.n_baseline_measured =
+          static_cast<int64_t>(id.baseline.n + id.baseline_outliers_removed);
+      row.n_candidate_measured =
+          static_cast<int64_t>(id.candidate.n + id.candidate_outliers_removed);
       row.baseline_median = id.baseline.median;
       row.candidate_median = id.candidate.median;
       row.baseline_cv = id.baseline.cv;
@@ -933,46 +939,46 @@ ExperimentReport AttemptDriver::Evaluate(
       row.welch_p_value = id.welch_p_value;
       row.outliers_removed = static_cast<int64_t>(
           id.baseline_outliers_removed + id.candidate_outliers_removed);
-      // Per-input classification with the same thresholds as the aggregate.
+      // Per-input classification: the decision table's thresholds and noise
+      // rule, from the decision engine.
       bool differs = false;
       for (const verdict::InputSamples& is : ev.inputs)
         if (is.input == id.input) differs = is.output_differs;
-      const bool significant = id.p_value < policy.alpha;
-      if (differs) {
-        row.verdict = "REJECT";
-      } else if (id.regressed) {
-        row.verdict = "DISCARD";
-      } else if (id.baseline.cv > policy.max_cv ||
-                 id.candidate.cv > policy.max_cv) {
-        row.verdict = "INCONCLUSIVE";
-      } else if (id.improvement >= policy.keep_threshold - 1e-9 &&
-                 significant) {
-        row.verdict = "KEEP";
-      } else if (id.improvement >= policy.maybe_threshold - 1e-9 &&
-                 significant) {
-        row.verdict = "MAYBE";
-      } else {
-        row.verdict = "DISCARD";
-      }
+      row.verdict =
+          verdict::VerdictName(verdict::ClassifyInput(id, differs, policy));
       base_medians.emplace_back(id.baseline.median, id.weight);
       cand_medians.emplace_back(id.candidate.median, id.weight);
       cr.inputs.push_back(std::move(row));
     }
-    cr.baseline_median = WeightedGeoMean(base_medians);
-    cr.candidate_median = WeightedGeoMean(cand_medians);
-    if (d.verdict == verdict::Verdict::kKill ||
-        d.verdict == verdict::Verdict::kReject) {
-      // The decision stopped before the aggregate; show what was measured, from
-      // the raw samples (a killed candidate has no completed runs to show).
-      cr.baseline_median = MedianAcrossInputs(base, /*completed_only=*/false);
-      cr.candidate_median =
-          d.verdict == verdict::Verdict::kKill
-              ? 0
-              : MedianAcrossInputs(v.name, /*completed_only=*/true);
-      cr.change = cr.baseline_median > 0 && cr.candidate_median > 0
-                      ? cr.candidate_median / cr.baseline_median - 1
-                      : 0;
+    if (d.aggregate_measured) {
+      // The medians of the very inputs the aggregate combines, so that Result
+      // and Change agree (ratio of these = 1 + change), whatever the verdict.
+      cr.baseline_median = WeightedGeoMean(base_medians);
+      cr.candidate_median = WeightedGeoMean(cand_medians);
     } else {
+      // No aggregate (an input could not be compared, e.g. a candidate that
+      // crashed early): show what was measured, from the raw samples of the
+      // inputs on which both sides completed runs, and no change.
+      std::vector<std::pair<double, double>> base_raw, cand_raw;
+      for (const InputSpec& in : spec_.inputs) {
+        auto b = samples_.find({base, in.name});
+        auto c = samples_.find({v.name, in.name});
+        if (b == samples_.end() || c == samples_.end()) continue;
+        std::vector<double> base_values, cand_values;
+        for (const Sample& s : b->second) base_values.push_back(s.value);
+        for (const Sample& s : c->second)
+          if (!s.timed_out) cand_values.push_back(s.value);
+        if (base_values.empty() || cand_values.empty()) continue;
+        base_raw.emplace_back(stats::Median(base_values), in.weight);
+        cand_raw.emplace_back(stats::Median(cand_values), in.weight);
+      }
+      cr.baseline_median =
+          base_raw.empty() ? MedianAcrossInputs(base, /*completed_only=*/false)
+                           : WeightedGeoMean(base_raw);
+      cr.candidate_median = WeightedGeoMean(cand_raw);
+    }
+    if (d.aggregate_measured && d.verdict != verdict::Verdict::kKill &&
+        d.verdict != verdict::Verdict::kReject) {
       improvement_of[v.name] = d.aggregate_improvement;
     }
     report.candidates.push_back(std::move(cr));

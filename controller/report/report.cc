@@ -78,23 +78,18 @@ std::string RenderReportText(const ExperimentReport& report) {
     absl::StrAppend(&out, "Variant: ", c.variant, " vs ", report.baseline, " (",
                     report.metric,
                     report.higher_is_better ? ", higher is better" : "", ")\n");
-    if (c.verdict == "KILL" || c.verdict == "REJECT" ||
-        c.candidate_median == 0) {
-      absl::StrAppend(
-          &out, "Result: ",
-          c.candidate_median > 0 ? FormatValue(c.candidate_median, report.unit)
-                                 : std::string("n/a"),
-          " (baseline: ", FormatValue(c.baseline_median, report.unit), ")\n");
-      absl::StrAppend(
-          &out, "Change: ",
-          c.candidate_median > 0 ? FormatPercent(c.change) : std::string("n/a"),
-          "\n");
-    } else {
-      absl::StrAppend(
-          &out, "Result: ", FormatValue(c.candidate_median, report.unit),
-          " (baseline: ", FormatValue(c.baseline_median, report.unit), ")\n");
-      absl::StrAppend(&out, "Change: ", FormatPercent(c.change), "\n");
-    }
+    absl::StrAppend(
+        &out, "Result: ",
+        c.candidate_median > 0 ? FormatValue(c.candidate_median, report.unit)
+                               : std::string("n/a"),
+        " (baseline: ", FormatValue(c.baseline_median, report.unit), ")\n");
+    absl::StrAppend(
+        &out, "Change: ", c.change_measured ? FormatPercent(c.change) : "n/a",
+        c.change_measured && c.verdict == "KILL"
+            ? " (runs stopped at their deadline count with what "
+              "they measured until then)"
+            : "",
+        "\n");
     absl::StrAppend(&out, "Verdict: ", c.verdict, "\n");
     absl::StrAppend(&out, "Reason: ", c.reason, "\n");
     if (!c.conflict.empty())
@@ -103,19 +98,27 @@ std::string RenderReportText(const ExperimentReport& report) {
     size_t name_width = 5;
     for (const InputRow& row : c.inputs)
       name_width = std::max(name_width, row.input.size());
-    absl::StrAppend(&out, "  ", Pad("input", name_width), "  ", PadLeft("n", 7),
-                    "  ", PadLeft("baseline", 11), "  ", PadLeft("median", 11),
-                    "  ", PadLeft("CV", 6), "  ", PadLeft("change", 7), "  ",
+    absl::StrAppend(&out, "  ", Pad("input", name_width), "  ",
+                    PadLeft("cand n", 7), "  ", PadLeft("base n", 7), "  ",
+                    PadLeft("baseline", 11), "  ", PadLeft("median", 11), "  ",
+                    PadLeft("CV", 6), "  ", PadLeft("change", 7), "  ",
                     Pad("95% CI", 17), "  ", PadLeft("p-value", 8),
                     "  verdict\n");
+    int64_t outliers = 0;
     for (const InputRow& row : c.inputs) {
+      outliers += row.outliers_removed;
       const std::string ci = absl::StrCat("[", FormatPercent(row.ci_low), ", ",
                                           FormatPercent(row.ci_high), "]");
       const bool measured = row.n_candidate > 0 && row.candidate_median > 0;
       absl::StrAppend(
           &out, "  ", Pad(row.input, name_width), "  ",
-          PadLeft(absl::StrCat(row.n_candidate, "/", row.n_baseline), 7), "  ",
-          PadLeft(FormatValue(row.baseline_median, report.unit), 11), "  ",
+          PadLeft(absl::StrCat(row.n_candidate, "/", row.n_candidate_measured),
+                  7),
+          "  ",
+          PadLeft(absl::StrCat(row.n_baseline, "/", row.n_baseline_measured),
+                  7),
+          "  ", PadLeft(FormatValue(row.baseline_median, report.unit), 11),
+          "  ",
           PadLeft(
               measured ? FormatValue(row.candidate_median, report.unit) : "n/a",
               11),
@@ -127,6 +130,15 @@ std::string RenderReportText(const ExperimentReport& report) {
           Pad(measured ? ci : "n/a", 17), "  ",
           PadLeft(measured ? FormatP(row.p_value) : "n/a", 8), "  ",
           row.verdict, "\n");
+    }
+    if (outliers > 0) {
+      absl::StrAppend(
+          &out, "  n = kept/measured runs; ", outliers,
+          outliers == 1 ? " outlier" : " outliers",
+          report.outlier_sigmas > 0
+              ? absl::StrFormat(" (> %g robust σ)", report.outlier_sigmas)
+              : std::string(),
+          " removed on noisy inputs\n");
     }
   }
   if (report.environment.lines.size() == 1) {
@@ -215,6 +227,7 @@ std::string ReportToJson(const ExperimentReport& report) {
                                {"blocked_by", w.blocked_by}});
   }
   j["host_flags"] = report.host_flags;
+  j["outlier_sigmas"] = report.outlier_sigmas;
   j["warnings"] = report.warnings;
   j["candidates"] = nlohmann::json::array();
   for (const CandidateReport& c : report.candidates) {
@@ -226,6 +239,7 @@ std::string ReportToJson(const ExperimentReport& report) {
     jc["candidate_median"] = c.candidate_median;
     jc["change"] = c.change;
     jc["p_value"] = c.p_value;
+    jc["change_measured"] = c.change_measured;
     jc["combines"] = c.combines;
     jc["conflict"] = c.conflict;
     jc["kill_skipped_runs"] = c.kill_skipped_runs;
@@ -235,6 +249,10 @@ std::string ReportToJson(const ExperimentReport& report) {
       jc["inputs"].push_back({{"input", r.input},
                               {"n_baseline", r.n_baseline},
                               {"n_candidate", r.n_candidate},
+                              {"n_baseline_kept", r.n_baseline},
+                              {"n_candidate_kept", r.n_candidate},
+                              {"n_baseline_measured", r.n_baseline_measured},
+                              {"n_candidate_measured", r.n_candidate_measured},
                               {"baseline_median", r.baseline_median},
                               {"candidate_median", r.candidate_median},
                               {"baseline_cv", r.baseline_cv},

@@ -17,10 +17,16 @@ namespace benchfleet {
 // How a metric's values are shown.
 enum class MetricUnit { kNanoseconds, kBytes, kPlain };
 
+// One input of a candidate's table. Counts are runs of the primary metric:
+// "measured" is every run recorded, "kept" what the statistics used after
+// outlier removal (which runs only on noisy inputs, so kept == measured
+// elsewhere).
 struct InputRow {
   std::string input;
-  int64_t n_baseline = 0;
-  int64_t n_candidate = 0;
+  int64_t n_baseline = 0;   // kept (the JSON also has it as n_baseline_kept)
+  int64_t n_candidate = 0;  // kept (the JSON also has it as n_candidate_kept)
+  int64_t n_baseline_measured = 0;
+  int64_t n_candidate_measured = 0;
   double baseline_median = 0;
   double candidate_median = 0;
   double baseline_cv = 0;
@@ -28,10 +34,10 @@ struct InputRow {
   double change = 0;  // candidate/baseline - 1
   double ci_low = 0;  // 95 % bootstrap CI of the change
   double ci_high = 0;
-  double p_value = 1;        // Mann-Whitney U
-  double welch_p_value = 1;  // Welch's t
-  int64_t outliers_removed = 0;
-  std::string verdict;  // per-input classification
+  double p_value = 1;            // Mann-Whitney U
+  double welch_p_value = 1;      // Welch's t
+  int64_t outliers_removed = 0;  // both sides: the measured minus kept counts
+  std::string verdict;           // per-input classification
 };
 
 struct CandidateReport {
@@ -41,9 +47,12 @@ struct CandidateReport {
   double baseline_median =
       0;  // across inputs: weighted geometric mean of the medians
   double candidate_median = 0;
-  double change =
-      0;  // aggregate: weighted geometric mean of per-input ratios, minus 1
+  // The aggregate change (weighted geometric mean of per-input ratios, minus
+  // 1) and its p-value, whatever the verdict, when every compared input was
+  // measurable (`change_measured`); otherwise 0 and 1, and shown as n/a.
+  double change = 0;
   double p_value = 1;
+  bool change_measured = false;
   std::vector<std::string> combines;
   std::string
       conflict;  // set when a compound variant does worse than its best part
@@ -122,6 +131,9 @@ struct ExperimentReport {
   int64_t reruns = 0;  // measured runs repeated because the host was disturbed
   std::map<std::string, int64_t>
       host_flags;  // flag -> how many runs carried it
+  // Outliers are runs beyond this many robust sigmas of the median (for the
+  // table's legend); 0 when not known.
+  double outlier_sigmas = 0;
   std::vector<CandidateReport> candidates;
   std::vector<std::string> warnings;
   std::vector<BaselineInputRow> baseline_inputs;
@@ -133,7 +145,8 @@ std::string FormatValue(double value, MetricUnit unit);
 // "+5.0%", "-12.3%".
 std::string FormatPercent(double fraction);
 // The report block per candidate (Experiment/Result/Change/Verdict/Reason +
-// input table).
+// input table with `cand n` and `base n` as kept/measured runs, and a legend
+// line when outliers were removed).
 std::string RenderReportText(const ExperimentReport& report);
 std::string ReportToJson(const ExperimentReport& report);
 

@@ -136,7 +136,30 @@ Decision Inconclusive(Decision d, const CandidateEvidence& evidence,
   return d;
 }
 
-std::string NoiseReason(const InputDecision& in, const DecisionPolicy& policy) {
+// "the keep threshold -5.0% and the maybe threshold -2.0%".
+std::string ThresholdList(const std::vector<DecidingThreshold>& thresholds) {
+  std::vector<std::string> parts;
+  for (const DecidingThreshold& t : thresholds)
+    parts.push_back(
+        absl::StrCat("the ", t.name, " threshold ", SignedPct(t.change)));
+  return absl::StrJoin(parts, " and ");
+}
+
+// The change CI widened, if need be, to include the point estimate.
+stats::Interval CheckedSpan(const InputDecision& in) {
+  return {std::min(in.change_ci.low, in.change),
+          std::max(in.change_ci.high, in.change)};
+}
+
+std::string CiText(const stats::Interval& ci) {
+  return absl::StrCat("95% CI [", SignedPct(ci.low), ", ", SignedPct(ci.high),
+                      "]");
+}
+
+// Why an input keeps the table from deciding (row 3). `straddled` is empty
+// before max_runs, when the CI is not consulted yet.
+std::string NoiseReason(const InputDecision& in, const DecisionPolicy& policy,
+                        const std::vector<DecidingThreshold>& straddled) {
   if (!in.measurable) {
     return absl::StrFormat(
         "input '%s' cannot be compared (%d baseline, %d candidate samples, "
@@ -144,144 +167,72 @@ std::string NoiseReason(const InputDecision& in, const DecisionPolicy& policy) {
         in.input, in.baseline.n, in.candidate.n, in.baseline.median,
         in.candidate.median);
   }
-  return absl::StrFormat(
+  std::string reason = absl::StrFormat(
       "input '%s' too noisy: CV baseline %s, candidate %s > max %s after "
-      "removing %d+%d "
-      "outlier(s)",
+      "removing %d+%d outlier(s)",
       in.input, Pct(in.baseline.cv), Pct(in.candidate.cv), Pct(policy.max_cv),
       in.baseline_outliers_removed, in.candidate_outliers_removed);
+  if (!straddled.empty()) {
+    const bool estimate_outside =
+        in.change < in.change_ci.low || in.change > in.change_ci.high;
+    absl::StrAppend(&reason, ", and its ", CiText(in.change_ci),
+                    estimate_outside ? absl::StrCat(" with its change ",
+                                                    SignedPct(in.change))
+                                     : "",
+                    " straddles ", ThresholdList(straddled));
+  }
+  return reason;
 }
 
-}  // namespace
-
-const char* VerdictName(Verdict v) {
-  switch (v) {
-    case Verdict::kKeep:
-      return "KEEP";
-    case Verdict::kMaybe:
-      return "MAYBE";
-    case Verdict::kDiscard:
-      return "DISCARD";
-    case Verdict::kKill:
-      return "KILL";
-    case Verdict::kReject:
-      return "REJECT";
-    case Verdict::kInconclusive:
-      return "INCONCLUSIVE";
-  }
-  return "UNKNOWN";
+// The note a verdict reached despite a noisy input carries.
+std::string NoiseNote(const InputDecision& in, const DecisionPolicy& policy) {
+  return absl::StrFormat(
+      "input '%s' CV %s > %s but its %s lies wholly on one side of every "
+      "deciding threshold",
+      in.input, Pct(std::max(in.baseline.cv, in.candidate.cv)),
+      Pct(policy.max_cv), CiText(in.change_ci));
 }
 
-DecisionPolicy PolicyFor(const VerdictSpec& spec, Better better,
-                         uint64_t seed) {
-  DecisionPolicy policy;
-  switch (spec.profile) {
-    case DecisionProfile::kFirstPass:
-      policy.keep_threshold = 0.05;
-      policy.maybe_threshold = 0.02;
-      break;
-    case DecisionProfile::kOptimized:
-      policy.keep_threshold = 0.02;
-      policy.maybe_threshold = 0.01;
-      break;
-  }
-  policy.alpha = spec.alpha;
-  policy.max_cv = spec.max_cv;
-  policy.input_regression = spec.input_regression;
-  policy.better = better;
-  policy.seed = seed;
-  return policy;
-}
-
-Decision Decide(const CandidateEvidence& evidence,
-                const DecisionPolicy& policy) {
-  Decision d;
-  std::vector<double> signed_z;
-  for (size_t i = 0; i < evidence.inputs.size(); ++i) {
-    // A distinct, reproducible bootstrap stream per input (golden-ratio
-    // increment).
-    const uint64_t seed =
-        policy.seed + static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ULL;
-    double z = 0;
-    d.inputs.push_back(AnalyzeInput(evidence.inputs[i], policy, seed, &z));
-    signed_z.push_back(z);
-  }
-
-  // Row 1: correctness.
-  if (evidence.correctness_failed) {
-    return Finish(std::move(d), Verdict::kReject,
-                  evidence.correctness_detail.empty()
-                      ? "correctness check failed"
-                      : absl::StrCat("correctness check failed: ",
-                                     evidence.correctness_detail));
-  }
-  for (const InputSamples& in : evidence.inputs) {
-    if (in.output_differs) {
-      std::string reason = absl::StrFormat(
-          "output differs from the baseline's on input '%s'", in.input);
-      if (!in.output_detail.empty())
-        absl::StrAppend(&reason, ": ", in.output_detail);
-      return Finish(std::move(d), Verdict::kReject, std::move(reason));
-    }
-  }
-  // Row 2: deadline.
-  if (evidence.killed) {
-    return Finish(std::move(d), Verdict::kKill,
-                  evidence.kill_detail.empty()
-                      ? "hit its deadline twice in a row"
-                      : absl::StrCat("hit its deadline twice in a row: ",
-                                     evidence.kill_detail));
-  }
-  if (d.inputs.empty()) {
-    return Finish(std::move(d), Verdict::kInconclusive,
-                  "no inputs were measured");
-  }
-
-  // Row 3: inputs that cannot be judged yet.
-  std::vector<std::string> noisy;
-  std::string first_noise_reason;
-  for (const InputDecision& in : d.inputs) {
-    if (!in.measurable || in.still_flaky) {
-      if (noisy.empty()) first_noise_reason = NoiseReason(in, policy);
-      noisy.push_back(in.input);
-    }
-  }
-  if (!noisy.empty()) {
-    std::string why = first_noise_reason;
-    if (noisy.size() > 1)
-      absl::StrAppend(&why, " (", noisy.size(), " inputs affected)");
-    return Inconclusive(std::move(d), evidence, std::move(noisy), why);
-  }
-
-  // Aggregate: weighted geometric mean of ratios, weighted Stouffer Z of the
-  // tests.
+// Fills the aggregate fields of `d` when every input is measurable: the
+// weighted geometric mean of the ratios and the weighted Stouffer Z of the
+// tests.
+void ComputeAggregate(const std::vector<double>& signed_z,
+                      const DecisionPolicy& policy, Decision* d) {
+  if (d->inputs.empty()) return;
+  for (const InputDecision& in : d->inputs)
+    if (!in.measurable) return;
   double weight_sum = 0;
   double log_sum = 0;
   double z_sum = 0;
   double weight_sq_sum = 0;
   const bool weights_valid = std::all_of(
-      d.inputs.begin(), d.inputs.end(),
+      d->inputs.begin(), d->inputs.end(),
       [](const auto& in) { return std::isfinite(in.weight) && in.weight > 0; });
-  for (size_t i = 0; i < d.inputs.size(); ++i) {
+  for (size_t i = 0; i < d->inputs.size(); ++i) {
     // Spec validation guarantees positive weights; fall back to equal weights
     // otherwise.
-    const double w = weights_valid ? d.inputs[i].weight : 1.0;
+    const double w = weights_valid ? d->inputs[i].weight : 1.0;
     weight_sum += w;
-    log_sum += w * std::log(d.inputs[i].candidate.median /
-                            d.inputs[i].baseline.median);
+    log_sum += w * std::log(d->inputs[i].candidate.median /
+                            d->inputs[i].baseline.median);
     z_sum += w * signed_z[i];
     weight_sq_sum += w * w;
   }
-  d.aggregate_change = std::expm1(log_sum / weight_sum);
-  d.aggregate_improvement = policy.better == Better::kLower
-                                ? -d.aggregate_change
-                                : d.aggregate_change;
-  d.aggregate_z = z_sum / std::sqrt(weight_sq_sum);
-  d.aggregate_p_value =
-      d.inputs.size() == 1
-          ? d.inputs[0].p_value  // identical, without a round trip
-          : std::min(1.0, 2 * stats::NormalCdf(-std::fabs(d.aggregate_z)));
+  d->aggregate_measured = true;
+  d->aggregate_change = std::expm1(log_sum / weight_sum);
+  d->aggregate_improvement = policy.better == Better::kLower
+                                 ? -d->aggregate_change
+                                 : d->aggregate_change;
+  d->aggregate_z = z_sum / std::sqrt(weight_sq_sum);
+  d->aggregate_p_value =
+      d->inputs.size() == 1
+          ? d->inputs[0].p_value  // identical, without a round trip
+          : std::min(1.0, 2 * stats::NormalCdf(-std::fabs(d->aggregate_z)));
+}
 
+// Rows 4-8 of the table, on an aggregate that ComputeAggregate filled.
+Decision ApplyMagnitudeRows(Decision d, const CandidateEvidence& evidence,
+                            const DecisionPolicy& policy) {
   const double improvement = d.aggregate_improvement;
   const bool significant = d.aggregate_p_value < policy.alpha;
   const bool significant_gain = significant && d.aggregate_z > 0;
@@ -353,6 +304,194 @@ Decision Decide(const CandidateEvidence& evidence,
   return Finish(
       std::move(d), Verdict::kDiscard,
       absl::StrFormat("%s but not significant (%s)", summary, p_text));
+}
+
+}  // namespace
+
+const char* VerdictName(Verdict v) {
+  switch (v) {
+    case Verdict::kKeep:
+      return "KEEP";
+    case Verdict::kMaybe:
+      return "MAYBE";
+    case Verdict::kDiscard:
+      return "DISCARD";
+    case Verdict::kKill:
+      return "KILL";
+    case Verdict::kReject:
+      return "REJECT";
+    case Verdict::kInconclusive:
+      return "INCONCLUSIVE";
+  }
+  return "UNKNOWN";
+}
+
+DecisionPolicy PolicyFor(const VerdictSpec& spec, Better better,
+                         uint64_t seed) {
+  DecisionPolicy policy;
+  switch (spec.profile) {
+    case DecisionProfile::kFirstPass:
+      policy.keep_threshold = 0.05;
+      policy.maybe_threshold = 0.02;
+      break;
+    case DecisionProfile::kOptimized:
+      policy.keep_threshold = 0.02;
+      policy.maybe_threshold = 0.01;
+      break;
+  }
+  policy.alpha = spec.alpha;
+  policy.max_cv = spec.max_cv;
+  policy.input_regression = spec.input_regression;
+  policy.better = better;
+  policy.seed = seed;
+  return policy;
+}
+
+std::vector<DecidingThreshold> DecidingThresholds(
+    const DecisionPolicy& policy) {
+  // improvement = -change for kLower, +change for kHigher.
+  const double to_change = policy.better == Better::kLower ? -1.0 : 1.0;
+  return {{"keep", to_change * policy.keep_threshold},
+          {"maybe", to_change * policy.maybe_threshold},
+          {"input_regression", -to_change * policy.input_regression}};
+}
+
+std::vector<DecidingThreshold> StraddledThresholds(
+    const stats::Interval& change_ci, const DecisionPolicy& policy) {
+  std::vector<DecidingThreshold> thresholds = DecidingThresholds(policy);
+  // A CI that could not be computed says nothing about where the change lies.
+  if (!std::isfinite(change_ci.low) || !std::isfinite(change_ci.high))
+    return thresholds;
+  std::erase_if(thresholds, [&](const DecidingThreshold& t) {
+    return !(change_ci.low < t.change - kThresholdTolerance &&
+             change_ci.high > t.change + kThresholdTolerance);
+  });
+  return thresholds;
+}
+
+// Why a noisy input whose CI clears every deciding threshold may decide: rows
+// 4-8 read each input's median ratio and its Mann-Whitney evidence, the same
+// statistics for noisy and quiet inputs, and never its CV. The noise shows up
+// where it should: a wide spread weakens the input's rank test (its z moves
+// towards 0), so noise can only make "significant" harder to reach, never
+// easier. What noise can still do is move the input's median ratio, and so
+// its side of a threshold; the CI bounds that move, and a CI wholly on one
+// side of every deciding threshold means the input's own classification
+// (and its row-4 regression test, which reads the point estimate: the span
+// checked is widened to include it, since a percentile bootstrap CI almost
+// always does but need not) is the same anywhere in it. A quiet input gets no
+// such check at all: a CV just under max_cv with 10 runs can give a CI that
+// straddles the keep threshold, and the table decides on it anyway. So such a
+// verdict is at least as well founded as the same verdict on quiet inputs. What
+// neither case checks is where the aggregate's own magnitude could lie (rows
+// 5-7 compare its point estimate with keep/maybe): a noisy input with a large
+// weight moves it as much as its CI allows, exactly as a quiet input moves it
+// within its narrower one.
+bool NoiseBlocksVerdict(const InputDecision& in, const DecisionPolicy& policy) {
+  if (!in.measurable) return true;
+  if (!in.still_flaky) return false;
+  return !StraddledThresholds(CheckedSpan(in), policy).empty();
+}
+
+Verdict ClassifyInput(const InputDecision& in, bool output_differs,
+                      const DecisionPolicy& policy) {
+  if (output_differs) return Verdict::kReject;
+  if (NoiseBlocksVerdict(in, policy)) return Verdict::kInconclusive;
+  if (in.regressed) return Verdict::kDiscard;
+  const bool significant = in.p_value < policy.alpha;
+  if (significant &&
+      in.improvement >= policy.keep_threshold - kThresholdTolerance)
+    return Verdict::kKeep;
+  if (significant &&
+      in.improvement >= policy.maybe_threshold - kThresholdTolerance)
+    return Verdict::kMaybe;
+  return Verdict::kDiscard;
+}
+
+Decision Decide(const CandidateEvidence& evidence,
+                const DecisionPolicy& policy) {
+  Decision d;
+  std::vector<double> signed_z;
+  for (size_t i = 0; i < evidence.inputs.size(); ++i) {
+    // A distinct, reproducible bootstrap stream per input (golden-ratio
+    // increment).
+    const uint64_t seed =
+        policy.seed + static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ULL;
+    double z = 0;
+    d.inputs.push_back(AnalyzeInput(evidence.inputs[i], policy, seed, &z));
+    signed_z.push_back(z);
+  }
+  // The aggregate first, so that every verdict (REJECT, KILL and INCONCLUSIVE
+  // included) reports what was measured.
+  ComputeAggregate(signed_z, policy, &d);
+
+  // Row 1: correctness.
+  if (evidence.correctness_failed) {
+    return Finish(std::move(d), Verdict::kReject,
+                  evidence.correctness_detail.empty()
+                      ? "correctness check failed"
+                      : absl::StrCat("correctness check failed: ",
+                                     evidence.correctness_detail));
+  }
+  for (const InputSamples& in : evidence.inputs) {
+    if (in.output_differs) {
+      std::string reason = absl::StrFormat(
+          "output differs from the baseline's on input '%s'", in.input);
+      if (!in.output_detail.empty())
+        absl::StrAppend(&reason, ": ", in.output_detail);
+      return Finish(std::move(d), Verdict::kReject, std::move(reason));
+    }
+  }
+  // Row 2: deadline.
+  if (evidence.killed) {
+    return Finish(std::move(d), Verdict::kKill,
+                  evidence.kill_detail.empty()
+                      ? "hit its deadline twice in a row"
+                      : absl::StrCat("hit its deadline twice in a row: ",
+                                     evidence.kill_detail));
+  }
+  if (d.inputs.empty()) {
+    return Finish(std::move(d), Verdict::kInconclusive,
+                  "no inputs were measured");
+  }
+
+  // Row 3: inputs that cannot be judged yet. Before max_runs every noisy or
+  // unmeasurable input is extended; at max_runs only the ones that would make
+  // the verdict depend on their noise block it (NoiseBlocksVerdict).
+  std::vector<std::string> blocking;
+  std::string first_block_reason;
+  std::vector<std::string> noise_notes;
+  for (const InputDecision& in : d.inputs) {
+    if (in.measurable && !in.still_flaky) continue;
+    if (!evidence.at_max_runs) {
+      if (blocking.empty()) first_block_reason = NoiseReason(in, policy, {});
+      blocking.push_back(in.input);
+    } else if (NoiseBlocksVerdict(in, policy)) {
+      if (blocking.empty()) {
+        first_block_reason = NoiseReason(
+            in, policy,
+            in.measurable ? StraddledThresholds(CheckedSpan(in), policy)
+                          : std::vector<DecidingThreshold>{});
+      }
+      blocking.push_back(in.input);
+    } else {
+      noise_notes.push_back(NoiseNote(in, policy));
+    }
+  }
+  if (!blocking.empty()) {
+    std::string why = first_block_reason;
+    if (blocking.size() > 1)
+      absl::StrAppend(&why, " (", blocking.size(), " inputs affected)");
+    return Inconclusive(std::move(d), evidence, std::move(blocking), why);
+  }
+
+  // Rows 4-8; every input is measurable here, so the aggregate is set.
+  Decision decided = ApplyMagnitudeRows(std::move(d), evidence, policy);
+  if (!noise_notes.empty()) {
+    absl::StrAppend(&decided.reason,
+                    "; noisy: ", absl::StrJoin(noise_notes, "; "));
+  }
+  return decided;
 }
 
 std::optional<double> KillBoundNs(absl::Span<const double> baseline_wall_ns,

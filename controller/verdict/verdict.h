@@ -105,12 +105,55 @@ struct InputDecision {
   bool regressed = false;  // improvement < -input_regression
 };
 
+// A threshold of the decision table that separates one verdict from another,
+// expressed on the scale of InputDecision::change (ratio - 1), so it can be
+// compared with a change CI directly.
+struct DecidingThreshold {
+  const char* name = "";  // "keep", "maybe" or "input_regression"
+  double change = 0;      // e.g. -0.05 for keep 5% with Better::kLower
+};
+
+// The thresholds that decide a verdict, in this order: keep and maybe on the
+// improvement side, input_regression on the regression side. With
+// Better::kLower an improvement is a negative change (keep 5% -> -0.05,
+// input_regression 5% -> +0.05); with Better::kHigher the signs flip.
+std::vector<DecidingThreshold> DecidingThresholds(const DecisionPolicy& policy);
+
+// The deciding thresholds (see DecidingThresholds, same order) that
+// `change_ci` straddles: lies on both sides of, by more than
+// kThresholdTolerance. Empty when the CI lies wholly on one side of every one.
+// A CI with a bound that is not finite straddles every threshold.
+std::vector<DecidingThreshold> StraddledThresholds(
+    const stats::Interval& change_ci, const DecisionPolicy& policy);
+
+// The noise rule of DESIGN.md §4 for one analysed input, once runs cannot be
+// extended: an input that is not measurable blocks a verdict; a measurable one
+// that is still noisy (CV > max_cv after outlier removal) blocks it only when
+// its change CI straddles a deciding threshold. Quiet inputs never block.
+bool NoiseBlocksVerdict(const InputDecision& in, const DecisionPolicy& policy);
+
+// The per-input classification reports show beside the aggregate verdict, with
+// the same thresholds and noise rule: REJECT when the output differs,
+// INCONCLUSIVE when NoiseBlocksVerdict, DISCARD when the input regressed, KEEP
+// or MAYBE when the improvement reaches that threshold with p < alpha, DISCARD
+// otherwise. Never KILL.
+Verdict ClassifyInput(const InputDecision& in, bool output_differs,
+                      const DecisionPolicy& policy);
+
 // The verdict on one candidate and the numbers behind it.
 struct Decision {
   Verdict verdict = Verdict::kInconclusive;
   // One human-readable line with the numbers, e.g.
   // "-12.3% aggregate (12.3% better), p=1.08e-05 < 0.05, all 5 inputs correct".
+  // A verdict reached despite a noisy input ends with a noise note:
+  // "...; noisy: input 'big' CV 12.4% > 10.0% but its 95% CI [-41.0%, -20.3%]
+  // is wholly past every deciding threshold".
   std::string reason;
+  // True when the aggregate fields below were computed: there is at least one
+  // input and every input is measurable. They are computed before any row is
+  // applied, so they hold for every verdict, REJECT, KILL and INCONCLUSIVE
+  // included; when false they keep their defaults (0 change, p = 1).
+  bool aggregate_measured = false;
   double aggregate_change =
       0;  // weighted geometric mean of per-input ratios, minus 1
   double aggregate_improvement =
@@ -134,20 +177,22 @@ struct Decision {
 // Applies the decision table of DESIGN.md §4, first matching row wins:
 //  1. correctness failed, or output differs on any input          -> REJECT
 //  2. killed                                                        -> KILL
-//  3. an input is not measurable, or is still noisy (CV > max_cv) after outlier
-//  removal
-//     -> INCONCLUSIVE; needs_more_runs (those inputs) unless at_max_runs
+//  3. an input is not measurable, or is still noisy (CV > max_cv) after
+//     outlier removal:
+//     - before max_runs -> INCONCLUSIVE, needs_more_runs (those inputs);
+//     - at max_runs -> INCONCLUSIVE when an input is not measurable or a noisy
+//       input's change CI straddles a deciding threshold (NoiseBlocksVerdict);
+//       otherwise the table goes on and the reason gets a noise note
 //  4. an input regresses by more than input_regression, or the aggregate
-//  regresses
-//     significantly                                                 -> DISCARD
+//     regresses significantly                                       -> DISCARD
 //  5. aggregate improvement >= keep threshold, significant          -> KEEP
 //  6. aggregate improvement in [maybe, keep), significant           -> MAYBE
 //  7. aggregate improvement >= keep threshold, not significant
 //     -> INCONCLUSIVE; needs_more_runs (all inputs) unless at_max_runs
 //  8. anything else                                                 -> DISCARD
 // Evidence with no inputs (and no REJECT/KILL) is INCONCLUSIVE.
-// Per-input analysis is filled in for every verdict, so reports can show the
-// numbers.
+// Per-input analysis, and the aggregate when every input is measurable, are
+// filled in for every verdict, so reports can show the numbers.
 Decision Decide(const CandidateEvidence& evidence,
                 const DecisionPolicy& policy);
 

@@ -415,9 +415,56 @@ TEST(SpecLoaderTest, RefusesCustomMetricRegexThatDoesNotCompile) {
           "    custom:\n"
           "      - {name: mgas, regex: 'throughput: ([0-9.]+'}\n")),
       "spec.yaml:9:29: benchmark.metrics.custom[0].regex: \"throughput: "
-      "([0-9.]+\" does not compile (Mismatched '(' and ')' in regular "
-      "expression); expected an ECMAScript regular expression with exactly "
-      "one capture group around the value, e.g. 'throughput: ([0-9.]+)'");
+      "([0-9.]+\" does not compile with RE2 (missing ): throughput: "
+      "([0-9.]+); expected an RE2 regular expression (no backreferences or "
+      "lookaround) with exactly one capture group around the value, e.g. "
+      "'throughput: ([0-9.]+)'");
+}
+
+// The agent runs custom metric regexes with RE2, so a pattern only
+// std::regex (ECMAScript) accepts must be refused at validate, not silently
+// never match on the agent.
+TEST(SpecLoaderTest, RefusesCustomMetricRegexWithABackreference) {
+  EXPECT_EQ(
+      ErrorOf(WithBenchmark("benchmark:\n"
+                            "  command: ./bench\n"
+                            "  inputs: [{name: a, path: a.bin}]\n"
+                            "  metrics:\n"
+                            "    custom:\n"
+                            "      - {name: ops, regex: '(a)\\1'}\n")),
+      "spec.yaml:9:28: benchmark.metrics.custom[0].regex: \"(a)\\1\" does "
+      "not compile with RE2 (invalid escape sequence: \\1); expected an RE2 "
+      "regular expression (no backreferences or lookaround) with exactly one "
+      "capture group around the value, e.g. 'throughput: ([0-9.]+)'");
+}
+
+TEST(SpecLoaderTest, RefusesCustomMetricRegexWithALookahead) {
+  EXPECT_THAT(
+      ErrorOf(
+          WithBenchmark("benchmark:\n"
+                        "  command: ./bench\n"
+                        "  inputs: [{name: a, path: a.bin}]\n"
+                        "  metrics:\n"
+                        "    custom:\n"
+                        "      - {name: ops, regex: 'ops=([0-9]+)(?=x)'}\n")),
+      HasSubstr("spec.yaml:9:28: benchmark.metrics.custom[0].regex: "
+                "\"ops=([0-9]+)(?=x)\" does not compile with RE2 (invalid "
+                "perl operator: (?=); expected an RE2 regular expression"));
+}
+
+TEST(SpecLoaderTest, AcceptsCustomMetricRegexInRe2Syntax) {
+  // \d, a non-capturing group and a named group's RE2 spelling.
+  absl::StatusOr<ExperimentSpec> spec = Parse(WithBenchmark(
+      "benchmark:\n"
+      "  command: ./bench\n"
+      "  inputs: [{name: a, path: a.bin}]\n"
+      "  metrics:\n"
+      "    custom:\n"
+      "      - {name: ops, regex: '^(?:ops|OPS)=(?P<v>\\d+(?:\\.\\d+)?)$'}\n"));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  ASSERT_EQ(spec->custom_metrics.size(), 1u);
+  EXPECT_EQ(spec->custom_metrics[0].regex,
+            "^(?:ops|OPS)=(?P<v>\\d+(?:\\.\\d+)?)$");
 }
 
 TEST(SpecLoaderTest, RefusesCustomMetricRegexWithoutCaptureGroup) {
@@ -429,9 +476,20 @@ TEST(SpecLoaderTest, RefusesCustomMetricRegexWithoutCaptureGroup) {
                                   "      - name: mgas\n"
                                   "        regex: 'throughput: [0-9.]+'\n")),
             "spec.yaml:10:16: benchmark.metrics.custom[0].regex: "
-            "\"throughput: [0-9.]+\" has 0 capture groups; expected an "
-            "ECMAScript regular expression with exactly one capture group "
-            "around the value, e.g. 'throughput: ([0-9.]+)'");
+            "\"throughput: [0-9.]+\" has 0 capture groups; expected an RE2 "
+            "regular expression (no backreferences or lookaround) with exactly "
+            "one capture group around the value, e.g. 'throughput: ([0-9.]+)'");
+}
+
+TEST(SpecLoaderTest, RefusesCustomMetricRegexWithTwoCaptureGroups) {
+  EXPECT_THAT(ErrorOf(WithBenchmark("benchmark:\n"
+                                    "  command: ./bench\n"
+                                    "  inputs: [{name: a, path: a.bin}]\n"
+                                    "  metrics:\n"
+                                    "    custom:\n"
+                                    "      - {name: ops, regex: '(a)=(b)'}\n")),
+              HasSubstr("\"(a)=(b)\" has 2 capture groups; expected an RE2 "
+                        "regular expression"));
 }
 
 TEST(SpecLoaderTest, RefusesCustomMetricNamedLikeABuiltin) {
