@@ -505,6 +505,12 @@ void Dispatcher::Tick() {
     PublishProgress(id);
   }
   const absl::Time now = clock_->Now();
+  // An agent passed over for an experiment its host was not ready for may
+  // take it again now.
+  for (const auto& [experiment_id, agents] : not_ready_) {
+    for (const auto& [agent_id, until] : agents)
+      if (until <= now) work_maybe_queued_ = true;
+  }
   // Agents that stopped talking lose their stream; the lease check below then
   // applies.
   std::vector<std::shared_ptr<AgentLink>> silent;
@@ -556,7 +562,9 @@ void Dispatcher::StartAttempt(Session& session) {
   }
   absl::StatusOr<std::optional<Store::Claim>> claim =
       store_->ClaimNextExperiment(session.hello.agent_id, session.hello.labels,
-                                  token, seed, clock_->Now());
+                                  token, seed,
+                                  NotReadyHere(session.hello.agent_id),
+                                  clock_->Now());
   if (!claim.ok()) {
     spdlog::error("could not claim work for agent {}: {}",
                   session.hello.agent_id, claim.status().ToString());
@@ -617,6 +625,22 @@ void Dispatcher::StartAttempt(Session& session) {
                attempt_id);
   active_.emplace(attempt_id, std::move(active));
   Publish(c.experiment.id);
+}
+
+std::set<int64_t> Dispatcher::NotReadyHere(const std::string& agent_id) {
+  std::set<int64_t> skip;
+  const absl::Time now = clock_->Now();
+  for (auto it = not_ready_.begin(); it != not_ready_.end();) {
+    std::map<std::string, absl::Time>& agents = it->second;
+    std::erase_if(agents, [now](const auto& a) { return a.second <= now; });
+    if (agents.empty()) {
+      it = not_ready_.erase(it);
+      continue;
+    }
+    if (agents.contains(agent_id)) skip.insert(it->first);
+    ++it;
+  }
+  return skip;
 }
 
 history::BaselineReference Dispatcher::BaselineReferenceFor(

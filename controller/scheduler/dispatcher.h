@@ -199,6 +199,9 @@ class Dispatcher {
   void Tick();
   void AssignWork();
   void StartAttempt(Session& session);
+  // The experiments `agent_id` is passed over for now (its host was not ready
+  // for them a moment ago); drops the entries whose time has passed.
+  std::set<int64_t> NotReadyHere(const std::string& agent_id);
   // Sends steps until the agent holds options_.steps_ahead of them (or the
   // plan must wait for results); ends the attempt when the driver is finished.
   // May erase `active`.

@@ -168,7 +168,8 @@ class FakeAgentLink : public AgentLink {
   // Waits up to kWait for a message at index >= `from` that satisfies `pred`;
   // returns its index and a copy, or nullopt on timeout.
   std::optional<std::pair<size_t, Msg>> WaitFor(
-      const std::function<bool(const Msg&)>& pred, size_t from = 0) {
+      const std::function<bool(const Msg&)>& pred, size_t from = 0,
+      absl::Duration wait = kWait) {
     absl::MutexLock lock(&mu_);
     std::optional<size_t> found;
     auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -180,7 +181,7 @@ class FakeAgentLink : public AgentLink {
       }
       return false;
     };
-    if (!mu_.AwaitWithTimeout(absl::Condition(&ready), kWait))
+    if (!mu_.AwaitWithTimeout(absl::Condition(&ready), wait))
       return std::nullopt;
     return std::make_pair(*found, msgs_[*found]);
   }
@@ -710,6 +711,85 @@ TEST_F(DispatcherWindowTest,
   ASSERT_TRUE(verdicts.ok());
   ASSERT_EQ(verdicts->size(), 1u);
   EXPECT_EQ((*verdicts)[0].verdict, "KILL");
+}
+
+// ---------------------------------------------------------------------------------------
+// A host that is not ready gives no verdict.
+
+TEST_F(DispatcherTest, HostNotReadyRequeuesToAnotherAgentWithoutAVerdict) {
+  SimAgent hot{"agent-1-hot", {}};  // sorts first: offered work first
+  SimAgent cool{"agent-2-cool", {}};
+  ConnectAndWelcome(hot);
+  const int64_t id = Submit();
+  const Msg lease = LeaseAndAccept(hot);
+  // The cool agent connects once the hot one holds the experiment.
+  ConnectAndWelcome(cool);
+  auto step = WaitStep(hot, lease.attempt_id);
+  ASSERT_TRUE(step.has_value());
+  StepOutcome blocked;
+  blocked.seq = step->second.step.seq;
+  blocked.exit_code = -1;
+  blocked.host_not_ready = true;
+  blocked.error =
+      "the host did not become ready within 15m: CPU at 81.0 °C, at or "
+      "above the 70 °C gate";
+  blocked.gate_wait_ns = absl::ToInt64Nanoseconds(absl::Minutes(15));
+  dispatcher_->OnStepResult(hot.link, lease.attempt_id, lease.token, blocked);
+  auto release = hot.link->WaitForType(Msg::kRelease);
+  ASSERT_TRUE(release.has_value());
+  EXPECT_EQ(release->reason, "host not ready");
+  ASSERT_TRUE(Eventually([&] {
+    return Attempt(lease.attempt_id).state == AttemptState::kHostNotReady;
+  }));
+  EXPECT_THAT(Attempt(lease.attempt_id).reason,
+              AllOf(HasSubstr("host not ready before measure"),
+                    HasSubstr("81.0 °C")));
+  // The other agent gets it, and measures it to a verdict.
+  const Msg second = LeaseAndAccept(cool);
+  EXPECT_NE(second.attempt_id, lease.attempt_id);
+  const RunResult run = RunUntilReleased(cool, second.attempt_id, second.token);
+  EXPECT_EQ(run.release_reason, "attempt complete");
+  ASSERT_TRUE(Eventually(
+      [&] { return Experiment(id).state == ExperimentState::kDone; }));
+  absl::StatusOr<std::vector<VerdictRecord>> verdicts =
+      store_->ListVerdicts(id);
+  ASSERT_TRUE(verdicts.ok());
+  ASSERT_EQ(verdicts->size(), 1u);
+  EXPECT_EQ((*verdicts)[0].verdict, "KEEP");
+  EXPECT_EQ(hot.link->Count(Msg::kLease), 1) << "the hot host was passed over";
+}
+
+TEST_F(DispatcherTest, HostNotReadyOnTheOnlyAgentIsRetriedThereLater) {
+  SimAgent only{"agent-only", {}};
+  ConnectAndWelcome(only);
+  const int64_t id = Submit();
+  const Msg lease = LeaseAndAccept(only);
+  auto step = WaitStep(only, lease.attempt_id);
+  ASSERT_TRUE(step.has_value());
+  StepOutcome blocked;
+  blocked.seq = step->second.step.seq;
+  blocked.host_not_ready = true;
+  blocked.error = "the host did not become ready within 1m: load 3.2";
+  dispatcher_->OnStepResult(only.link, lease.attempt_id, lease.token, blocked);
+  ASSERT_TRUE(Eventually(
+      [&] { return Experiment(id).state == ExperimentState::kQueued; }));
+  EXPECT_EQ(Experiment(id).attempts, 1);
+  // Not at once: it waits for another host first.
+  const size_t from = only.link->size();
+  EXPECT_FALSE(only.link
+                   ->WaitFor([](const Msg& m) { return m.type == Msg::kLease; },
+                             from, absl::Milliseconds(200))
+                   .has_value());
+  clock_.Advance(options_.not_ready_retry_after + absl::Seconds(1));
+  auto again = only.link->WaitFor(
+      [](const Msg& m) { return m.type == Msg::kLease; }, from);
+  ASSERT_TRUE(again.has_value()) << "retried on the same host later";
+  Accept(only, again->second);
+  const RunResult run =
+      RunUntilReleased(only, again->second.attempt_id, again->second.token);
+  EXPECT_EQ(run.release_reason, "attempt complete");
+  ASSERT_TRUE(Eventually(
+      [&] { return Experiment(id).state == ExperimentState::kDone; }));
 }
 
 TEST_F(DispatcherTest, ResultIsStoredWithItsHostSummaryFlagsAndGateWait) {
