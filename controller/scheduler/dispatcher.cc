@@ -537,7 +537,7 @@ void Dispatcher::StartAttempt(Session& session) {
   }
   absl::StatusOr<std::optional<Store::Claim>> claim =
       store_->ClaimNextExperiment(session.hello.agent_id, session.hello.labels,
-                                  token, seed, clock_->Now());
+                                  token, seed, {}, clock_->Now());
   if (!claim.ok()) {
     spdlog::error("could not claim work for agent {}: {}",
                   session.hello.agent_id, claim.status().ToString());

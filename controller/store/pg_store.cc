@@ -1473,7 +1473,8 @@ absl::StatusOr<std::vector<ExperimentRecord>> PgStore::ListExperiments(
 absl::StatusOr<std::optional<Store::Claim>> PgStore::ClaimNextExperiment(
     const std::string& agent_id,
     const std::map<std::string, std::string>& agent_labels,
-    const std::string& lease_token, uint64_t seed, absl::Time now) {
+    const std::string& lease_token, uint64_t seed,
+    const std::set<int64_t>& skip_experiment_ids, absl::Time now) {
   RETURN_IF_ERROR(CheckClaimArguments(agent_id, lease_token));
   const char* queued = ExperimentStateName(ExperimentState::kQueued);
   std::optional<Claim> out;
@@ -1484,6 +1485,7 @@ absl::StatusOr<std::optional<Store::Claim>> PgStore::ClaimNextExperiment(
         std::optional<int64_t> chosen;
         for (const pqxx::row& row : txn.Exec(kQueuedExperiments, queued)) {
           const int64_t id = I64(row[0]);
+          if (skip_experiment_ids.contains(id)) continue;
           ASSIGN_OR_RETURN(auto required,
                            LabelsFromJson(Str(row[1]),
                                           "required labels of experiment " +

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <set>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -744,7 +745,8 @@ absl::StatusOr<std::vector<ExperimentRecord>> SqliteStore::ListExperiments(
 absl::StatusOr<std::optional<Store::Claim>> SqliteStore::ClaimNextExperiment(
     const std::string& agent_id,
     const std::map<std::string, std::string>& agent_labels,
-    const std::string& lease_token, uint64_t seed, absl::Time now) {
+    const std::string& lease_token, uint64_t seed,
+    const std::set<int64_t>& skip_experiment_ids, absl::Time now) {
   RETURN_IF_ERROR(CheckClaimArguments(agent_id, lease_token));
   std::optional<Claim> out;
   absl::MutexLock lock(&mu_);
@@ -764,6 +766,7 @@ absl::StatusOr<std::optional<Store::Claim>> SqliteStore::ClaimNextExperiment(
             ASSIGN_OR_RETURN(bool row, queued.Step());
             if (!row) break;
             const int64_t id = queued.Int(0);
+            if (skip_experiment_ids.contains(id)) continue;
             ASSIGN_OR_RETURN(auto required,
                              LabelsFromJson(queued.Text(1),
                                             "required labels of experiment " +

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -188,10 +189,13 @@ class Store {
       int limit) = 0;
 
   // Atomically picks the oldest queued experiment whose required labels are all
-  // present with equal values in `agent_labels`, marks it running, increments
-  // its attempts and creates a running attempt for `agent_id` with
-  // `lease_token` and `seed`. Returns std::nullopt when nothing matches. Two
-  // controllers calling this concurrently never claim the same experiment.
+  // present with equal values in `agent_labels` and whose id is not in
+  // `skip_experiment_ids`, marks it running, increments its attempts and
+  // creates a running attempt for `agent_id` with `lease_token` and `seed`.
+  // Returns std::nullopt when nothing matches. Two controllers calling this
+  // concurrently never claim the same experiment. (The dispatcher skips an
+  // experiment whose host was just not ready, so that another host gets it
+  // first; a later call without it in the set can claim it.)
   struct Claim {
     ExperimentRecord experiment;
     AttemptRecord attempt;
@@ -199,7 +203,8 @@ class Store {
   virtual absl::StatusOr<std::optional<Claim>> ClaimNextExperiment(
       const std::string& agent_id,
       const std::map<std::string, std::string>& agent_labels,
-      const std::string& lease_token, uint64_t seed, absl::Time now) = 0;
+      const std::string& lease_token, uint64_t seed,
+      const std::set<int64_t>& skip_experiment_ids, absl::Time now) = 0;
 
   virtual absl::StatusOr<AttemptRecord> GetAttempt(int64_t attempt_id) = 0;
   virtual absl::StatusOr<std::vector<AttemptRecord>> ListAttempts(
