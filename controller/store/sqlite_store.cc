@@ -1084,28 +1084,25 @@ absl::Status SqliteStore::EndAttempt(int64_t attempt_id, AttemptState state,
         // Only the experiment's live attempt decides its fate.
         if (experiment.state != ExperimentState::kRunning)
           return absl::OkStatus();
-        ExperimentState next = ExperimentState::kFailed;
-        std::string next_reason = reason;
-        if (state == AttemptState::kCancelled) {
-          next = ExperimentState::kCancelled;
-        } else if (state == AttemptState::kLost) {
-          const std::string lost =
-              "attempt " + std::to_string(attempt_id) + " lost (" + reason +
-              "); " + std::to_string(experiment.attempts) + " of " +
-              std::to_string(experiment.max_attempts) + " attempts used";
-          if (experiment.attempts < experiment.max_attempts) {
-            next = ExperimentState::kQueued;
-            next_reason = lost + ", re-queued";
-          } else {
-            next_reason = lost + ", giving up";
-          }
-        }
+        ASSIGN_OR_RETURN(
+            Stmt count,
+            conn.Prepare("SELECT COUNT(*) FILTER (WHERE state = ?), COUNT(*) "
+                         "FROM attempts WHERE experiment_id = ?"));
+        count.BindText(AttemptStateName(AttemptState::kHostNotReady))
+            .BindInt(experiment.id);
+        ASSIGN_OR_RETURN(bool counted, count.Step());
+        if (!counted) return absl::InternalError("COUNT(*) returned no row");
+        AttemptCounts counts;
+        counts.host_not_ready = static_cast<int>(count.Int(0));
+        counts.counted = static_cast<int>(count.Int(1)) - counts.host_not_ready;
+        const ExperimentTransition next =
+            NextExperimentState(experiment, attempt, state, reason, counts);
         ASSIGN_OR_RETURN(
             Stmt update,
             conn.Prepare("UPDATE experiments SET state = ?, state_reason = ?, "
                          "updated_at = ? WHERE id = ?"));
-        update.BindText(ExperimentStateName(next))
-            .BindText(next_reason)
+        update.BindText(ExperimentStateName(next.state))
+            .BindText(next.reason)
             .BindTime(now)
             .BindInt(experiment.id);
         return update.Run();

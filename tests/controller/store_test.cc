@@ -407,7 +407,8 @@ TEST(StoreEnumTest, NamesParseBackToTheSameState) {
   }
   for (AttemptState s :
        {AttemptState::kRunning, AttemptState::kDone, AttemptState::kLost,
-        AttemptState::kFailed, AttemptState::kCancelled}) {
+        AttemptState::kFailed, AttemptState::kCancelled,
+        AttemptState::kHostNotReady}) {
     AttemptState parsed;
     ASSERT_TRUE(ParseAttemptState(AttemptStateName(s), &parsed))
         << AttemptStateName(s);
@@ -423,6 +424,7 @@ TEST(StoreEnumTest, NamesParseBackToTheSameState) {
   }
   EXPECT_STREQ(ExperimentStateName(ExperimentState::kQueued), "queued");
   EXPECT_STREQ(AttemptStateName(AttemptState::kLost), "lost");
+  EXPECT_STREQ(AttemptStateName(AttemptState::kHostNotReady), "host-not-ready");
   EXPECT_STREQ(AgentStateName(AgentState::kQuarantined), "quarantined");
 }
 
@@ -1046,6 +1048,132 @@ TEST_P(ClaimedStoreTest, EndAttemptLostRequeuesUntilMaxAttemptsThenFails) {
   ASSERT_OK_AND_ASSIGN(auto none, store_->ClaimNextExperiment(
                                       "agent-3", {}, "lease-3", 6, {}, kT0));
   EXPECT_FALSE(none.has_value());
+}
+
+TEST_P(ClaimedStoreTest, EndAttemptHostNotReadyRequeuesWithoutUsingAttempts) {
+  // max_attempts is 2 (fixture): host-not-ready, lost, host-not-ready, lost.
+  const absl::Time t1 = kT0 + absl::Minutes(15);
+  ASSERT_OK(store_->EndAttempt(attempt_.id, AttemptState::kHostNotReady,
+                               "CPU at 81 C, at or above the 70 C gate", t1));
+  ASSERT_OK_AND_ASSIGN(auto requeued, store_->GetExperiment(experiment_.id));
+  EXPECT_EQ(requeued.state, ExperimentState::kQueued);
+  EXPECT_EQ(requeued.updated_at, t1);
+  EXPECT_EQ(requeued.state_reason,
+            "attempt " + std::to_string(attempt_.id) +
+                ": host not ready on agent-1 (CPU at 81 C, at or above the 70 "
+                "C gate); re-queued (1 of 20 host-not-ready attempts)");
+  ASSERT_OK_AND_ASSIGN(auto not_ready, store_->GetAttempt(attempt_.id));
+  EXPECT_EQ(not_ready.state, AttemptState::kHostNotReady);
+  EXPECT_EQ(not_ready.reason, "CPU at 81 C, at or above the 70 C gate");
+  EXPECT_EQ(not_ready.ended_at, t1);
+
+  // The first lost attempt is 1 of 2: re-queued, not failed.
+  ASSERT_OK_AND_ASSIGN(auto second, store_->ClaimNextExperiment(
+                                        "agent-2", {}, "lease-2", 2, {}, t1));
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->experiment.attempts, 2);
+  ASSERT_OK(store_->EndAttempt(second->attempt.id, AttemptState::kLost,
+                               "agent silent", t1));
+  ASSERT_OK_AND_ASSIGN(auto after_lost, store_->GetExperiment(experiment_.id));
+  EXPECT_EQ(after_lost.state, ExperimentState::kQueued);
+  EXPECT_THAT(after_lost.state_reason,
+              HasSubstr("1 of 2 attempts used (not counting 1 "
+                        "host-not-ready), re-queued"));
+
+  ASSERT_OK_AND_ASSIGN(auto third, store_->ClaimNextExperiment(
+                                       "agent-1", {}, "lease-3", 3, {}, t1));
+  ASSERT_TRUE(third.has_value());
+  ASSERT_OK(store_->EndAttempt(third->attempt.id, AttemptState::kHostNotReady,
+                               "load 9.5", t1));
+  ASSERT_OK_AND_ASSIGN(auto again, store_->GetExperiment(experiment_.id));
+  EXPECT_EQ(again.state, ExperimentState::kQueued);
+  EXPECT_THAT(again.state_reason,
+              HasSubstr("(2 of 20 host-not-ready attempts)"));
+
+  // The second lost attempt uses up max_attempts.
+  ASSERT_OK_AND_ASSIGN(auto fourth, store_->ClaimNextExperiment(
+                                        "agent-2", {}, "lease-4", 4, {}, t1));
+  ASSERT_TRUE(fourth.has_value());
+  ASSERT_OK(store_->EndAttempt(fourth->attempt.id, AttemptState::kLost,
+                               "agent silent again", t1));
+  ASSERT_OK_AND_ASSIGN(auto failed, store_->GetExperiment(experiment_.id));
+  EXPECT_EQ(failed.state, ExperimentState::kFailed);
+  EXPECT_EQ(failed.attempts, 4);
+  EXPECT_THAT(failed.state_reason,
+              HasSubstr("2 of 2 attempts used (not counting 2 "
+                        "host-not-ready), giving up"));
+
+  ASSERT_OK_AND_ASSIGN(auto attempts, store_->ListAttempts(experiment_.id));
+  ASSERT_EQ(attempts.size(), 4u);
+  EXPECT_EQ(attempts[0].state, AttemptState::kHostNotReady);
+  EXPECT_EQ(attempts[1].state, AttemptState::kLost);
+  EXPECT_EQ(attempts[2].state, AttemptState::kHostNotReady);
+  EXPECT_EQ(attempts[2].reason, "load 9.5");
+  EXPECT_EQ(attempts[3].state, AttemptState::kLost);
+  ASSERT_OK_AND_ASSIGN(auto running, store_->ListRunningAttempts());
+  EXPECT_TRUE(running.empty());
+}
+
+TEST_P(StoreTest, HostNotReadyDoesNotUseUpASingleAttempt) {
+  auto store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  ExperimentRecord in = MakeExperiment("one-try");
+  in.max_attempts = 1;
+  ASSERT_OK_AND_ASSIGN(auto e, store->CreateExperiment(in));
+  ASSERT_OK_AND_ASSIGN(auto first, store->ClaimNextExperiment(
+                                       "agent-1", {}, "tok-1", 1, {}, kT0));
+  ASSERT_TRUE(first.has_value());
+  ASSERT_OK(store->EndAttempt(first->attempt.id, AttemptState::kHostNotReady,
+                              "busy", kT0));
+  ASSERT_OK_AND_ASSIGN(auto queued, store->GetExperiment(e.id));
+  EXPECT_EQ(queued.state, ExperimentState::kQueued);
+
+  ASSERT_OK_AND_ASSIGN(auto second, store->ClaimNextExperiment(
+                                        "agent-2", {}, "tok-2", 2, {}, kT0));
+  ASSERT_TRUE(second.has_value());
+  ASSERT_OK(store->EndAttempt(second->attempt.id, AttemptState::kLost,
+                              "agent silent", kT0));
+  ASSERT_OK_AND_ASSIGN(auto failed, store->GetExperiment(e.id));
+  EXPECT_EQ(failed.state, ExperimentState::kFailed);
+  EXPECT_THAT(failed.state_reason, HasSubstr("1 of 1 attempts used"));
+}
+
+TEST_P(StoreTest, HostNotReadyFailsTheExperimentAtItsCapSayingWhatToDo) {
+  auto store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK_AND_ASSIGN(auto e, store->CreateExperiment(MakeExperiment("hot")));
+  for (int i = 1; i <= kMaxHostNotReadyAttempts; ++i) {
+    const std::string agent = "host-" + std::to_string(i % 3);
+    ASSERT_OK_AND_ASSIGN(auto claim, store->ClaimNextExperiment(
+                                         agent, {}, "tok-" + std::to_string(i),
+                                         i, {}, kT0 + absl::Minutes(i)));
+    ASSERT_TRUE(claim.has_value()) << "claim " << i;
+    ASSERT_EQ(claim->experiment.id, e.id);
+    ASSERT_OK(store->EndAttempt(claim->attempt.id, AttemptState::kHostNotReady,
+                                "GPU 0 at 63 C", kT0 + absl::Minutes(i)));
+    ASSERT_OK_AND_ASSIGN(auto after, store->GetExperiment(e.id));
+    if (i < kMaxHostNotReadyAttempts) {
+      ASSERT_EQ(after.state, ExperimentState::kQueued) << "attempt " << i;
+      continue;
+    }
+    EXPECT_EQ(after.state, ExperimentState::kFailed);
+    EXPECT_EQ(after.attempts, kMaxHostNotReadyAttempts);
+    EXPECT_THAT(after.state_reason,
+                HasSubstr("attempt " + std::to_string(claim->attempt.id) +
+                          ": host not ready on " + agent + " (GPU 0 at 63 C)"));
+    EXPECT_THAT(after.state_reason,
+                HasSubstr("no host became ready after 20 host-not-ready "
+                          "attempts"));
+    EXPECT_THAT(after.state_reason, HasSubstr("gates.max_wait"));
+  }
+  ASSERT_OK_AND_ASSIGN(
+      auto none, store->ClaimNextExperiment("host-0", {}, "tok-x", 0, {}, kT0));
+  EXPECT_FALSE(none.has_value());
+  ASSERT_OK_AND_ASSIGN(auto attempts, store->ListAttempts(e.id));
+  ASSERT_EQ(attempts.size(), static_cast<size_t>(kMaxHostNotReadyAttempts));
+  for (const AttemptRecord& a : attempts) {
+    EXPECT_EQ(a.state, AttemptState::kHostNotReady) << "attempt " << a.id;
+  }
 }
 
 TEST_P(ClaimedStoreTest, EndAttemptFailedFailsExperimentWithoutRetry) {
