@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -94,8 +95,9 @@ std::string Gib(int64_t bytes) {
       "%.1f GiB", static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
 }
 
-// `show ID --env`: what one attempt ran on, one readable block.
-std::string EnvironmentBlock(const v1::Attempt& a) {
+// One attempt on one line: its agent, its outcome ("host-not-ready", "lost",
+// ...) with the reason, and when it started.
+std::string AttemptHeadline(const v1::Attempt& a) {
   std::string out = absl::StrFormat("Attempt %d · agent %s · %s", a.id(),
                                     a.agent_id(), a.state());
   if (!a.reason().empty()) absl::StrAppend(&out, " (", a.reason(), ")");
@@ -106,6 +108,12 @@ std::string EnvironmentBlock(const v1::Attempt& a) {
                          absl::FromUnixMillis(a.started_at_unix_ms()),
                          absl::UTCTimeZone()));
   }
+  return out;
+}
+
+// `show ID --env`: what one attempt ran on, one readable block.
+std::string EnvironmentBlock(const v1::Attempt& a) {
+  std::string out = AttemptHeadline(a);
   absl::StrAppend(&out, "\n");
   const nlohmann::json env =
       nlohmann::json::parse(a.environment_json(), nullptr, false);
@@ -236,6 +244,18 @@ std::string ProgressLine(const v1::Experiment& e) {
 
 bool IsFinal(const std::string& state) {
   return state == "done" || state == "failed" || state == "cancelled";
+}
+
+// `list`'s last column: why an experiment is back in the queue (a lost
+// attempt, a host that was not ready) or why it ended without a report. A
+// running or done experiment may still carry the reason of an earlier
+// re-queue, which no longer describes it, so it shows none.
+std::string ListNote(const v1::Experiment& e) {
+  if (e.state() == "queued" || e.state() == "failed" ||
+      e.state() == "cancelled") {
+    return e.state_reason();
+  }
+  return "";
 }
 
 // Follows an experiment until it ends; prints progress to stderr, the report to
@@ -528,6 +548,10 @@ int RunCli(int argc, char** argv) {
         "Experiment %d (number %03d): %s\nState: %s%s\nAttempts: %d\n", e.id(),
         e.number(), e.name(), e.state(),
         e.state_reason().empty() ? "" : " — " + e.state_reason(), e.attempts());
+    // Each attempt's outcome: a lost or host-not-ready attempt says why here,
+    // even after a later attempt replaced the experiment's state reason.
+    for (const v1::Attempt& a : e.attempt_list())
+      std::cout << "  " << AttemptHeadline(a) << "\n";
     if (!IsFinal(e.state()) && e.progress().runs_total() > 0) {
       std::cout << "Progress: " << ProgressLine(e) << "\n";
     }
@@ -545,16 +569,18 @@ int RunCli(int argc, char** argv) {
       std::cout << ToJson(resp) << "\n";
       return kExitOk;
     }
-    std::cout << absl::StrFormat("%-6s %-5s %-28s %-10s %-14s %s\n", "ID",
-                                 "NUM", "NAME", "STATE", "PROGRESS", "UPDATED");
+    std::cout << absl::StrFormat("%-6s %-5s %-28s %-10s %-14s %-9s %s\n", "ID",
+                                 "NUM", "NAME", "STATE", "PROGRESS", "UPDATED",
+                                 "NOTE");
     for (const v1::Experiment& e : resp.experiments()) {
       std::string progress = e.progress().runs_total() > 0
                                  ? absl::StrCat(e.progress().runs_done(), "/",
                                                 e.progress().runs_total())
                                  : "-";
-      std::cout << absl::StrFormat("%-6d %03d   %-28s %-10s %-14s %s\n", e.id(),
-                                   e.number(), e.name(), e.state(), progress,
-                                   Age(e.updated_at_unix_ms()));
+      const std::string line = absl::StrFormat(
+          "%-6d %03d   %-28s %-10s %-14s %-9s %s", e.id(), e.number(), e.name(),
+          e.state(), progress, Age(e.updated_at_unix_ms()), ListNote(e));
+      std::cout << absl::StripTrailingAsciiWhitespace(line) << "\n";
     }
     return kExitOk;
   }

@@ -561,10 +561,9 @@ void Dispatcher::StartAttempt(Session& session) {
     for (char c : bytes) seed = (seed << 8) | static_cast<unsigned char>(c);
   }
   absl::StatusOr<std::optional<Store::Claim>> claim =
-      store_->ClaimNextExperiment(session.hello.agent_id, session.hello.labels,
-                                  token, seed,
-                                  NotReadyHere(session.hello.agent_id),
-                                  clock_->Now());
+      store_->ClaimNextExperiment(
+          session.hello.agent_id, session.hello.labels, token, seed,
+          NotReadyHere(session.hello.agent_id), clock_->Now());
   if (!claim.ok()) {
     spdlog::error("could not claim work for agent {}: {}",
                   session.hello.agent_id, claim.status().ToString());

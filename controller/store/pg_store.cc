@@ -866,6 +866,12 @@ constexpr Query kInsertVerdict{
 constexpr Query kEndAttempt{
     "bf_end_attempt",
     "UPDATE attempts SET state = $1, reason = $2, ended_at = $3 WHERE id = $4"};
+// An experiment's attempts: how many are in state $1 (host-not-ready), and
+// how many in all (EndAttempt's AttemptCounts).
+constexpr Query kCountAttempts{
+    "bf_count_attempts",
+    "SELECT COUNT(*) FILTER (WHERE state = $1), COUNT(*) FROM attempts "
+    "WHERE experiment_id = $2"};
 constexpr Query kSetExperimentState{
     "bf_set_experiment_state",
     "UPDATE experiments SET state = $1, state_reason = $2, updated_at = $3 "
@@ -1473,7 +1479,8 @@ absl::StatusOr<std::vector<ExperimentRecord>> PgStore::ListExperiments(
 absl::StatusOr<std::optional<Store::Claim>> PgStore::ClaimNextExperiment(
     const std::string& agent_id,
     const std::map<std::string, std::string>& agent_labels,
-    const std::string& lease_token, uint64_t seed, absl::Time now) {
+    const std::string& lease_token, uint64_t seed,
+    const std::set<int64_t>& skip_experiment_ids, absl::Time now) {
   RETURN_IF_ERROR(CheckClaimArguments(agent_id, lease_token));
   const char* queued = ExperimentStateName(ExperimentState::kQueued);
   std::optional<Claim> out;
@@ -1484,6 +1491,7 @@ absl::StatusOr<std::optional<Store::Claim>> PgStore::ClaimNextExperiment(
         std::optional<int64_t> chosen;
         for (const pqxx::row& row : txn.Exec(kQueuedExperiments, queued)) {
           const int64_t id = I64(row[0]);
+          if (skip_experiment_ids.contains(id)) continue;
           ASSIGN_OR_RETURN(auto required,
                            LabelsFromJson(Str(row[1]),
                                           "required labels of experiment " +
@@ -1723,24 +1731,17 @@ absl::Status PgStore::EndAttempt(int64_t attempt_id, AttemptState state,
         if (experiment.state != ExperimentState::kRunning) {
           return absl::OkStatus();
         }
-        ExperimentState next = ExperimentState::kFailed;
-        std::string next_reason = reason;
-        if (state == AttemptState::kCancelled) {
-          next = ExperimentState::kCancelled;
-        } else if (state == AttemptState::kLost) {
-          const std::string lost =
-              "attempt " + std::to_string(attempt_id) + " lost (" + reason +
-              "); " + std::to_string(experiment.attempts) + " of " +
-              std::to_string(experiment.max_attempts) + " attempts used";
-          if (experiment.attempts < experiment.max_attempts) {
-            next = ExperimentState::kQueued;
-            next_reason = lost + ", re-queued";
-          } else {
-            next_reason = lost + ", giving up";
-          }
-        }
-        txn.Exec(kSetExperimentState, ExperimentStateName(next), next_reason,
-                 now_us, experiment.id);
+        const pqxx::result count = txn.Exec(
+            kCountAttempts, AttemptStateName(AttemptState::kHostNotReady),
+            experiment.id);
+        AttemptCounts counts;
+        counts.host_not_ready = static_cast<int>(I64(count[0][0]));
+        counts.counted =
+            static_cast<int>(I64(count[0][1])) - counts.host_not_ready;
+        const ExperimentTransition next =
+            NextExperimentState(experiment, attempt, state, reason, counts);
+        txn.Exec(kSetExperimentState, ExperimentStateName(next.state),
+                 next.reason, now_us, experiment.id);
         return absl::OkStatus();
       });
 }

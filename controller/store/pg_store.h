@@ -46,6 +46,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -133,7 +134,8 @@ class PgStore : public Store {
   absl::StatusOr<std::optional<Claim>> ClaimNextExperiment(
       const std::string& agent_id,
       const std::map<std::string, std::string>& agent_labels,
-      const std::string& lease_token, uint64_t seed, absl::Time now) override;
+      const std::string& lease_token, uint64_t seed,
+      const std::set<int64_t>& skip_experiment_ids, absl::Time now) override;
   absl::StatusOr<AttemptRecord> GetAttempt(int64_t attempt_id) override;
   absl::StatusOr<std::vector<AttemptRecord>> ListAttempts(
       int64_t experiment_id) override;

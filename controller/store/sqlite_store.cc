@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <set>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -744,7 +745,8 @@ absl::StatusOr<std::vector<ExperimentRecord>> SqliteStore::ListExperiments(
 absl::StatusOr<std::optional<Store::Claim>> SqliteStore::ClaimNextExperiment(
     const std::string& agent_id,
     const std::map<std::string, std::string>& agent_labels,
-    const std::string& lease_token, uint64_t seed, absl::Time now) {
+    const std::string& lease_token, uint64_t seed,
+    const std::set<int64_t>& skip_experiment_ids, absl::Time now) {
   RETURN_IF_ERROR(CheckClaimArguments(agent_id, lease_token));
   std::optional<Claim> out;
   absl::MutexLock lock(&mu_);
@@ -764,6 +766,7 @@ absl::StatusOr<std::optional<Store::Claim>> SqliteStore::ClaimNextExperiment(
             ASSIGN_OR_RETURN(bool row, queued.Step());
             if (!row) break;
             const int64_t id = queued.Int(0);
+            if (skip_experiment_ids.contains(id)) continue;
             ASSIGN_OR_RETURN(auto required,
                              LabelsFromJson(queued.Text(1),
                                             "required labels of experiment " +
@@ -1081,28 +1084,25 @@ absl::Status SqliteStore::EndAttempt(int64_t attempt_id, AttemptState state,
         // Only the experiment's live attempt decides its fate.
         if (experiment.state != ExperimentState::kRunning)
           return absl::OkStatus();
-        ExperimentState next = ExperimentState::kFailed;
-        std::string next_reason = reason;
-        if (state == AttemptState::kCancelled) {
-          next = ExperimentState::kCancelled;
-        } else if (state == AttemptState::kLost) {
-          const std::string lost =
-              "attempt " + std::to_string(attempt_id) + " lost (" + reason +
-              "); " + std::to_string(experiment.attempts) + " of " +
-              std::to_string(experiment.max_attempts) + " attempts used";
-          if (experiment.attempts < experiment.max_attempts) {
-            next = ExperimentState::kQueued;
-            next_reason = lost + ", re-queued";
-          } else {
-            next_reason = lost + ", giving up";
-          }
-        }
+        ASSIGN_OR_RETURN(
+            Stmt count,
+            conn.Prepare("SELECT COUNT(*) FILTER (WHERE state = ?), COUNT(*) "
+                         "FROM attempts WHERE experiment_id = ?"));
+        count.BindText(AttemptStateName(AttemptState::kHostNotReady))
+            .BindInt(experiment.id);
+        ASSIGN_OR_RETURN(bool counted, count.Step());
+        if (!counted) return absl::InternalError("COUNT(*) returned no row");
+        AttemptCounts counts;
+        counts.host_not_ready = static_cast<int>(count.Int(0));
+        counts.counted = static_cast<int>(count.Int(1)) - counts.host_not_ready;
+        const ExperimentTransition next =
+            NextExperimentState(experiment, attempt, state, reason, counts);
         ASSIGN_OR_RETURN(
             Stmt update,
             conn.Prepare("UPDATE experiments SET state = ?, state_reason = ?, "
                          "updated_at = ? WHERE id = ?"));
-        update.BindText(ExperimentStateName(next))
-            .BindText(next_reason)
+        update.BindText(ExperimentStateName(next.state))
+            .BindText(next.reason)
             .BindTime(now)
             .BindInt(experiment.id);
         return update.Run();

@@ -16,6 +16,7 @@
 #define BENCHFLEET_CONTROLLER_STORE_SQLITE_STORE_H_
 
 #include <memory>
+#include <set>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -79,7 +80,8 @@ class SqliteStore : public Store {
   absl::StatusOr<std::optional<Claim>> ClaimNextExperiment(
       const std::string& agent_id,
       const std::map<std::string, std::string>& agent_labels,
-      const std::string& lease_token, uint64_t seed, absl::Time now) override;
+      const std::string& lease_token, uint64_t seed,
+      const std::set<int64_t>& skip_experiment_ids, absl::Time now) override;
   absl::StatusOr<AttemptRecord> GetAttempt(int64_t attempt_id) override;
   absl::StatusOr<std::vector<AttemptRecord>> ListAttempts(
       int64_t experiment_id) override;

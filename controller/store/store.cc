@@ -26,8 +26,8 @@ bool ParseByName(std::string_view name, const char* const (&names)[N],
 // declarations in store.h.
 constexpr const char* kExperimentStateNames[] = {"queued", "running", "done",
                                                  "failed", "cancelled"};
-constexpr const char* kAttemptStateNames[] = {"running", "done", "lost",
-                                              "failed", "cancelled"};
+constexpr const char* kAttemptStateNames[] = {
+    "running", "done", "lost", "failed", "cancelled", "host-not-ready"};
 constexpr const char* kAgentStateNames[] = {"idle", "busy", "draining",
                                             "quarantined", "offline"};
 

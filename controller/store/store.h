@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +25,9 @@
 namespace benchfleet {
 
 enum class ExperimentState { kQueued, kRunning, kDone, kFailed, kCancelled };
+// kHostNotReady: the agent's host gates (cooldown, temperatures, load,
+// competing processes) were not met within the spec's gates.max_wait, so
+// nothing was measured; never a verdict (DESIGN.md §4).
 enum class AttemptState {
   kRunning,
   kDone,
@@ -33,7 +37,16 @@ enum class AttemptState {
   kHostNotReady
 };
 
+// How many host-not-ready attempts an experiment may have before it fails.
+// They are counted apart from max_attempts (the cap for lost attempts): a host
+// that is busy or hot says nothing about the experiment, and a fleet of
+// several hosts needs room to try each more than once, while an experiment
+// whose gates no host can meet must still end, with a reason, rather than
+// circle the queue forever.
+inline constexpr int kMaxHostNotReadyAttempts = 20;
+
 const char* ExperimentStateName(ExperimentState s);  // "queued", "running", ...
+// "running", "done", "lost", "failed", "cancelled", "host-not-ready".
 const char* AttemptStateName(AttemptState s);
 bool ParseExperimentState(std::string_view name, ExperimentState* out);
 bool ParseAttemptState(std::string_view name, AttemptState* out);
@@ -50,8 +63,11 @@ struct ExperimentRecord {
   std::string spec_path;     // display path of the spec (for messages)
   std::string workdir;       // absolute work directory on the agent host
   std::map<std::string, std::string> required_labels;
-  int attempts = 0;      // attempts started so far
-  int max_attempts = 3;  // lost attempts are retried up to this many in total
+  int attempts = 0;  // attempts started so far
+  // Attempts that did not end host-not-ready are retried (after being lost)
+  // up to this many in total; host-not-ready attempts have their own cap,
+  // kMaxHostNotReadyAttempts.
+  int max_attempts = 3;
   std::string submitted_by;
   absl::Time created_at = absl::UnixEpoch();
   absl::Time updated_at = absl::UnixEpoch();
@@ -195,10 +211,13 @@ class Store {
       int limit) = 0;
 
   // Atomically picks the oldest queued experiment whose required labels are all
-  // present with equal values in `agent_labels`, marks it running, increments
-  // its attempts and creates a running attempt for `agent_id` with
-  // `lease_token` and `seed`. Returns std::nullopt when nothing matches. Two
-  // controllers calling this concurrently never claim the same experiment.
+  // present with equal values in `agent_labels` and whose id is not in
+  // `skip_experiment_ids`, marks it running, increments its attempts and
+  // creates a running attempt for `agent_id` with `lease_token` and `seed`.
+  // Returns std::nullopt when nothing matches. Two controllers calling this
+  // concurrently never claim the same experiment. (The dispatcher skips an
+  // experiment whose host was just not ready, so that another host gets it
+  // first; a later call without it in the set can claim it.)
   struct Claim {
     ExperimentRecord experiment;
     AttemptRecord attempt;
@@ -206,7 +225,8 @@ class Store {
   virtual absl::StatusOr<std::optional<Claim>> ClaimNextExperiment(
       const std::string& agent_id,
       const std::map<std::string, std::string>& agent_labels,
-      const std::string& lease_token, uint64_t seed, absl::Time now) = 0;
+      const std::string& lease_token, uint64_t seed,
+      const std::set<int64_t>& skip_experiment_ids, absl::Time now) = 0;
 
   virtual absl::StatusOr<AttemptRecord> GetAttempt(int64_t attempt_id) = 0;
   virtual absl::StatusOr<std::vector<AttemptRecord>> ListAttempts(
@@ -233,9 +253,16 @@ class Store {
       int64_t attempt_id, const std::string& lease_token,
       const std::string& report_json, const std::string& report_text,
       const std::vector<VerdictRecord>& verdicts, absl::Time now) = 0;
-  // Ends an attempt as failed/cancelled/lost with a reason. For kLost, the
-  // experiment goes back to kQueued when attempts < max_attempts, else kFailed;
-  // for kFailed the experiment becomes kFailed; for kCancelled, kCancelled.
+  // Ends an attempt as lost/host-not-ready/failed/cancelled with a reason; if
+  // it was the experiment's live attempt (the experiment is running), the
+  // experiment's next state is NextExperimentState's (store_checks.h):
+  // - kLost: back to kQueued while the attempts that were not host-not-ready
+  //   number fewer than max_attempts, else kFailed;
+  // - kHostNotReady: back to kQueued until the experiment has
+  //   kMaxHostNotReadyAttempts host-not-ready attempts, then kFailed; these
+  //   attempts never count toward max_attempts;
+  // - kFailed: kFailed; kCancelled: kCancelled.
+  // InvalidArgument for another `state`; NotFound for an unknown attempt.
   // No-op (OK) if the attempt already ended.
   virtual absl::Status EndAttempt(int64_t attempt_id, AttemptState state,
                                   const std::string& reason,

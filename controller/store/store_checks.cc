@@ -29,15 +29,66 @@ absl::Status CheckClaimArguments(const std::string& agent_id,
 }
 
 absl::Status CheckEndState(int64_t attempt_id, AttemptState state) {
-  if (state != AttemptState::kLost && state != AttemptState::kFailed &&
-      state != AttemptState::kCancelled) {
+  if (state != AttemptState::kLost && state != AttemptState::kHostNotReady &&
+      state != AttemptState::kFailed && state != AttemptState::kCancelled) {
     return absl::InvalidArgumentError(
-        std::string(
-            "EndAttempt ends an attempt as lost, failed or cancelled, not ") +
+        std::string("EndAttempt ends an attempt as lost, host-not-ready, "
+                    "failed or cancelled, not ") +
         AttemptStateName(state) + " (attempt " + std::to_string(attempt_id) +
         "); use CompleteExperiment for a finished attempt");
   }
   return absl::OkStatus();
+}
+
+ExperimentTransition NextExperimentState(const ExperimentRecord& experiment,
+                                         const AttemptRecord& attempt,
+                                         AttemptState ended,
+                                         const std::string& reason,
+                                         const AttemptCounts& counts) {
+  const std::string why = reason.empty() ? "" : " (" + reason + ")";
+  const std::string which = "attempt " + std::to_string(attempt.id);
+  switch (ended) {
+    case AttemptState::kLost: {
+      std::string text =
+          which + " lost" + why + "; " + std::to_string(counts.counted) +
+          " of " + std::to_string(experiment.max_attempts) + " attempts used";
+      if (counts.host_not_ready > 0) {
+        text += " (not counting " + std::to_string(counts.host_not_ready) +
+                " host-not-ready)";
+      }
+      if (counts.counted < experiment.max_attempts) {
+        return {ExperimentState::kQueued, text + ", re-queued"};
+      }
+      return {ExperimentState::kFailed, text + ", giving up"};
+    }
+    case AttemptState::kHostNotReady: {
+      const std::string text =
+          which + ": host not ready on " + attempt.agent_id + why;
+      if (counts.host_not_ready < kMaxHostNotReadyAttempts) {
+        return {ExperimentState::kQueued,
+                text + "; re-queued (" + std::to_string(counts.host_not_ready) +
+                    " of " + std::to_string(kMaxHostNotReadyAttempts) +
+                    " host-not-ready attempts)"};
+      }
+      return {ExperimentState::kFailed,
+              text + "; no host became ready after " +
+                  std::to_string(counts.host_not_ready) +
+                  " host-not-ready attempts, giving up: check what holds the "
+                  "hosts back (their gates: cooldown, temperatures, load, "
+                  "competing processes; `benchfleet show " +
+                  std::to_string(experiment.id) +
+                  "` lists each attempt's reason) or raise gates.max_wait in "
+                  "the spec, then submit it again"};
+    }
+    case AttemptState::kCancelled:
+      return {ExperimentState::kCancelled, reason};
+    case AttemptState::kFailed:
+    case AttemptState::kRunning:
+    case AttemptState::kDone:
+      break;
+  }
+  // kFailed; kRunning and kDone never get here (CheckEndState).
+  return {ExperimentState::kFailed, reason};
 }
 
 absl::Status CheckVerdictBelongs(const VerdictRecord& verdict,

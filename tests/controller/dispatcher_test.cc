@@ -741,9 +741,9 @@ TEST_F(DispatcherTest, HostNotReadyRequeuesToAnotherAgentWithoutAVerdict) {
   ASSERT_TRUE(Eventually([&] {
     return Attempt(lease.attempt_id).state == AttemptState::kHostNotReady;
   }));
-  EXPECT_THAT(Attempt(lease.attempt_id).reason,
-              AllOf(HasSubstr("host not ready before measure"),
-                    HasSubstr("81.0 °C")));
+  EXPECT_THAT(
+      Attempt(lease.attempt_id).reason,
+      AllOf(HasSubstr("host not ready before measure"), HasSubstr("81.0 °C")));
   // The other agent gets it, and measures it to a verdict.
   const Msg second = LeaseAndAccept(cool);
   EXPECT_NE(second.attempt_id, lease.attempt_id);
@@ -760,6 +760,11 @@ TEST_F(DispatcherTest, HostNotReadyRequeuesToAnotherAgentWithoutAVerdict) {
 }
 
 TEST_F(DispatcherTest, HostNotReadyOnTheOnlyAgentIsRetriedThereLater) {
+  // Shorter than the lease timeout, so that stepping the clock past it does
+  // not also make the agent silent.
+  dispatcher_.reset();
+  options_.not_ready_retry_after = absl::Seconds(5);
+  StartDispatcher();
   SimAgent only{"agent-only", {}};
   ConnectAndWelcome(only);
   const int64_t id = Submit();

@@ -218,7 +218,7 @@ class HistoryFileTest : public ::testing::Test {
     ASSERT_TRUE(e.ok()) << e.status();
     auto claim = store.ClaimNextExperiment(
         text.empty() ? "a" : text, in.required_labels, "tok-" + name,
-        ~uint64_t{0}, created + absl::Microseconds(1));
+        ~uint64_t{0}, {}, created + absl::Microseconds(1));
     ASSERT_TRUE(claim.ok() && claim->has_value());
     nlohmann::json env;
     env["hostname"] = "box";

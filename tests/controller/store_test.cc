@@ -407,7 +407,8 @@ TEST(StoreEnumTest, NamesParseBackToTheSameState) {
   }
   for (AttemptState s :
        {AttemptState::kRunning, AttemptState::kDone, AttemptState::kLost,
-        AttemptState::kFailed, AttemptState::kCancelled}) {
+        AttemptState::kFailed, AttemptState::kCancelled,
+        AttemptState::kHostNotReady}) {
     AttemptState parsed;
     ASSERT_TRUE(ParseAttemptState(AttemptStateName(s), &parsed))
         << AttemptStateName(s);
@@ -423,6 +424,7 @@ TEST(StoreEnumTest, NamesParseBackToTheSameState) {
   }
   EXPECT_STREQ(ExperimentStateName(ExperimentState::kQueued), "queued");
   EXPECT_STREQ(AttemptStateName(AttemptState::kLost), "lost");
+  EXPECT_STREQ(AttemptStateName(AttemptState::kHostNotReady), "host-not-ready");
   EXPECT_STREQ(AgentStateName(AgentState::kQuarantined), "quarantined");
 }
 
@@ -563,7 +565,7 @@ TEST_P(StoreTest, ClaimPicksOldestQueuedExperimentWhoseLabelsAreASubset) {
                                                       {"gpu", "a100"}};
 
   ASSERT_OK_AND_ASSIGN(
-      auto first, store->ClaimNextExperiment("agent-1", cpu_box, "tok-1", 7,
+      auto first, store->ClaimNextExperiment("agent-1", cpu_box, "tok-1", 7, {},
                                              kT0 + absl::Seconds(1)));
   ASSERT_TRUE(first.has_value());
   EXPECT_EQ(first->experiment.id, any.id);
@@ -578,20 +580,21 @@ TEST_P(StoreTest, ClaimPicksOldestQueuedExperimentWhoseLabelsAreASubset) {
   EXPECT_EQ(first->attempt.started_at, kT0 + absl::Seconds(1));
   EXPECT_EQ(first->attempt.ended_at, absl::UnixEpoch());
 
-  ASSERT_OK_AND_ASSIGN(auto second, store->ClaimNextExperiment(
-                                        "agent-1", cpu_box, "tok-2", 8, kT0));
+  ASSERT_OK_AND_ASSIGN(
+      auto second,
+      store->ClaimNextExperiment("agent-1", cpu_box, "tok-2", 8, {}, kT0));
   ASSERT_TRUE(second.has_value());
   EXPECT_EQ(second->experiment.id, linux_only.id);
 
   // gpu=h100 is required and the agent offers gpu=a100: a label with another
   // value is no match.
-  ASSERT_OK_AND_ASSIGN(auto none, store->ClaimNextExperiment("agent-1", cpu_box,
-                                                             "tok-3", 9, kT0));
+  ASSERT_OK_AND_ASSIGN(auto none, store->ClaimNextExperiment(
+                                      "agent-1", cpu_box, "tok-3", 9, {}, kT0));
   EXPECT_FALSE(none.has_value());
 
   ASSERT_OK_AND_ASSIGN(auto h100,
                        store->ClaimNextExperiment("agent-2", {{"gpu", "h100"}},
-                                                  "tok-4", 10, kT0));
+                                                  "tok-4", 10, {}, kT0));
   ASSERT_TRUE(h100.has_value());
   EXPECT_EQ(h100->experiment.id, needs_h100.id);
 
@@ -604,8 +607,8 @@ TEST_P(StoreTest, ClaimPicksOldestQueuedExperimentWhoseLabelsAreASubset) {
 TEST_P(StoreTest, ClaimOnEmptyQueueReturnsNullopt) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
-  ASSERT_OK_AND_ASSIGN(auto claim,
-                       store->ClaimNextExperiment("agent", {}, "tok", 1, kT0));
+  ASSERT_OK_AND_ASSIGN(
+      auto claim, store->ClaimNextExperiment("agent", {}, "tok", 1, {}, kT0));
   EXPECT_FALSE(claim.has_value());
 }
 
@@ -615,10 +618,10 @@ TEST_P(StoreTest, ClaimWithReusedLeaseTokenFailsAndLeavesExperimentQueued) {
   ASSERT_OK(store->CreateExperiment(MakeExperiment("one")).status());
   ASSERT_OK_AND_ASSIGN(auto two,
                        store->CreateExperiment(MakeExperiment("two")));
-  ASSERT_OK_AND_ASSIGN(auto first,
-                       store->ClaimNextExperiment("agent", {}, "same", 1, kT0));
+  ASSERT_OK_AND_ASSIGN(
+      auto first, store->ClaimNextExperiment("agent", {}, "same", 1, {}, kT0));
   ASSERT_TRUE(first.has_value());
-  auto again = store->ClaimNextExperiment("agent", {}, "same", 2, kT0);
+  auto again = store->ClaimNextExperiment("agent", {}, "same", 2, {}, kT0);
   EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists)
       << again.status();
   // The experiment update was rolled back with the failed attempt insert.
@@ -632,10 +635,43 @@ TEST_P(StoreTest, ClaimWithReusedLeaseTokenFailsAndLeavesExperimentQueued) {
 TEST_P(StoreTest, ClaimRejectsEmptyAgentIdOrLeaseToken) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->ClaimNextExperiment("", {}, "tok", 1, kT0).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(store->ClaimNextExperiment("agent", {}, "", 1, kT0).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      store->ClaimNextExperiment("", {}, "tok", 1, {}, kT0).status().code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      store->ClaimNextExperiment("agent", {}, "", 1, {}, kT0).status().code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
+TEST_P(StoreTest, ClaimPassesOverSkippedExperimentsWhichStayClaimable) {
+  auto store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK_AND_ASSIGN(auto first,
+                       store->CreateExperiment(MakeExperiment("first")));
+  ASSERT_OK_AND_ASSIGN(auto second,
+                       store->CreateExperiment(MakeExperiment("second")));
+  const std::set<int64_t> skip = {first.id, second.id + 1000};
+
+  ASSERT_OK_AND_ASSIGN(auto claim, store->ClaimNextExperiment(
+                                       "agent-1", {}, "tok-1", 1, skip, kT0));
+  ASSERT_TRUE(claim.has_value());
+  EXPECT_EQ(claim->experiment.id, second.id);
+  // Only the skipped one is left: nothing for this caller, and it is
+  // untouched.
+  ASSERT_OK_AND_ASSIGN(auto none, store->ClaimNextExperiment(
+                                      "agent-1", {}, "tok-2", 2, skip, kT0));
+  EXPECT_FALSE(none.has_value());
+  ASSERT_OK_AND_ASSIGN(auto skipped, store->GetExperiment(first.id));
+  EXPECT_EQ(skipped.state, ExperimentState::kQueued);
+  EXPECT_EQ(skipped.attempts, 0);
+  ASSERT_OK_AND_ASSIGN(auto attempts, store->ListAttempts(first.id));
+  EXPECT_TRUE(attempts.empty());
+
+  // A call that does not skip it claims it.
+  ASSERT_OK_AND_ASSIGN(auto later, store->ClaimNextExperiment(
+                                       "agent-2", {}, "tok-3", 3, {}, kT0));
+  ASSERT_TRUE(later.has_value());
+  EXPECT_EQ(later->experiment.id, first.id);
 }
 
 // Claims until the queue is empty from `threads` threads per store; returns
@@ -654,7 +690,7 @@ std::vector<int64_t> ClaimAllConcurrently(const std::vector<Store*>& stores,
           const std::string token =
               "tok-" + std::to_string(slot) + "-" + std::to_string(n);
           auto claim = stores[s]->ClaimNextExperiment(
-              "agent-" + std::to_string(slot), {}, token, slot, kT0);
+              "agent-" + std::to_string(slot), {}, token, slot, {}, kT0);
           if (!claim.ok()) {
             ADD_FAILURE() << claim.status();
             return;
@@ -769,8 +805,9 @@ class ClaimedStoreTest : public StoreTest {
     ExperimentRecord in = MakeExperiment("claimed");
     in.max_attempts = 2;
     ASSERT_OK_AND_ASSIGN(experiment_, store_->CreateExperiment(in));
-    ASSERT_OK_AND_ASSIGN(auto claim, store_->ClaimNextExperiment(
-                                         "agent-1", {}, "lease-1", 99, kT0));
+    ASSERT_OK_AND_ASSIGN(
+        auto claim,
+        store_->ClaimNextExperiment("agent-1", {}, "lease-1", 99, {}, kT0));
     ASSERT_TRUE(claim.has_value());
     attempt_ = claim->attempt;
   }
@@ -857,7 +894,7 @@ TEST_P(ClaimedStoreTest,
   // The experiment was re-queued and leased again: the new lease works, the old
   // one does not.
   ASSERT_OK_AND_ASSIGN(auto claim, store_->ClaimNextExperiment(
-                                       "agent-2", {}, "lease-2", 1, kT0));
+                                       "agent-2", {}, "lease-2", 1, {}, kT0));
   ASSERT_TRUE(claim.has_value());
   EXPECT_EQ(store_->RecordStepResult(MakeStep(claim->attempt.id, 0), "lease-1")
                 .status()
@@ -992,7 +1029,7 @@ TEST_P(ClaimedStoreTest, EndAttemptLostRequeuesUntilMaxAttemptsThenFails) {
   EXPECT_EQ(lost.ended_at, kT0);
 
   ASSERT_OK_AND_ASSIGN(auto claim, store_->ClaimNextExperiment(
-                                       "agent-2", {}, "lease-2", 5, kT0));
+                                       "agent-2", {}, "lease-2", 5, {}, kT0));
   ASSERT_TRUE(claim.has_value());
   EXPECT_EQ(claim->experiment.id, experiment_.id);
   EXPECT_EQ(claim->experiment.attempts, 2);
@@ -1008,9 +1045,135 @@ TEST_P(ClaimedStoreTest, EndAttemptLostRequeuesUntilMaxAttemptsThenFails) {
   ASSERT_EQ(attempts.size(), 2u);
   EXPECT_EQ(attempts[0].state, AttemptState::kLost);
   EXPECT_EQ(attempts[1].state, AttemptState::kLost);
-  ASSERT_OK_AND_ASSIGN(
-      auto none, store_->ClaimNextExperiment("agent-3", {}, "lease-3", 6, kT0));
+  ASSERT_OK_AND_ASSIGN(auto none, store_->ClaimNextExperiment(
+                                      "agent-3", {}, "lease-3", 6, {}, kT0));
   EXPECT_FALSE(none.has_value());
+}
+
+TEST_P(ClaimedStoreTest, EndAttemptHostNotReadyRequeuesWithoutUsingAttempts) {
+  // max_attempts is 2 (fixture): host-not-ready, lost, host-not-ready, lost.
+  const absl::Time t1 = kT0 + absl::Minutes(15);
+  ASSERT_OK(store_->EndAttempt(attempt_.id, AttemptState::kHostNotReady,
+                               "CPU at 81 C, at or above the 70 C gate", t1));
+  ASSERT_OK_AND_ASSIGN(auto requeued, store_->GetExperiment(experiment_.id));
+  EXPECT_EQ(requeued.state, ExperimentState::kQueued);
+  EXPECT_EQ(requeued.updated_at, t1);
+  EXPECT_EQ(requeued.state_reason,
+            "attempt " + std::to_string(attempt_.id) +
+                ": host not ready on agent-1 (CPU at 81 C, at or above the 70 "
+                "C gate); re-queued (1 of 20 host-not-ready attempts)");
+  ASSERT_OK_AND_ASSIGN(auto not_ready, store_->GetAttempt(attempt_.id));
+  EXPECT_EQ(not_ready.state, AttemptState::kHostNotReady);
+  EXPECT_EQ(not_ready.reason, "CPU at 81 C, at or above the 70 C gate");
+  EXPECT_EQ(not_ready.ended_at, t1);
+
+  // The first lost attempt is 1 of 2: re-queued, not failed.
+  ASSERT_OK_AND_ASSIGN(auto second, store_->ClaimNextExperiment(
+                                        "agent-2", {}, "lease-2", 2, {}, t1));
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->experiment.attempts, 2);
+  ASSERT_OK(store_->EndAttempt(second->attempt.id, AttemptState::kLost,
+                               "agent silent", t1));
+  ASSERT_OK_AND_ASSIGN(auto after_lost, store_->GetExperiment(experiment_.id));
+  EXPECT_EQ(after_lost.state, ExperimentState::kQueued);
+  EXPECT_THAT(after_lost.state_reason,
+              HasSubstr("1 of 2 attempts used (not counting 1 "
+                        "host-not-ready), re-queued"));
+
+  ASSERT_OK_AND_ASSIGN(auto third, store_->ClaimNextExperiment(
+                                       "agent-1", {}, "lease-3", 3, {}, t1));
+  ASSERT_TRUE(third.has_value());
+  ASSERT_OK(store_->EndAttempt(third->attempt.id, AttemptState::kHostNotReady,
+                               "load 9.5", t1));
+  ASSERT_OK_AND_ASSIGN(auto again, store_->GetExperiment(experiment_.id));
+  EXPECT_EQ(again.state, ExperimentState::kQueued);
+  EXPECT_THAT(again.state_reason,
+              HasSubstr("(2 of 20 host-not-ready attempts)"));
+
+  // The second lost attempt uses up max_attempts.
+  ASSERT_OK_AND_ASSIGN(auto fourth, store_->ClaimNextExperiment(
+                                        "agent-2", {}, "lease-4", 4, {}, t1));
+  ASSERT_TRUE(fourth.has_value());
+  ASSERT_OK(store_->EndAttempt(fourth->attempt.id, AttemptState::kLost,
+                               "agent silent again", t1));
+  ASSERT_OK_AND_ASSIGN(auto failed, store_->GetExperiment(experiment_.id));
+  EXPECT_EQ(failed.state, ExperimentState::kFailed);
+  EXPECT_EQ(failed.attempts, 4);
+  EXPECT_THAT(failed.state_reason,
+              HasSubstr("2 of 2 attempts used (not counting 2 "
+                        "host-not-ready), giving up"));
+
+  ASSERT_OK_AND_ASSIGN(auto attempts, store_->ListAttempts(experiment_.id));
+  ASSERT_EQ(attempts.size(), 4u);
+  EXPECT_EQ(attempts[0].state, AttemptState::kHostNotReady);
+  EXPECT_EQ(attempts[1].state, AttemptState::kLost);
+  EXPECT_EQ(attempts[2].state, AttemptState::kHostNotReady);
+  EXPECT_EQ(attempts[2].reason, "load 9.5");
+  EXPECT_EQ(attempts[3].state, AttemptState::kLost);
+  ASSERT_OK_AND_ASSIGN(auto running, store_->ListRunningAttempts());
+  EXPECT_TRUE(running.empty());
+}
+
+TEST_P(StoreTest, HostNotReadyDoesNotUseUpASingleAttempt) {
+  auto store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  ExperimentRecord in = MakeExperiment("one-try");
+  in.max_attempts = 1;
+  ASSERT_OK_AND_ASSIGN(auto e, store->CreateExperiment(in));
+  ASSERT_OK_AND_ASSIGN(auto first, store->ClaimNextExperiment(
+                                       "agent-1", {}, "tok-1", 1, {}, kT0));
+  ASSERT_TRUE(first.has_value());
+  ASSERT_OK(store->EndAttempt(first->attempt.id, AttemptState::kHostNotReady,
+                              "busy", kT0));
+  ASSERT_OK_AND_ASSIGN(auto queued, store->GetExperiment(e.id));
+  EXPECT_EQ(queued.state, ExperimentState::kQueued);
+
+  ASSERT_OK_AND_ASSIGN(auto second, store->ClaimNextExperiment(
+                                        "agent-2", {}, "tok-2", 2, {}, kT0));
+  ASSERT_TRUE(second.has_value());
+  ASSERT_OK(store->EndAttempt(second->attempt.id, AttemptState::kLost,
+                              "agent silent", kT0));
+  ASSERT_OK_AND_ASSIGN(auto failed, store->GetExperiment(e.id));
+  EXPECT_EQ(failed.state, ExperimentState::kFailed);
+  EXPECT_THAT(failed.state_reason, HasSubstr("1 of 1 attempts used"));
+}
+
+TEST_P(StoreTest, HostNotReadyFailsTheExperimentAtItsCapSayingWhatToDo) {
+  auto store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK_AND_ASSIGN(auto e, store->CreateExperiment(MakeExperiment("hot")));
+  for (int i = 1; i <= kMaxHostNotReadyAttempts; ++i) {
+    const std::string agent = "host-" + std::to_string(i % 3);
+    ASSERT_OK_AND_ASSIGN(auto claim, store->ClaimNextExperiment(
+                                         agent, {}, "tok-" + std::to_string(i),
+                                         i, {}, kT0 + absl::Minutes(i)));
+    ASSERT_TRUE(claim.has_value()) << "claim " << i;
+    ASSERT_EQ(claim->experiment.id, e.id);
+    ASSERT_OK(store->EndAttempt(claim->attempt.id, AttemptState::kHostNotReady,
+                                "GPU 0 at 63 C", kT0 + absl::Minutes(i)));
+    ASSERT_OK_AND_ASSIGN(auto after, store->GetExperiment(e.id));
+    if (i < kMaxHostNotReadyAttempts) {
+      ASSERT_EQ(after.state, ExperimentState::kQueued) << "attempt " << i;
+      continue;
+    }
+    EXPECT_EQ(after.state, ExperimentState::kFailed);
+    EXPECT_EQ(after.attempts, kMaxHostNotReadyAttempts);
+    EXPECT_THAT(after.state_reason,
+                HasSubstr("attempt " + std::to_string(claim->attempt.id) +
+                          ": host not ready on " + agent + " (GPU 0 at 63 C)"));
+    EXPECT_THAT(after.state_reason,
+                HasSubstr("no host became ready after 20 host-not-ready "
+                          "attempts"));
+    EXPECT_THAT(after.state_reason, HasSubstr("gates.max_wait"));
+  }
+  ASSERT_OK_AND_ASSIGN(
+      auto none, store->ClaimNextExperiment("host-0", {}, "tok-x", 0, {}, kT0));
+  EXPECT_FALSE(none.has_value());
+  ASSERT_OK_AND_ASSIGN(auto attempts, store->ListAttempts(e.id));
+  ASSERT_EQ(attempts.size(), static_cast<size_t>(kMaxHostNotReadyAttempts));
+  for (const AttemptRecord& a : attempts) {
+    EXPECT_EQ(a.state, AttemptState::kHostNotReady) << "attempt " << a.id;
+  }
 }
 
 TEST_P(ClaimedStoreTest, EndAttemptFailedFailsExperimentWithoutRetry) {
@@ -1019,8 +1182,8 @@ TEST_P(ClaimedStoreTest, EndAttemptFailedFailsExperimentWithoutRetry) {
   ASSERT_OK_AND_ASSIGN(auto experiment, store_->GetExperiment(experiment_.id));
   EXPECT_EQ(experiment.state, ExperimentState::kFailed);
   EXPECT_EQ(experiment.state_reason, "setup exited 1");
-  ASSERT_OK_AND_ASSIGN(
-      auto none, store_->ClaimNextExperiment("agent-2", {}, "lease-2", 1, kT0));
+  ASSERT_OK_AND_ASSIGN(auto none, store_->ClaimNextExperiment(
+                                      "agent-2", {}, "lease-2", 1, {}, kT0));
   EXPECT_FALSE(none.has_value());
 }
 
@@ -1074,8 +1237,8 @@ TEST_P(StoreTest, CancelQueuedExperimentMakesItUnclaimable) {
   EXPECT_EQ(got.state, ExperimentState::kCancelled);
   EXPECT_EQ(got.state_reason, "submitted by mistake");
   EXPECT_EQ(got.updated_at, kT0 + absl::Seconds(3));
-  ASSERT_OK_AND_ASSIGN(auto claim,
-                       store->ClaimNextExperiment("agent", {}, "tok", 1, kT0));
+  ASSERT_OK_AND_ASSIGN(
+      auto claim, store->ClaimNextExperiment("agent", {}, "tok", 1, {}, kT0));
   EXPECT_FALSE(claim.has_value());
 }
 
@@ -1272,7 +1435,7 @@ TEST_P(StoreTest, HostileStringsRoundTripUnchangedThroughEveryTextField) {
     EXPECT_EQ(created.number, 1);
 
     ASSERT_OK_AND_ASSIGN(auto claim,
-                         store->ClaimNextExperiment(h, labels, h, i, kT0));
+                         store->ClaimNextExperiment(h, labels, h, i, {}, kT0));
     ASSERT_TRUE(claim.has_value());
     ASSERT_EQ(claim->experiment.id, created.id);
     const int64_t attempt_id = claim->attempt.id;
@@ -1344,8 +1507,8 @@ TEST_P(StoreTest, HostileStringsRoundTripUnchangedThroughEveryTextField) {
   EXPECT_EQ(agents.size(), hostile.size());
   // Reasons also reach attempts verbatim (EndAttempt).
   ASSERT_OK_AND_ASSIGN(auto e, store->CreateExperiment(MakeExperiment("end")));
-  ASSERT_OK_AND_ASSIGN(
-      auto claim, store->ClaimNextExperiment("agent", {}, "end-tok", 1, kT0));
+  ASSERT_OK_AND_ASSIGN(auto claim, store->ClaimNextExperiment(
+                                       "agent", {}, "end-tok", 1, {}, kT0));
   ASSERT_TRUE(claim.has_value());
   ASSERT_OK(store->EndAttempt(claim->attempt.id, AttemptState::kFailed,
                               hostile[2], kT0));
@@ -1366,7 +1529,7 @@ TEST_P(StoreTest, SeedsRoundTripAcrossTheWholeUint64Range) {
     ASSERT_OK_AND_ASSIGN(
         auto claim,
         store->ClaimNextExperiment("agent", {}, "tok-" + std::to_string(i),
-                                   seeds[i], kT0));
+                                   seeds[i], {}, kT0));
     ASSERT_TRUE(claim.has_value());
     EXPECT_EQ(claim->attempt.seed, seeds[i]);
     ASSERT_OK_AND_ASSIGN(auto attempt, store->GetAttempt(claim->attempt.id));
@@ -1387,8 +1550,8 @@ TEST_P(StoreTest, ReopenAfterCloseKeepsAllData) {
     ASSERT_NE(store, nullptr);
     ASSERT_OK(store->CreateExperiment(MakeExperiment("one", "c")).status());
     ASSERT_OK(store->CreateExperiment(MakeExperiment("two", "c")).status());
-    ASSERT_OK_AND_ASSIGN(auto claim,
-                         store->ClaimNextExperiment("a1", {}, "tok", 3, kT0));
+    ASSERT_OK_AND_ASSIGN(
+        auto claim, store->ClaimNextExperiment("a1", {}, "tok", 3, {}, kT0));
     ASSERT_TRUE(claim.has_value());
     attempt_id = claim->attempt.id;
     ASSERT_OK(store->RecordStepResult(MakeStep(attempt_id, 0), "tok").status());
@@ -1503,8 +1666,8 @@ TEST_P(StoreTest, OpenMigratesFromEmptyAndFromEveryEarlierVersion) {
       ASSERT_OK_AND_ASSIGN(int version, SchemaVersionOf(*old));
       ASSERT_EQ(version, from);
       ASSERT_OK(old->CreateExperiment(MakeExperiment("old", "c")).status());
-      ASSERT_OK_AND_ASSIGN(auto claim,
-                           old->ClaimNextExperiment("a", {}, "tok", 1, kT0));
+      ASSERT_OK_AND_ASSIGN(
+          auto claim, old->ClaimNextExperiment("a", {}, "tok", 1, {}, kT0));
       ASSERT_TRUE(claim.has_value());
       attempt_id = claim->attempt.id;
       // Written by a store at the old schema: the host fields it cannot
@@ -1734,7 +1897,7 @@ int64_t CompleteOne(Store& store, const std::string& name,
   auto e = store.CreateExperiment(in);
   EXPECT_TRUE(e.ok()) << e.status();
   if (!e.ok()) return 0;
-  auto claim = store.ClaimNextExperiment("agent-1", {}, token, 7, created);
+  auto claim = store.ClaimNextExperiment("agent-1", {}, token, 7, {}, created);
   EXPECT_TRUE(claim.ok() && claim->has_value());
   if (!claim.ok() || !claim->has_value()) return 0;
   EXPECT_TRUE(
@@ -1775,7 +1938,7 @@ TEST_P(StoreTest, CreateExperimentStoresIdeaAndDiscardedBefore) {
   ASSERT_EQ(listed.size(), 1u);
   EXPECT_EQ(listed[0].idea, "mpt-hash-caching");
   ASSERT_OK_AND_ASSIGN(auto claim,
-                       store->ClaimNextExperiment("a", {}, "t", 1, kT0));
+                       store->ClaimNextExperiment("a", {}, "t", 1, {}, kT0));
   ASSERT_TRUE(claim.has_value());
   EXPECT_EQ(claim->experiment.discarded_before,
             "DISCARDed before: experiment 003");
@@ -1972,7 +2135,7 @@ TEST_P(StoreTest, ImportHistoryIsAllOrNothing) {
   // with an existing lease token) stores nothing of the first either.
   ASSERT_OK(store->CreateExperiment(MakeExperiment("blocker")).status());
   ASSERT_OK_AND_ASSIGN(auto claim, store->ClaimNextExperiment(
-                                       "a", {}, "imported:second", 1, kT0));
+                                       "a", {}, "imported:second", 1, {}, kT0));
   ASSERT_TRUE(claim.has_value());
   HistoryEntry second = entries[0];
   second.experiment.origin = "second";
@@ -2267,7 +2430,7 @@ TEST_F(PgStoreTest, ClaimSkipsAnExperimentAnotherControllerHasLocked) {
     if (!holding) absl::SleepFor(absl::Milliseconds(20));
   }
   const absl::Time start = absl::Now();
-  auto claim = store->ClaimNextExperiment("a", {}, "tok-1", 1, kT0);
+  auto claim = store->ClaimNextExperiment("a", {}, "tok-1", 1, {}, kT0);
   const absl::Duration took = absl::Now() - start;
   holder.join();
   ASSERT_TRUE(holding);
@@ -2277,8 +2440,8 @@ TEST_F(PgStoreTest, ClaimSkipsAnExperimentAnotherControllerHasLocked) {
   EXPECT_LT(took, absl::Seconds(3));
   ASSERT_TRUE(claim->has_value());
   EXPECT_EQ((*claim)->experiment.id, second.id);
-  ASSERT_OK_AND_ASSIGN(auto later,
-                       store->ClaimNextExperiment("a", {}, "tok-2", 2, kT0));
+  ASSERT_OK_AND_ASSIGN(
+      auto later, store->ClaimNextExperiment("a", {}, "tok-2", 2, {}, kT0));
   ASSERT_TRUE(later.has_value());
   EXPECT_EQ(later->experiment.id, first.id);
 }
@@ -2292,7 +2455,7 @@ TEST_F(PgStoreTest, SurvivesAnImmediateRestartBetweenTwoCalls) {
   ASSERT_NE(other, nullptr);
   ASSERT_OK(store->CreateExperiment(MakeExperiment("e")).status());
   ASSERT_OK_AND_ASSIGN(auto claim,
-                       store->ClaimNextExperiment("a", {}, "tok", 1, kT0));
+                       store->ClaimNextExperiment("a", {}, "tok", 1, {}, kT0));
   ASSERT_TRUE(claim.has_value());
   const int64_t attempt = claim->attempt.id;
   for (int seq = 0; seq < 5; ++seq) {
@@ -2333,8 +2496,8 @@ TEST_F(PgStoreTest, WritersLoseNothingAcknowledgedAcrossAnImmediateRestart) {
   for (int w = 0; w < kWriters; ++w) {
     ASSERT_OK(store->CreateExperiment(MakeExperiment("e")).status());
     const std::string token = "tok-" + std::to_string(w);
-    ASSERT_OK_AND_ASSIGN(auto claim,
-                         store->ClaimNextExperiment("a", {}, token, w, kT0));
+    ASSERT_OK_AND_ASSIGN(
+        auto claim, store->ClaimNextExperiment("a", {}, token, w, {}, kT0));
     ASSERT_TRUE(claim.has_value());
     attempts.push_back(claim->attempt.id);
   }
@@ -2422,7 +2585,7 @@ TEST_F(PgStoreTest, InDoubtCommitThatAbortedIsRunAgain) {
   ASSERT_NE(store, nullptr);
   ASSERT_OK(store->CreateExperiment(MakeExperiment("e")).status());
   ASSERT_OK_AND_ASSIGN(auto claim,
-                       store->ClaimNextExperiment("a", {}, "tok", 1, kT0));
+                       store->ClaimNextExperiment("a", {}, "tok", 1, {}, kT0));
   ASSERT_TRUE(claim.has_value());
   // Every step result now makes COMMIT wait a second.
   ASSERT_OK(cluster_
@@ -2465,7 +2628,7 @@ TEST(PgStoreInDoubtTest, InDoubtCommitThatCommittedIsNotRunAgain) {
   ASSERT_OK_AND_ASSIGN(auto store, PgStore::Open(options));
   ASSERT_OK(store->CreateExperiment(MakeExperiment("e")).status());
   ASSERT_OK_AND_ASSIGN(auto claim,
-                       store->ClaimNextExperiment("a", {}, "tok", 1, kT0));
+                       store->ClaimNextExperiment("a", {}, "tok", 1, {}, kT0));
   ASSERT_TRUE(claim.has_value());
 
   ASSERT_OK(
@@ -2517,8 +2680,8 @@ TEST_F(PgStoreTest, GrafanaReadsDocumentedViewsThroughAReadOnlyRole) {
   auto store = OpenOrDie(url_);
   ASSERT_NE(store, nullptr);
   ASSERT_OK(store->CreateExperiment(MakeExperiment("sort", "q3")).status());
-  ASSERT_OK_AND_ASSIGN(auto claim,
-                       store->ClaimNextExperiment("host-a", {}, "tok", 1, kT0));
+  ASSERT_OK_AND_ASSIGN(
+      auto claim, store->ClaimNextExperiment("host-a", {}, "tok", 1, {}, kT0));
   ASSERT_TRUE(claim.has_value());
   const int64_t attempt = claim->attempt.id;
   for (int seq = 0; seq < 3; ++seq) {  // wall 1.000000, 1.000001, 1.000002 ms
