@@ -261,22 +261,34 @@ std::string AttemptDriver::Where(const Pending& p) const {
   return w;
 }
 
+double AttemptDriver::PooledSlowestRatio() const {
+  std::vector<std::vector<double>> by_input;
+  for (const auto& [input, walls] : baseline_kill_walls_)
+    by_input.push_back(walls);
+  return verdict::PooledSlowestRatio(by_input);
+}
+
+bool AttemptDriver::HostQuietBetween(int64_t first, int64_t second) const {
+  bool between = false;
+  for (auto it = baseline_trace_.rbegin();
+       it != baseline_trace_.rend() && it->seq > first; ++it) {
+    between = between || it->seq < second;
+    // Was this baseline run itself beyond what the rest of the baseline on
+    // its input allows? Then the host was disturbed around then.
+    std::vector<double> others = BaselineWalls(it->input);
+    auto self = std::find(others.begin(), others.end(), it->wall_ns);
+    if (self != others.end()) others.erase(self);
+    const std::optional<double> bound =
+        verdict::KillBoundNs(others, spec_.verdict.kill_factor);
+    if (it->flagged || (bound && it->wall_ns > *bound)) return false;
+  }
+  return between;
+}
+
 std::vector<double> AttemptDriver::BaselineWalls(
     const std::string& input) const {
-  // Warmups count here: they are runs of the same program on the same input,
-  // usually slower (cold), so they only widen the baseline's spread and make
-  // the KILL bound more conservative, and they let it exist early enough to
-  // stop a slow candidate within a few runs.
-  std::vector<double> walls;
-  if (auto w = baseline_warmup_walls_.find(input);
-      w != baseline_warmup_walls_.end()) {
-    walls = w->second;
-  }
-  auto it = samples_.find({spec_.baseline().name, input});
-  if (it == samples_.end()) return walls;
-  for (const Sample& s : it->second)
-    walls.push_back(static_cast<double>(s.wall_ns));
-  return walls;
+  auto it = baseline_kill_walls_.find(input);
+  return it == baseline_kill_walls_.end() ? std::vector<double>{} : it->second;
 }
 
 PlannedStep AttemptDriver::Materialize(const Pending& p) {
@@ -319,7 +331,8 @@ PlannedStep AttemptDriver::Materialize(const Pending& p) {
       }
       if (p.variant != spec_.baseline().name) {
         step.timeout = verdict::CandidateDeadline(
-            BaselineWalls(p.input), spec_.verdict.kill_factor, spec_.timeout);
+            BaselineWalls(p.input), spec_.verdict.kill_factor, spec_.timeout,
+            PooledSlowestRatio());
       }
       break;
     }
@@ -424,12 +437,15 @@ void AttemptDriver::OnResult(const StepOutcome& o) {
     // The KILL rule judges every run the candidate completed or was stopped
     // in, with the baseline as it is now.
     KillRecord rec;
+    rec.seq = o.seq;
     rec.input = p.input;
     rec.kind = p.kind;
     rec.run.wall_ns = static_cast<double>(o.wall_ns);
-    // The agent stops a run at its deadline: min(kill bound, timeout).
+    // The agent stops a run at its deadline: min(kill bound, timeout). One
+    // stopped at the bound of its time is judged like any run, against the
+    // bound the baseline gives now: a burst that slowed it may have slowed
+    // the baseline's runs since, and widened the bound.
     rec.run.hit_absolute_timeout = o.timed_out && p.deadline >= spec_.timeout;
-    rec.run.stopped_at_bound = o.timed_out && p.deadline < spec_.timeout;
     rec.run.host_flagged = !o.host_flags.empty();
     variants_[p.variant].runs.push_back(std::move(rec));
     CheckKill(p.variant);
@@ -457,13 +473,19 @@ void AttemptDriver::OnResult(const StepOutcome& o) {
     if (is_baseline) return FailAttempt(std::move(reason));
     return Reject(p.variant, std::move(reason));
   }
-  if (spec_.compare != CompareMode::kNone)
-    digests_[{p.variant, p.input}].insert(o.output_digest);
-  if (p.kind == StepKind::kWarmup && is_baseline && o.host_flags.empty()) {
-    baseline_warmup_walls_[p.input].push_back(static_cast<double>(o.wall_ns));
+  if (is_baseline) {
+    // Every completed baseline run is evidence of what the host does to this
+    // program — warmups, flagged and re-measured runs included: they can only
+    // widen the KILL bound. Each one may decide a KILL that was waiting for
+    // it, or turn a candidate run that looked slow into one within the bound.
+    baseline_kill_walls_[p.input].push_back(static_cast<double>(o.wall_ns));
+    baseline_trace_.push_back({o.seq, p.input, static_cast<double>(o.wall_ns),
+                               !o.host_flags.empty()});
     for (size_t vi = 1; vi < spec_.variants.size(); ++vi)
       CheckKill(spec_.variants[vi].name);
   }
+  if (spec_.compare != CompareMode::kNone)
+    digests_[{p.variant, p.input}].insert(o.output_digest);
   if (p.kind != StepKind::kMeasure) return;
   std::string why;
   std::optional<double> value = PrimaryValue(o, &why);
@@ -491,12 +513,6 @@ void AttemptDriver::OnResult(const StepOutcome& o) {
   }
   samples_[{p.variant, p.input}].push_back(
       {*value, o.wall_ns, false, o.output_digest});
-  if (is_baseline) {
-    // A new baseline run moves every candidate's bound on this input: runs
-    // not judged before (too few baseline runs) may count now.
-    for (size_t vi = 1; vi < spec_.variants.size(); ++vi)
-      CheckKill(spec_.variants[vi].name);
-  }
 }
 
 AttemptDriver::Judgement AttemptDriver::Judge(const KillRecord& r) const {
@@ -505,7 +521,8 @@ AttemptDriver::Judgement AttemptDriver::Judge(const KillRecord& r) const {
   if (r.run.host_flagged) return Judgement::kNeutral;
   const std::vector<double> base = BaselineWalls(r.input);
   if (base.size() < verdict::kKillMinBaselineRuns) return Judgement::kPending;
-  return verdict::CountsTowardKill(r.run, base, spec_.verdict.kill_factor)
+  return verdict::CountsTowardKill(r.run, base, spec_.verdict.kill_factor,
+                                   PooledSlowestRatio())
              ? Judgement::kCounts
              : Judgement::kClear;
 }
@@ -513,24 +530,51 @@ AttemptDriver::Judgement AttemptDriver::Judge(const KillRecord& r) const {
 void AttemptDriver::CheckKill(const std::string& variant) {
   VariantState& vs = variants_[variant];
   if (vs.killed || vs.rejected) return;
-  // The last two runs that are evidence, newest first. A run that cannot be
-  // judged yet (its input's baseline has too few runs) holds the decision
-  // back: it may turn out to be within the bound and break the streak.
-  std::vector<const KillRecord*> judged;
-  for (auto it = vs.runs.rbegin(); it != vs.runs.rend() && judged.size() < 2;
-       ++it) {
-    switch (Judge(*it)) {
-      case Judgement::kNeutral:
-        continue;
-      case Judgement::kPending:
-      case Judgement::kClear:
-        return;
-      case Judgement::kCounts:
-        judged.push_back(&*it);
-        break;
+  // The current streak of runs that count, newest first (flagged runs are
+  // skipped: no evidence either way). A run that cannot be judged yet (its
+  // input's baseline has too few runs) holds the decision back: it may turn
+  // out to be within the bound and break the streak.
+  std::vector<const KillRecord*> streak;
+  for (auto it = vs.runs.rbegin(); it != vs.runs.rend(); ++it) {
+    const Judgement j = Judge(*it);
+    if (j == Judgement::kNeutral) continue;
+    if (j == Judgement::kPending) return;
+    if (j == Judgement::kClear) break;
+    streak.push_back(&*it);
+  }
+  if (streak.size() < 2) return;
+  // Two in a row; a hang needs nothing more. Otherwise the host was quiet
+  // around them: the baseline ran between two of the streak's runs, and none
+  // of its runs since the older one was itself beyond the bound the rest of
+  // the baseline allows, or flagged. A burst that slows two candidate runs
+  // slows the baseline run between them too.
+  const KillRecord* pair[2] = {nullptr, nullptr};  // newer, older
+  for (size_t k = 0; k + 1 < streak.size(); ++k) {
+    if ((streak[k]->run.hit_absolute_timeout &&
+         streak[k + 1]->run.hit_absolute_timeout) ||
+        HostQuietBetween(streak[k + 1]->seq, streak[k]->seq)) {
+      pair[0] = streak[k];
+      pair[1] = streak[k + 1];
+      break;
     }
   }
-  if (judged.size() < 2) return;
+  if (pair[0] == nullptr) return;
+  // And the candidate is slow as a rule, not only twice: the median over its
+  // runs so far of run / baseline median on that run's input is past
+  // kill_factor. A copy of the baseline caught twice by bursts is not.
+  if (!pair[1]->run.hit_absolute_timeout) {
+    std::vector<double> ratios;
+    for (const KillRecord& r : vs.runs) {
+      if (r.run.host_flagged) continue;
+      const std::vector<double> base = BaselineWalls(r.input);
+      if (base.size() < verdict::kKillMinBaselineRuns) continue;
+      ratios.push_back(r.run.wall_ns / stats::Median(base));
+    }
+    if (ratios.empty() || stats::Median(ratios) <= spec_.verdict.kill_factor) {
+      return;
+    }
+  }
+  const KillRecord* judged[2] = {streak[0], pair[1]};
   vs.killed = true;
   // What the abort saves: the planned warmup and measured runs the candidate
   // has not run, at no less than its own observed time each.
@@ -557,15 +601,20 @@ void AttemptDriver::CheckKill(const std::string& variant) {
         "robust sigma)",
         last.input, FormatValue(last.run.wall_ns, MetricUnit::kNanoseconds),
         FormatValue(stats::Median(base), MetricUnit::kNanoseconds),
-        FormatValue(*verdict::KillBoundNs(base, spec_.verdict.kill_factor),
+        FormatValue(*verdict::KillBoundNs(base, spec_.verdict.kill_factor,
+                                          PooledSlowestRatio()),
                     MetricUnit::kNanoseconds),
         spec_.verdict.kill_factor);
   }
-  vs.kill_reason = absl::StrFormat(
-      "%s; its remaining %d planned run(s) were aborted, saving about %s", why,
-      vs.kill_skipped_runs,
-      FormatValue(static_cast<double>(vs.kill_saved_ns),
-                  MetricUnit::kNanoseconds));
+  vs.kill_reason =
+      vs.kill_skipped_runs == 0
+          ? absl::StrCat(why, "; no planned run was left to skip")
+          : absl::StrFormat(
+                "%s; its remaining %d planned run(s) were aborted, saving "
+                "about %s",
+                why, vs.kill_skipped_runs,
+                FormatValue(static_cast<double>(vs.kill_saved_ns),
+                            MetricUnit::kNanoseconds));
 }
 
 int AttemptDriver::MaxReruns() const {

@@ -168,6 +168,7 @@ class AttemptDriver {
   };
   // One of a candidate's warmup or measured runs, as the KILL rule sees it.
   struct KillRecord {
+    int64_t seq = 0;  // execution order
     std::string input;
     StepKind kind = StepKind::kMeasure;
     verdict::KillRun run;
@@ -197,9 +198,15 @@ class AttemptDriver {
                    const std::vector<std::string>& variants,
                    const std::vector<std::string>& inputs);
   PlannedStep Materialize(const Pending& p);
-  // The baseline's wall times on `input` so far, warmups included: the KILL
-  // bound's evidence.
+  // The baseline's wall times on `input` so far (every completed run): the
+  // KILL bound's evidence.
   std::vector<double> BaselineWalls(const std::string& input) const;
+  // verdict::PooledSlowestRatio over the baseline's inputs so far.
+  double PooledSlowestRatio() const;
+  // Whether the baseline ran between steps `first` and `second`, and none of
+  // its runs since `first` was flagged or beyond the bound the rest of its
+  // input's runs give.
+  bool HostQuietBetween(int64_t first, int64_t second) const;
   std::optional<double> PrimaryValue(const StepOutcome& o,
                                      std::string* why) const;
   // The baseline's measured values per input (the sample verdicts use).
@@ -258,8 +265,17 @@ class AttemptDriver {
   std::map<std::string, VariantState> variants_;
   // (variant, input) -> measured samples, in execution order.
   std::map<std::pair<std::string, std::string>, std::vector<Sample>> samples_;
-  // input -> wall times of the baseline's warmup runs (for the KILL bound).
-  std::map<std::string, std::vector<double>> baseline_warmup_walls_;
+  // input -> wall times of every completed baseline run (warmups, flagged
+  // and re-measured runs too): the KILL bound's evidence.
+  std::map<std::string, std::vector<double>> baseline_kill_walls_;
+  // Completed baseline warmup and measured runs, in execution order.
+  struct BaselineRun {
+    int64_t seq = 0;
+    std::string input;
+    double wall_ns = 0;
+    bool flagged = false;
+  };
+  std::vector<BaselineRun> baseline_trace_;
   std::optional<history::BaselineReference> reference_;
   bool drift_checked_ = false;
   // input -> baseline values of the re-measure block.

@@ -238,10 +238,20 @@ void Dispatcher::OnConnected(std::shared_ptr<AgentLink> link,
       if (!reattached->sent.empty()) {
         // The orders may have been lost with the old stream; the agent
         // de-duplicates by step_seq and resends a result it already has.
+        std::vector<int64_t> revoked;
         for (const auto& [seq, sent] : reattached->sent) {
-          if (sent.revoked) continue;
+          if (sent.revoked) {
+            revoked.push_back(seq);
+            continue;
+          }
           link->SendStep(reattached->attempt.id,
                          reattached->attempt.lease_token, sent.step);
+        }
+        // A revocation may have been lost with the old stream too.
+        if (!revoked.empty()) {
+          link->SendRevoke(reattached->attempt.id,
+                           reattached->attempt.lease_token, revoked,
+                           "the variant was aborted (KILL or REJECT)");
         }
       } else if (!reattached->lease_accepted) {
         // Its lease reply was lost with the old stream; holding the lease's

@@ -444,11 +444,13 @@ Decision Decide(const CandidateEvidence& evidence,
   }
   // Row 2: deadline.
   if (evidence.killed) {
-    return Finish(std::move(d), Verdict::kKill,
-                  evidence.kill_detail.empty()
-                      ? "hit its deadline twice in a row"
-                      : absl::StrCat("hit its deadline twice in a row: ",
-                                     evidence.kill_detail));
+    return Finish(
+        std::move(d), Verdict::kKill,
+        evidence.kill_detail.empty()
+            ? "two runs in a row were slower than the baseline allows"
+            : absl::StrCat(
+                  "two runs in a row were slower than the baseline allows: ",
+                  evidence.kill_detail));
   }
   if (d.inputs.empty()) {
     return Finish(std::move(d), Verdict::kInconclusive,
@@ -495,33 +497,48 @@ Decision Decide(const CandidateEvidence& evidence,
 }
 
 std::optional<double> KillBoundNs(absl::Span<const double> baseline_wall_ns,
-                                  double kill_factor) {
+                                  double kill_factor,
+                                  double pooled_slowest_ratio) {
   if (baseline_wall_ns.size() < kKillMinBaselineRuns) return std::nullopt;
   const stats::Summary base = stats::Summarize(baseline_wall_ns);
   const double robust_sigma = 1.4826 * base.mad;
+  const double slowest = std::max(base.max, pooled_slowest_ratio * base.median);
   const double spread_bound =
-      base.max + std::max(kKillSpreadSigmas * robust_sigma,
-                          absl::ToDoubleNanoseconds(kKillMinMargin));
+      slowest + std::max(kKillSpreadSigmas * robust_sigma,
+                         absl::ToDoubleNanoseconds(kKillMinMargin));
   return std::max(kill_factor * base.median, spread_bound);
+}
+
+double PooledSlowestRatio(
+    const std::vector<std::vector<double>>& baseline_wall_ns_by_input) {
+  double ratio = 0;
+  for (const std::vector<double>& walls : baseline_wall_ns_by_input) {
+    if (walls.size() < kKillMinBaselineRuns) continue;
+    const double median = stats::Median(walls);
+    if (!(median > 0)) continue;
+    ratio =
+        std::max(ratio, *std::max_element(walls.begin(), walls.end()) / median);
+  }
+  return ratio;
 }
 
 absl::Duration CandidateDeadline(absl::Span<const double> baseline_wall_ns,
                                  double kill_factor,
-                                 absl::Duration absolute_timeout) {
+                                 absl::Duration absolute_timeout,
+                                 double pooled_slowest_ratio) {
   const std::optional<double> bound =
-      KillBoundNs(baseline_wall_ns, kill_factor);
+      KillBoundNs(baseline_wall_ns, kill_factor, pooled_slowest_ratio);
   if (!bound) return absolute_timeout;
   return std::min(absl::Nanoseconds(std::llround(*bound)), absolute_timeout);
 }
 
 bool CountsTowardKill(const KillRun& run,
                       absl::Span<const double> baseline_wall_ns,
-                      double kill_factor) {
+                      double kill_factor, double pooled_slowest_ratio) {
   if (run.hit_absolute_timeout) return true;
   if (run.host_flagged) return false;
-  if (run.stopped_at_bound) return true;
   const std::optional<double> bound =
-      KillBoundNs(baseline_wall_ns, kill_factor);
+      KillBoundNs(baseline_wall_ns, kill_factor, pooled_slowest_ratio);
   return bound.has_value() && run.wall_ns > *bound;
 }
 

@@ -220,10 +220,21 @@ inline constexpr absl::Duration kKillMinMargin = absl::Milliseconds(2);
 inline constexpr size_t kKillMinBaselineRuns = 3;
 
 // The bound above for one input, in nanoseconds: max((a), (b)), given the
-// baseline's measured wall times on that input so far; nullopt with fewer
-// than kKillMinBaselineRuns values.
+// baseline's wall times on that input so far; nullopt with fewer than
+// kKillMinBaselineRuns values. `pooled_slowest_ratio` (0 = none) is the
+// baseline's slowest run relative to its input's median over all its inputs
+// (PooledSlowestRatio): the same program on the same host meets the same
+// disturbances on every input, so a burst the baseline met on one input
+// widens (b) on all of them: the slowest run is taken as at least
+// pooled_slowest_ratio x this input's median.
 std::optional<double> KillBoundNs(absl::Span<const double> baseline_wall_ns,
-                                  double kill_factor);
+                                  double kill_factor,
+                                  double pooled_slowest_ratio = 0);
+
+// max over inputs with at least kKillMinBaselineRuns runs of (slowest run /
+// median); 0 when there is none.
+double PooledSlowestRatio(
+    const std::vector<std::vector<double>>& baseline_wall_ns_by_input);
 
 // The deadline at which the agent stops a candidate run on an input: the kill
 // bound capped at `absolute_timeout`, or `absolute_timeout` while there is no
@@ -231,28 +242,26 @@ std::optional<double> KillBoundNs(absl::Span<const double> baseline_wall_ns,
 // up.
 absl::Duration CandidateDeadline(absl::Span<const double> baseline_wall_ns,
                                  double kill_factor,
-                                 absl::Duration absolute_timeout);
+                                 absl::Duration absolute_timeout,
+                                 double pooled_slowest_ratio = 0);
 
 // One candidate run as the KILL rule sees it.
 struct KillRun {
   double wall_ns = 0;
   bool hit_absolute_timeout = false;  // stopped at the spec's `timeout`
-  // Stopped by the agent at a deadline that was the kill bound of its time
-  // (CandidateDeadline below the absolute timeout): it was beyond the bound
-  // in force, whatever the baseline measured since.
-  bool stopped_at_bound = false;
-  bool host_flagged = false;  // throttled, frequency drop, contended
+  bool host_flagged = false;          // throttled, frequency drop, contended
 };
 
 // Whether `run` counts toward KILL against the baseline's wall times on its
-// input so far (rules (a)-(c) above): a hang always; a flagged run never; a run
-// stopped at its bound, yes; a run that finished, when it is slower than the
-// bound the baseline gives now. Without a bound yet, only a hang counts. Pure;
+// input so far (rules (a)-(c) above): a hang always; a flagged run never;
+// any other run (finished, or stopped by the agent at the bound of its time)
+// when it is slower than the bound the baseline gives now. Without a bound
+// yet, only a hang counts. Pure;
 // used by the attempt driver after every result (a run that finished before
 // the baseline had a bound is judged again once it has one).
 bool CountsTowardKill(const KillRun& run,
                       absl::Span<const double> baseline_wall_ns,
-                      double kill_factor);
+                      double kill_factor, double pooled_slowest_ratio = 0);
 
 }  // namespace benchfleet::verdict
 

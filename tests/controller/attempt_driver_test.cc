@@ -1272,6 +1272,60 @@ TEST(AttemptDriverKillTest, IdenticalCopiesAreNeverKilledAtAnyProgramLength) {
   EXPECT_EQ(trials, 200);
 }
 
+// Bursts of host slowdown (another process, a hypervisor) that slow every
+// run for a few steps by 1.5-3x, unflagged: what a loaded 2-core VM does.
+Agent Bursty(std::map<std::string, int64_t> wall_ns, uint64_t seed) {
+  auto rng = std::make_shared<std::mt19937_64>(seed);
+  auto burst_left = std::make_shared<int>(0);
+  auto burst_factor = std::make_shared<double>(1.0);
+  return [wall_ns = std::move(wall_ns), rng, burst_left,
+          burst_factor](const PlannedStep& step) {
+    std::uniform_real_distribution<double> u(0, 1);
+    if (*burst_left == 0 && u(*rng) < 0.04) {
+      *burst_left = 2 + static_cast<int>(u(*rng) * 5);
+      *burst_factor = 1.5 + 1.5 * u(*rng);
+    }
+    StepOutcome o;
+    o.output_digest = "same";
+    auto it = wall_ns.find(step.variant);
+    const double base =
+        it == wall_ns.end() ? 1e6 : static_cast<double>(it->second);
+    double wall = base * (1.0 + 0.03 * (u(*rng) - 0.5));
+    if (*burst_left > 0) {
+      wall *= *burst_factor;
+      --*burst_left;
+    }
+    o.wall_ns = static_cast<int64_t>(wall);
+    if (absl::Nanoseconds(o.wall_ns) > step.timeout) {
+      o.wall_ns = absl::ToInt64Nanoseconds(step.timeout) + 20'000;
+      o.timed_out = true;
+    }
+    return o;
+  };
+}
+
+TEST(AttemptDriverKillTest, BurstsThatSlowEveryRunNeverKillAnIdenticalCopy) {
+  int trials = 0;
+  for (int64_t wall_us : {500, 5000, 20000}) {
+    for (uint64_t seed = 1; seed <= 60; ++seed) {
+      ExperimentSpec spec = MakeSpec({"copy1", "copy2", "copy3", "copy4"},
+                                     {"a", "b", "c", "d", "e"});
+      spec.warmup = 2;
+      spec.max_runs = 20;
+      std::map<std::string, int64_t> walls;
+      for (const char* v : {"base", "copy1", "copy2", "copy3", "copy4"})
+        walls[v] = wall_us * 1000;
+      const Trace t = DriveSpec(spec, Bursty(walls, seed), seed);
+      for (const CandidateReport& c : t.report.candidates) {
+        EXPECT_NE(c.verdict, "KILL") << wall_us << " us, seed " << seed << ", "
+                                     << c.variant << ": " << c.reason;
+        ++trials;
+      }
+    }
+  }
+  EXPECT_EQ(trials, 720);
+}
+
 TEST(AttemptDriverKillTest, FivePercentSlowerIsDiscardedNotKilled) {
   for (uint64_t seed = 1; seed <= 20; ++seed) {
     ExperimentSpec spec = MakeSpec({"slower"}, {"a", "b", "c", "d", "e"});

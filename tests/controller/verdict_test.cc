@@ -902,8 +902,10 @@ TEST(CountsTowardKillTest, OnlyEvidenceCounts) {
   KillRun flagged{.wall_ns = 150e6, .host_flagged = true};
   EXPECT_FALSE(CountsTowardKill(flagged, base, 1.1))
       << "a run the host disturbed is no evidence";
-  KillRun stopped{.wall_ns = 110e6, .stopped_at_bound = true};
-  EXPECT_TRUE(CountsTowardKill(stopped, base, 1.1));
+  // Stopped at an earlier, lower bound (105 ms): judged against the bound
+  // now, it is within it.
+  KillRun stopped{.wall_ns = 105.02e6};
+  EXPECT_FALSE(CountsTowardKill(stopped, base, 1.1));
   KillRun hang{
       .wall_ns = 30e9, .hit_absolute_timeout = true, .host_flagged = true};
   EXPECT_TRUE(CountsTowardKill(hang, {}, 1.1)) << "a hang is never noise";
