@@ -110,7 +110,7 @@ SysfsProbeOptions Options(const std::string& config, const std::string& root) {
   if (config == "no-walk") o.process_trigger_cores = 1e9;
   if (config == "full" || config == "fast-path") {
     o.slow_every_n = 1;
-    o.process_window_n = 1;
+    o.min_window = std::chrono::nanoseconds(1);  // a walk every sample
     o.process_trigger_cores = config == "full" ? 0 : 1e9;
     o.sysfs_reads_per_sample = 0;
   }
