@@ -101,6 +101,9 @@ class Agent::Impl {
       ABSL_GUARDED_BY(mu);  // shown in heartbeats (gate waits)  // the lease's
                             // gates were passed once
   absl::Time last_attempt_end ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+  // When the last step's process ended: the load gate discounts the load
+  // average while our own runs may still be in it (GateOptions).
+  absl::Time last_job_end ABSL_GUARDED_BY(mu) = absl::InfinitePast();
 
   GateOptions Gates(const v1::GateSpec& spec, bool attempt_start) const;
 
@@ -570,8 +573,10 @@ v1::StepResult Agent::Impl::Execute(const v1::StepOrder& o) {
   bool attempt_start = false;
   v1::GateSpec spec_gates;
   absl::Time cooldown_until;
+  absl::Time own_work_ended_at;
   {
     absl::MutexLock lock(&mu);
+    own_work_ended_at = last_job_end;
     attempt_start = !lease_started;
     lease_started = true;
     spec_gates = lease_gates;
@@ -580,8 +585,10 @@ v1::StepResult Agent::Impl::Execute(const v1::StepOrder& o) {
                          : last_attempt_end + Gates(spec_gates, true).cooldown;
   }
   if (attempt_start || is_run) {
+    GateOptions gate_options = Gates(spec_gates, attempt_start);
+    gate_options.own_work_ended_at = own_work_ended_at;
     GateOutcome gate = WaitForGates(
-        *probe, *clock, Gates(spec_gates, attempt_start),
+        *probe, *clock, gate_options,
         attempt_start ? cooldown_until : absl::InfinitePast(), &cancel_running,
         [this](const std::string& blockers) {
           absl::MutexLock lock(&mu);
@@ -601,6 +608,10 @@ v1::StepResult Agent::Impl::Execute(const v1::StepOrder& o) {
 
   if (is_run) sampler->Begin();
   absl::StatusOr<RunResult> run = runner->Run(req);
+  {
+    absl::MutexLock lock(&mu);
+    last_job_end = clock->Now();
+  }
   if (is_run) {
     std::vector<HostSample> samples = sampler->End();
     HostSummaryOptions sopts;
