@@ -211,6 +211,7 @@ struct SysfsProbe::Impl {
 
   int64_t samples = 0;
   bool have_prev_host = false;
+  bool since_boot = false;  // the sample being taken is the first one
   uint64_t prev_busy = 0, prev_steal = 0, prev_total = 0;
   double prev_host_ticks = 0;
   std::optional<int64_t> mem_total, mem_available;
@@ -580,6 +581,11 @@ struct SysfsProbe::Impl {
               : 0.0;
       *busy_core_ticks = static_cast<double>(host_busy - prev_busy);
       *elapsed_ticks = host_ticks - prev_host_ticks;
+    } else if (!have_prev_host) {
+      // The first reading: everything since boot (see SampleProcesses).
+      *busy_core_ticks = static_cast<double>(host_busy);
+      *elapsed_ticks = host_ticks;
+      since_boot = true;
     }
     have_prev_host = true;
     prev_busy = host_busy;
@@ -744,10 +750,23 @@ struct SysfsProbe::Impl {
       walks.clear();
       attribution = Attribution{};
     }
-    const double excluded_ticks = ReadTracked();
-    // After a change the window starts at this sample: its delta was taken
-    // without the newly excluded processes' deltas.
-    if (!changed && busy_core_ticks && elapsed_ticks && *elapsed_ticks > 0) {
+    double excluded_ticks = ReadTracked();
+    // The first sample stands in for the time before it (the probe is made
+    // when the agent starts, shortly before its first gate) with the average
+    // since boot, as a pause in sampling stands in with its own average: the
+    // first gate then needs no wait on a host that has been quiet, and waits
+    // at most a window on one that has not. The excluded processes' share is
+    // their CPU since they started.
+    if (since_boot) {
+      excluded_ticks = 0;
+      for (const auto& [pid, t] : tracked)
+        excluded_ticks += static_cast<double>(t.last_ticks);
+    }
+    // After a later change the window starts afresh at this sample: the past
+    // was measured against other exclusions.
+    const bool past_void = changed && !since_boot;
+    since_boot = false;
+    if (!past_void && busy_core_ticks && elapsed_ticks && *elapsed_ticks > 0) {
       // Clamped per sample: an excluded process's reaped children are charged
       // to it all at once (double counting what was seen of them alive), which
       // must not cancel other processes' CPU elsewhere in the window.
@@ -1137,8 +1156,7 @@ struct SysfsProbe::Impl {
   static constexpr int8_t kUnknown = 0, kYes = 1, kNo = 2, kKernel = 3;
 
   bool OwnExcluded(const Entry& e) const {
-    return e.own_binary ||
-           std::find(exclusions.pids.begin(), exclusions.pids.end(), e.pid) !=
+    return std::find(exclusions.pids.begin(), exclusions.pids.end(), e.pid) !=
                exclusions.pids.end() ||
            std::find(exclusions.process_groups.begin(),
                      exclusions.process_groups.end(),
@@ -1179,7 +1197,12 @@ struct SysfsProbe::Impl {
       for (int c : chain) excluded_state[c] = result;
       if (excluded_state[i] == kUnknown) excluded_state[i] = result;
     }
-    // Not inherited by descendants, hence a second pass.
+    // Not inherited by descendants, hence a second pass. A benchfleet
+    // program's children are not its runs (the agent's are excluded by pid):
+    // another agent's jobs on this host would compete.
+    for (size_t i = 0; i < entries.size(); ++i) {
+      if (entries[i].own_binary) excluded_state[i] = kYes;
+    }
     if (exclusions.kernel_threads) {
       for (size_t i = 0; i < entries.size(); ++i) {
         if (excluded_state[i] == kNo && entries[i].kernel_thread)

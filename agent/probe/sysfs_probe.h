@@ -65,10 +65,12 @@ struct SysfsProbeOptions {
   // CPU times have a resolution of one clock tick (10 ms): over 1 s a tick is
   // 0.01 cores, over 2 ms it is 5. Longer windows are finer grained and cheaper
   // (while something competes, one /proc walk per window, plus at most one
-  // per min_window / 20 for SampleWithProcesses) but react later. Until the
-  // probe has this much history (after construction and after SetExclusions)
-  // the reading covers what there is and says how much it lacks
-  // (HostSample::other_cpu_window_needed); the gates wait for it.
+  // per min_window / 20 for SampleWithProcesses) but react later. Time the
+  // probe did not see counts at its average: before the first sample, the
+  // average since boot; a pause between samples, that pause's average. After
+  // SetExclusions changes them (the past was measured against other
+  // exclusions) the reading covers what there is and says how much it lacks
+  // (HostSample::other_cpu_window_needed); the gates wait for the rest.
   std::chrono::nanoseconds min_window = std::chrono::seconds(1);
   // Processes are attributed only while the CPU not explained by the excluded
   // processes exceeds this many cores over the window (plus two clock ticks of
@@ -99,13 +101,14 @@ std::vector<std::string> DefaultOwnBinaries();
 struct ProcessExclusions {
   std::vector<int> pids;
   std::vector<int> process_groups;  // e.g. the job's process group
-  // Programs excluded wherever they run (with their descendants when
-  // `descendants`): a process whose /proc/[pid]/exe has one of these base
-  // names, or, where exe cannot be read (another user's process), whose comm
-  // is the name cut to 15 characters as the kernel cuts it
-  // ("benchfleet-controller" -> "benchfleet-cont"). Found by /proc walks, so a
-  // new one is excluded from the first walk after it starts (while it alone
-  // uses CPU, that is the next sample).
+  // Programs excluded wherever they run: a process whose /proc/[pid]/exe has
+  // one of these base names, or, where exe cannot be read (another user's
+  // process), whose comm is the name cut to 15 characters as the kernel cuts
+  // it ("benchfleet-controller" -> "benchfleet-cont"). The process itself
+  // only: its children are not this agent's runs (those are excluded by pid
+  // and `descendants`), and another agent's jobs on the host do compete.
+  // Found by /proc walks, so a new one is excluded from the first walk after
+  // it starts (if it alone uses CPU, within a sample or two).
   std::vector<std::string> own_binaries = DefaultOwnBinaries();
   // Also exclude every descendant of an excluded process (a job that moves
   // children to new process groups stays excluded).

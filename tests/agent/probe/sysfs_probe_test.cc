@@ -625,24 +625,59 @@ TEST(SysfsProbeWindowTest, AQuietHostIsNotReadAsBusyWhenSamplesAreMsApart) {
   EXPECT_EQ(probe.process_scans(), 1);  // far below the walk trigger
 }
 
-TEST(SysfsProbeWindowTest, TheReadingSaysHowMuchOfItsWindowIsStillMissing) {
+TEST(SysfsProbeWindowTest, TheFirstReadingStandsInWithTheAverageSinceBoot) {
+  FakeTree tree("intel");
+  SysfsProbe probe({.root = tree.root()});
+  probe.SetExclusions({.pids = {500}});
+  ProcStat stat = IntelStat();
+  // trees/intel: 5668 busy ticks in 2347.5 ticks of each CPU since boot, 400
+  // of them the agent's own (pid 500, since it started).
+  const double since_boot = (5668.0 - 400) / 2347.5;
+  HostSample s = probe.Sample(TestTime(0));
+  EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(since_boot, 1e-12)));
+  EXPECT_EQ(s.other_cpu_window, std::chrono::seconds(1));
+  EXPECT_EQ(s.other_cpu_window_needed, std::chrono::nanoseconds(0));
+
+  // Half a second seen: half the window is what was seen.
+  Advance(&stat, 50, {{1, 10}});
+  tree.Write("proc/stat", stat.Text());
+  s = probe.Sample(TestTime(0) + std::chrono::milliseconds(500));
+  EXPECT_THAT(s.other_cpu_cores,
+              Optional(DoubleNear((10 + 50 * since_boot) / 100, 1e-12)));
+  // A whole second seen: the time before the probe no longer counts.
+  Advance(&stat, 50);
+  tree.Write("proc/stat", stat.Text());
+  s = probe.Sample(TestTime(1));
+  EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(0.1, 1e-12)));
+}
+
+TEST(SysfsProbeWindowTest, AfterNewExclusionsTheReadingSaysWhatItStillLacks) {
   FakeTree tree("intel");
   SysfsProbe probe({.root = tree.root()});
   ProcStat stat = IntelStat();
-  HostSample s = probe.Sample(TestTime(0));
-  EXPECT_EQ(s.other_cpu_cores, std::nullopt);  // no reading yet
+  probe.Sample(TestTime(0));
+  Advance(&stat, 100);
+  tree.Write("proc/stat", stat.Text());
+  probe.Sample(TestTime(1));
+
+  // The past was measured against other exclusions: it starts afresh.
+  probe.SetExclusions({.pids = {500}});
+  Advance(&stat, 50, {{1, 10}});
+  tree.Write("proc/stat", stat.Text());
+  HostSample s = probe.Sample(TestTime(1) + std::chrono::milliseconds(500));
+  EXPECT_EQ(s.other_cpu_cores, std::nullopt);
   EXPECT_EQ(s.other_cpu_window_needed, std::chrono::seconds(1));
 
   Advance(&stat, 50, {{1, 10}});
   tree.Write("proc/stat", stat.Text());
-  s = probe.Sample(TestTime(0) + std::chrono::milliseconds(500));
+  s = probe.Sample(TestTime(2));
   EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(0.2, 1e-12)));
   EXPECT_EQ(s.other_cpu_window, std::chrono::milliseconds(500));
   EXPECT_EQ(s.other_cpu_window_needed, std::chrono::milliseconds(500));
 
   Advance(&stat, 50);
   tree.Write("proc/stat", stat.Text());
-  s = probe.Sample(TestTime(1));
+  s = probe.Sample(TestTime(2) + std::chrono::milliseconds(500));
   EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(0.1, 1e-12)));
   EXPECT_EQ(s.other_cpu_window, std::chrono::seconds(1));
   EXPECT_EQ(s.other_cpu_window_needed, std::chrono::nanoseconds(0));
@@ -650,16 +685,8 @@ TEST(SysfsProbeWindowTest, TheReadingSaysHowMuchOfItsWindowIsStillMissing) {
   // The busy half second falls out of the window.
   Advance(&stat, 50);
   tree.Write("proc/stat", stat.Text());
-  s = probe.Sample(TestTime(1) + std::chrono::milliseconds(500));
+  s = probe.Sample(TestTime(3));
   EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(0.0, 1e-12)));
-
-  // New exclusions: the past was measured against the old ones.
-  probe.SetExclusions({.pids = {500}});
-  Advance(&stat, 50);
-  tree.Write("proc/stat", stat.Text());
-  s = probe.Sample(TestTime(2));
-  EXPECT_EQ(s.other_cpu_cores, std::nullopt);
-  EXPECT_EQ(s.other_cpu_window_needed, std::chrono::seconds(1));
 }
 
 TEST(SysfsProbeWindowTest, APauseInSamplingStandsInAtItsAverageRate) {
@@ -691,8 +718,9 @@ TEST(SysfsProbeWindowTest, BenchfleetsOwnProgramsAreNotCompetitors) {
   // cut to 15 characters.
   tree.Write("proc/900/stat",
              PidStatLine(900, "benchfleet-cont", 1, 900, 100, 0, 8000));
-  // A shell the controller started: excluded with it.
-  tree.Write("proc/903/stat", PidStatLine(903, "sh", 900, 903, 0, 0, 8300));
+  // A program that one of them started is not one of benchfleet's runs
+  // (those are the agent's, excluded by pid): it competes.
+  tree.Write("proc/903/stat", PidStatLine(903, "stress", 900, 903, 0, 0, 8300));
   // `benchfleet watch`, whose binary was rebuilt while it runs.
   tree.Write("proc/901/stat",
              PidStatLine(901, "benchfleet", 1, 901, 100, 0, 8100));
@@ -714,14 +742,16 @@ TEST(SysfsProbeWindowTest, BenchfleetsOwnProgramsAreNotCompetitors) {
              PidStatLine(901, "benchfleet", 1, 901, 130, 0, 8100));
   tree.Write("proc/902/stat",
              PidStatLine(902, "benchfleet", 1, 902, 120, 0, 8200));
-  tree.Write("proc/903/stat", PidStatLine(903, "sh", 900, 903, 10, 0, 8300));
+  tree.Write("proc/903/stat",
+             PidStatLine(903, "stress", 900, 903, 10, 0, 8300));
   const HostSample s = probe.Sample(TestTime(1));
   ASSERT_TRUE(s.processes_scanned);
-  ASSERT_EQ(s.top_processes.size(), 1u);
+  ASSERT_EQ(s.top_processes.size(), 2u);
   EXPECT_EQ(s.top_processes[0].pid, 902);
-  EXPECT_THAT(s.competing_cpu_cores, Optional(DoubleNear(0.2, 1e-12)));
+  EXPECT_EQ(s.top_processes[1].pid, 903);
+  EXPECT_THAT(s.competing_cpu_cores, Optional(DoubleNear(0.3, 1e-12)));
   // The cheap reading leaves them out too (they are read on every sample).
-  EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(0.2, 1e-12)));
+  EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(0.3, 1e-12)));
 }
 
 TEST(SysfsProbeWindowTest, SchedstatNanosecondsCountWhereTheyAgreeWithTicks) {
