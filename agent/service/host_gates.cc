@@ -100,9 +100,9 @@ GateCheck CheckGates(const HostSample& s, const GateOptions& g) {
       measuring_blocker("the load gate");
     } else if (*s.other_cpu_cores > g.max_load) {
       blockers.push_back(absl::StrFormat(
-          "other processes use %.2f cores%s, above the load gate's %.2f%s (the "
-          "load average, %.2f, is not used: this agent's jobs ran within the "
-          "last %s, which it still counts)",
+          "other processes use %.2f cores%s, above the load gate's %.2f%s; "
+          "the load average (%.2f) is not used because this agent's own jobs "
+          "ran within the last %s and it still counts them",
           *s.other_cpu_cores, over_window(), g.max_load, busiest(), *s.load1,
           absl::FormatDuration(g.load_memory)));
     }

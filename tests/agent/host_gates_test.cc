@@ -288,8 +288,9 @@ TEST(HostGatesTest, LoadFromOurOwnRecentJobsIsJudgedOnOtherProcessesCpu) {
               ::testing::ElementsAre(
                   "other processes use 0.60 cores over the last 1.00 s, above "
                   "the load gate's 0.30 (busiest: pid 4242 stress, 0.55 "
-                  "cores) (the load average, 1.20, is not used: this agent's "
-                  "jobs ran within the last 5m, which it still counts)"));
+                  "cores); the load average (1.20) is not used because this "
+                  "agent's own jobs ran within the last 5m and it still "
+                  "counts them"));
   // A reading that is not yet complete holds the gate.
   HostSample young = QuietHost(now, absl::Milliseconds(400));
   young.load1 = 1.2;
