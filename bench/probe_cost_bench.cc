@@ -17,7 +17,10 @@
 //     CLOCK_THREAD_CPUTIME_ID) as a percentage of one core, the number of
 //     samples and /proc walks, and the host's load meanwhile. C is agent (the
 //     agent's defaults), no-walk (the same on a host where nothing competes:
-//     the walk trigger never fires) or full (a /proc walk every sample).
+//     the walk trigger never fires), full (a /proc walk every sample) or
+//     run-ends (the agent's defaults, every sample taken as a run's closing
+//     sample with SampleWithProcesses: while something competes, a walk per
+//     sample up to 20 a second).
 //
 // Single-threaded apart from the sampler thread; a tool, so errors go to stderr
 // with exit 2.
@@ -98,8 +101,9 @@ Flags Parse(int argc, char** argv) {
   }
   if (f.sweeps < 10 || f.seconds <= 0 || f.hz <= 0)
     Die("bad --sweeps/--seconds/--hz");
-  if (f.config != "agent" && f.config != "no-walk" && f.config != "full") {
-    Die("--config is agent, no-walk or full");
+  if (f.config != "agent" && f.config != "no-walk" && f.config != "full" &&
+      f.config != "run-ends") {
+    Die("--config is agent, no-walk, full or run-ends");
   }
   return f;
 }
@@ -110,7 +114,7 @@ SysfsProbeOptions Options(const std::string& config, const std::string& root) {
   if (config == "no-walk") o.process_trigger_cores = 1e9;
   if (config == "full" || config == "fast-path") {
     o.slow_every_n = 1;
-    o.process_window_n = 1;
+    o.min_window = std::chrono::nanoseconds(1);  // a walk every sample
     o.process_trigger_cores = config == "full" ? 0 : 1e9;
     o.sysfs_reads_per_sample = 0;
   }
@@ -177,6 +181,10 @@ void Sampler(const Flags& flags, GpuProbe* gpus) {
   int64_t late = 0;
   std::vector<double> walk_us,
       plain_us;  // CPU per sample, with and without a /proc walk
+  // run-ends: every sample closes a run (Probe::SampleWithProcesses), as if
+  // runs of 1/H s followed each other: the most /proc walks a competing host
+  // can cost the agent.
+  const bool run_ends = flags.config == "run-ends";
   std::thread sampler([&] {
     std::vector<HostSample> kept;
     kept.reserve(static_cast<size_t>(flags.seconds * flags.hz) + 2);
@@ -192,7 +200,9 @@ void Sampler(const Flags& flags, GpuProbe* gpus) {
       if (std::chrono::steady_clock::now() - next > period) ++late;
       const int64_t walks = probe.process_scans(),
                     t0 = ClockNs(CLOCK_THREAD_CPUTIME_ID);
-      kept.push_back(probe.Sample(std::chrono::system_clock::now()));
+      const SampleTime now = std::chrono::system_clock::now();
+      kept.push_back(run_ends ? probe.SampleWithProcesses(now)
+                              : probe.Sample(now));
       const double us = (ClockNs(CLOCK_THREAD_CPUTIME_ID) - t0) / 1e3;
       (probe.process_scans() != walks ? walk_us : plain_us).push_back(us);
       next += period;

@@ -70,7 +70,7 @@ struct TemperatureReading {
   double temp_c = 0;
 };
 
-// A process (thread group) by CPU use over the probe's process window.
+// A process (thread group) by CPU use over a sample's process_window.
 struct ProcessCpu {
   int pid = 0;
   std::string comm;      // /proc/[pid]/stat's comm, at most 15 characters
@@ -141,14 +141,28 @@ struct HostSample {
   // CpuCoreSample); nullopt when the host has none (AMD, ARM, VMs). Only its
   // increase means anything.
   std::optional<int64_t> throttle_count;
-  // CPU used since the previous sample by everything except the excluded
-  // processes (their threads and reaped children included), in cores; includes
-  // interrupts and kernel threads. Cheap: read on every sample.
+  // CPU used by everything except the excluded processes (their threads and
+  // reaped children included), in cores, over the last `other_cpu_window`
+  // (ending at this sample); includes interrupts and kernel threads. Cheap:
+  // read on every sample. A SysfsProbe averages over at least its min_window
+  // (SysfsProbeOptions) as soon as it has that much history: CPU counters
+  // advance in clock ticks (10 ms), so a window of a few ms is mostly rounding.
   std::optional<double> other_cpu_cores;
-  // True when this sample completed a process window: then
+  std::chrono::nanoseconds other_cpu_window{0};
+  // How much more history `other_cpu_cores` needs before it covers the probe's
+  // min_window: > 0 for a while after the probe's exclusions change (the past
+  // was measured against others); 0 once the reading is complete, and when the
+  // probe has no such reading at all (no /proc/stat). (A SysfsProbe's first
+  // sample already has a complete reading: the average since boot.)
+  std::chrono::nanoseconds other_cpu_window_needed{0};
+  // True when this sample carries a per-process reading: then
   // `competing_cpu_cores` and `top_processes` hold the CPU use of every
-  // non-excluded process over that window.
+  // non-excluded process over `process_window`, which ends at this sample
+  // (SysfsProbe: at a /proc walk done for this sample, or, for
+  // Probe::SampleWithProcesses, possibly at one up to a twentieth of a window
+  // earlier).
   bool processes_scanned = false;
+  std::chrono::nanoseconds process_window{0};
   std::optional<double> competing_cpu_cores;  // sum over non-excluded processes
   std::vector<ProcessCpu> top_processes;      // non-excluded, busiest first
   std::vector<GpuSample> gpus;

@@ -91,8 +91,10 @@ HostStateSummary SummarizeHostSamples(std::span<const HostSample> samples,
           s.top_processes.empty() ? 0.0 : s.top_processes.front().cpu_cores;
       if (!out.max_process_cpu_cores || top > *out.max_process_cpu_cores) {
         out.max_process_cpu_cores = top;
-        if (!s.top_processes.empty())
+        if (!s.top_processes.empty()) {
           out.top_competitor = s.top_processes.front();
+          out.top_competitor_window = s.process_window;
+        }
       }
     }
     for (const GpuSample& gpu : s.gpus)
@@ -140,10 +142,17 @@ HostStateSummary SummarizeHostSamples(std::span<const HostSample> samples,
       *out.max_process_cpu_cores > options.contended_process_cpu_cores &&
       out.top_competitor) {
     out.flags.push_back(kFlagContended);
-    out.reasons.push_back(Format(
-        "competing process pid %d (%s) used %.2f cores (limit %.2f)",
-        out.top_competitor->pid, out.top_competitor->comm.c_str(),
-        out.top_competitor->cpu_cores, options.contended_process_cpu_cores));
+    std::string over;
+    if (out.top_competitor_window > std::chrono::nanoseconds(0)) {
+      over = Format(
+          " over %.2f s",
+          std::chrono::duration<double>(out.top_competitor_window).count());
+    }
+    out.reasons.push_back(
+        Format("competing process pid %d (%s) used %.2f cores%s (limit %.2f)",
+               out.top_competitor->pid, out.top_competitor->comm.c_str(),
+               out.top_competitor->cpu_cores, over.c_str(),
+               options.contended_process_cpu_cores));
   }
   if (gpu_reasons & gpu_throttle::kSlowdownMask) {
     std::string names;

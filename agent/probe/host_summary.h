@@ -9,6 +9,7 @@
 #ifndef BENCHFLEET_AGENT_PROBE_HOST_SUMMARY_H_
 #define BENCHFLEET_AGENT_PROBE_HOST_SUMMARY_H_
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -48,7 +49,20 @@ struct HostSummaryOptions {
   std::vector<int> cpus;
   double busy_core_util = 0.5;
   // contended: a single non-excluded process used more than this many cores
-  // over a process window.
+  // in a per-process reading taken during the run (HostSample::
+  // processes_scanned, over its process_window).
+  //
+  // Those readings cover at least the probe's min_window (1 s) and end at
+  // their sample, and the agent takes each run's closing sample with
+  // Probe::SampleWithProcesses, so a run that anything competed with has one
+  // that ends at its end. A run shorter than min_window is therefore judged
+  // on the min_window that ends with it: the whole run plus the time just
+  // before it. Its own span would be judged by rounding, not by the
+  // competitor: CPU times advance in 10 ms ticks, so one tick in a 50 ms run
+  // reads as 0.2 cores, twice this limit, and short runs were re-run for
+  // nothing. The longer window dilutes a burst that hit only the run (one core
+  // for 50 ms reads as 0.05 cores over 1 s); a competitor that stays busy
+  // shows in full, and the gate before the next run judges the same window.
   double contended_process_cpu_cores = 0.10;
 };
 
@@ -73,6 +87,8 @@ struct HostStateSummary {
   // all competing processes used together (scanned samples only).
   std::optional<double> max_process_cpu_cores;
   std::optional<ProcessCpu> top_competitor;
+  // The window of the reading that gave top_competitor (0 = not known).
+  std::chrono::nanoseconds top_competitor_window{0};
   std::optional<double> max_competing_cpu_cores;
   // Union over samples of the GPU throttle reasons seen.
   std::vector<std::string> gpu_throttle_reasons;

@@ -32,6 +32,12 @@ class Probe {
   // call, so the first call leaves them unavailable. Never fails: whatever
   // cannot be read is unavailable.
   virtual HostSample Sample(SampleTime now) = 0;
+  // Sample, and also asks for a per-process reading (HostSample::
+  // processes_scanned, top_processes) ending now whenever something other
+  // than the excluded processes used CPU lately; the agent takes a run's
+  // closing sample this way, so that the run is judged on a window that ends
+  // at its end. Probes without per-process readings: the same as Sample.
+  virtual HostSample SampleWithProcesses(SampleTime now) { return Sample(now); }
 };
 
 }  // namespace benchfleet

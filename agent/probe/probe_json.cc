@@ -86,7 +86,11 @@ nlohmann::json HostSampleToJson(const HostSample& s) {
   Put(j, "max_cpu_temp_c", MaxCpuTempC(s));
   Put(j, "max_gpu_temp_c", MaxGpuTempC(s));
   Put(j, "other_cpu_cores", s.other_cpu_cores);
+  if (s.other_cpu_cores) j["other_cpu_window_ns"] = s.other_cpu_window.count();
+  if (s.other_cpu_window_needed.count() > 0)
+    j["other_cpu_window_needed_ns"] = s.other_cpu_window_needed.count();
   j["processes_scanned"] = s.processes_scanned;
+  if (s.processes_scanned) j["process_window_ns"] = s.process_window.count();
   Put(j, "competing_cpu_cores", s.competing_cpu_cores);
   nlohmann::json cores = nlohmann::json::array();
   for (const CpuCoreSample& c : s.cores) {

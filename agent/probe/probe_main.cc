@@ -90,12 +90,13 @@ int main(int argc, char** argv) {
   }
 
   auto nvml = benchfleet::NvmlProbe::Open({.library = nvml_library});
-  benchfleet::SysfsProbe probe({.root = root,
-                                .slow_every_n = 1,
-                                .process_window_n = 1,
-                                .process_trigger_cores = 0,
-                                .sysfs_reads_per_sample = 0},
-                               nvml.get());
+  benchfleet::SysfsProbe probe(
+      {.root = root,
+       .slow_every_n = 1,
+       .min_window = std::chrono::milliseconds(interval_ms),
+       .process_trigger_cores = 0,
+       .sysfs_reads_per_sample = 0},
+      nvml.get());
   probe.SetExclusions({.pids = {getpid()}});
   probe.Sample(std::chrono::system_clock::now());
   std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));

@@ -17,8 +17,19 @@
 // walk of /proc, so it is done only when needed: every sample measures the CPU
 // used by everything except the excluded processes (from /proc/stat and the
 // excluded processes' own stat files); only while that exceeds
-// `process_trigger_cores` over a window does the probe walk /proc and attribute
-// the CPU to processes.
+// `process_trigger_cores` over the window does the probe walk /proc and
+// attribute the CPU to processes.
+//
+// Competing CPU is always judged over a window of at least `min_window` (1 s):
+// /proc CPU times advance in clock ticks of 10 ms, so over the 2 ms between a
+// run's closing sample and the next gate one tick reads as 5 cores. The probe
+// keeps a small ring of past readings (the unexplained CPU per slice of time,
+// and the per-process CPU of recent /proc walks), so on a host that is sampled
+// continuously (10 Hz during runs, gate polls between them) every reading
+// covers the last min_window without extra waiting. Per-process CPU comes from
+// /proc/[pid]/schedstat (nanoseconds on CPU) where it agrees with
+// /proc/[pid]/stat's ticks, else from the ticks (schedstat counts only a
+// process's main thread, and some kernels do not keep it).
 //
 // Missing files mean "not available" (nullopt / empty), never an error: a
 // container with only /proc/stat gives utilisation and nothing else. CPUs,
@@ -31,6 +42,7 @@
 #ifndef BENCHFLEET_AGENT_PROBE_SYSFS_PROBE_H_
 #define BENCHFLEET_AGENT_PROBE_SYSFS_PROBE_H_
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,16 +59,23 @@ struct SysfsProbeOptions {
   // every n-th sample (and on the first); in between, a sample repeats the last
   // values. 1 = always.
   int slow_every_n = 10;
-  // The window, in samples, over which competing CPU is judged and attributed
-  // to processes: a process's cpu_cores is its CPU time over the window divided
-  // by the window. Longer windows are finer grained (/proc CPU times have a
-  // resolution of one clock tick, 10 ms) and cheaper (at most one /proc walk
-  // per window) but react later.
-  int process_window_n = 10;
+  // The shortest window over which competing CPU is judged
+  // (HostSample::other_cpu_cores) and attributed to processes (a process's
+  // cpu_cores is its CPU time over the window divided by the window). /proc
+  // CPU times have a resolution of one clock tick (10 ms): over 1 s a tick is
+  // 0.01 cores, over 2 ms it is 5. Longer windows are finer grained and cheaper
+  // (while something competes, one /proc walk per window, plus at most one
+  // per min_window / 20 for SampleWithProcesses) but react later. Time the
+  // probe did not see counts at its average: before the first sample, the
+  // average since boot; a pause between samples, that pause's average. After
+  // SetExclusions changes them (the past was measured against other
+  // exclusions) the reading covers what there is and says how much it lacks
+  // (HostSample::other_cpu_window_needed); the gates wait for the rest.
+  std::chrono::nanoseconds min_window = std::chrono::seconds(1);
   // Processes are attributed only while the CPU not explained by the excluded
-  // processes exceeds this many cores over the last window (plus two clock
-  // ticks of rounding): an idle host or one running only the job costs no /proc
-  // walk. <= 0: walk /proc every window regardless.
+  // processes exceeds this many cores over the window (plus two clock ticks of
+  // rounding): an idle host or one running only the job costs no /proc walk.
+  // <= 0: walk /proc once per min_window regardless.
   double process_trigger_cores = 0.05;
   // Per-CPU and per-sensor files (scaling_cur_freq, throttle counters,
   // temperatures) are read round-robin, at most this many per sample (the first
@@ -73,10 +92,24 @@ struct SysfsProbeOptions {
   int max_kept_process_files = 1024;
 };
 
-// Processes whose CPU use is not "competing": the agent and its job.
+// benchfleet's own programs (ProcessExclusions::own_binaries): the CLI, the
+// controller and the agent.
+std::vector<std::string> DefaultOwnBinaries();
+
+// Processes whose CPU use is not "competing": the agent and its job, and
+// benchfleet's other programs on the host.
 struct ProcessExclusions {
   std::vector<int> pids;
   std::vector<int> process_groups;  // e.g. the job's process group
+  // Programs excluded wherever they run: a process whose /proc/[pid]/exe has
+  // one of these base names, or, where exe cannot be read (another user's
+  // process), whose comm is the name cut to 15 characters as the kernel cuts
+  // it ("benchfleet-controller" -> "benchfleet-cont"). The process itself
+  // only: its children are not this agent's runs (those are excluded by pid
+  // and `descendants`), and another agent's jobs on the host do compete.
+  // Found by /proc walks, so a new one is excluded from the first walk after
+  // it starts (if it alone uses CPU, within a sample or two).
+  std::vector<std::string> own_binaries = DefaultOwnBinaries();
   // Also exclude every descendant of an excluded process (a job that moves
   // children to new process groups stays excluded).
   bool descendants = true;
@@ -99,6 +132,12 @@ class SysfsProbe : public Probe {
   SysfsProbe& operator=(const SysfsProbe&) = delete;
 
   HostSample Sample(SampleTime now) override;
+  // Also walks /proc for a per-process reading ending now when the CPU not
+  // explained by the excluded processes exceeds process_trigger_cores over the
+  // window, unless a walk less than min_window / 20 ago already gave one
+  // (which the sample then carries). The agent takes each run's closing sample
+  // this way.
+  HostSample SampleWithProcesses(SampleTime now) override;
 
   // Replaces the set of excluded processes; takes effect from the next sample
   // (which walks /proc to find the members of the excluded groups and their

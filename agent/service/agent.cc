@@ -104,6 +104,9 @@ class Agent::Impl {
       ABSL_GUARDED_BY(mu);  // shown in heartbeats (gate waits)  // the lease's
                             // gates were passed once
   absl::Time last_attempt_end ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+  // When the last step's process ended: the load gate discounts the load
+  // average while our own runs may still be in it (GateOptions).
+  absl::Time last_job_end ABSL_GUARDED_BY(mu) = absl::InfinitePast();
 
   GateOptions Gates(const v1::GateSpec& spec, bool attempt_start) const;
 
@@ -602,8 +605,10 @@ v1::StepResult Agent::Impl::Execute(const v1::StepOrder& o) {
   bool attempt_start = false;
   v1::GateSpec spec_gates;
   absl::Time cooldown_until;
+  absl::Time own_work_ended_at;
   {
     absl::MutexLock lock(&mu);
+    own_work_ended_at = last_job_end;
     attempt_start = !lease_started;
     lease_started = true;
     spec_gates = lease_gates;
@@ -612,12 +617,12 @@ v1::StepResult Agent::Impl::Execute(const v1::StepOrder& o) {
                          : last_attempt_end + Gates(spec_gates, true).cooldown;
   }
   if (attempt_start || is_run) {
-    std::string blocked_by;
+    GateOptions gate_options = Gates(spec_gates, attempt_start);
+    gate_options.own_work_ended_at = own_work_ended_at;
     GateOutcome gate = WaitForGates(
-        *probe, *clock, Gates(spec_gates, attempt_start),
+        *probe, *clock, gate_options,
         attempt_start ? cooldown_until : absl::InfinitePast(), &cancel_running,
-        [this, &blocked_by](const std::string& blockers) {
-          blocked_by = blockers;
+        [this](const std::string& blockers) {
           absl::MutexLock lock(&mu);
           status = absl::StrCat("waiting for the host: ", blockers);
         });
@@ -627,7 +632,7 @@ v1::StepResult Agent::Impl::Execute(const v1::StepOrder& o) {
     }
     r.set_gate_wait_us(absl::ToInt64Microseconds(gate.waited));
     r.set_gate_wait_ms(absl::ToInt64Milliseconds(gate.waited));
-    r.set_gate_blocked_by(blocked_by);
+    r.set_gate_blocked_by(gate.waited_for);
     if (!gate.passed) {
       r.set_error(gate.reason);
       r.set_exit_code(-1);
@@ -640,6 +645,10 @@ v1::StepResult Agent::Impl::Execute(const v1::StepOrder& o) {
 
   if (is_run) sampler->Begin();
   absl::StatusOr<RunResult> run = runner->Run(req);
+  {
+    absl::MutexLock lock(&mu);
+    last_job_end = clock->Now();
+  }
   if (is_run) {
     std::vector<HostSample> samples = sampler->End();
     HostSummaryOptions sopts;

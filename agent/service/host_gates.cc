@@ -1,5 +1,8 @@
 #include "agent/service/host_gates.h"
 
+#include <algorithm>
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -12,9 +15,22 @@ SampleTime ToSampleTime(absl::Time t) {
           std::chrono::nanoseconds(absl::ToUnixNanos(t))));
 }
 
-std::vector<std::string> GateBlockers(const HostSample& s,
-                                      const GateOptions& g) {
+namespace {
+
+std::string Seconds(std::chrono::nanoseconds d) {
+  return absl::StrFormat("%.2f s", std::chrono::duration<double>(d).count());
+}
+
+// The gates' verdict on one sample, and how soon it can change by itself
+// (the competing-CPU reading completes its window).
+struct GateCheck {
   std::vector<std::string> blockers;
+  absl::Duration retry_after = absl::InfiniteDuration();
+};
+
+GateCheck CheckGates(const HostSample& s, const GateOptions& g) {
+  GateCheck out;
+  std::vector<std::string>& blockers = out.blockers;
   if (g.max_gpu_temp_c > 0) {
     for (const GpuSample& gpu : s.gpus) {
       if (gpu.temp_c && *gpu.temp_c >= g.max_gpu_temp_c) {
@@ -31,23 +47,84 @@ std::vector<std::string> GateBlockers(const HostSample& s,
                           g.max_cpu_temp_c));
     }
   }
-  if (g.max_load > 0 && s.load1 && *s.load1 > g.max_load) {
-    blockers.push_back(absl::StrFormat("load average %.2f, above the %.2f gate",
-                                       *s.load1, g.max_load));
-  }
-  if (g.max_competing_cpu > 0 && s.other_cpu_cores &&
-      *s.other_cpu_cores > g.max_competing_cpu) {
-    std::string who;
-    if (!s.top_processes.empty()) {
-      const ProcessCpu& p = s.top_processes.front();
-      who = absl::StrFormat(" (busiest: pid %d %s, %.2f cores)", p.pid, p.comm,
-                            p.cpu_cores);
-    }
+
+  // The competing reading, where a gate needs it: complete, or why not yet.
+  const bool measuring =
+      s.other_cpu_window_needed > std::chrono::nanoseconds(0);
+  bool reported_measuring = false;
+  auto measuring_blocker = [&](const char* what) {
+    if (reported_measuring) return;
+    reported_measuring = true;
+    const std::chrono::nanoseconds window =
+        s.other_cpu_window + s.other_cpu_window_needed;
     blockers.push_back(absl::StrFormat(
-        "other processes use %.2f cores, above the %.2f-core gate%s",
-        *s.other_cpu_cores, g.max_competing_cpu, who));
+        "measuring other processes' CPU for %s: %s of the %s window so far",
+        what, Seconds(s.other_cpu_window), Seconds(window)));
+    out.retry_after =
+        std::min(out.retry_after, absl::FromChrono(s.other_cpu_window_needed));
+  };
+  auto over_window = [&]() -> std::string {
+    if (s.other_cpu_window <= std::chrono::nanoseconds(0)) return "";
+    return absl::StrCat(" over the last ", Seconds(s.other_cpu_window));
+  };
+  auto busiest = [&]() -> std::string {
+    if (s.top_processes.empty()) return "";
+    const ProcessCpu& p = s.top_processes.front();
+    return absl::StrFormat(" (busiest: pid %d %s, %.2f cores)", p.pid, p.comm,
+                           p.cpu_cores);
+  };
+
+  if (g.max_load > 0 && s.load1 && *s.load1 > g.max_load) {
+    const absl::Time at = absl::FromChrono(s.taken_at);
+    const bool ours_in_load = g.own_work_ended_at != absl::InfinitePast() &&
+                              at - g.own_work_ended_at < g.load_memory;
+    if (!ours_in_load) {
+      blockers.push_back(absl::StrFormat(
+          "load average %.2f, above the %.2f gate (none of it is this "
+          "agent's: %s)",
+          *s.load1, g.max_load,
+          g.own_work_ended_at == absl::InfinitePast()
+              ? std::string("it has run no job yet")
+              : absl::StrCat("its last job ended ",
+                             absl::FormatDuration(absl::Trunc(
+                                 at - g.own_work_ended_at, absl::Seconds(1))),
+                             " ago")));
+    } else if (!s.other_cpu_cores && !measuring) {
+      // No competing reading at all (no /proc/stat): the load is all we have.
+      blockers.push_back(absl::StrFormat(
+          "load average %.2f, above the %.2f gate (this agent's jobs ran "
+          "within the last %s, but the host gives no competing-CPU reading "
+          "to tell others' share)",
+          *s.load1, g.max_load, absl::FormatDuration(g.load_memory)));
+    } else if (measuring) {
+      measuring_blocker("the load gate");
+    } else if (*s.other_cpu_cores > g.max_load) {
+      blockers.push_back(absl::StrFormat(
+          "other processes use %.2f cores%s, above the load gate's %.2f%s; "
+          "the load average (%.2f) is not used because this agent's own jobs "
+          "ran within the last %s and it still counts them",
+          *s.other_cpu_cores, over_window(), g.max_load, busiest(), *s.load1,
+          absl::FormatDuration(g.load_memory)));
+    }
   }
-  return blockers;
+  if (g.max_competing_cpu > 0) {
+    if (measuring) {
+      measuring_blocker("the competing-CPU gate");
+    } else if (s.other_cpu_cores && *s.other_cpu_cores > g.max_competing_cpu) {
+      blockers.push_back(absl::StrFormat(
+          "other processes use %.2f cores%s, above the "
+          "%.2f-core gate%s",
+          *s.other_cpu_cores, over_window(), g.max_competing_cpu, busiest()));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> GateBlockers(const HostSample& s,
+                                      const GateOptions& g) {
+  return CheckGates(s, g).blockers;
 }
 
 GateOutcome WaitForGates(
@@ -56,38 +133,46 @@ GateOutcome WaitForGates(
     const std::function<void(const std::string&)>& on_blocked) {
   GateOutcome out;
   const absl::Time start = clock.Now();
-  std::vector<std::string> blockers;
   for (;;) {
     const absl::Time now = clock.Now();
-    out.waited = now - start;
     if (cancel != nullptr && cancel->load()) {
+      out.waited = clock.Now() - start;
       out.cancelled = true;
       out.reason = "cancelled while waiting for the host's gates";
       return out;
     }
-    blockers.clear();
+    std::vector<std::string> blockers;
+    absl::Duration sleep = gates.poll_interval;
     if (now < cooldown_until) {
       blockers.push_back(absl::StrCat(
           "cooling down for ", absl::FormatDuration(cooldown_until - now),
           " more since the previous experiment"));
+      sleep = std::min(sleep, cooldown_until - now);
     }
-    // Sampled even during the cooldown: the first sample of a probe has no
-    // deltas, so this keeps the competing-CPU reading current.
-    std::vector<std::string> host =
-        GateBlockers(probe.Sample(ToSampleTime(now)), gates);
-    blockers.insert(blockers.end(), host.begin(), host.end());
+    // Sampled even during the cooldown: this keeps the competing-CPU reading's
+    // window filling.
+    GateCheck check = CheckGates(probe.Sample(ToSampleTime(now)), gates);
+    blockers.insert(blockers.end(), check.blockers.begin(),
+                    check.blockers.end());
+    out.waited = clock.Now() - start;
     if (blockers.empty()) {
       out.passed = true;
       return out;
     }
-    if (on_blocked) on_blocked(absl::StrJoin(blockers, "; "));
+    ++out.blocked_polls;
+    out.waited_for = absl::StrJoin(blockers, "; ");
+    if (on_blocked) on_blocked(out.waited_for);
     if (out.waited >= gates.max_wait) {
       out.reason = absl::StrCat("the host did not become ready within ",
                                 absl::FormatDuration(gates.max_wait), ": ",
-                                absl::StrJoin(blockers, "; "));
+                                out.waited_for);
       return out;
     }
-    clock.SleepFor(gates.poll_interval);
+    // A competing-CPU reading completes its window by itself: no need to
+    // sleep a whole poll interval past that.
+    sleep = std::min(sleep, check.retry_after);
+    sleep = std::min(sleep, gates.max_wait - out.waited);
+    clock.SleepFor(std::max(sleep, absl::Microseconds(1)));
   }
 }
 
@@ -123,7 +208,7 @@ std::vector<HostSample> StepSampler::End() {
   if (thread_.joinable()) {
     // The closing sample covers the run's tail (its deltas end at the run's
     // end).
-    out.push_back(probe_->Sample(ToSampleTime(clock_->Now())));
+    out.push_back(probe_->SampleWithProcesses(ToSampleTime(clock_->Now())));
   }
   return out;
 }

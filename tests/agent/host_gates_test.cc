@@ -3,7 +3,9 @@
 #include "agent/service/host_gates.h"
 
 #include <atomic>
+#include <cmath>
 #include <thread>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -175,12 +177,176 @@ TEST(HostGatesTest, BlockersNameLoadCpuTemperatureAndTheBusiestCompetitor) {
   EXPECT_THAT(
       GateBlockers(s, gates),
       ::testing::ElementsAre("CPU at 82.0 °C, at or above the 70 °C gate",
-                             "load average 1.75, above the 0.30 gate",
+                             "load average 1.75, above the 0.30 gate (none "
+                             "of it is this agent's: it has run no job yet)",
                              "other processes use 0.90 cores, above the "
                              "0.25-core gate (busiest: pid 4242 "
                              "stress, 0.88 cores)"));
   GateOptions off;  // zeros: nothing is checked
   EXPECT_TRUE(GateBlockers(s, off).empty());
+}
+
+// A clock whose sleeps return at once, having moved time on by exactly what
+// was asked: for checking what the gates wait, to the nanosecond.
+class SteppingClock : public Clock {
+ public:
+  explicit SteppingClock(absl::Time start) : now_(start) {}
+  absl::Time Now() override { return now_; }
+  void SleepFor(absl::Duration d) override {
+    sleeps_.push_back(d);
+    now_ += d;
+  }
+  const std::vector<absl::Duration>& sleeps() const { return sleeps_; }
+
+ private:
+  absl::Time now_;
+  std::vector<absl::Duration> sleeps_;
+};
+
+// A quiet host as a probe with a 1 s window sees it `since_start` after the
+// probe started: no competing CPU, and as much of the window as has passed.
+HostSample QuietHost(absl::Time at, absl::Duration since_start) {
+  HostSample s;
+  s.taken_at = ToSampleTime(at);
+  s.load1 = 0.05;
+  const absl::Duration window = std::min(since_start, absl::Seconds(1));
+  if (window > absl::ZeroDuration()) {
+    s.other_cpu_cores = 0.02;
+    s.other_cpu_window = absl::ToChronoNanoseconds(window);
+  }
+  s.other_cpu_window_needed =
+      absl::ToChronoNanoseconds(absl::Seconds(1) - window);
+  return s;
+}
+
+TEST(HostGatesTest, AShortCompetingReadingHoldsTheGateUntilItsWindowIsFull) {
+  SteppingClock clock(absl::FromUnixSeconds(1000));
+  const absl::Time probe_start = clock.Now() - absl::Milliseconds(200);
+  ScriptedProbe probe(
+      [&](absl::Time now) { return QuietHost(now, now - probe_start); });
+  GateOptions gates;
+  gates.max_competing_cpu = 0.25;
+  std::vector<std::string> seen;
+  GateOutcome out =
+      WaitForGates(probe, clock, gates, absl::InfinitePast(), nullptr,
+                   [&](const std::string& b) { seen.push_back(b); });
+  EXPECT_TRUE(out.passed) << out.reason;
+  // 0.8 s more were needed: one poll interval, then only the rest.
+  EXPECT_EQ(out.waited, absl::Milliseconds(800));
+  EXPECT_THAT(clock.sleeps(), ::testing::ElementsAre(absl::Milliseconds(500),
+                                                     absl::Milliseconds(300)));
+  EXPECT_EQ(out.blocked_polls, 2);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0],
+            "measuring other processes' CPU for the competing-CPU gate: "
+            "0.20 s of the 1.00 s window so far");
+  EXPECT_EQ(out.waited_for, seen[1]);
+  EXPECT_THAT(seen[1], HasSubstr("0.70 s of the 1.00 s window"));
+
+  // Without a gate that needs it, an incomplete reading holds nothing.
+  GateOptions no_competing_gate;
+  no_competing_gate.max_gpu_temp_c = 50;
+  EXPECT_TRUE(GateBlockers(QuietHost(clock.Now(), absl::ZeroDuration()),
+                           no_competing_gate)
+                  .empty());
+}
+
+TEST(HostGatesTest, WaitsAreMeasuredToTheMicrosecond) {
+  SteppingClock clock(absl::FromUnixSeconds(1000));
+  ScriptedProbe probe(
+      [](absl::Time now) { return QuietHost(now, absl::Hours(1)); });
+  GateOptions gates;
+  gates.max_competing_cpu = 0.25;
+  const absl::Duration cooldown = absl::Microseconds(1'234'567);
+  GateOutcome out =
+      WaitForGates(probe, clock, gates, clock.Now() + cooldown, nullptr);
+  EXPECT_TRUE(out.passed);
+  EXPECT_EQ(out.waited, cooldown);
+  EXPECT_EQ(out.blocked_polls, 3);
+  EXPECT_THAT(out.waited_for, HasSubstr("cooling down for 234.567ms more"));
+}
+
+HostSample LoadedByUsOrOthers(absl::Time at, double load1,
+                              double other_cpu_cores) {
+  HostSample s = QuietHost(at, absl::Hours(1));
+  s.load1 = load1;
+  s.other_cpu_cores = other_cpu_cores;
+  return s;
+}
+
+TEST(HostGatesTest, LoadFromOurOwnRecentJobsIsJudgedOnOtherProcessesCpu) {
+  const absl::Time now = absl::FromUnixSeconds(1000);
+  GateOptions gates;
+  gates.max_load = 0.3;
+  gates.own_work_ended_at = now - absl::Seconds(40);
+  // The load is ours: others use 0.05 cores.
+  EXPECT_TRUE(GateBlockers(LoadedByUsOrOthers(now, 1.2, 0.05), gates).empty());
+  // Others use more than the load gate allows.
+  HostSample busy = LoadedByUsOrOthers(now, 1.2, 0.6);
+  busy.top_processes.push_back({4242, "stress", 0.55});
+  EXPECT_THAT(GateBlockers(busy, gates),
+              ::testing::ElementsAre(
+                  "other processes use 0.60 cores over the last 1.00 s, above "
+                  "the load gate's 0.30 (busiest: pid 4242 stress, 0.55 "
+                  "cores); the load average (1.20) is not used because this "
+                  "agent's own jobs ran within the last 5m and it still "
+                  "counts them"));
+  // A reading that is not yet complete holds the gate.
+  HostSample young = QuietHost(now, absl::Milliseconds(400));
+  young.load1 = 1.2;
+  EXPECT_THAT(GateBlockers(young, gates),
+              ::testing::ElementsAre(HasSubstr(
+                  "measuring other processes' CPU for the load gate")));
+}
+
+TEST(HostGatesTest, LoadIsAllOthersWhenTheAgentRanNothingRecently) {
+  const absl::Time now = absl::FromUnixSeconds(1000);
+  GateOptions gates;
+  gates.max_load = 0.3;
+  gates.own_work_ended_at = now - absl::Minutes(10);
+  EXPECT_THAT(GateBlockers(LoadedByUsOrOthers(now, 1.2, 0.05), gates),
+              ::testing::ElementsAre(
+                  "load average 1.20, above the 0.30 gate (none of it is this "
+                  "agent's: its last job ended 10m ago)"));
+}
+
+// The load average after a minute of our runs at one core: an exponential
+// average with a 1-minute time constant, decaying from 1.0.
+double LoadAfterOurRuns(absl::Duration since_end) {
+  return std::exp(-absl::ToDoubleSeconds(since_end) / 60.0);
+}
+
+TEST(HostGatesTest, TheNextExperimentDoesNotWaitForOurOwnLoadToDecay) {
+  FakeClock clock(absl::FromUnixSeconds(1000));
+  const absl::Time our_runs_ended = clock.Now();
+  ScriptedProbe probe([&](absl::Time now) {
+    return LoadedByUsOrOthers(now, LoadAfterOurRuns(now - our_runs_ended),
+                              0.01);
+  });
+  GateOptions gates;
+  gates.max_load = 0.3;
+  gates.poll_interval = absl::Seconds(1);
+  gates.own_work_ended_at = our_runs_ended;
+  GateOutcome out =
+      WaitForGates(probe, clock, gates, absl::InfinitePast(), nullptr);
+  EXPECT_TRUE(out.passed) << out.reason;
+  EXPECT_EQ(out.waited, absl::ZeroDuration());
+
+  // The same load with no job of ours behind it is others': it is waited out
+  // (1.0 decays below 0.3 after 60 s x ln(1/0.3) = 72.2 s).
+  gates.own_work_ended_at = absl::InfinitePast();
+  std::vector<std::string> seen;
+  ClockDriver driver(&clock, gates.poll_interval);
+  out = WaitForGates(probe, clock, gates, absl::InfinitePast(), nullptr,
+                     [&](const std::string& b) { seen.push_back(b); });
+  driver.Stop();
+  EXPECT_TRUE(out.passed) << out.reason;
+  EXPECT_EQ(out.waited, absl::Seconds(73));
+  EXPECT_EQ(out.blocked_polls, 73);
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.front(),
+            "load average 1.00, above the 0.30 gate (none of it is this "
+            "agent's: it has run no job yet)");
 }
 
 TEST(StepSamplerTest, SamplesWhileARunExecutesAndClosesWithAFinalSample) {

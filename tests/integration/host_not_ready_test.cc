@@ -118,6 +118,9 @@ class HostNotReadyTest : public ::testing::Test {
     o.workdir = a.dir / "work";
     o.lock_file = a.dir / "agent.lock";
     o.probe_root = a.tree;
+    // The fake /proc is a still picture: its processes' CPU time is not a
+    // rate. This test is about the temperature gate only.
+    o.max_competing_cpu = 0;
     o.nvml_library = "";  // no GPUs: only the fake tree speaks for the host
     o.toolchain = {};
     auto agent = Agent::Create(o, &runner_);

@@ -1,7 +1,7 @@
 // Helpers of the probe tests: a private copy of a fake /proc+/sys tree from
 // tests/agent/probe/trees/ that a test can change between samples, and writers
 // for the /proc files whose numbers the tests compute (/proc/stat,
-// /proc/[pid]/stat). Not thread-safe.
+// /proc/[pid]/stat, /proc/[pid]/schedstat). Not thread-safe.
 #ifndef BENCHFLEET_TESTS_AGENT_PROBE_FAKE_TREE_H_
 #define BENCHFLEET_TESTS_AGENT_PROBE_FAKE_TREE_H_
 
@@ -45,6 +45,13 @@ class FakeTree {
   }
   void Remove(const std::string& rel) const {
     std::filesystem::remove_all(root_ + "/" + rel);
+  }
+  // A symlink, such as /proc/[pid]/exe (whose target need not exist).
+  void Symlink(const std::string& rel, const std::string& target) const {
+    const std::filesystem::path path = root_ + "/" + rel;
+    std::filesystem::create_directories(path.parent_path());
+    std::filesystem::remove(path);
+    std::filesystem::create_symlink(target, path);
   }
 
  private:
@@ -98,6 +105,12 @@ inline std::string PidStatLine(int pid, const std::string& comm, int ppid,
                      " 0 20 0 1 0 " + std::to_string(start_ticks);
   for (int i = 0; i < 30; ++i) line += " 0";
   return line;
+}
+
+// A /proc/[pid]/schedstat line: ns on CPU (of the main thread), ns waiting to
+// run, times scheduled.
+inline std::string SchedstatLine(uint64_t cpu_ns) {
+  return std::to_string(cpu_ns) + " 1000 10";
 }
 
 }  // namespace benchfleet::testing

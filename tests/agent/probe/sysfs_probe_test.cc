@@ -28,6 +28,7 @@ namespace {
 using ::benchfleet::testing::FakeTree;
 using ::benchfleet::testing::PidStatLine;
 using ::benchfleet::testing::ProcStat;
+using ::benchfleet::testing::SchedstatLine;
 using ::benchfleet::testing::TestTime;
 using ::testing::DoubleEq;
 using ::testing::DoubleNear;
@@ -340,7 +341,7 @@ TEST(SysfsProbeTest, MissingRootMeansNothingAvailableRatherThanAnError) {
 TEST(SysfsProbeTest,
      CompetingProcessIsAttributedWhileTheAgentAndItsJobAreExcluded) {
   FakeTree tree("intel");
-  SysfsProbe probe({.root = tree.root(), .process_window_n = 2});
+  SysfsProbe probe({.root = tree.root()});
   probe.SetExclusions({.pids = {500}});  // and, by default, its descendants
   HostSample s = probe.Sample(TestTime(0));
   EXPECT_FALSE(s.processes_scanned);  // the baseline walk
@@ -390,7 +391,7 @@ TEST(SysfsProbeTest,
 
 TEST(SysfsProbeTest, NoProcWalkWhileOnlyExcludedProcessesUseCpu) {
   FakeTree tree("intel");
-  SysfsProbe probe({.root = tree.root(), .process_window_n = 2});
+  SysfsProbe probe({.root = tree.root()});
   probe.SetExclusions({.pids = {500}});
   probe.Sample(TestTime(0));
   ASSERT_EQ(probe.process_scans(), 1);
@@ -427,9 +428,10 @@ TEST(SysfsProbeTest, NoProcWalkWhileOnlyExcludedProcessesUseCpu) {
 
 TEST(SysfsProbeTest, ProcessGroupExclusionWithoutDescendants) {
   FakeTree tree("intel");
-  SysfsProbe probe(
-      {.root = tree.root(), .process_window_n = 1, .process_trigger_cores = 0});
-  probe.SetExclusions({.process_groups = {600}, .descendants = false});
+  SysfsProbe probe({.root = tree.root(), .process_trigger_cores = 0});
+  // Not even benchfleet's own programs: the agent (500) is measured here.
+  probe.SetExclusions(
+      {.process_groups = {600}, .own_binaries = {}, .descendants = false});
   probe.Sample(TestTime(0));
 
   ProcStat stat = IntelStat();
@@ -460,10 +462,8 @@ TEST(SysfsProbeTest, ProcessGroupExclusionWithoutDescendants) {
 
 TEST(SysfsProbeTest, NewExitedAndReusedPidsAreAttributedCorrectly) {
   FakeTree tree("intel");
-  SysfsProbe probe({.root = tree.root(),
-                    .process_window_n = 1,
-                    .process_trigger_cores = 0,
-                    .top_processes = 10});
+  SysfsProbe probe(
+      {.root = tree.root(), .process_trigger_cores = 0, .top_processes = 10});
   probe.Sample(TestTime(0));
 
   ProcStat stat = IntelStat();
@@ -488,10 +488,8 @@ TEST(SysfsProbeTest, NewExitedAndReusedPidsAreAttributedCorrectly) {
 
 TEST(SysfsProbeTest, TopProcessesKeepsOnlyTheBusiest) {
   FakeTree tree("intel");
-  SysfsProbe probe({.root = tree.root(),
-                    .process_window_n = 1,
-                    .process_trigger_cores = 0,
-                    .top_processes = 1});
+  SysfsProbe probe(
+      {.root = tree.root(), .process_trigger_cores = 0, .top_processes = 1});
   probe.Sample(TestTime(0));
   ProcStat stat = IntelStat();
   stat.Add(0, ProcStat::kUser, 100);
@@ -527,10 +525,15 @@ TEST(SysfsProbeTest, KeptProcessFilesAreBounded) {
   FakeTree tree("intel");  // 10 processes, 2 of them kernel threads
   auto open_files_with = [&](int max_kept) {
     SysfsProbe probe({.root = tree.root(),
-                      .process_window_n = 1,
                       .process_trigger_cores = 0,
                       .max_kept_process_files = max_kept});
-    for (int i = 0; i < 3; ++i) probe.Sample(TestTime(i));
+    // A walk per window: a second of ticks passes between samples.
+    ProcStat stat = IntelStat();
+    for (int i = 0; i < 3; ++i) {
+      for (int cpu = 0; cpu < 4; ++cpu) stat.Add(cpu, ProcStat::kIdle, 100);
+      tree.Write("proc/stat", stat.Text());
+      probe.Sample(TestTime(i));
+    }
     EXPECT_EQ(probe.process_scans(), 3);
     return probe.open_files();
   };
@@ -544,9 +547,7 @@ TEST(SysfsProbeTest,
   auto sample_after_kworker_and_modprobe_run =
       [](ProcessExclusions exclusions) {
         FakeTree tree("intel");
-        SysfsProbe probe({.root = tree.root(),
-                          .process_window_n = 1,
-                          .process_trigger_cores = 0});
+        SysfsProbe probe({.root = tree.root(), .process_trigger_cores = 0});
         probe.SetExclusions(exclusions);
         probe.Sample(TestTime(0));
         ProcStat stat = IntelStat();
@@ -575,6 +576,302 @@ TEST(SysfsProbeTest,
   ASSERT_EQ(s.top_processes.size(), 2u);
   EXPECT_EQ(s.top_processes[0].comm, "kworker/0:1-events");
   EXPECT_THAT(s.top_processes[0].cpu_cores, DoubleNear(0.5, 1e-9));
+}
+
+// --- Competing CPU over a window of at least min_window
+// ---------------------------------
+
+// Adds `ticks` of idle time to every CPU of `stat` but the ones given busy
+// ticks, which get the rest of the interval as idle.
+void Advance(ProcStat* stat, uint64_t ticks,
+             const std::vector<std::pair<int, uint64_t>>& busy = {}) {
+  for (int cpu = 0; cpu < 4; ++cpu) {
+    uint64_t used = 0;
+    for (const auto& [busy_cpu, busy_ticks] : busy) {
+      if (busy_cpu == cpu) used += busy_ticks;
+    }
+    stat->Add(cpu, ProcStat::kUser, used);
+    stat->Add(cpu, ProcStat::kIdle, ticks > used ? ticks - used : 0);
+  }
+}
+
+SampleTime At(std::chrono::microseconds t) { return TestTime(0) + t; }
+
+TEST(SysfsProbeWindowTest, AQuietHostIsNotReadAsBusyWhenSamplesAreMsApart) {
+  FakeTree tree("intel");
+  SysfsProbe probe({.root = tree.root()});
+  probe.SetExclusions({.pids = {500}});
+  ProcStat stat = IntelStat();
+  probe.Sample(At(std::chrono::milliseconds(0)));
+  // A second of a quiet host sampled at 10 Hz, as during runs.
+  HostSample s;
+  for (int i = 1; i <= 10; ++i) {
+    Advance(&stat, 10);
+    tree.Write("proc/stat", stat.Text());
+    s = probe.Sample(At(std::chrono::milliseconds(100 * i)));
+  }
+  EXPECT_THAT(s.other_cpu_cores, Optional(DoubleEq(0)));
+  EXPECT_EQ(s.other_cpu_window, std::chrono::seconds(1));
+  EXPECT_EQ(s.other_cpu_window_needed, std::chrono::nanoseconds(0));
+
+  // The next gate samples 2.5 ms later (a quarter tick of each CPU), and some
+  // process got one tick meanwhile. Between those two samples alone that
+  // reads as 4 cores; over the last second it is one tick in 100.
+  stat.Add(0, ProcStat::kUser, 1);
+  tree.Write("proc/stat", stat.Text());
+  s = probe.Sample(At(std::chrono::microseconds(1'002'500)));
+  EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(0.01, 1e-12)));
+  EXPECT_EQ(s.other_cpu_window, std::chrono::seconds(1));
+  EXPECT_EQ(probe.process_scans(), 1);  // far below the walk trigger
+}
+
+TEST(SysfsProbeWindowTest, TheFirstReadingStandsInWithTheAverageSinceBoot) {
+  FakeTree tree("intel");
+  SysfsProbe probe({.root = tree.root()});
+  probe.SetExclusions({.pids = {500}});
+  ProcStat stat = IntelStat();
+  // trees/intel: 5668 busy ticks in 2347.5 ticks of each CPU since boot, 400
+  // of them the agent's own (pid 500, since it started).
+  const double since_boot = (5668.0 - 400) / 2347.5;
+  HostSample s = probe.Sample(TestTime(0));
+  EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(since_boot, 1e-12)));
+  EXPECT_EQ(s.other_cpu_window, std::chrono::seconds(1));
+  EXPECT_EQ(s.other_cpu_window_needed, std::chrono::nanoseconds(0));
+
+  // Half a second seen: half the window is what was seen.
+  Advance(&stat, 50, {{1, 10}});
+  tree.Write("proc/stat", stat.Text());
+  s = probe.Sample(TestTime(0) + std::chrono::milliseconds(500));
+  EXPECT_THAT(s.other_cpu_cores,
+              Optional(DoubleNear((10 + 50 * since_boot) / 100, 1e-12)));
+  // A whole second seen: the time before the probe no longer counts.
+  Advance(&stat, 50);
+  tree.Write("proc/stat", stat.Text());
+  s = probe.Sample(TestTime(1));
+  EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(0.1, 1e-12)));
+}
+
+TEST(SysfsProbeWindowTest, AfterNewExclusionsTheReadingSaysWhatItStillLacks) {
+  FakeTree tree("intel");
+  SysfsProbe probe({.root = tree.root()});
+  ProcStat stat = IntelStat();
+  probe.Sample(TestTime(0));
+  Advance(&stat, 100);
+  tree.Write("proc/stat", stat.Text());
+  probe.Sample(TestTime(1));
+
+  // The past was measured against other exclusions: it starts afresh.
+  probe.SetExclusions({.pids = {500}});
+  Advance(&stat, 50, {{1, 10}});
+  tree.Write("proc/stat", stat.Text());
+  HostSample s = probe.Sample(TestTime(1) + std::chrono::milliseconds(500));
+  EXPECT_EQ(s.other_cpu_cores, std::nullopt);
+  EXPECT_EQ(s.other_cpu_window_needed, std::chrono::seconds(1));
+
+  Advance(&stat, 50, {{1, 10}});
+  tree.Write("proc/stat", stat.Text());
+  s = probe.Sample(TestTime(2));
+  EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(0.2, 1e-12)));
+  EXPECT_EQ(s.other_cpu_window, std::chrono::milliseconds(500));
+  EXPECT_EQ(s.other_cpu_window_needed, std::chrono::milliseconds(500));
+
+  Advance(&stat, 50);
+  tree.Write("proc/stat", stat.Text());
+  s = probe.Sample(TestTime(2) + std::chrono::milliseconds(500));
+  EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(0.1, 1e-12)));
+  EXPECT_EQ(s.other_cpu_window, std::chrono::seconds(1));
+  EXPECT_EQ(s.other_cpu_window_needed, std::chrono::nanoseconds(0));
+
+  // The busy half second falls out of the window.
+  Advance(&stat, 50);
+  tree.Write("proc/stat", stat.Text());
+  s = probe.Sample(TestTime(3));
+  EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(0.0, 1e-12)));
+}
+
+TEST(SysfsProbeWindowTest, APauseInSamplingStandsInAtItsAverageRate) {
+  FakeTree tree("intel");
+  SysfsProbe probe({.root = tree.root()});
+  ProcStat stat = IntelStat();
+  probe.Sample(TestTime(0));
+  Advance(&stat, 100);
+  tree.Write("proc/stat", stat.Text());
+  probe.Sample(TestTime(1));
+  // Five minutes without samples (between two leases), in which others used
+  // 0.1 cores on average.
+  Advance(&stat, 30'000, {{0, 3'000}});
+  tree.Write("proc/stat", stat.Text());
+  HostSample s = probe.Sample(TestTime(301));
+  EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(0.1, 1e-12)));
+  EXPECT_EQ(s.other_cpu_window, std::chrono::seconds(1));
+  // 0.3 s later, after a whole core's worth of other work: the window is
+  // those 0.3 s plus 0.7 s of the pause's average.
+  Advance(&stat, 30, {{1, 30}});
+  tree.Write("proc/stat", stat.Text());
+  s = probe.Sample(TestTime(301) + std::chrono::milliseconds(300));
+  EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(0.37, 1e-12)));
+}
+
+TEST(SysfsProbeWindowTest, BenchfleetsOwnProgramsAreNotCompetitors) {
+  FakeTree tree("intel");
+  // The controller, run by another user: its exe cannot be read, its comm is
+  // cut to 15 characters.
+  tree.Write("proc/900/stat",
+             PidStatLine(900, "benchfleet-cont", 1, 900, 100, 0, 8000));
+  // A program that one of them started is not one of benchfleet's runs
+  // (those are the agent's, excluded by pid): it competes.
+  tree.Write("proc/903/stat", PidStatLine(903, "stress", 900, 903, 0, 0, 8300));
+  // `benchfleet watch`, whose binary was rebuilt while it runs.
+  tree.Write("proc/901/stat",
+             PidStatLine(901, "benchfleet", 1, 901, 100, 0, 8100));
+  tree.Symlink("proc/901/exe", "/usr/local/bin/benchfleet (deleted)");
+  // A script that calls itself benchfleet: its exe says otherwise.
+  tree.Write("proc/902/stat",
+             PidStatLine(902, "benchfleet", 1, 902, 100, 0, 8200));
+  tree.Symlink("proc/902/exe", "/usr/bin/python3.11");
+  SysfsProbe probe({.root = tree.root(), .process_trigger_cores = 0});
+  probe.SetExclusions({.pids = {500}});
+  probe.Sample(TestTime(0));
+
+  ProcStat stat = IntelStat();
+  Advance(&stat, 100, {{0, 40}, {1, 30}, {2, 20}, {3, 10}});
+  tree.Write("proc/stat", stat.Text());
+  tree.Write("proc/900/stat",
+             PidStatLine(900, "benchfleet-cont", 1, 900, 140, 0, 8000));
+  tree.Write("proc/901/stat",
+             PidStatLine(901, "benchfleet", 1, 901, 130, 0, 8100));
+  tree.Write("proc/902/stat",
+             PidStatLine(902, "benchfleet", 1, 902, 120, 0, 8200));
+  tree.Write("proc/903/stat",
+             PidStatLine(903, "stress", 900, 903, 10, 0, 8300));
+  const HostSample s = probe.Sample(TestTime(1));
+  ASSERT_TRUE(s.processes_scanned);
+  ASSERT_EQ(s.top_processes.size(), 2u);
+  EXPECT_EQ(s.top_processes[0].pid, 902);
+  EXPECT_EQ(s.top_processes[1].pid, 903);
+  EXPECT_THAT(s.competing_cpu_cores, Optional(DoubleNear(0.3, 1e-12)));
+  // The cheap reading leaves them out too (they are read on every sample).
+  EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(0.3, 1e-12)));
+}
+
+TEST(SysfsProbeWindowTest, SchedstatNanosecondsCountWhereTheyAgreeWithTicks) {
+  FakeTree tree("intel");
+  tree.Write("proc/700/schedstat", SchedstatLine(40'003'000'000));
+  tree.Write("proc/800/schedstat", SchedstatLine(50'000'000));
+  SysfsProbe probe({.root = tree.root(), .process_trigger_cores = 0});
+  probe.SetExclusions({.pids = {500}});
+  probe.Sample(TestTime(0));
+
+  ProcStat stat = IntelStat();
+  Advance(&stat, 100, {{0, 34}, {1, 50}});
+  tree.Write("proc/stat", stat.Text());
+  // stress: 33 ticks; its one thread ran 334.5 ms, which rounds down to them.
+  tree.Write("proc/700/stat",
+             PidStatLine(700, "stress", 1, 700, 4033, 0, 3000));
+  tree.Write("proc/700/schedstat", SchedstatLine(40'337'500'000));
+  // A process whose worker threads ran: 50 ticks, 10 ms of them its main
+  // thread's. schedstat cannot speak for it.
+  tree.Write("proc/800/stat",
+             PidStatLine(800, "my (odd) proc", 1, 800, 60, 0, 3100));
+  tree.Write("proc/800/schedstat", SchedstatLine(60'000'000));
+  const HostSample s = probe.Sample(TestTime(1));
+  ASSERT_TRUE(s.processes_scanned);
+  ASSERT_EQ(s.top_processes.size(), 2u);
+  EXPECT_EQ(s.top_processes[0].pid, 800);
+  EXPECT_THAT(s.top_processes[0].cpu_cores, DoubleNear(0.5, 1e-12));
+  EXPECT_EQ(s.top_processes[1].pid, 700);
+  EXPECT_THAT(s.top_processes[1].cpu_cores, DoubleNear(0.3345, 1e-12));
+}
+
+TEST(SysfsProbeWindowTest, SampleWithProcessesEndsARunsReadingAtItsEnd) {
+  FakeTree tree("intel");
+  SysfsProbe probe({.root = tree.root()});
+  probe.SetExclusions({.pids = {500}});
+  ProcStat stat = IntelStat();
+  uint64_t stress = 4000;
+  int64_t ms = 0;
+  auto step = [&](int ticks, bool with_processes) {
+    // stress uses 0.2 cores throughout.
+    Advance(&stat, ticks, {{0, static_cast<uint64_t>(ticks / 5)}});
+    stress += ticks / 5;
+    ms += ticks * 10;
+    tree.Write("proc/stat", stat.Text());
+    tree.Write("proc/700/stat",
+               PidStatLine(700, "stress", 1, 700, stress, 0, 3000));
+    const SampleTime t = At(std::chrono::milliseconds(ms));
+    return with_processes ? probe.SampleWithProcesses(t) : probe.Sample(t);
+  };
+  probe.Sample(At(std::chrono::milliseconds(0)));
+  ASSERT_EQ(probe.process_scans(), 1);
+  // 10 Hz for a second: a walk once the window is full.
+  HostSample s;
+  for (int i = 0; i < 10; ++i) s = step(10, false);
+  EXPECT_EQ(probe.process_scans(), 2);
+  ASSERT_TRUE(s.processes_scanned);
+  EXPECT_THAT(s.top_processes[0].cpu_cores, DoubleNear(0.2, 1e-12));
+
+  // A 150 ms run: its periodic sample does not walk, its closing one does,
+  // over the walk a window before (the baseline, 1.15 s back).
+  s = step(10, false);
+  EXPECT_FALSE(s.processes_scanned);
+  s = step(5, true);
+  EXPECT_EQ(probe.process_scans(), 3);
+  ASSERT_TRUE(s.processes_scanned);
+  EXPECT_EQ(s.process_window, std::chrono::milliseconds(1150));
+  EXPECT_THAT(s.top_processes[0].cpu_cores, DoubleNear(23.0 / 115, 1e-12));
+
+  // Another run ending 10 ms later gets that reading without a walk.
+  s = step(1, true);
+  EXPECT_EQ(probe.process_scans(), 3);
+  ASSERT_TRUE(s.processes_scanned);
+  EXPECT_EQ(s.process_window, std::chrono::milliseconds(1150));
+}
+
+TEST(SysfsProbeWindowTest, AShortRunIsJudgedOnTheWindowThatEndsWithIt) {
+  // A 50 ms run on a host where "stress" used `ticks_per_second` in the
+  // second before it, and gets one tick during the run.
+  auto summarize_run = [](uint64_t ticks_per_second) {
+    FakeTree tree("intel");
+    SysfsProbe probe({.root = tree.root()});
+    probe.SetExclusions({.pids = {500}});
+    ProcStat stat = IntelStat();
+    probe.Sample(TestTime(0));
+    uint64_t stress = 4000;
+    for (uint64_t i = 1; i <= 10; ++i) {
+      const uint64_t per_step =
+          ticks_per_second / 10 + (i <= ticks_per_second % 10 ? 1 : 0);
+      Advance(&stat, 10, {{0, per_step}});
+      stress += per_step;
+      tree.Write("proc/stat", stat.Text());
+      tree.Write("proc/700/stat",
+                 PidStatLine(700, "stress", 1, 700, stress, 0, 3000));
+      probe.Sample(At(std::chrono::milliseconds(100 * i)));
+    }
+    std::vector<HostSample> run;
+    // The run's first sample, 2.5 ms after the gate's: stress got a tick.
+    stat.Add(0, ProcStat::kUser, 1);
+    tree.Write("proc/stat", stat.Text());
+    tree.Write("proc/700/stat",
+               PidStatLine(700, "stress", 1, 700, ++stress, 0, 3000));
+    run.push_back(probe.Sample(At(std::chrono::microseconds(1'002'500))));
+    Advance(&stat, 5);
+    tree.Write("proc/stat", stat.Text());
+    run.push_back(
+        probe.SampleWithProcesses(At(std::chrono::microseconds(1'052'500))));
+    return SummarizeHostSamples(run, {.contended_process_cpu_cores = 0.1});
+  };
+  // 0.03 cores: below the walk trigger, so no per-process reading at all;
+  // the run's own 52.5 ms would have read one tick as 0.19 cores.
+  HostStateSummary quiet = summarize_run(3);
+  EXPECT_FALSE(quiet.flagged()) << quiet.reasons[0];
+  EXPECT_EQ(quiet.max_process_cpu_cores, std::nullopt);
+  // 0.3 cores: flagged, on the window that ends at the run's end.
+  HostStateSummary busy = summarize_run(30);
+  EXPECT_THAT(busy.flags, ElementsAre(kFlagContended));
+  ASSERT_TRUE(busy.max_process_cpu_cores.has_value());
+  EXPECT_THAT(*busy.max_process_cpu_cores, DoubleNear(31.0 / 105.25, 1e-9));
+  EXPECT_THAT(busy.reasons[0],
+              ::testing::HasSubstr("used 0.29 cores over 1.05 s"));
 }
 
 // --- The real host
@@ -628,7 +925,7 @@ class BusyChild {
 TEST(SysfsProbeRealHostTest, BusyChildProcessIsSeenAsCompeting) {
   BusyChild child;
   ASSERT_GT(child.pid(), 0);
-  SysfsProbe probe({.process_window_n = 1, .top_processes = 50});
+  SysfsProbe probe({.top_processes = 50});
   // The test process is excluded, its child is not (it is not excluded as a
   // descendant).
   probe.SetExclusions({.pids = {getpid()}, .descendants = false});
