@@ -1228,14 +1228,25 @@ TEST(AttemptDriverHistoryTest,
 // ---------------------------------------------------------------------------------------
 // KILL only on evidence (DESIGN.md §4).
 
+// What the real agent reports for a run that takes `wall_ns`: stopped (and
+// reaped 20 us later) at the step's deadline when it would run past it.
+StepOutcome RunUntilDeadline(const PlannedStep& step, double wall_ns) {
+  StepOutcome o;
+  o.output_digest = "same";
+  o.wall_ns = static_cast<int64_t>(wall_ns);
+  if (absl::Nanoseconds(o.wall_ns) > step.timeout) {
+    o.wall_ns = absl::ToInt64Nanoseconds(step.timeout) + 20'000;
+    o.timed_out = true;
+  }
+  return o;
+}
+
 // A noisy "real" agent: each run takes `wall_ns` times a seeded, heavy-tailed
 // factor (a few percent of jitter, and now and then a scheduler hiccup of up to
 // 3 ms), and is stopped at its deadline like the real agent.
 Agent Noisy(std::map<std::string, int64_t> wall_ns, uint64_t seed) {
   auto rng = std::make_shared<std::mt19937_64>(seed);
   return [wall_ns = std::move(wall_ns), rng](const PlannedStep& step) {
-    StepOutcome o;
-    o.output_digest = "same";
     std::normal_distribution<double> jitter(1.0, 0.03);
     std::uniform_real_distribution<double> u(0, 1);
     auto it = wall_ns.find(step.variant);
@@ -1243,12 +1254,7 @@ Agent Noisy(std::map<std::string, int64_t> wall_ns, uint64_t seed) {
         it == wall_ns.end() ? 1e6 : static_cast<double>(it->second);
     double wall = base * std::max(0.8, jitter(*rng));
     if (u(*rng) < 0.05) wall += u(*rng) * 3e6;  // a hiccup
-    o.wall_ns = static_cast<int64_t>(wall);
-    if (absl::Nanoseconds(o.wall_ns) > step.timeout) {
-      o.wall_ns = absl::ToInt64Nanoseconds(step.timeout) + 20'000;
-      o.timed_out = true;
-    }
-    return o;
+    return RunUntilDeadline(step, wall);
   };
 }
 
@@ -1285,8 +1291,6 @@ Agent Bursty(std::map<std::string, int64_t> wall_ns, uint64_t seed) {
       *burst_left = 2 + static_cast<int>(u(*rng) * 5);
       *burst_factor = 1.5 + 1.5 * u(*rng);
     }
-    StepOutcome o;
-    o.output_digest = "same";
     auto it = wall_ns.find(step.variant);
     const double base =
         it == wall_ns.end() ? 1e6 : static_cast<double>(it->second);
@@ -1295,12 +1299,7 @@ Agent Bursty(std::map<std::string, int64_t> wall_ns, uint64_t seed) {
       wall *= *burst_factor;
       --*burst_left;
     }
-    o.wall_ns = static_cast<int64_t>(wall);
-    if (absl::Nanoseconds(o.wall_ns) > step.timeout) {
-      o.wall_ns = absl::ToInt64Nanoseconds(step.timeout) + 20'000;
-      o.timed_out = true;
-    }
-    return o;
+    return RunUntilDeadline(step, wall);
   };
 }
 
