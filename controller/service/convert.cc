@@ -68,6 +68,7 @@ StepOutcome FromProto(const v1::StepResult& r) {
   o.host_flags.assign(r.host_flags().begin(), r.host_flags().end());
   o.gate_wait_ns = r.gate_wait_us() > 0 ? r.gate_wait_us() * 1'000
                                         : r.gate_wait_ms() * 1'000'000;
+  o.gate_blocked_by = r.gate_blocked_by();
   o.host_not_ready = r.host_not_ready();
   if (r.has_host()) {
     const v1::HostSummary& h = r.host();

@@ -74,5 +74,16 @@ TEST(WireDurationsTest, GateWaitOfAResultIsReadInMicroseconds) {
   EXPECT_EQ(FromProto(old).gate_wait_ns, 5'000'000);
 }
 
+// The report's list of gate waits names what held each run back; it printed
+// "(the agent did not say)" for every wait while the conversion dropped it.
+TEST(WireDurationsTest, GateWaitKeepsWhatBlockedIt) {
+  v1::StepResult result;
+  result.set_gate_wait_us(500'000);
+  result.set_gate_blocked_by(
+      "other processes use 0.60 cores, above the 0.25-core gate");
+  EXPECT_EQ(FromProto(result).gate_blocked_by,
+            "other processes use 0.60 cores, above the 0.25-core gate");
+}
+
 }  // namespace
 }  // namespace benchfleet
