@@ -529,7 +529,8 @@ TEST_F(TruthTest, NoisyLargeImprovementKeepsAndNoisySmallOneIsInconclusive) {
   ASSERT_EQ(c.size(), 2u) << e.report_text();
   std::printf("%s\n", e.report_text().c_str());
 
-  // Both sides were noisy and extended to max_runs before deciding.
+  // Both sides were noisy, and extended to max_runs before deciding.
+  std::map<std::string, int> extended;  // variant -> inputs at max_runs
   for (const auto& [variant, cand] : c) {
     for (const nlohmann::json& in : cand["inputs"]) {
       EXPECT_GT(std::max(in["baseline_cv"].get<double>(),
@@ -537,13 +538,18 @@ TEST_F(TruthTest, NoisyLargeImprovementKeepsAndNoisySmallOneIsInconclusive) {
                 0.10)
           << variant << " " << in["input"] << "\n"
           << e.report_text();
-      EXPECT_EQ(in["n_candidate_measured"].get<int>(), 20)
+      // Extended towards max_runs where the noise survived outlier removal
+      // at 10 runs; an input whose trimmed CV was within max_cv then is
+      // decided on its 10 (and may read noisy again against a baseline that
+      // another candidate's extension lengthened).
+      EXPECT_GE(in["n_candidate_measured"].get<int>(), 10)
           << variant << " " << in["input"] << "\n"
           << e.report_text();
-      EXPECT_EQ(in["n_baseline_measured"].get<int>(), 20)
-          << variant << " " << in["input"] << "\n"
-          << e.report_text();
+      if (in["n_candidate_measured"].get<int>() == 20) ++extended[variant];
     }
+    EXPECT_GT(extended[variant], 0)
+        << variant << ": no noisy input was extended\n"
+        << e.report_text();
   }
 
   const nlohmann::json& half = c["half-noisy"];
