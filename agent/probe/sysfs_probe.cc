@@ -194,6 +194,10 @@ struct SysfsProbe::Impl {
   // Host ticks are per-CPU averages of tick counters: a span compared with a
   // window may fall short of it by up to a tick from rounding alone.
   static constexpr double kTickSlack = 1.0;
+  // Core-ticks by which rounding alone can move a window's unexplained CPU:
+  // /proc/stat charges CPUs tick by tick, and each excluded process's utime
+  // and stime are rounded down to a tick, at both ends of the window.
+  static constexpr double kRoundingTicks = 4.0;
 
   SysfsProbeOptions options;
   GpuProbe* gpus = nullptr;
@@ -817,6 +821,7 @@ struct SysfsProbe::Impl {
     if (elapsed > 0) {
       s->other_cpu_cores = other / elapsed;
       s->other_cpu_window = TicksToNs(elapsed);
+      s->other_cpu_rounding_cores = kRoundingTicks / elapsed;
     }
     if (elapsed + kTickSlack < window_ticks) {
       s->other_cpu_window_needed = TicksToNs(window_ticks - elapsed);

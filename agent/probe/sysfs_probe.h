@@ -70,8 +70,10 @@ struct SysfsProbeOptions {
   // For min_window after the first sample, and after SetExclusions changes
   // them (the past was measured against other exclusions), the reading covers
   // what there is and says how much it lacks
-  // (HostSample::other_cpu_window_needed); the gates wait for the rest, so
-  // the agent takes a first sample when it starts.
+  // (HostSample::other_cpu_window_needed) and how far rounding could move it
+  // (other_cpu_rounding_cores); the gates rely on it only where that could
+  // not change their answer, and the agent takes a first sample when it
+  // starts.
   std::chrono::nanoseconds min_window = std::chrono::seconds(1);
   // Processes are attributed only while the CPU not explained by the excluded
   // processes exceeds this many cores over the window (plus two clock ticks of

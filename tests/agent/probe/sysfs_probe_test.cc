@@ -639,6 +639,9 @@ TEST(SysfsProbeWindowTest, AYoungProbeSaysHowMuchOfItsWindowItLacks) {
   EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(0.2, 1e-12)));
   EXPECT_EQ(s.other_cpu_window, std::chrono::milliseconds(300));
   EXPECT_EQ(s.other_cpu_window_needed, std::chrono::milliseconds(700));
+  // Rounding could move 30 ticks' worth by 4 ticks.
+  EXPECT_THAT(s.other_cpu_rounding_cores,
+              Optional(DoubleNear(4.0 / 30, 1e-12)));
 
   Advance(&stat, 70);
   tree.Write("proc/stat", stat.Text());
@@ -646,6 +649,7 @@ TEST(SysfsProbeWindowTest, AYoungProbeSaysHowMuchOfItsWindowItLacks) {
   EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(0.06, 1e-12)));
   EXPECT_EQ(s.other_cpu_window, std::chrono::seconds(1));
   EXPECT_EQ(s.other_cpu_window_needed, std::chrono::nanoseconds(0));
+  EXPECT_THAT(s.other_cpu_rounding_cores, Optional(DoubleNear(0.04, 1e-12)));
 }
 
 TEST(SysfsProbeWindowTest, AfterNewExclusionsTheReadingSaysWhatItStillLacks) {
