@@ -150,11 +150,16 @@ struct HostSample {
   std::optional<double> other_cpu_cores;
   std::chrono::nanoseconds other_cpu_window{0};
   // How much more history `other_cpu_cores` needs before it covers the probe's
-  // min_window: > 0 for a while after the probe's exclusions change (the past
-  // was measured against others); 0 once the reading is complete, and when the
-  // probe has no such reading at all (no /proc/stat). (A SysfsProbe's first
-  // sample already has a complete reading: the average since boot.)
+  // min_window: > 0 during the first min_window after the probe's first
+  // sample (which has no reading yet) and after its exclusions change (the
+  // past was measured against others); 0 once the reading is complete, and
+  // when the probe has no such reading at all (no /proc/stat).
   std::chrono::nanoseconds other_cpu_window_needed{0};
+  // How far rounding alone could move `other_cpu_cores` (CPU times count in
+  // clock ticks): a few ticks over its window, 0.04 cores over a second. A
+  // reading whose window is not yet complete is still conclusive when it is
+  // clear of a limit by this much (the gates rely on that).
+  std::optional<double> other_cpu_rounding_cores;
   // True when this sample carries a per-process reading: then
   // `competing_cpu_cores` and `top_processes` hold the CPU use of every
   // non-excluded process over `process_window`, which ends at this sample

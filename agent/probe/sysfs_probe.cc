@@ -194,6 +194,10 @@ struct SysfsProbe::Impl {
   // Host ticks are per-CPU averages of tick counters: a span compared with a
   // window may fall short of it by up to a tick from rounding alone.
   static constexpr double kTickSlack = 1.0;
+  // Core-ticks by which rounding alone can move a window's unexplained CPU:
+  // /proc/stat charges CPUs tick by tick, and each excluded process's utime
+  // and stime are rounded down to a tick, at both ends of the window.
+  static constexpr double kRoundingTicks = 4.0;
 
   SysfsProbeOptions options;
   GpuProbe* gpus = nullptr;
@@ -211,7 +215,6 @@ struct SysfsProbe::Impl {
 
   int64_t samples = 0;
   bool have_prev_host = false;
-  bool since_boot = false;  // the sample being taken is the first one
   uint64_t prev_busy = 0, prev_steal = 0, prev_total = 0;
   double prev_host_ticks = 0;
   std::optional<int64_t> mem_total, mem_available;
@@ -581,11 +584,6 @@ struct SysfsProbe::Impl {
               : 0.0;
       *busy_core_ticks = static_cast<double>(host_busy - prev_busy);
       *elapsed_ticks = host_ticks - prev_host_ticks;
-    } else if (!have_prev_host) {
-      // The first reading: everything since boot (see SampleProcesses).
-      *busy_core_ticks = static_cast<double>(host_busy);
-      *elapsed_ticks = host_ticks;
-      since_boot = true;
     }
     have_prev_host = true;
     prev_busy = host_busy;
@@ -750,23 +748,10 @@ struct SysfsProbe::Impl {
       walks.clear();
       attribution = Attribution{};
     }
-    double excluded_ticks = ReadTracked();
-    // The first sample stands in for the time before it (the probe is made
-    // when the agent starts, shortly before its first gate) with the average
-    // since boot, as a pause in sampling stands in with its own average: the
-    // first gate then needs no wait on a host that has been quiet, and waits
-    // at most a window on one that has not. The excluded processes' share is
-    // their CPU since they started.
-    if (since_boot) {
-      excluded_ticks = 0;
-      for (const auto& [pid, t] : tracked)
-        excluded_ticks += static_cast<double>(t.last_ticks);
-    }
-    // After a later change the window starts afresh at this sample: the past
-    // was measured against other exclusions.
-    const bool past_void = changed && !since_boot;
-    since_boot = false;
-    if (!past_void && busy_core_ticks && elapsed_ticks && *elapsed_ticks > 0) {
+    const double excluded_ticks = ReadTracked();
+    // After a change the window starts afresh at this sample: the past was
+    // measured against other exclusions.
+    if (!changed && busy_core_ticks && elapsed_ticks && *elapsed_ticks > 0) {
       // Clamped per sample: an excluded process's reaped children are charged
       // to it all at once (double counting what was seen of them alive), which
       // must not cancel other processes' CPU elsewhere in the window.
@@ -836,6 +821,7 @@ struct SysfsProbe::Impl {
     if (elapsed > 0) {
       s->other_cpu_cores = other / elapsed;
       s->other_cpu_window = TicksToNs(elapsed);
+      s->other_cpu_rounding_cores = kRoundingTicks / elapsed;
     }
     if (elapsed + kTickSlack < window_ticks) {
       s->other_cpu_window_needed = TicksToNs(window_ticks - elapsed);

@@ -65,12 +65,15 @@ struct SysfsProbeOptions {
   // CPU times have a resolution of one clock tick (10 ms): over 1 s a tick is
   // 0.01 cores, over 2 ms it is 5. Longer windows are finer grained and cheaper
   // (while something competes, one /proc walk per window, plus at most one
-  // per min_window / 20 for SampleWithProcesses) but react later. Time the
-  // probe did not see counts at its average: before the first sample, the
-  // average since boot; a pause between samples, that pause's average. After
-  // SetExclusions changes them (the past was measured against other
-  // exclusions) the reading covers what there is and says how much it lacks
-  // (HostSample::other_cpu_window_needed); the gates wait for the rest.
+  // per min_window / 20 for SampleWithProcesses) but react later. A pause
+  // between two samples (between two leases) counts at that pause's average.
+  // For min_window after the first sample, and after SetExclusions changes
+  // them (the past was measured against other exclusions), the reading covers
+  // what there is and says how much it lacks
+  // (HostSample::other_cpu_window_needed) and how far rounding could move it
+  // (other_cpu_rounding_cores); the gates rely on it only where that could
+  // not change their answer, and the agent takes a first sample when it
+  // starts.
   std::chrono::nanoseconds min_window = std::chrono::seconds(1);
   // Processes are attributed only while the CPU not explained by the excluded
   // processes exceeds this many cores over the window (plus two clock ticks of

@@ -163,6 +163,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
   ProcessExclusions exclusions;
   exclusions.pids = {static_cast<int>(getpid())};
   impl->probe->SetExclusions(exclusions);
+  // Competing CPU is judged over the last second (SysfsProbeOptions::
+  // min_window): start that window now, not at the first gate.
+  impl->probe->Sample(ToSampleTime(impl->clock->Now()));
   impl->sampler = std::make_unique<StepSampler>(impl->probe.get(), impl->clock,
                                                 options.sample_interval);
   if (impl->nvml->state() == NvmlState::kReady) {

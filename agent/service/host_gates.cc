@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -48,18 +49,36 @@ GateCheck CheckGates(const HostSample& s, const GateOptions& g) {
     }
   }
 
-  // The competing reading, where a gate needs it: complete, or why not yet.
+  // The competing reading against a gate's limit. A complete window is taken
+  // as it is; one still filling only where rounding cannot change the answer.
   const bool measuring =
       s.other_cpu_window_needed > std::chrono::nanoseconds(0);
+  enum class Reading { kBelow, kAbove, kMeasuring, kNone };
+  auto judge = [&](double limit) {
+    if (!s.other_cpu_cores)
+      return measuring ? Reading::kMeasuring : Reading::kNone;
+    if (!measuring)
+      return *s.other_cpu_cores > limit ? Reading::kAbove : Reading::kBelow;
+    const double rounding = s.other_cpu_rounding_cores.value_or(
+        std::numeric_limits<double>::infinity());
+    if (*s.other_cpu_cores + rounding <= limit) return Reading::kBelow;
+    if (*s.other_cpu_cores - rounding > limit) return Reading::kAbove;
+    return Reading::kMeasuring;
+  };
   bool reported_measuring = false;
   auto measuring_blocker = [&](const char* what) {
     if (reported_measuring) return;
     reported_measuring = true;
     const std::chrono::nanoseconds window =
         s.other_cpu_window + s.other_cpu_window_needed;
+    std::string so_far;
+    if (s.other_cpu_cores && s.other_cpu_rounding_cores) {
+      so_far = absl::StrFormat(" (%.2f ± %.2f cores)", *s.other_cpu_cores,
+                               *s.other_cpu_rounding_cores);
+    }
     blockers.push_back(absl::StrFormat(
-        "measuring other processes' CPU for %s: %s of the %s window so far",
-        what, Seconds(s.other_cpu_window), Seconds(window)));
+        "measuring other processes' CPU for %s: %s of the %s window so far%s",
+        what, Seconds(s.other_cpu_window), Seconds(window), so_far));
     out.retry_after =
         std::min(out.retry_after, absl::FromChrono(s.other_cpu_window_needed));
   };
@@ -89,32 +108,47 @@ GateCheck CheckGates(const HostSample& s, const GateOptions& g) {
                              absl::FormatDuration(absl::Trunc(
                                  at - g.own_work_ended_at, absl::Seconds(1))),
                              " ago")));
-    } else if (!s.other_cpu_cores && !measuring) {
-      // No competing reading at all (no /proc/stat): the load is all we have.
-      blockers.push_back(absl::StrFormat(
-          "load average %.2f, above the %.2f gate (this agent's jobs ran "
-          "within the last %s, but the host gives no competing-CPU reading "
-          "to tell others' share)",
-          *s.load1, g.max_load, absl::FormatDuration(g.load_memory)));
-    } else if (measuring) {
-      measuring_blocker("the load gate");
-    } else if (*s.other_cpu_cores > g.max_load) {
-      blockers.push_back(absl::StrFormat(
-          "other processes use %.2f cores%s, above the load gate's %.2f%s; "
-          "the load average (%.2f) is not used because this agent's own jobs "
-          "ran within the last %s and it still counts them",
-          *s.other_cpu_cores, over_window(), g.max_load, busiest(), *s.load1,
-          absl::FormatDuration(g.load_memory)));
+    } else {
+      switch (judge(g.max_load)) {
+        case Reading::kNone:
+          // No competing reading at all (no /proc/stat): the load is all we
+          // have.
+          blockers.push_back(absl::StrFormat(
+              "load average %.2f, above the %.2f gate (this agent's jobs ran "
+              "within the last %s, but the host gives no competing-CPU "
+              "reading to tell others' share)",
+              *s.load1, g.max_load, absl::FormatDuration(g.load_memory)));
+          break;
+        case Reading::kMeasuring:
+          measuring_blocker("the load gate");
+          break;
+        case Reading::kAbove:
+          blockers.push_back(absl::StrFormat(
+              "other processes use %.2f cores%s, above the load gate's "
+              "%.2f%s; the load average (%.2f) is not used because this "
+              "agent's own jobs ran within the last %s and it still counts "
+              "them",
+              *s.other_cpu_cores, over_window(), g.max_load, busiest(),
+              *s.load1, absl::FormatDuration(g.load_memory)));
+          break;
+        case Reading::kBelow:
+          break;
+      }
     }
   }
   if (g.max_competing_cpu > 0) {
-    if (measuring) {
-      measuring_blocker("the competing-CPU gate");
-    } else if (s.other_cpu_cores && *s.other_cpu_cores > g.max_competing_cpu) {
-      blockers.push_back(absl::StrFormat(
-          "other processes use %.2f cores%s, above the "
-          "%.2f-core gate%s",
-          *s.other_cpu_cores, over_window(), g.max_competing_cpu, busiest()));
+    switch (judge(g.max_competing_cpu)) {
+      case Reading::kMeasuring:
+        measuring_blocker("the competing-CPU gate");
+        break;
+      case Reading::kAbove:
+        blockers.push_back(absl::StrFormat(
+            "other processes use %.2f cores%s, above the %.2f-core gate%s",
+            *s.other_cpu_cores, over_window(), g.max_competing_cpu, busiest()));
+        break;
+      case Reading::kBelow:
+      case Reading::kNone:
+        break;
     }
   }
   return out;

@@ -64,7 +64,9 @@ struct GateOptions {
 // Why `sample` fails the gates ("GPU 0 at 63.0 °C, at or above the 50 °C
 // gate"), judged as of sample.taken_at; empty = ready. A competing-CPU reading
 // that does not yet cover the probe's window (other_cpu_window_needed > 0)
-// blocks while a gate needs it.
+// decides a gate only when it is clear of the limit by more than rounding
+// could move it (other_cpu_rounding_cores); otherwise it blocks as
+// "measuring" until it is complete.
 std::vector<std::string> GateBlockers(const HostSample& sample,
                                       const GateOptions& gates);
 

@@ -251,6 +251,30 @@ TEST(HostGatesTest, AShortCompetingReadingHoldsTheGateUntilItsWindowIsFull) {
                   .empty());
 }
 
+TEST(HostGatesTest, AYoungReadingDecidesOnlyWhereRoundingCannotChangeIt) {
+  const absl::Time now = absl::FromUnixSeconds(1000);
+  GateOptions gates;
+  gates.max_competing_cpu = 0.25;
+  // 0.2 s measured, over which rounding could move the reading by 0.2 cores.
+  auto young = [&](double cores) {
+    HostSample s = QuietHost(now, absl::Milliseconds(200));
+    s.other_cpu_cores = cores;
+    s.other_cpu_rounding_cores = 0.2;
+    return s;
+  };
+  // Clearly below: ready without waiting for the rest of the window.
+  EXPECT_TRUE(GateBlockers(young(0.02), gates).empty());
+  // Clearly above: blocked by the competitor, not by the measurement.
+  EXPECT_THAT(GateBlockers(young(0.9), gates),
+              ::testing::ElementsAre("other processes use 0.90 cores over the "
+                                     "last 0.20 s, above the 0.25-core gate"));
+  // Within rounding of the limit: the window must fill.
+  EXPECT_THAT(GateBlockers(young(0.1), gates),
+              ::testing::ElementsAre(
+                  "measuring other processes' CPU for the competing-CPU gate: "
+                  "0.20 s of the 1.00 s window so far (0.10 ± 0.20 cores)"));
+}
+
 TEST(HostGatesTest, WaitsAreMeasuredToTheMicrosecond) {
   SteppingClock clock(absl::FromUnixSeconds(1000));
   ScriptedProbe probe(

@@ -625,30 +625,31 @@ TEST(SysfsProbeWindowTest, AQuietHostIsNotReadAsBusyWhenSamplesAreMsApart) {
   EXPECT_EQ(probe.process_scans(), 1);  // far below the walk trigger
 }
 
-TEST(SysfsProbeWindowTest, TheFirstReadingStandsInWithTheAverageSinceBoot) {
+TEST(SysfsProbeWindowTest, AYoungProbeSaysHowMuchOfItsWindowItLacks) {
   FakeTree tree("intel");
   SysfsProbe probe({.root = tree.root()});
-  probe.SetExclusions({.pids = {500}});
   ProcStat stat = IntelStat();
-  // trees/intel: 5668 busy ticks in 2347.5 ticks of each CPU since boot, 400
-  // of them the agent's own (pid 500, since it started).
-  const double since_boot = (5668.0 - 400) / 2347.5;
   HostSample s = probe.Sample(TestTime(0));
-  EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(since_boot, 1e-12)));
-  EXPECT_EQ(s.other_cpu_window, std::chrono::seconds(1));
-  EXPECT_EQ(s.other_cpu_window_needed, std::chrono::nanoseconds(0));
+  EXPECT_EQ(s.other_cpu_cores, std::nullopt);  // no reading yet
+  EXPECT_EQ(s.other_cpu_window_needed, std::chrono::seconds(1));
 
-  // Half a second seen: half the window is what was seen.
-  Advance(&stat, 50, {{1, 10}});
+  Advance(&stat, 30, {{1, 6}});
   tree.Write("proc/stat", stat.Text());
-  s = probe.Sample(TestTime(0) + std::chrono::milliseconds(500));
-  EXPECT_THAT(s.other_cpu_cores,
-              Optional(DoubleNear((10 + 50 * since_boot) / 100, 1e-12)));
-  // A whole second seen: the time before the probe no longer counts.
-  Advance(&stat, 50);
+  s = probe.Sample(TestTime(0) + std::chrono::milliseconds(300));
+  EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(0.2, 1e-12)));
+  EXPECT_EQ(s.other_cpu_window, std::chrono::milliseconds(300));
+  EXPECT_EQ(s.other_cpu_window_needed, std::chrono::milliseconds(700));
+  // Rounding could move 30 ticks' worth by 4 ticks.
+  EXPECT_THAT(s.other_cpu_rounding_cores,
+              Optional(DoubleNear(4.0 / 30, 1e-12)));
+
+  Advance(&stat, 70);
   tree.Write("proc/stat", stat.Text());
   s = probe.Sample(TestTime(1));
-  EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(0.1, 1e-12)));
+  EXPECT_THAT(s.other_cpu_cores, Optional(DoubleNear(0.06, 1e-12)));
+  EXPECT_EQ(s.other_cpu_window, std::chrono::seconds(1));
+  EXPECT_EQ(s.other_cpu_window_needed, std::chrono::nanoseconds(0));
+  EXPECT_THAT(s.other_cpu_rounding_cores, Optional(DoubleNear(0.04, 1e-12)));
 }
 
 TEST(SysfsProbeWindowTest, AfterNewExclusionsTheReadingSaysWhatItStillLacks) {
