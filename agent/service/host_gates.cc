@@ -225,8 +225,11 @@ StepSampler::~StepSampler() {
 }
 
 void StepSampler::Begin() {
+  if (!thread_.joinable()) return;  // sampling disabled
+  HostSample opening = probe_->Sample(ToSampleTime(clock_->Now()));
   absl::MutexLock lock(&mu_);
   samples_.clear();
+  samples_.push_back(std::move(opening));
   active_ = true;
 }
 
@@ -256,18 +259,18 @@ void StepSampler::Loop() {
       };
       mu_.Await(absl::Condition(&wake));
       if (stopping_) return;
+      // Begin took the opening sample: wait one interval (real time, since
+      // this paces a real probe) or until End/stop.
+      auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !active_;
+      };
+      if (mu_.AwaitWithTimeout(absl::Condition(&done), interval_)) continue;
       busy_ = true;
     }
     HostSample s = probe_->Sample(ToSampleTime(clock_->Now()));
     absl::MutexLock lock(&mu_);
     busy_ = false;
     if (active_) samples_.push_back(std::move(s));
-    // Sleep one interval or until End/stop; real time, since this paces a real
-    // probe.
-    auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return stopping_ || !active_;
-    };
-    mu_.AwaitWithTimeout(absl::Condition(&done), interval_);
   }
 }
 

@@ -103,7 +103,11 @@ class StepSampler {
   StepSampler(const StepSampler&) = delete;
   StepSampler& operator=(const StepSampler&) = delete;
 
-  // Starts sampling (the first sample is taken at once, on the sampler thread).
+  // Starts sampling: takes the opening sample here, on the caller's thread,
+  // before the run starts, then one every interval on the sampler thread. A
+  // run shorter than the interval therefore never shares the CPUs with the
+  // probe (on a 2-CPU host, an opening sample taken on the sampler thread at
+  // the spawn added ~40 % to a 0.5 ms no-op; docs/perf/agent-timing.md).
   void Begin();
   // Takes a last sample (with Probe::SampleWithProcesses, so that the run is
   // judged per process on a window that ends at its end), stops, and returns

@@ -393,6 +393,20 @@ TEST(StepSamplerTest, SamplesWhileARunExecutesAndClosesWithAFinalSample) {
   }
 }
 
+TEST(StepSamplerTest, TakesTheOpeningSampleBeforeTheRunAndNoneDuringAShortOne) {
+  ScriptedProbe probe([](absl::Time) { return WithGpuTemp(40); });
+  StepSampler sampler(&probe, RealClock::Get(), absl::Hours(1));
+  sampler.Begin();
+  // The opening sample is taken on this thread, before the spawn it precedes.
+  EXPECT_EQ(probe.calls(), 1);
+  // A run shorter than the interval: only the opening and the closing sample,
+  // so the probe never competed with the run for the CPUs.
+  std::vector<HostSample> samples = sampler.End();
+  ASSERT_EQ(samples.size(), 2u);
+  EXPECT_EQ(probe.calls(), 2);
+  EXPECT_LE(samples[0].taken_at, samples[1].taken_at);
+}
+
 TEST(StepSamplerTest, ZeroIntervalDisablesSampling) {
   ScriptedProbe probe([](absl::Time) { return WithGpuTemp(40); });
   StepSampler sampler(&probe, RealClock::Get(), absl::ZeroDuration());
