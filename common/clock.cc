@@ -24,8 +24,15 @@ void FakeClock::SleepFor(absl::Duration d) {
   };
   ++sleepers_;
   ++sleep_calls_;
+  auto deadline = deadlines_.insert(until);
   mu_.Await(absl::Condition(&reached));
+  deadlines_.erase(deadline);
   --sleepers_;
+}
+
+int FakeClock::sleepers() {
+  absl::MutexLock lock(&mu_);
+  return sleepers_;
 }
 
 void FakeClock::AwaitSleepCalls(int64_t n) {
@@ -47,6 +54,10 @@ void FakeClock::AwaitSleepers(int n) {
 void FakeClock::Advance(absl::Duration d) {
   absl::MutexLock lock(&mu_);
   now_ += d;
+  auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return deadlines_.empty() || *deadlines_.begin() > now_;
+  };
+  mu_.Await(absl::Condition(&settled));
 }
 
 }  // namespace benchfleet

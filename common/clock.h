@@ -4,6 +4,8 @@
 #ifndef BENCHFLEET_COMMON_CLOCK_H_
 #define BENCHFLEET_COMMON_CLOCK_H_
 
+#include <set>
+
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -35,7 +37,12 @@ class FakeClock : public Clock {
   absl::Time Now() override;
   // Returns once another thread has advanced the clock by at least `d`.
   void SleepFor(absl::Duration d) override;
+  // Moves the clock and returns once every sleeper whose time has come has
+  // left SleepFor, so that what a test sees afterwards does not depend on
+  // thread scheduling.
   void Advance(absl::Duration d);
+  // Threads inside SleepFor now (after Advance: exactly those still due).
+  int sleepers();
   // Blocks until at least `n` threads are inside SleepFor (so a test can
   // advance the clock knowing the sleeper has already read its start time).
   void AwaitSleepers(int n);
@@ -47,6 +54,7 @@ class FakeClock : public Clock {
   absl::Mutex mu_;
   absl::Time now_ ABSL_GUARDED_BY(mu_);
   int sleepers_ ABSL_GUARDED_BY(mu_) = 0;
+  std::multiset<absl::Time> deadlines_ ABSL_GUARDED_BY(mu_);  // of sleepers
   int64_t sleep_calls_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/executor.h"
 #include "common/status_macros.h"
+#include "controller/fleet/fleet_api.h"
 #include "controller/sample_retention.h"
 #include "controller/scheduler/dispatcher.h"
 #include "controller/service/agent_service.h"
@@ -25,6 +26,8 @@ class Controller::Impl {
   std::unique_ptr<Dispatcher> dispatcher;
   std::unique_ptr<Executor> executor;
   std::unique_ptr<AgentServiceImpl> agent_service;
+  std::unique_ptr<DispatcherScheduler> scheduler;
+  std::unique_ptr<FleetApi> fleet_api;
   std::unique_ptr<FleetServiceImpl> fleet_service;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
@@ -106,9 +109,12 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(
   }
   impl->agent_service =
       std::make_unique<AgentServiceImpl>(impl->dispatcher.get());
+  impl->scheduler =
+      std::make_unique<DispatcherScheduler>(impl->dispatcher.get());
+  impl->fleet_api =
+      std::make_unique<FleetApi>(impl->store.get(), impl->scheduler.get());
   impl->fleet_service = std::make_unique<FleetServiceImpl>(
-      impl->store.get(), impl->dispatcher.get(), impl->executor.get(),
-      impl->clock);
+      impl->fleet_api.get(), impl->scheduler.get(), impl->executor.get());
 
   ASSIGN_OR_RETURN(auto creds,
                    MakeServerCredentials(options.listen, options.transport));

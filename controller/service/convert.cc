@@ -204,4 +204,28 @@ v1::Attempt ToProto(const AttemptRecord& a) {
   return out;
 }
 
+v1::HistoryRow ToProto(const HistoryRow& r) {
+  v1::HistoryRow out;
+  out.set_time_unix_ms(absl::ToUnixMillis(r.time));
+  out.set_experiment_id(r.experiment_id);
+  out.set_experiment_number(r.experiment_number);
+  out.set_experiment(r.experiment_name);
+  out.set_campaign(r.campaign);
+  out.set_input(r.input);
+  out.set_variant(r.variant);
+  out.set_baseline(r.baseline);
+  out.set_median(r.median);
+  out.set_n(r.n);
+  out.set_cv(r.cv);
+  out.set_change(r.change);
+  out.set_verdict(r.verdict);
+  out.set_input_verdict(r.input_verdict);
+  out.set_metric(r.metric);
+  out.set_unit(r.unit);
+  out.set_commit(r.commit);
+  out.set_fingerprint(r.fingerprint);
+  out.set_hostname(r.hostname);
+  return out;
+}
+
 }  // namespace benchfleet

@@ -5,6 +5,7 @@
 
 #include "benchfleet/v1/agent.pb.h"
 #include "benchfleet/v1/fleet.pb.h"
+#include "controller/history/history.h"
 #include "controller/scheduler/dispatcher.h"
 
 namespace benchfleet {
@@ -22,6 +23,8 @@ std::vector<SampleRecord> FromProto(const v1::SampleBatch& batch);
 HostEnvironment FromProto(const v1::AttemptEnvironment& environment);
 // An attempt as GetExperiment lists it.
 v1::Attempt ToProto(const AttemptRecord& attempt);
+// A row of `benchfleet history`.
+v1::HistoryRow ToProto(const HistoryRow& row);
 
 }  // namespace benchfleet
 

@@ -1,19 +1,13 @@
 #include "controller/service/fleet_service.h"
 
 #include <memory>
-#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "common/grpc_status.h"
-#include "common/spec_loader.h"
 #include "common/status_macros.h"
-#include "controller/history/history.h"
-#include "controller/history/history_file.h"
 #include "controller/service/convert.h"
-#include "spdlog/spdlog.h"
 
 namespace benchfleet {
 namespace {
@@ -40,90 +34,26 @@ grpc::ServerUnaryReactor* FleetServiceImpl::Submit(
     grpc::CallbackServerContext* ctx, const v1::SubmitRequest* req,
     v1::SubmitResponse* resp) {
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
-    if (req->workdir().empty() || req->workdir()[0] != '/') {
-      return absl::InvalidArgumentError(
-          "submit needs the absolute work directory the spec's commands run in "
-          "(the CLI sends "
-          "the spec file's directory)");
-    }
-    const std::string path =
-        req->spec_path().empty() ? "<submitted spec>" : req->spec_path();
-    SpecLoadOptions opts;
-    opts.base_dir = req->workdir();
-    // The controller never trusts the client's validation.
-    ASSIGN_OR_RETURN(ExperimentSpec spec,
-                     ParseSpec(req->spec_yaml(), path, opts));
-    if (!spec.source_repo.empty()) {
-      return absl::UnimplementedError(
-          absl::StrCat(path,
-                       ": source.repo: building variants from a repository is "
-                       "not supported by this "
-                       "controller yet; build the variants yourself and point "
-                       "each variant's command "
-                       "at its binary"));
-    }
-    ExperimentRecord rec;
-    rec.name = spec.name;
-    rec.campaign = spec.campaign;
-    rec.spec_yaml = req->spec_yaml();
-    rec.spec_path = path;
-    rec.workdir = req->workdir();
-    rec.required_labels = spec.required_labels;
-    rec.submitted_by = req->submitted_by();
-    rec.idea = spec.idea;
-    const std::vector<std::string> discarded = DiscardedBeforeFor(spec);
-    rec.discarded_before = absl::StrJoin(discarded, "; ");
-    ASSIGN_OR_RETURN(ExperimentRecord stored, store_->CreateExperiment(rec));
-    resp->set_experiment_id(stored.id);
-    resp->set_number(stored.number);
-    for (const std::string& w : spec.warnings) resp->add_warnings(w);
-    for (const std::string& w : discarded) resp->add_warnings(w);
-    dispatcher_->OnSubmitted(stored.id);
+    Submission s;
+    s.spec_yaml = req->spec_yaml();
+    s.spec_path = req->spec_path();
+    s.workdir = req->workdir();
+    s.submitted_by = req->submitted_by();
+    ASSIGN_OR_RETURN(Submitted done, api_->Submit(s));
+    resp->set_experiment_id(done.experiment_id);
+    resp->set_number(done.number);
+    for (const std::string& w : done.warnings) resp->add_warnings(w);
     return absl::OkStatus();
   });
-}
-
-std::vector<std::string> FleetServiceImpl::DiscardedBeforeFor(
-    const ExperimentSpec& spec) {
-  HistoryQuery q;
-  if (spec.idea.empty()) {
-    q.name = spec.name;
-  } else {
-    q.idea = spec.idea;
-  }
-  q.limit = kDiscardLookback;
-  absl::StatusOr<std::vector<HistoryEntry>> past = store_->ListHistory(q);
-  if (!past.ok()) {
-    // The flag is advice: a history the store cannot read never blocks a
-    // submission.
-    spdlog::warn(
-        "could not check the history of experiment {} for earlier "
-        "DISCARD verdicts: {}",
-        spec.name, past.status().ToString());
-    return {};
-  }
-  std::vector<std::string> candidates;
-  for (size_t i = 1; i < spec.variants.size(); ++i) {
-    candidates.push_back(spec.variants[i].name);
-  }
-  return DiscardedBefore(*past, spec.idea, candidates);
 }
 
 grpc::ServerUnaryReactor* FleetServiceImpl::GetExperiment(
     grpc::CallbackServerContext* ctx, const v1::GetExperimentRequest* req,
     v1::Experiment* resp) {
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
-    absl::StatusOr<ExperimentView> view = dispatcher_->View(req->id());
-    if (absl::IsNotFound(view.status())) {
-      return absl::NotFoundError(
-          absl::StrCat("no experiment with id ", req->id(),
-                       "; `benchfleet list` shows the ids"));
-    }
-    RETURN_IF_ERROR(view.status());
-    *resp = ToProto(*view);
-    ASSIGN_OR_RETURN(std::vector<AttemptRecord> attempts,
-                     store_->ListAttempts(req->id()));
-    for (const AttemptRecord& a : attempts)
+    ASSIGN_OR_RETURN(ExperimentDetail detail, api_->GetExperiment(req->id()));
+    *resp = ToProto(detail.view);
+    for (const AttemptRecord& a : detail.attempts)
       *resp->add_attempt_list() = ToProto(a);
     return absl::OkStatus();
   });
@@ -133,21 +63,9 @@ grpc::ServerUnaryReactor* FleetServiceImpl::ListExperiments(
     grpc::CallbackServerContext* ctx, const v1::ListExperimentsRequest* req,
     v1::ListExperimentsResponse* resp) {
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
-    ASSIGN_OR_RETURN(
-        std::vector<ExperimentRecord> list,
-        store_->ListExperiments(req->limit() > 0 ? req->limit() : 50));
-    for (ExperimentRecord& r : list) {
-      absl::StatusOr<ExperimentView> view = dispatcher_->View(r.id);
-      ExperimentView v;
-      if (view.ok()) {
-        v = std::move(*view);
-      } else {
-        v.record = std::move(r);
-      }
-      v.record.report_text.clear();  // lists stay small; `show` has the report
-      v.record.report_json.clear();
-      *resp->add_experiments() = ToProto(v);
-    }
+    ASSIGN_OR_RETURN(std::vector<ExperimentView> list,
+                     api_->ListExperiments(req->limit()));
+    for (const ExperimentView& v : list) *resp->add_experiments() = ToProto(v);
     return absl::OkStatus();
   });
 }
@@ -156,16 +74,8 @@ grpc::ServerUnaryReactor* FleetServiceImpl::CancelExperiment(
     grpc::CallbackServerContext* ctx, const v1::CancelExperimentRequest* req,
     v1::Experiment* resp) {
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
-    const std::string reason =
-        req->reason().empty() ? "cancelled by the user" : req->reason();
-    absl::Status st = dispatcher_->Cancel(req->id(), reason);
-    if (absl::IsNotFound(st)) {
-      return absl::NotFoundError(
-          absl::StrCat("no experiment with id ", req->id(),
-                       "; `benchfleet list` shows the ids"));
-    }
-    RETURN_IF_ERROR(st);
-    ASSIGN_OR_RETURN(ExperimentView view, dispatcher_->View(req->id()));
+    ASSIGN_OR_RETURN(ExperimentView view,
+                     api_->Cancel(req->id(), req->reason()));
     *resp = ToProto(view);
     return absl::OkStatus();
   });
@@ -175,10 +85,10 @@ grpc::ServerUnaryReactor* FleetServiceImpl::ListAgents(
     grpc::CallbackServerContext* ctx, const v1::ListAgentsRequest* /*req*/,
     v1::ListAgentsResponse* resp) {
   return RunUnary(ctx, executor_, [this, resp]() -> absl::Status {
-    ASSIGN_OR_RETURN(std::vector<AgentRecord> agents, store_->ListAgents());
-    for (const AgentRecord& a : agents) {
-      *resp->add_agents() = ToProto(a, dispatcher_->IsConnected(a.id),
-                                    dispatcher_->CurrentExperimentOf(a.id));
+    ASSIGN_OR_RETURN(std::vector<AgentView> agents, api_->ListAgents());
+    for (const AgentView& a : agents) {
+      *resp->add_agents() =
+          ToProto(a.record, a.connected, a.current_experiment);
     }
     return absl::OkStatus();
   });
@@ -188,18 +98,9 @@ grpc::ServerUnaryReactor* FleetServiceImpl::SetAgentCordoned(
     grpc::CallbackServerContext* ctx, const v1::SetAgentCordonedRequest* req,
     v1::Agent* resp) {
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
-    absl::Status st = store_->SetAgentCordoned(req->id(), req->cordoned());
-    if (absl::IsNotFound(st)) {
-      return absl::NotFoundError(
-          absl::StrCat("no agent with id '", req->id(),
-                       "'; `benchfleet agents` lists them"));
-    }
-    RETURN_IF_ERROR(st);
-    ASSIGN_OR_RETURN(AgentRecord a, store_->GetAgent(req->id()));
-    *resp = ToProto(a, dispatcher_->IsConnected(a.id),
-                    dispatcher_->CurrentExperimentOf(a.id));
-    dispatcher_->OnSubmitted(
-        0);  // an uncordoned agent may take queued work now
+    ASSIGN_OR_RETURN(AgentView a,
+                     api_->SetAgentCordoned(req->id(), req->cordoned()));
+    *resp = ToProto(a.record, a.connected, a.current_experiment);
     return absl::OkStatus();
   });
 }
@@ -208,44 +109,15 @@ grpc::ServerUnaryReactor* FleetServiceImpl::GetHistory(
     grpc::CallbackServerContext* ctx, const v1::GetHistoryRequest* req,
     v1::GetHistoryResponse* resp) {
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
-    if (req->name().empty()) {
-      return absl::InvalidArgumentError(
-          "history needs the benchmark (experiment) name: benchfleet history "
-          "--benchmark NAME");
-    }
-    HistoryQuery q;
+    HistoryRequest q;
     q.name = req->name();
     if (req->since_unix_ms() > 0) {
       q.since = absl::FromUnixMillis(req->since_unix_ms());
     }
-    ASSIGN_OR_RETURN(std::vector<HistoryEntry> entries, store_->ListHistory(q));
-    HistoryRowFilter filter;
-    filter.input = req->input();
-    filter.host = req->host();
-    ASSIGN_OR_RETURN(std::vector<HistoryRow> rows,
-                     BuildHistoryRows(entries, filter));
-    for (const HistoryRow& r : rows) {
-      v1::HistoryRow* out = resp->add_rows();
-      out->set_time_unix_ms(absl::ToUnixMillis(r.time));
-      out->set_experiment_id(r.experiment_id);
-      out->set_experiment_number(r.experiment_number);
-      out->set_experiment(r.experiment_name);
-      out->set_campaign(r.campaign);
-      out->set_input(r.input);
-      out->set_variant(r.variant);
-      out->set_baseline(r.baseline);
-      out->set_median(r.median);
-      out->set_n(r.n);
-      out->set_cv(r.cv);
-      out->set_change(r.change);
-      out->set_verdict(r.verdict);
-      out->set_input_verdict(r.input_verdict);
-      out->set_metric(r.metric);
-      out->set_unit(r.unit);
-      out->set_commit(r.commit);
-      out->set_fingerprint(r.fingerprint);
-      out->set_hostname(r.hostname);
-    }
+    q.input = req->input();
+    q.host = req->host();
+    ASSIGN_OR_RETURN(std::vector<HistoryRow> rows, api_->History(q));
+    for (const HistoryRow& r : rows) *resp->add_rows() = ToProto(r);
     return absl::OkStatus();
   });
 }
@@ -254,21 +126,14 @@ grpc::ServerUnaryReactor* FleetServiceImpl::ExportHistory(
     grpc::CallbackServerContext* ctx, const v1::ExportHistoryRequest* req,
     v1::ExportHistoryResponse* resp) {
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
-    HistoryQuery q;
-    q.name = req->name();
-    if (req->since_unix_ms() > 0) {
-      q.since = absl::FromUnixMillis(req->since_unix_ms());
-    }
-    ASSIGN_OR_RETURN(std::vector<HistoryEntry> entries, store_->ListHistory(q));
-    std::string text = WriteHistoryFile(entries);
-    if (text.size() > kMaxHistoryFileBytes) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "the history of ", entries.size(), " experiments is ", text.size(),
-          " bytes, more than a history file may hold (", kMaxHistoryFileBytes,
-          "); export it in parts with --benchmark NAME and --since"));
-    }
-    resp->set_file_text(std::move(text));
-    resp->set_experiments(static_cast<int64_t>(entries.size()));
+    ASSIGN_OR_RETURN(
+        HistoryExport out,
+        api_->ExportHistory(req->name(),
+                            req->since_unix_ms() > 0
+                                ? absl::FromUnixMillis(req->since_unix_ms())
+                                : absl::InfinitePast()));
+    resp->set_file_text(std::move(out.file_text));
+    resp->set_experiments(out.experiments);
     return absl::OkStatus();
   });
 }
@@ -277,63 +142,32 @@ grpc::ServerUnaryReactor* FleetServiceImpl::ImportHistory(
     grpc::CallbackServerContext* ctx, const v1::ImportHistoryRequest* req,
     v1::ImportHistoryResponse* resp) {
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
-    const std::string path =
-        req->file_name().empty() ? "<history file>" : req->file_name();
-    ASSIGN_OR_RETURN(std::vector<HistoryEntry> entries,
-                     ParseHistoryFile(req->file_text(), path));
-    // Experiments that ran here have no stored origin until they are imported
-    // somewhere: their origin is derived when they are exported. So a file
-    // that travelled back to the store it came from is matched against the
-    // derived origins of this store's experiments of the same names.
-    std::set<std::string> names;
-    for (const HistoryEntry& e : entries) names.insert(e.experiment.name);
-    std::set<std::string> local_origins;
-    for (const std::string& name : names) {
-      HistoryQuery q;
-      q.name = name;
-      ASSIGN_OR_RETURN(std::vector<HistoryEntry> local, store_->ListHistory(q));
-      for (const HistoryEntry& e : local) {
-        if (e.experiment.origin.empty()) local_origins.insert(OriginOf(e));
-      }
-    }
-    std::vector<HistoryEntry> fresh;
-    int64_t ran_here = 0;
-    for (HistoryEntry& e : entries) {
-      if (local_origins.count(e.experiment.origin)) {
-        ++ran_here;
-      } else {
-        fresh.push_back(std::move(e));
-      }
-    }
-    absl::StatusOr<ImportCounts> counts = store_->ImportHistory(fresh);
-    if (!counts.ok()) {
-      return absl::Status(counts.status().code(),
-                          absl::StrCat(path, ": nothing was imported: ",
-                                       counts.status().message()));
-    }
-    resp->set_imported(counts->imported);
-    resp->set_already_present(counts->already_present + ran_here);
+    ASSIGN_OR_RETURN(ImportCounts counts,
+                     api_->ImportHistory(req->file_text(), req->file_name()));
+    resp->set_imported(counts.imported);
+    resp->set_already_present(counts.already_present);
     return absl::OkStatus();
   });
 }
 
 namespace {
 
-// Streams snapshots of one experiment. The dispatcher's watcher callback and
+// Streams snapshots of one experiment. The scheduler's watcher callback and
 // the reactor share `State`; the newest snapshot replaces one not yet written
 // (watchers want the present, not every intermediate step).
 class WatchReactor final : public grpc::ServerWriteReactor<v1::Experiment> {
  public:
-  WatchReactor(Dispatcher* dispatcher, Executor* executor, int64_t id)
-      : dispatcher_(dispatcher), state_(std::make_shared<State>()) {
+  WatchReactor(ExperimentScheduler* scheduler, Executor* executor,
+               int64_t id)
+      : scheduler_(scheduler), state_(std::make_shared<State>()) {
     state_->reactor = this;
     std::shared_ptr<State> state = state_;
-    handle_ = dispatcher->Subscribe(id, [state](const ExperimentView& view) {
+    handle_ = scheduler->Subscribe(id, [state](const ExperimentView& view) {
       state->Offer(ToProto(view), IsFinal(view.record.state));
     });
     // Captures no `this`: the call may end before the executor gets here.
-    executor->Schedule([dispatcher, state, id] {
-      absl::StatusOr<ExperimentView> view = dispatcher->View(id);
+    executor->Schedule([scheduler, state, id] {
+      absl::StatusOr<ExperimentView> view = scheduler->View(id);
       if (!view.ok()) {
         state->Fail(absl::IsNotFound(view.status())
                         ? grpc::Status(
@@ -350,7 +184,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Experiment> {
   void OnWriteDone(bool ok) override { state_->WriteDone(ok); }
   void OnCancel() override { state_->Fail(grpc::Status::CANCELLED); }
   void OnDone() override {
-    dispatcher_->Unsubscribe(handle_);
+    scheduler_->Unsubscribe(handle_);
     {
       absl::MutexLock lock(&state_->mu);
       state_->reactor = nullptr;
@@ -407,7 +241,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Experiment> {
     }
   };
 
-  Dispatcher* dispatcher_;
+  ExperimentScheduler* scheduler_;
   std::shared_ptr<State> state_;
   int64_t handle_ = 0;
 };
@@ -417,7 +251,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Experiment> {
 grpc::ServerWriteReactor<v1::Experiment>* FleetServiceImpl::WatchExperiment(
     grpc::CallbackServerContext* /*ctx*/,
     const v1::WatchExperimentRequest* req) {
-  return new WatchReactor(dispatcher_, executor_, req->id());
+  return new WatchReactor(scheduler_, executor_, req->id());
 }
 
 }  // namespace benchfleet

@@ -1,27 +1,23 @@
 // FleetServiceImpl: the gRPC callback adapter for the user API (fleet.proto).
-// Unary calls hand their store work to an Executor and finish from there;
-// WatchExperiment streams dispatcher snapshots. Thread-safe; reactions never
-// block.
+// It converts requests to FleetApi calls (controller/fleet/, where the logic
+// lives) and their results back to protos. Unary calls run on an Executor and
+// finish from there; WatchExperiment streams the scheduler's snapshots.
+// Thread-safe; reactions never block.
 #ifndef BENCHFLEET_CONTROLLER_SERVICE_FLEET_SERVICE_H_
 #define BENCHFLEET_CONTROLLER_SERVICE_FLEET_SERVICE_H_
 
 #include "benchfleet/v1/fleet.grpc.pb.h"
-#include "common/clock.h"
 #include "common/executor.h"
-#include "common/spec.h"
-#include "controller/scheduler/dispatcher.h"
-#include "controller/store/store.h"
+#include "controller/fleet/fleet_api.h"
 
 namespace benchfleet {
 
 class FleetServiceImpl final : public v1::FleetService::CallbackService {
  public:
-  FleetServiceImpl(Store* store, Dispatcher* dispatcher, Executor* executor,
-                   Clock* clock)
-      : store_(store),
-        dispatcher_(dispatcher),
-        executor_(executor),
-        clock_(clock) {}
+  // `api`, `scheduler` and `executor` must outlive the service.
+  FleetServiceImpl(FleetApi* api, ExperimentScheduler* scheduler,
+                   Executor* executor)
+      : api_(api), scheduler_(scheduler), executor_(executor) {}
 
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx,
                                    const v1::SubmitRequest* req,
@@ -55,17 +51,9 @@ class FleetServiceImpl final : public v1::FleetService::CallbackService {
       v1::ImportHistoryResponse* resp) override;
 
  private:
-  // How many of the newest matching experiments Submit looks through for an
-  // earlier DISCARD of the same idea or variant.
-  static constexpr int kDiscardLookback = 500;
-  // The "DISCARDed before" warnings for `spec` (DESIGN.md §4); none when the
-  // history cannot be read (logged).
-  std::vector<std::string> DiscardedBeforeFor(const ExperimentSpec& spec);
-
-  Store* store_;
-  Dispatcher* dispatcher_;
+  FleetApi* api_;
+  ExperimentScheduler* scheduler_;
   Executor* executor_;
-  Clock* clock_;
 };
 
 }  // namespace benchfleet

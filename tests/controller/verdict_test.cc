@@ -779,11 +779,12 @@ TEST(VerdictTest, AggregatePValueIsWeightedStouffer) {
   e.inputs.push_back(Input("x", {100, 101, 99}, {90, 91, 89}, 1));  // p = 0.1
   e.inputs.push_back(Input("y", {100, 101}, {90, 91}, 2));          // p = 1/3
   const Decision d = Decide(e, FirstPass());
-  const double z1 = -stats::NormalQuantile(0.1 / 2);
-  const double z2 = -stats::NormalQuantile((1.0 / 3) / 2);
-  const double z = (1 * z1 + 2 * z2) / std::sqrt(1.0 + 4.0);
-  EXPECT_NEAR(d.aggregate_z, z, 1e-9);
-  EXPECT_NEAR(d.aggregate_p_value, 2 * stats::NormalCdf(-z), 1e-9);
+  // Worked out independently (Python's statistics.NormalDist and math.erfc):
+  // z1 = Phi^-1(1 - 0.1/2) = 1.6448536269514726,
+  // z2 = Phi^-1(1 - (1/3)/2) = 0.9674215661017014,
+  // z = (1 * z1 + 2 * z2) / sqrt(1 + 4), p = erfc(z / sqrt(2)).
+  EXPECT_NEAR(d.aggregate_z, 1.6008890584611986, 1e-9);
+  EXPECT_NEAR(d.aggregate_p_value, 0.10940149342474098, 1e-9);
 }
 
 TEST(VerdictTest, HigherIsBetterFlipsTheSign) {
