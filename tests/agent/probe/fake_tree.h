@@ -113,6 +113,15 @@ inline std::string SchedstatLine(uint64_t cpu_ns) {
   return std::to_string(cpu_ns) + " 1000 10";
 }
 
+
+// trees/intel/proc/stat.
+inline ProcStat IntelStat() {
+  return ProcStat({{1393, 32, 187, 896, 6, 12, 0, 0},
+                   {1062, 111, 141, 922, 4, 4, 0, 0},
+                   {1216, 105, 130, 936, 7, 4, 0, 0},
+                   {1034, 108, 126, 945, 6, 3, 0, 0}});
+}
+
 }  // namespace benchfleet::testing
 
 #endif  // BENCHFLEET_TESTS_AGENT_PROBE_FAKE_TREE_H_
