@@ -40,7 +40,11 @@ class Controller::Impl {
   void RetentionLoop() {
     SampleRetentionOptions ropts;
     ropts.keep = options.sample_retention;
-    SampleRetention retention(store.get(), clock, ropts);
+    SampleRetention retention(
+        [s = store.get()](absl::Time cutoff) {
+          return s->DeleteSamplesBefore(cutoff);
+        },
+        clock, ropts);
     for (;;) {
       {
         absl::MutexLock lock(&mu);

@@ -1,6 +1,7 @@
 #include "controller/sample_retention.h"
 
 #include <string>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -8,16 +9,18 @@
 
 namespace benchfleet {
 
-SampleRetention::SampleRetention(Store* store, Clock* clock,
-                                 SampleRetentionOptions options)
-    : store_(store), clock_(clock), options_(options) {}
+SampleRetention::SampleRetention(DeleteSamplesBefore delete_before,
+                                 Clock* clock, SampleRetentionOptions options)
+    : delete_before_(std::move(delete_before)),
+      clock_(clock),
+      options_(options) {}
 
 absl::StatusOr<std::optional<int64_t>> SampleRetention::RunIfDue() {
   if (options_.keep <= absl::ZeroDuration()) return std::nullopt;
   const absl::Time now = clock_->Now();
   if (now < next_pass_) return std::nullopt;
   const absl::Time cutoff = now - options_.keep;
-  absl::StatusOr<int64_t> deleted = store_->DeleteSamplesBefore(cutoff);
+  absl::StatusOr<int64_t> deleted = delete_before_(cutoff);
   if (!deleted.ok()) return deleted.status();
   next_pass_ = now + options_.every;
   last_cutoff_ = cutoff;

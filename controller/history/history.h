@@ -17,7 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "controller/store/store.h"
+#include "common/model/history.h"
 
 namespace benchfleet {
 

@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "controller/store/store.h"
+#include "common/model/history.h"
 
 namespace benchfleet {
 

@@ -5,6 +5,10 @@
 
 #include "benchfleet/v1/agent.pb.h"
 #include "benchfleet/v1/fleet.pb.h"
+#include "common/model/agent.h"
+#include "common/model/experiment.h"
+#include "common/model/host_facts.h"
+#include "common/model/sample.h"
 #include "controller/history/history.h"
 #include "controller/scheduler/dispatcher.h"
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "controller/store/store.h"
+#include "common/model/history.h"
 
 namespace benchfleet {
 

@@ -12,7 +12,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "controller/store/store.h"
+#include "common/model/experiment.h"
+#include "common/model/history.h"
+#include "common/model/verdict_record.h"
 
 namespace benchfleet {
 

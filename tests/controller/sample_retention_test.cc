@@ -2,6 +2,9 @@
 // FakeClock against a real SQLite store.
 #include "controller/sample_retention.h"
 
+#include <vector>
+
+#include "absl/status/status.h"
 #include "controller/store/sqlite_store.h"
 #include "gtest/gtest.h"
 
@@ -29,6 +32,13 @@ class SampleRetentionTest : public ::testing::Test {
     ASSERT_TRUE(store_->RecordSamples({s}).ok());
   }
 
+  // The deletion the controller binds: the store's.
+  DeleteSamplesBefore DeleteFromStore() {
+    return [this](absl::Time cutoff) {
+      return store_->DeleteSamplesBefore(cutoff);
+    };
+  }
+
   std::vector<absl::Time> Remaining() {
     std::vector<absl::Time> out;
     auto samples = store_->ListSamples(1);
@@ -49,7 +59,8 @@ TEST_F(SampleRetentionTest, FirstCallDeletesSamplesOlderThanTheRetention) {
   AddSample(t0 - 31 * kDay);
   AddSample(t0 - 29 * kDay);
   AddSample(t0 - absl::Hours(1));
-  SampleRetention r(store_.get(), &clock_, {});  // default: 30 days, hourly
+  SampleRetention r(DeleteFromStore(), &clock_,
+                    {});  // default: 30 days, hourly
   auto deleted = r.RunIfDue();
   ASSERT_TRUE(deleted.ok()) << deleted.status();
   ASSERT_TRUE(deleted->has_value());
@@ -61,7 +72,7 @@ TEST_F(SampleRetentionTest, FirstCallDeletesSamplesOlderThanTheRetention) {
 
 TEST_F(SampleRetentionTest, RunsAgainOnlyOnceThePeriodHasPassed) {
   const absl::Time t0 = clock_.Now();
-  SampleRetention r(store_.get(), &clock_, {});
+  SampleRetention r(DeleteFromStore(), &clock_, {});
   ASSERT_TRUE(r.RunIfDue().ok());
   AddSample(t0 - 31 * kDay);  // arrives late (an agent's resend)
   AddSample(t0 - 29 * kDay - absl::Minutes(30));
@@ -93,7 +104,7 @@ TEST_F(SampleRetentionTest, ZeroKeepsSamplesForever) {
   AddSample(clock_.Now() - 3650 * kDay);
   SampleRetentionOptions o;
   o.keep = absl::ZeroDuration();
-  SampleRetention r(store_.get(), &clock_, o);
+  SampleRetention r(DeleteFromStore(), &clock_, o);
   for (int i = 0; i < 3; ++i) {
     auto deleted = r.RunIfDue();
     ASSERT_TRUE(deleted.ok());
@@ -110,7 +121,7 @@ TEST_F(SampleRetentionTest, ShortRetentionAndPeriod) {
   SampleRetentionOptions o;
   o.keep = absl::Minutes(10);
   o.every = absl::Minutes(10);
-  SampleRetention r(store_.get(), &clock_, o);
+  SampleRetention r(DeleteFromStore(), &clock_, o);
   auto deleted = r.RunIfDue();
   ASSERT_TRUE(deleted.ok());
   EXPECT_EQ(deleted->value_or(-1), 1);
@@ -119,6 +130,59 @@ TEST_F(SampleRetentionTest, ShortRetentionAndPeriod) {
   ASSERT_TRUE(deleted.ok());
   EXPECT_EQ(deleted->value_or(-1), 1);
   EXPECT_TRUE(Remaining().empty());
+}
+
+// The rule on its own, with a recording fake instead of a store.
+TEST(SampleRetentionRuleTest, AFailedPassIsRetriedOnTheNextCall) {
+  FakeClock clock;
+  std::vector<absl::Time> cutoffs;
+  bool fail = true;
+  SampleRetentionOptions o;
+  o.keep = absl::Hours(2);
+  o.every = absl::Hours(1);
+  SampleRetention r(
+      [&](absl::Time cutoff) -> absl::StatusOr<int64_t> {
+        cutoffs.push_back(cutoff);
+        if (fail) return absl::UnavailableError("store down");
+        return 7;
+      },
+      &clock, o);
+  const absl::Time t0 = clock.Now();
+  auto deleted = r.RunIfDue();
+  EXPECT_EQ(deleted.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(r.last_cutoff(), absl::InfinitePast()) << "no pass completed";
+  fail = false;
+  clock.Advance(absl::Minutes(1));
+  deleted = r.RunIfDue();
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_EQ(deleted->value_or(-1), 7) << "retried at once, not an hour later";
+  EXPECT_EQ(r.last_cutoff(), t0 + absl::Minutes(1) - absl::Hours(2));
+  EXPECT_EQ(cutoffs,
+            (std::vector<absl::Time>{t0 - absl::Hours(2),
+                                     t0 + absl::Minutes(1) - absl::Hours(2)}));
+  clock.Advance(absl::Minutes(59));
+  deleted = r.RunIfDue();
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_FALSE(deleted->has_value()) << "59 minutes after the last pass";
+  EXPECT_EQ(cutoffs.size(), 2u);
+}
+
+TEST(SampleRetentionRuleTest, ZeroKeepNeverCallsTheDeletion) {
+  FakeClock clock;
+  int calls = 0;
+  SampleRetentionOptions o;
+  o.keep = absl::ZeroDuration();
+  SampleRetention r(
+      [&](absl::Time) -> absl::StatusOr<int64_t> {
+        ++calls;
+        return 0;
+      },
+      &clock, o);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(r.RunIfDue().ok());
+    clock.Advance(absl::Hours(2));
+  }
+  EXPECT_EQ(calls, 0);
 }
 
 TEST(ParseSampleRetentionTest, AcceptsDaysDurationsAndZero) {
