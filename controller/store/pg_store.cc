@@ -464,14 +464,6 @@ namespace {
 
 using pg_internal::Txn;
 
-bool LabelsSatisfy(const std::map<std::string, std::string>& required,
-                   const std::map<std::string, std::string>& offered) {
-  return std::all_of(required.begin(), required.end(), [&](const auto& label) {
-    auto it = offered.find(label.first);
-    return it != offered.end() && it->second == label.second;
-  });
-}
-
 // ---- Row readers; the column lists and the readers must agree. ----
 
 int64_t I64(const pqxx::field& f) { return f.as<int64_t>(); }
@@ -1490,16 +1482,17 @@ absl::StatusOr<std::optional<Store::Claim>> PgStore::ClaimNextExperiment(
         out.reset();
         std::optional<int64_t> chosen;
         for (const pqxx::row& row : txn.Exec(kQueuedExperiments, queued)) {
-          const int64_t id = I64(row[0]);
-          if (skip_experiment_ids.contains(id)) continue;
-          ASSIGN_OR_RETURN(auto required,
-                           LabelsFromJson(Str(row[1]),
-                                          "required labels of experiment " +
-                                              std::to_string(id),
-                                          "PostgreSQL store " + display_name_));
-          if (!LabelsSatisfy(required, agent_labels)) continue;
-          if (txn.Exec(kLockQueuedExperiment, id, queued).empty()) continue;
-          chosen = id;
+          const QueuedExperiment candidate{I64(row[0]), Str(row[1])};
+          ASSIGN_OR_RETURN(const bool may_claim,
+                           MayClaim(candidate, agent_labels,
+                                    skip_experiment_ids,
+                                    "PostgreSQL store " + display_name_));
+          if (!may_claim) continue;
+          // Another controller may hold it; take the next one then.
+          if (txn.Exec(kLockQueuedExperiment, candidate.id, queued).empty()) {
+            continue;
+          }
+          chosen = candidate.id;
           break;
         }
         if (!chosen) return absl::OkStatus();
@@ -1604,23 +1597,9 @@ absl::StatusOr<RecordOutcome> PgStore::RecordStepResult(
   RETURN_IF_ERROR(Transact(
       "recording a step result", TxnKind::kWrite,
       [&](Txn& txn) -> absl::Status {
-        const std::string which = "step " + std::to_string(result.step_seq) +
-                                  " of attempt " +
-                                  std::to_string(result.attempt_id);
         ASSIGN_OR_RETURN(AttemptRecord attempt,
                          LoadAttempt(txn, result.attempt_id, display_name_));
-        if (attempt.lease_token != lease_token) {
-          return absl::FailedPreconditionError(
-              "stale lease token for attempt " + std::to_string(attempt.id) +
-              " (the attempt was re-leased or ended); result for " + which +
-              " rejected");
-        }
-        if (attempt.state != AttemptState::kRunning) {
-          return absl::FailedPreconditionError(
-              "attempt " + std::to_string(attempt.id) + " already ended (" +
-              AttemptStateName(attempt.state) + "); result for " + which +
-              " rejected");
-        }
+        RETURN_IF_ERROR(CheckResultAccepted(attempt, lease_token, result));
         const pqxx::result r =
             host_columns_
                 ? txn.Exec(kInsertStepResultH, result.attempt_id,
@@ -1674,28 +1653,12 @@ absl::Status PgStore::CompleteExperiment(
       [&](Txn& txn) -> absl::Status {
         ASSIGN_OR_RETURN(AttemptRecord attempt,
                          LoadAttempt(txn, attempt_id, display_name_));
-        const std::string which = "attempt " + std::to_string(attempt_id) +
-                                  " of experiment " +
-                                  std::to_string(attempt.experiment_id);
-        if (attempt.lease_token != lease_token) {
-          return absl::FailedPreconditionError("stale lease token for " +
-                                               which +
-                                               "; its completion was rejected");
-        }
-        if (attempt.state != AttemptState::kRunning) {
-          return absl::FailedPreconditionError(
-              which + " already ended (" + AttemptStateName(attempt.state) +
-              "); its completion was rejected");
-        }
+        RETURN_IF_ERROR(CheckCompletionLease(attempt, lease_token));
         ASSIGN_OR_RETURN(ExperimentRecord experiment,
                          LoadExperiment(txn, attempt.experiment_id,
                                         display_name_, history_columns_));
-        if (experiment.state != ExperimentState::kRunning) {
-          return absl::FailedPreconditionError(
-              "experiment " + std::to_string(experiment.id) + " is " +
-              ExperimentStateName(experiment.state) +
-              ", not running; completion of " + which + " rejected");
-        }
+        RETURN_IF_ERROR(CheckCompletionExperiment(experiment, attempt));
+        const std::string which = CompletedAttemptName(attempt);
         const int64_t now_us = ToMicros(now);
         txn.Exec(kEndAttemptDone, AttemptStateName(AttemptState::kDone), now_us,
                  attempt_id);
@@ -1720,24 +1683,19 @@ absl::Status PgStore::EndAttempt(int64_t attempt_id, AttemptState state,
       "ending an attempt", TxnKind::kWrite, [&](Txn& txn) -> absl::Status {
         ASSIGN_OR_RETURN(AttemptRecord attempt,
                          LoadAttempt(txn, attempt_id, display_name_));
-        if (attempt.state != AttemptState::kRunning) return absl::OkStatus();
+        if (!EndAttemptEndsAttempt(attempt)) return absl::OkStatus();
         const int64_t now_us = ToMicros(now);
         txn.Exec(kEndAttempt, AttemptStateName(state), reason, now_us,
                  attempt_id);
         ASSIGN_OR_RETURN(ExperimentRecord experiment,
                          LoadExperiment(txn, attempt.experiment_id,
                                         display_name_, history_columns_));
-        // Only the experiment's live attempt decides its fate.
-        if (experiment.state != ExperimentState::kRunning) {
-          return absl::OkStatus();
-        }
+        if (!EndAttemptMovesExperiment(experiment)) return absl::OkStatus();
         const pqxx::result count = txn.Exec(
             kCountAttempts, AttemptStateName(AttemptState::kHostNotReady),
             experiment.id);
-        AttemptCounts counts;
-        counts.host_not_ready = static_cast<int>(I64(count[0][0]));
-        counts.counted =
-            static_cast<int>(I64(count[0][1])) - counts.host_not_ready;
+        const AttemptCounts counts =
+            CountAttempts(I64(count[0][1]), I64(count[0][0]));
         const ExperimentTransition next =
             NextExperimentState(experiment, attempt, state, reason, counts);
         txn.Exec(kSetExperimentState, ExperimentStateName(next.state),
@@ -1754,13 +1712,7 @@ absl::Status PgStore::CancelExperiment(int64_t id, const std::string& reason,
         ASSIGN_OR_RETURN(
             ExperimentRecord experiment,
             LoadExperiment(txn, id, display_name_, history_columns_));
-        if (experiment.state != ExperimentState::kQueued &&
-            experiment.state != ExperimentState::kRunning) {
-          return absl::FailedPreconditionError(
-              "experiment " + std::to_string(id) + " already ended (" +
-              ExperimentStateName(experiment.state) +
-              "); there is nothing to cancel");
-        }
+        RETURN_IF_ERROR(CheckCancellable(experiment));
         const int64_t now_us = ToMicros(now);
         txn.Exec(kCancelAttempts, AttemptStateName(AttemptState::kCancelled),
                  reason, now_us, id, AttemptStateName(AttemptState::kRunning));

@@ -487,14 +487,6 @@ absl::Status HistoryNeedsMigration(const std::string& path) {
       "with a store at the latest schema version to migrate it");
 }
 
-bool LabelsSatisfy(const std::map<std::string, std::string>& required,
-                   const std::map<std::string, std::string>& offered) {
-  return std::all_of(required.begin(), required.end(), [&](const auto& label) {
-    auto it = offered.find(label.first);
-    return it != offered.end() && it->second == label.second;
-  });
-}
-
 // Migrates to `target` (LatestSchemaVersion() when 0).
 absl::Status Migrate(sqlite3* db, const std::string& path, int target) {
   const int latest = LatestSchemaVersion();
@@ -765,15 +757,13 @@ absl::StatusOr<std::optional<Store::Claim>> SqliteStore::ClaimNextExperiment(
           for (;;) {
             ASSIGN_OR_RETURN(bool row, queued.Step());
             if (!row) break;
-            const int64_t id = queued.Int(0);
-            if (skip_experiment_ids.contains(id)) continue;
-            ASSIGN_OR_RETURN(auto required,
-                             LabelsFromJson(queued.Text(1),
-                                            "required labels of experiment " +
-                                                std::to_string(id),
-                                            "store database " + path_));
-            if (LabelsSatisfy(required, agent_labels)) {
-              chosen = id;
+            const QueuedExperiment candidate{queued.Int(0), queued.Text(1)};
+            ASSIGN_OR_RETURN(const bool may_claim,
+                             MayClaim(candidate, agent_labels,
+                                      skip_experiment_ids,
+                                      "store database " + path_));
+            if (may_claim) {
+              chosen = candidate.id;
               break;
             }
           }
@@ -906,23 +896,9 @@ absl::StatusOr<RecordOutcome> SqliteStore::RecordStepResult(
   RETURN_IF_ERROR(Transact(
       db_, path_, TxnKind::kWrite, "recording a step result",
       [&](Conn& conn) -> absl::Status {
-        const std::string which = "step " + std::to_string(result.step_seq) +
-                                  " of attempt " +
-                                  std::to_string(result.attempt_id);
         ASSIGN_OR_RETURN(AttemptRecord attempt,
                          LoadAttempt(conn, result.attempt_id));
-        if (attempt.lease_token != lease_token) {
-          return absl::FailedPreconditionError(
-              "stale lease token for attempt " + std::to_string(attempt.id) +
-              " (the attempt was re-leased or ended); result for " + which +
-              " rejected");
-        }
-        if (attempt.state != AttemptState::kRunning) {
-          return absl::FailedPreconditionError(
-              "attempt " + std::to_string(attempt.id) + " already ended (" +
-              AttemptStateName(attempt.state) + "); result for " + which +
-              " rejected");
-        }
+        RETURN_IF_ERROR(CheckResultAccepted(attempt, lease_token, result));
         std::string sql = "INSERT INTO step_results (";
         sql.append(kStepResultColumns);
         if (host_columns_) sql.append(kStepResultHostColumns);
@@ -994,28 +970,12 @@ absl::Status SqliteStore::CompleteExperiment(
       db_, path_, TxnKind::kWrite, "completing an experiment",
       [&](Conn& conn) -> absl::Status {
         ASSIGN_OR_RETURN(AttemptRecord attempt, LoadAttempt(conn, attempt_id));
-        const std::string which = "attempt " + std::to_string(attempt_id) +
-                                  " of experiment " +
-                                  std::to_string(attempt.experiment_id);
-        if (attempt.lease_token != lease_token) {
-          return absl::FailedPreconditionError("stale lease token for " +
-                                               which +
-                                               "; its completion was rejected");
-        }
-        if (attempt.state != AttemptState::kRunning) {
-          return absl::FailedPreconditionError(
-              which + " already ended (" + AttemptStateName(attempt.state) +
-              "); its completion was rejected");
-        }
+        RETURN_IF_ERROR(CheckCompletionLease(attempt, lease_token));
         ASSIGN_OR_RETURN(
             ExperimentRecord experiment,
             LoadExperiment(conn, attempt.experiment_id, history_columns_));
-        if (experiment.state != ExperimentState::kRunning) {
-          return absl::FailedPreconditionError(
-              "experiment " + std::to_string(experiment.id) + " is " +
-              ExperimentStateName(experiment.state) +
-              ", not running; completion of " + which + " rejected");
-        }
+        RETURN_IF_ERROR(CheckCompletionExperiment(experiment, attempt));
+        const std::string which = CompletedAttemptName(attempt);
 
         ASSIGN_OR_RETURN(
             Stmt end_attempt,
@@ -1067,7 +1027,7 @@ absl::Status SqliteStore::EndAttempt(int64_t attempt_id, AttemptState state,
       db_, path_, TxnKind::kWrite, "ending an attempt",
       [&](Conn& conn) -> absl::Status {
         ASSIGN_OR_RETURN(AttemptRecord attempt, LoadAttempt(conn, attempt_id));
-        if (attempt.state != AttemptState::kRunning) return absl::OkStatus();
+        if (!EndAttemptEndsAttempt(attempt)) return absl::OkStatus();
 
         ASSIGN_OR_RETURN(Stmt end_attempt,
                          conn.Prepare("UPDATE attempts SET state = ?, reason = "
@@ -1081,9 +1041,7 @@ absl::Status SqliteStore::EndAttempt(int64_t attempt_id, AttemptState state,
         ASSIGN_OR_RETURN(
             ExperimentRecord experiment,
             LoadExperiment(conn, attempt.experiment_id, history_columns_));
-        // Only the experiment's live attempt decides its fate.
-        if (experiment.state != ExperimentState::kRunning)
-          return absl::OkStatus();
+        if (!EndAttemptMovesExperiment(experiment)) return absl::OkStatus();
         ASSIGN_OR_RETURN(
             Stmt count,
             conn.Prepare("SELECT COUNT(*) FILTER (WHERE state = ?), COUNT(*) "
@@ -1092,9 +1050,7 @@ absl::Status SqliteStore::EndAttempt(int64_t attempt_id, AttemptState state,
             .BindInt(experiment.id);
         ASSIGN_OR_RETURN(bool counted, count.Step());
         if (!counted) return absl::InternalError("COUNT(*) returned no row");
-        AttemptCounts counts;
-        counts.host_not_ready = static_cast<int>(count.Int(0));
-        counts.counted = static_cast<int>(count.Int(1)) - counts.host_not_ready;
+        const AttemptCounts counts = CountAttempts(count.Int(1), count.Int(0));
         const ExperimentTransition next =
             NextExperimentState(experiment, attempt, state, reason, counts);
         ASSIGN_OR_RETURN(
@@ -1118,13 +1074,7 @@ absl::Status SqliteStore::CancelExperiment(int64_t id,
       [&](Conn& conn) -> absl::Status {
         ASSIGN_OR_RETURN(ExperimentRecord experiment,
                          LoadExperiment(conn, id, history_columns_));
-        if (experiment.state != ExperimentState::kQueued &&
-            experiment.state != ExperimentState::kRunning) {
-          return absl::FailedPreconditionError(
-              "experiment " + std::to_string(id) + " already ended (" +
-              ExperimentStateName(experiment.state) +
-              "); there is nothing to cancel");
-        }
+        RETURN_IF_ERROR(CheckCancellable(experiment));
         ASSIGN_OR_RETURN(
             Stmt attempts,
             conn.Prepare(
