@@ -3,6 +3,8 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <limits>
@@ -180,6 +182,30 @@ class Stmt {
 
   int64_t Int(int column) const { return sqlite3_column_int64(stmt_, column); }
   int ColumnCount() const { return sqlite3_column_count(stmt_); }
+  // The index of the result column `name`; -1 when the statement has none.
+  int Column(std::string_view name) const {
+    for (int i = 0; i < ColumnCount(); ++i) {
+      if (name == sqlite3_column_name(stmt_, i)) return i;
+    }
+    return -1;
+  }
+  // The result column `name`, which the statement must select (a column
+  // list and its reader that disagree are a bug: abort rather than read
+  // another column).
+  int Named(std::string_view name) const {
+    const int i = Column(name);
+    if (i < 0) {
+      std::fprintf(stderr, "sqlite_store: no result column \"%.*s\"\n",
+                   static_cast<int>(name.size()), name.data());
+      std::abort();
+    }
+    return i;
+  }
+  int64_t Int(std::string_view name) const { return Int(Named(name)); }
+  double Double(std::string_view name) const { return Double(Named(name)); }
+  bool IsNull(std::string_view name) const { return IsNull(Named(name)); }
+  absl::Time Time(std::string_view name) const { return Time(Named(name)); }
+  std::string Text(std::string_view name) const { return Text(Named(name)); }
   double Double(int column) const {
     return sqlite3_column_double(stmt_, column);
   }
@@ -270,36 +296,36 @@ std::string ExperimentColumns(bool history) {
 absl::StatusOr<ExperimentRecord> ReadExperiment(const Stmt& row,
                                                 const std::string& path) {
   ExperimentRecord r;
-  r.id = row.Int(0);
-  r.number = row.Int(1);
-  r.name = row.Text(2);
-  r.campaign = row.Text(3);
-  const std::string state = row.Text(4);
+  r.id = row.Int("id");
+  r.number = row.Int("number");
+  r.name = row.Text("name");
+  r.campaign = row.Text("campaign");
+  const std::string state = row.Text("state");
   if (!ParseExperimentState(state, &r.state)) {
     return absl::DataLossError("store database " + path + ": experiment " +
                                std::to_string(r.id) + " has unknown state \"" +
                                state + "\"");
   }
-  r.state_reason = row.Text(5);
-  r.spec_yaml = row.Text(6);
-  r.spec_path = row.Text(7);
-  r.workdir = row.Text(8);
+  r.state_reason = row.Text("state_reason");
+  r.spec_yaml = row.Text("spec_yaml");
+  r.spec_path = row.Text("spec_path");
+  r.workdir = row.Text("workdir");
   ASSIGN_OR_RETURN(
       r.required_labels,
-      LabelsFromJson(row.Text(9),
+      LabelsFromJson(row.Text("required_labels_json"),
                      "required labels of experiment " + std::to_string(r.id),
                      "store database " + path));
-  r.attempts = static_cast<int>(row.Int(10));
-  r.max_attempts = static_cast<int>(row.Int(11));
-  r.submitted_by = row.Text(12);
-  r.created_at = row.Time(13);
-  r.updated_at = row.Time(14);
-  r.report_json = row.Text(15);
-  r.report_text = row.Text(16);
-  if (row.ColumnCount() > 17) {
-    r.idea = row.Text(17);
-    r.origin = row.Text(18);  // NULL reads as ""
-    r.discarded_before = row.Text(19);
+  r.attempts = static_cast<int>(row.Int("attempts"));
+  r.max_attempts = static_cast<int>(row.Int("max_attempts"));
+  r.submitted_by = row.Text("submitted_by");
+  r.created_at = row.Time("created_at");
+  r.updated_at = row.Time("updated_at");
+  r.report_json = row.Text("report_json");
+  r.report_text = row.Text("report_text");
+  if (row.Column("idea") >= 0) {  // the history columns (migration 6)
+    r.idea = row.Text("idea");
+    r.origin = row.Text("origin");  // NULL reads as ""
+    r.discarded_before = row.Text("discarded_before");
   }
   return r;
 }
@@ -312,11 +338,11 @@ constexpr std::string_view kAttemptColumns =
 absl::StatusOr<AttemptRecord> ReadAttempt(const Stmt& row,
                                           const std::string& path) {
   AttemptRecord r;
-  r.id = row.Int(0);
-  r.experiment_id = row.Int(1);
-  r.agent_id = row.Text(2);
-  r.lease_token = row.Text(3);
-  const std::string state = row.Text(4);
+  r.id = row.Int("id");
+  r.experiment_id = row.Int("experiment_id");
+  r.agent_id = row.Text("agent_id");
+  r.lease_token = row.Text("lease_token");
+  const std::string state = row.Text("state");
   if (!ParseAttemptState(state, &r.state)) {
     return absl::DataLossError("store database " + path + ": attempt " +
                                std::to_string(r.id) + " has unknown state \"" +
@@ -324,11 +350,11 @@ absl::StatusOr<AttemptRecord> ReadAttempt(const Stmt& row,
   }
   // The seed is stored as the int64 with the same bits (C++20 defines both
   // conversions).
-  r.seed = static_cast<uint64_t>(row.Int(5));
-  r.reason = row.Text(6);
-  r.environment_json = row.Text(7);
-  r.started_at = row.Time(8);
-  r.ended_at = row.IsNull(9) ? absl::UnixEpoch() : row.Time(9);
+  r.seed = static_cast<uint64_t>(row.Int("seed"));
+  r.reason = row.Text("reason");
+  r.environment_json = row.Text("environment_json");
+  r.started_at = row.Time("started_at");
+  r.ended_at = row.IsNull("ended_at") ? absl::UnixEpoch() : row.Time("ended_at");
   return r;
 }
 
@@ -345,34 +371,34 @@ constexpr std::string_view kStepResultHostColumns =
 absl::StatusOr<StepResultRecord> ReadStepResult(const Stmt& row, bool host,
                                                 const std::string& path) {
   StepResultRecord r;
-  r.attempt_id = row.Int(0);
-  r.step_seq = row.Int(1);
-  r.kind = row.Text(2);
-  r.variant = row.Text(3);
-  r.input = row.Text(4);
-  r.wall_ns = row.Int(5);
-  r.user_ns = row.Int(6);
-  r.sys_ns = row.Int(7);
-  r.max_rss_bytes = row.Int(8);
-  r.exit_code = static_cast<int>(row.Int(9));
-  r.term_signal = static_cast<int>(row.Int(10));
-  r.timed_out = row.Int(11) != 0;
-  r.output_digest = row.Text(12);
-  r.metrics_json = row.Text(13);
-  r.error = row.Text(14);
-  r.finished_at = row.Time(15);
+  r.attempt_id = row.Int("attempt_id");
+  r.step_seq = row.Int("step_seq");
+  r.kind = row.Text("kind");
+  r.variant = row.Text("variant");
+  r.input = row.Text("input");
+  r.wall_ns = row.Int("wall_ns");
+  r.user_ns = row.Int("user_ns");
+  r.sys_ns = row.Int("sys_ns");
+  r.max_rss_bytes = row.Int("max_rss_bytes");
+  r.exit_code = static_cast<int>(row.Int("exit_code"));
+  r.term_signal = static_cast<int>(row.Int("term_signal"));
+  r.timed_out = row.Int("timed_out") != 0;
+  r.output_digest = row.Text("output_digest");
+  r.metrics_json = row.Text("metrics_json");
+  r.error = row.Text("error");
+  r.finished_at = row.Time("finished_at");
   if (!host) {
     r.host_json = "{}";
     return r;
   }
-  r.host_json = row.Text(16);
+  r.host_json = row.Text("host_json");
   ASSIGN_OR_RETURN(
       r.host_flags,
-      HostFlagsFromJson(row.Text(17),
+      HostFlagsFromJson(row.Text("host_flags"),
                         "host flags of step " + std::to_string(r.step_seq) +
                             " of attempt " + std::to_string(r.attempt_id),
                         "store database " + path));
-  r.gate_wait_ns = row.Int(18);
+  r.gate_wait_ns = row.Int("gate_wait_ns");
   return r;
 }
 
@@ -382,13 +408,13 @@ constexpr std::string_view kVerdictColumns =
 
 VerdictRecord ReadVerdict(const Stmt& row) {
   VerdictRecord r;
-  r.experiment_id = row.Int(0);
-  r.attempt_id = row.Int(1);
-  r.variant = row.Text(2);
-  r.verdict = row.Text(3);
-  r.reason = row.Text(4);
-  r.change = row.Double(5);
-  r.detail_json = row.Text(6);
+  r.experiment_id = row.Int("experiment_id");
+  r.attempt_id = row.Int("attempt_id");
+  r.variant = row.Text("variant");
+  r.verdict = row.Text("verdict");
+  r.reason = row.Text("reason");
+  r.change = row.Double("relative_change");
+  r.detail_json = row.Text("detail_json");
   return r;
 }
 
@@ -400,20 +426,20 @@ constexpr int kSampleColumnCount = 14;
 
 SampleRecord ReadSample(const Stmt& row) {
   SampleRecord r;
-  r.attempt_id = row.Int(0);
-  r.step_seq = row.Int(1);
-  r.agent_id = row.Text(2);
-  r.taken_at = row.Time(3);
-  r.cpu_util = row.Double(4);
-  r.load1 = row.Double(5);
-  r.mem_available_bytes = row.Double(6);
-  r.min_freq_mhz = row.Double(7);
-  r.max_cpu_temp_c = row.Double(8);
-  r.max_gpu_temp_c = row.Double(9);
-  r.gpu_util = row.Double(10);
-  r.throttle_events = row.Int(11);
-  r.competing_cpu = row.Double(12);
-  r.detail_json = row.Text(13);
+  r.attempt_id = row.Int("attempt_id");
+  r.step_seq = row.Int("step_seq");
+  r.agent_id = row.Text("agent_id");
+  r.taken_at = row.Time("taken_at");
+  r.cpu_util = row.Double("cpu_util");
+  r.load1 = row.Double("load1");
+  r.mem_available_bytes = row.Double("mem_available_bytes");
+  r.min_freq_mhz = row.Double("min_freq_mhz");
+  r.max_cpu_temp_c = row.Double("max_cpu_temp_c");
+  r.max_gpu_temp_c = row.Double("max_gpu_temp_c");
+  r.gpu_util = row.Double("gpu_util");
+  r.throttle_events = row.Int("throttle_events");
+  r.competing_cpu = row.Double("competing_cpu");
+  r.detail_json = row.Text("detail_json");
   return r;
 }
 
@@ -423,19 +449,19 @@ constexpr std::string_view kAgentColumns =
 absl::StatusOr<AgentRecord> ReadAgent(const Stmt& row,
                                       const std::string& path) {
   AgentRecord r;
-  r.id = row.Text(0);
-  r.hostname = row.Text(1);
+  r.id = row.Text("id");
+  r.hostname = row.Text("hostname");
   ASSIGN_OR_RETURN(r.labels,
-                   LabelsFromJson(row.Text(2), "labels of agent " + r.id,
+                   LabelsFromJson(row.Text("labels_json"), "labels of agent " + r.id,
                                   "store database " + path));
-  r.facts_json = row.Text(3);
-  const std::string state = row.Text(4);
+  r.facts_json = row.Text("facts_json");
+  const std::string state = row.Text("state");
   if (!ParseAgentState(state, &r.state)) {
     return absl::DataLossError("store database " + path + ": agent " + r.id +
                                " has unknown state \"" + state + "\"");
   }
-  r.cordoned = row.Int(5) != 0;
-  r.last_seen = row.Time(6);
+  r.cordoned = row.Int("cordoned") != 0;
+  r.last_seen = row.Time("last_seen");
   return r;
 }
 
@@ -757,7 +783,8 @@ absl::StatusOr<std::optional<Store::Claim>> SqliteStore::ClaimNextExperiment(
           for (;;) {
             ASSIGN_OR_RETURN(bool row, queued.Step());
             if (!row) break;
-            const QueuedExperiment candidate{queued.Int(0), queued.Text(1)};
+            const QueuedExperiment candidate{
+                queued.Int("id"), queued.Text("required_labels_json")};
             ASSIGN_OR_RETURN(const bool may_claim,
                              MayClaim(candidate, agent_labels,
                                       skip_experiment_ids,
