@@ -105,7 +105,8 @@ constexpr std::string_view kMigration1[] = {
 // retention by taken_at: samples arrive in time order, so block ranges and
 // times correlate, and a BRIN index costs next to nothing per row. PgStore
 // writes rows in COPY's binary format, which names no types: a migration that
-// changes a column's type must change PutSampleRow in pg_store.cc with it.
+// changes a column's type must change PutSampleRow in pg_store_history.cc with
+// it.
 constexpr std::string_view kMigration2[] = {
     "CREATE TABLE samples ("
     " attempt_id BIGINT NOT NULL,"

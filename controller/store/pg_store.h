@@ -3,10 +3,11 @@
 // restarts and Grafana can read it (views v_results, v_verdicts, v_runs;
 // migrations.cc documents their columns).
 //
-// libpqxx stays inside pg_store.cc: this header names no pqxx type, and every
-// libpqxx/libpq exception is turned into an absl::Status there, with a message
-// that says what failed and what to do. Passwords never appear in messages or
-// logs: the store names its database as "postgresql://user@host:port/dbname".
+// libpqxx stays inside the pg_store library (pg_store*.cc, pg_conn.*,
+// pg_rows.*): this header names no pqxx type, and every libpqxx/libpq
+// exception is turned into an absl::Status there, with a message that says
+// what failed and what to do. Passwords never appear in messages or logs: the
+// store names its database as "postgresql://user@host:port/dbname".
 //
 // Connections: a small pool (PgOptions::max_connections), opened on demand.
 // Each method runs as one transaction on one pooled connection; the pool's
@@ -59,8 +60,8 @@
 namespace benchfleet {
 
 namespace pg_internal {
-class Pool;  // the connections (pg_store.cc)
-class Txn;   // one transaction on a pooled connection (pg_store.cc)
+class Pool;  // the connections (pg_conn.h)
+class Txn;   // one transaction on a pooled connection (pg_conn.h)
 }  // namespace pg_internal
 
 struct PgOptions {

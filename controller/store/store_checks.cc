@@ -1,6 +1,10 @@
 #include "controller/store/store_checks.h"
 
+#include <algorithm>
+#include <map>
+#include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -26,6 +30,105 @@ absl::Status CheckClaimArguments(const std::string& agent_id,
         "claiming an experiment needs a non-empty agent id and lease token");
   }
   return absl::OkStatus();
+}
+
+bool LabelsSatisfy(const std::map<std::string, std::string>& required,
+                   const std::map<std::string, std::string>& offered) {
+  return std::all_of(required.begin(), required.end(), [&](const auto& label) {
+    auto it = offered.find(label.first);
+    return it != offered.end() && it->second == label.second;
+  });
+}
+
+absl::StatusOr<bool> MayClaim(
+    const QueuedExperiment& queued,
+    const std::map<std::string, std::string>& agent_labels,
+    const std::set<int64_t>& skip_experiment_ids, std::string_view store) {
+  if (skip_experiment_ids.contains(queued.id)) return false;
+  ASSIGN_OR_RETURN(
+      auto required,
+      LabelsFromJson(
+          queued.required_labels_json,
+          "required labels of experiment " + std::to_string(queued.id), store));
+  return LabelsSatisfy(required, agent_labels);
+}
+
+absl::Status CheckResultAccepted(const AttemptRecord& attempt,
+                                 const std::string& lease_token,
+                                 const StepResultRecord& result) {
+  const std::string which = "step " + std::to_string(result.step_seq) +
+                            " of attempt " + std::to_string(result.attempt_id);
+  if (attempt.lease_token != lease_token) {
+    return absl::FailedPreconditionError(
+        "stale lease token for attempt " + std::to_string(attempt.id) +
+        " (the attempt was re-leased or ended); result for " + which +
+        " rejected");
+  }
+  if (attempt.state != AttemptState::kRunning) {
+    return absl::FailedPreconditionError(
+        "attempt " + std::to_string(attempt.id) + " already ended (" +
+        AttemptStateName(attempt.state) + "); result for " + which +
+        " rejected");
+  }
+  return absl::OkStatus();
+}
+
+std::string CompletedAttemptName(const AttemptRecord& attempt) {
+  return "attempt " + std::to_string(attempt.id) + " of experiment " +
+         std::to_string(attempt.experiment_id);
+}
+
+absl::Status CheckCompletionLease(const AttemptRecord& attempt,
+                                  const std::string& lease_token) {
+  const std::string which = CompletedAttemptName(attempt);
+  if (attempt.lease_token != lease_token) {
+    return absl::FailedPreconditionError("stale lease token for " + which +
+                                         "; its completion was rejected");
+  }
+  if (attempt.state != AttemptState::kRunning) {
+    return absl::FailedPreconditionError(which + " already ended (" +
+                                         AttemptStateName(attempt.state) +
+                                         "); its completion was rejected");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckCompletionExperiment(const ExperimentRecord& experiment,
+                                       const AttemptRecord& attempt) {
+  if (experiment.state != ExperimentState::kRunning) {
+    return absl::FailedPreconditionError(
+        "experiment " + std::to_string(experiment.id) + " is " +
+        ExperimentStateName(experiment.state) +
+        ", not running; completion of " + CompletedAttemptName(attempt) +
+        " rejected");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckCancellable(const ExperimentRecord& experiment) {
+  if (experiment.state != ExperimentState::kQueued &&
+      experiment.state != ExperimentState::kRunning) {
+    return absl::FailedPreconditionError(
+        "experiment " + std::to_string(experiment.id) + " already ended (" +
+        ExperimentStateName(experiment.state) +
+        "); there is nothing to cancel");
+  }
+  return absl::OkStatus();
+}
+
+AttemptCounts CountAttempts(int64_t total, int64_t host_not_ready) {
+  AttemptCounts counts;
+  counts.host_not_ready = static_cast<int>(host_not_ready);
+  counts.counted = static_cast<int>(total - host_not_ready);
+  return counts;
+}
+
+bool EndAttemptEndsAttempt(const AttemptRecord& attempt) {
+  return attempt.state == AttemptState::kRunning;
+}
+
+bool EndAttemptMovesExperiment(const ExperimentRecord& experiment) {
+  return experiment.state == ExperimentState::kRunning;
 }
 
 absl::Status CheckEndState(int64_t attempt_id, AttemptState state) {

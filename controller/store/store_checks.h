@@ -7,7 +7,10 @@
 #define BENCHFLEET_CONTROLLER_STORE_STORE_CHECKS_H_
 
 #include <cstdint>
+#include <map>
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -25,6 +28,53 @@ absl::Status CheckNewExperiment(const ExperimentRecord& record);
 absl::Status CheckClaimArguments(const std::string& agent_id,
                                  const std::string& lease_token);
 
+// True when every label in `required` is in `offered` with the same value.
+bool LabelsSatisfy(const std::map<std::string, std::string>& required,
+                   const std::map<std::string, std::string>& offered);
+
+// A queued experiment as ClaimNextExperiment reads it, in claim order (oldest
+// id first): its id and its required labels as JSON text (json_columns.h).
+struct QueuedExperiment {
+  int64_t id = 0;
+  std::string required_labels_json;
+};
+
+// ClaimNextExperiment's rule for one queued experiment: the agent may take it
+// when it is not in `skip_experiment_ids` and `agent_labels` satisfy its
+// required labels. The backend offers the queued experiments in order and
+// claims the first one this accepts. DataLoss naming `store` ("store database
+// PATH", "PostgreSQL store URL") when the labels column is not a JSON object
+// of strings.
+absl::StatusOr<bool> MayClaim(
+    const QueuedExperiment& queued,
+    const std::map<std::string, std::string>& agent_labels,
+    const std::set<int64_t>& skip_experiment_ids, std::string_view store);
+
+// RecordStepResult: FailedPrecondition when `lease_token` is not the token of
+// `attempt` (re-leased or ended: a stale result) or the attempt already
+// ended; `result` names the step in the message.
+absl::Status CheckResultAccepted(const AttemptRecord& attempt,
+                                 const std::string& lease_token,
+                                 const StepResultRecord& result);
+
+// How CompleteExperiment names the attempt it completes: "attempt 7 of
+// experiment 3".
+std::string CompletedAttemptName(const AttemptRecord& attempt);
+
+// CompleteExperiment, before it reads the experiment: FailedPrecondition when
+// `lease_token` is stale or the attempt already ended.
+absl::Status CheckCompletionLease(const AttemptRecord& attempt,
+                                  const std::string& lease_token);
+
+// CompleteExperiment, after: FailedPrecondition unless the attempt's
+// experiment is still running.
+absl::Status CheckCompletionExperiment(const ExperimentRecord& experiment,
+                                       const AttemptRecord& attempt);
+
+// CancelExperiment: FailedPrecondition unless the experiment is queued or
+// running.
+absl::Status CheckCancellable(const ExperimentRecord& experiment);
+
 // EndAttempt: InvalidArgument unless `state` is kLost, kHostNotReady, kFailed
 // or kCancelled.
 absl::Status CheckEndState(int64_t attempt_id, AttemptState state);
@@ -35,6 +85,16 @@ struct AttemptCounts {
   int host_not_ready = 0;  // attempts in state kHostNotReady
   int counted = 0;  // every other attempt: these count toward max_attempts
 };
+
+// The counts from an experiment's number of attempts and how many of them
+// are host-not-ready.
+AttemptCounts CountAttempts(int64_t total, int64_t host_not_ready);
+
+// EndAttempt changes nothing when the attempt already ended (a late or
+// repeated call) or its experiment is no longer running (only the live
+// attempt decides the experiment's fate); these say whether it goes on.
+bool EndAttemptEndsAttempt(const AttemptRecord& attempt);
+bool EndAttemptMovesExperiment(const ExperimentRecord& experiment);
 
 // What an experiment becomes when EndAttempt ends its live attempt.
 struct ExperimentTransition {

@@ -1,9 +1,13 @@
 // The Store contract's rules kept in one place for both backends
 // (controller/store/store_checks.h), without a database: what an experiment
-// becomes when its live attempt ends, and which end states EndAttempt takes.
+// becomes when its live attempt ends, which end states EndAttempt takes,
+// which queued experiment a claim may take, and the lease-token and state
+// checks of RecordStepResult, CompleteExperiment and CancelExperiment.
 // The same rules are checked through each backend in store_test.cc.
 #include "controller/store/store_checks.h"
 
+#include <map>
+#include <set>
 #include <string>
 
 #include "absl/status/status.h"
@@ -131,6 +135,179 @@ TEST(CheckEndStateTest, AcceptsHostNotReadyAndRejectsRunningAndDone) {
     EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(st.message(), HasSubstr("attempt 7"));
   }
+}
+
+// ---- Claims ----
+
+TEST(LabelsSatisfyTest, EveryRequiredLabelMustBeOfferedWithTheSameValue) {
+  const std::map<std::string, std::string> offered = {{"gpu", "h100"},
+                                                      {"os", "linux"}};
+  EXPECT_TRUE(LabelsSatisfy({}, offered));
+  EXPECT_TRUE(LabelsSatisfy({}, {}));
+  EXPECT_TRUE(LabelsSatisfy({{"gpu", "h100"}}, offered));
+  EXPECT_TRUE(LabelsSatisfy({{"gpu", "h100"}, {"os", "linux"}}, offered));
+  EXPECT_FALSE(LabelsSatisfy({{"gpu", "a100"}}, offered));
+  EXPECT_FALSE(LabelsSatisfy({{"arch", "arm64"}}, offered));
+  EXPECT_FALSE(LabelsSatisfy({{"gpu", "h100"}, {"arch", "x86"}}, offered));
+  EXPECT_FALSE(LabelsSatisfy({{"gpu", ""}}, {}));
+}
+
+TEST(MayClaimTest, TakesAnExperimentWhoseLabelsTheAgentOffers) {
+  const std::map<std::string, std::string> agent = {{"gpu", "h100"}};
+  auto yes = MayClaim({7, R"({"gpu":"h100"})"}, agent, {}, "store database x");
+  ASSERT_TRUE(yes.ok()) << yes.status();
+  EXPECT_TRUE(*yes);
+  auto any = MayClaim({8, "{}"}, agent, {}, "store database x");
+  ASSERT_TRUE(any.ok()) << any.status();
+  EXPECT_TRUE(*any);
+  auto no = MayClaim({9, R"({"gpu":"a100"})"}, agent, {}, "store database x");
+  ASSERT_TRUE(no.ok()) << no.status();
+  EXPECT_FALSE(*no);
+}
+
+TEST(MayClaimTest, SkipsTheExperimentsTheCallerSkips) {
+  const std::set<int64_t> skip = {7, 11};
+  auto skipped = MayClaim({7, "{}"}, {}, skip, "store database x");
+  ASSERT_TRUE(skipped.ok()) << skipped.status();
+  EXPECT_FALSE(*skipped);
+  auto other = MayClaim({8, "{}"}, {}, skip, "store database x");
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_TRUE(*other);
+  // A skipped experiment is not even read: its broken labels do not matter.
+  auto broken = MayClaim({11, "not json"}, {}, skip, "store database x");
+  ASSERT_TRUE(broken.ok()) << broken.status();
+  EXPECT_FALSE(*broken);
+}
+
+TEST(MayClaimTest, UnreadableLabelsAreDataLossNamingExperimentAndStore) {
+  auto st = MayClaim({12, "[1, 2]"}, {}, {}, "PostgreSQL store db:5432");
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(st.status().message(),
+              HasSubstr("required labels of experiment 12"));
+  EXPECT_THAT(st.status().message(), HasSubstr("PostgreSQL store db:5432"));
+}
+
+// ---- Lease tokens and states ----
+
+AttemptRecord Leased(AttemptState state) {
+  AttemptRecord a = Attempt(7, "a");
+  a.experiment_id = 3;
+  a.lease_token = "tok-1";
+  a.state = state;
+  return a;
+}
+
+StepResultRecord Step(int64_t attempt_id, int64_t step_seq) {
+  StepResultRecord r;
+  r.attempt_id = attempt_id;
+  r.step_seq = step_seq;
+  return r;
+}
+
+TEST(CheckResultAcceptedTest, AcceptsTheLiveAttemptsToken) {
+  EXPECT_TRUE(
+      CheckResultAccepted(Leased(AttemptState::kRunning), "tok-1", Step(7, 4))
+          .ok());
+}
+
+TEST(CheckResultAcceptedTest, RejectsAStaleTokenBeforeLookingAtTheState) {
+  for (AttemptState s : {AttemptState::kRunning, AttemptState::kLost}) {
+    const absl::Status st = CheckResultAccepted(Leased(s), "tok-0", Step(7, 4));
+    EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(st.message(),
+              "stale lease token for attempt 7 (the attempt was re-leased or "
+              "ended); result for step 4 of attempt 7 rejected");
+  }
+}
+
+TEST(CheckResultAcceptedTest, RejectsAResultForAnEndedAttempt) {
+  const absl::Status st =
+      CheckResultAccepted(Leased(AttemptState::kLost), "tok-1", Step(7, 2));
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(st.message(),
+            "attempt 7 already ended (lost); result for step 2 of attempt 7 "
+            "rejected");
+}
+
+TEST(CheckCompletionTest, AcceptsTheLiveAttemptOfARunningExperiment) {
+  const AttemptRecord attempt = Leased(AttemptState::kRunning);
+  EXPECT_TRUE(CheckCompletionLease(attempt, "tok-1").ok());
+  ExperimentRecord experiment = Running(3);
+  experiment.id = 3;
+  EXPECT_TRUE(CheckCompletionExperiment(experiment, attempt).ok());
+  EXPECT_EQ(CompletedAttemptName(attempt), "attempt 7 of experiment 3");
+}
+
+TEST(CheckCompletionTest, RejectsStaleTokenEndedAttemptAndEndedExperiment) {
+  absl::Status st =
+      CheckCompletionLease(Leased(AttemptState::kRunning), "tok-0");
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(st.message(),
+            "stale lease token for attempt 7 of experiment 3; its completion "
+            "was rejected");
+
+  st = CheckCompletionLease(Leased(AttemptState::kDone), "tok-1");
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(st.message(),
+            "attempt 7 of experiment 3 already ended (done); its completion "
+            "was rejected");
+
+  ExperimentRecord cancelled = Running(3);
+  cancelled.id = 3;
+  cancelled.state = ExperimentState::kCancelled;
+  st = CheckCompletionExperiment(cancelled, Leased(AttemptState::kRunning));
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(st.message(),
+            "experiment 3 is cancelled, not running; completion of attempt 7 "
+            "of experiment 3 rejected");
+}
+
+TEST(CheckCancellableTest, OnlyQueuedAndRunningExperimentsCanBeCancelled) {
+  ExperimentRecord e = Running(3);
+  for (ExperimentState s :
+       {ExperimentState::kQueued, ExperimentState::kRunning}) {
+    e.state = s;
+    EXPECT_TRUE(CheckCancellable(e).ok()) << ExperimentStateName(s);
+  }
+  for (ExperimentState s : {ExperimentState::kDone, ExperimentState::kFailed,
+                            ExperimentState::kCancelled}) {
+    e.state = s;
+    const absl::Status st = CheckCancellable(e);
+    EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition)
+        << ExperimentStateName(s);
+    EXPECT_EQ(st.message(), std::string("experiment 42 already ended (") +
+                                ExperimentStateName(s) +
+                                "); there is nothing to cancel");
+  }
+}
+
+// ---- EndAttempt ----
+
+TEST(EndAttemptRulesTest, OnlyTheLiveAttemptOfARunningExperimentMovesIt) {
+  EXPECT_TRUE(EndAttemptEndsAttempt(Leased(AttemptState::kRunning)));
+  for (AttemptState s :
+       {AttemptState::kDone, AttemptState::kLost, AttemptState::kHostNotReady,
+        AttemptState::kFailed, AttemptState::kCancelled}) {
+    EXPECT_FALSE(EndAttemptEndsAttempt(Leased(s))) << AttemptStateName(s);
+  }
+  ExperimentRecord e = Running(3);
+  EXPECT_TRUE(EndAttemptMovesExperiment(e));
+  for (ExperimentState s :
+       {ExperimentState::kQueued, ExperimentState::kDone,
+        ExperimentState::kFailed, ExperimentState::kCancelled}) {
+    e.state = s;
+    EXPECT_FALSE(EndAttemptMovesExperiment(e)) << ExperimentStateName(s);
+  }
+}
+
+TEST(CountAttemptsTest, HostNotReadyAttemptsDoNotCount) {
+  const AttemptCounts counts = CountAttempts(5, 2);
+  EXPECT_EQ(counts.host_not_ready, 2);
+  EXPECT_EQ(counts.counted, 3);
+  const AttemptCounts none = CountAttempts(1, 0);
+  EXPECT_EQ(none.host_not_ready, 0);
+  EXPECT_EQ(none.counted, 1);
 }
 
 }  // namespace
