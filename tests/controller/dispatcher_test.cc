@@ -4,17 +4,16 @@
 // cancel, watchers and controller restarts.
 //
 // Agents are FakeAgentLinks that record what the dispatcher sends; the test
-// plays the agent by calling On* methods. Everything the dispatcher does
-// happens on its loop thread, so the tests wait for conditions with a deadline,
-// never for a fixed time. To prove that something did NOT happen, they first
-// Sync(): a round trip through the loop after which every event posted before
-// it (and the work assignment that follows it) has been processed.
+// plays the agent by calling On* methods. The dispatcher runs without its loop
+// thread: the test drives it with Tick(clock.Now()) on a FakeClock (Pump), and
+// every wait below is "pump, then look" — after one Tick, every event posted
+// before it, what was due at that time and the work assignment that follows
+// have all happened, so "nothing happened" is a direct assertion, and time
+// moves only when the test advances the clock.
 #include "controller/scheduler/dispatcher.h"
 
 #include <stdlib.h>
 
-#include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -23,7 +22,6 @@
 #include <optional>
 #include <set>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -44,6 +42,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "sqlite3.h"
+#include "tests/controller/flaky_store.h"
 
 namespace benchfleet {
 namespace {
@@ -167,9 +166,14 @@ class FakeAgentLink : public AgentLink {
 
   // Waits up to kWait for a message at index >= `from` that satisfies `pred`;
   // returns its index and a copy, or nullopt on timeout.
+  // With a pump (the fixture's Tick), runs it once and looks without waiting.
   std::optional<std::pair<size_t, Msg>> WaitFor(
       const std::function<bool(const Msg&)>& pred, size_t from = 0,
       absl::Duration wait = kWait) {
+    if (pump_) {
+      pump_();
+      wait = absl::ZeroDuration();
+    }
     absl::MutexLock lock(&mu_);
     std::optional<size_t> found;
     auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -209,12 +213,16 @@ class FakeAgentLink : public AgentLink {
     return msgs_.size();
   }
 
+  // Called by WaitFor before it looks (set before the link is used).
+  void set_pump(std::function<void()> pump) { pump_ = std::move(pump); }
+
  private:
   void Push(Msg m) {
     absl::MutexLock lock(&mu_);
     msgs_.push_back(std::move(m));
   }
 
+  std::function<void()> pump_;
   absl::Mutex mu_;
   std::vector<Msg> msgs_ ABSL_GUARDED_BY(mu_);
 };
@@ -252,15 +260,11 @@ StepOutcome OutcomeFor(const PlannedStep& step) {
   return o;
 }
 
-// Polls `pred` until it holds or kWait passes (for state that lives in the
-// store).
-bool Eventually(const std::function<bool()>& pred) {
-  const absl::Time deadline = absl::Now() + kWait;
-  while (!pred()) {
-    if (absl::Now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
+// The stored spec parsed as the controller does (controller.cc).
+absl::StatusOr<ExperimentSpec> ParseStoredSpec(const ExperimentRecord& e) {
+  SpecLoadOptions opts;
+  opts.base_dir = e.workdir;
+  return ParseSpec(e.spec_yaml, e.spec_path, opts);
 }
 
 class DispatcherTest : public ::testing::Test {
@@ -269,6 +273,7 @@ class DispatcherTest : public ::testing::Test {
     options_.heartbeat_interval = absl::Seconds(2);
     options_.lease_timeout = absl::Seconds(15);
     options_.tick = absl::Milliseconds(5);
+    options_.run_loop_thread = false;  // the test calls Tick
     // One order at a time: most cases here check the order of messages step
     // by step; the window has its own cases (StepWindow*).
     options_.steps_ahead = 1;
@@ -290,7 +295,7 @@ class DispatcherTest : public ::testing::Test {
 
   void StartDispatcher() {
     absl::StatusOr<std::unique_ptr<Dispatcher>> d =
-        Dispatcher::Create(store_.get(), &clock_, options_);
+        Dispatcher::Create(store_.get(), &clock_, options_, ParseStoredSpec);
     ASSERT_TRUE(d.ok()) << d.status();
     dispatcher_ = std::move(*d);
   }
@@ -314,26 +319,23 @@ class DispatcherTest : public ::testing::Test {
     return created->id;
   }
 
-  // Returns once the loop has processed every event posted before the call and
-  // run a work assignment pass after it. It publishes an experiment no agent
-  // can ever claim and waits for that publication, twice.
-  void Sync() {
-    if (sync_experiment_ == 0)
-      sync_experiment_ = Submit({{"never", "matches"}}, false);
-    for (int round = 0; round < 2; ++round) {
-      auto seen = std::make_shared<std::atomic<bool>>(false);
-      const int64_t handle = dispatcher_->Subscribe(
-          sync_experiment_,
-          [seen](const ExperimentView&) { seen->store(true); });
-      dispatcher_->OnSubmitted(sync_experiment_);
-      EXPECT_TRUE(Eventually([&] { return seen->load(); }))
-          << "the loop did not respond";
-      dispatcher_->Unsubscribe(handle);
-    }
+  // One round of the dispatcher at the fake clock's time: every event posted
+  // before the call, what is due now, and the work assignment after them.
+  void Pump() { dispatcher_->Tick(clock_.Now()); }
+
+  // Everything posted so far has been handled (one round).
+  void Sync() { Pump(); }
+
+  // Runs a round, then checks `pred` (state that lives in the store or in the
+  // dispatcher).
+  bool Eventually(const std::function<bool()>& pred) {
+    Pump();
+    return pred();
   }
 
   void Connect(SimAgent& agent, int64_t current_attempt_id = 0,
                const std::string& token = "") {
+    agent.link->set_pump([this] { Pump(); });
     dispatcher_->OnConnected(agent.link,
                              agent.Hello(current_attempt_id, token));
   }
@@ -438,7 +440,6 @@ class DispatcherTest : public ::testing::Test {
   std::unique_ptr<Store> store_;
   std::unique_ptr<Dispatcher>
       dispatcher_;  // declared after store_: destroyed first
-  int64_t sync_experiment_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -885,9 +886,9 @@ TEST_F(DispatcherTest, ResultTheStoreCouldNotTakeIsStoredWhenItIsBack) {
   const size_t before = a.link->size();
   SendResult(a, first->second, lease.token);
   // Not acknowledged and not applied: no ack and no next step while the
-  // database is taken, however long the loop runs (real time; the fake clock
-  // holds the retry back).
-  absl::SleepFor(absl::Milliseconds(300));
+  // database is taken, however many rounds run (the fake clock holds the retry
+  // back).
+  for (int round = 0; round < 5; ++round) Pump();
   EXPECT_EQ(a.link->Count(Msg::kAck), 0);
   const std::vector<Msg> while_taken = a.link->Messages();
   for (size_t k = before; k < while_taken.size(); ++k) {
@@ -1036,11 +1037,7 @@ TEST_F(DispatcherTest, SilentAgentIsClosedAndLosesItsAttempt) {
 TEST_F(DispatcherTest,
        AgentReconnectingWithinTheLeaseTimeoutGetsItsInFlightStepAgain) {
   SimAgent a{"agent-a", {{"role", "worker"}}};
-  // A silent bystander that cannot take the experiment: when it is closed for
-  // silence, a lease check has run after the clock moved.
-  SimAgent canary{"agent-canary", {{"role", "canary"}}};
   ConnectAndWelcome(a);
-  ConnectAndWelcome(canary);
   const int64_t id = Submit({{"role", "worker"}});
   const Msg lease = LeaseAndAccept(a);
   auto step = WaitStep(a, lease.attempt_id);
@@ -1062,8 +1059,7 @@ TEST_F(DispatcherTest,
   // Past the lease timeout counted from the disconnect, but the agent is back:
   // not lost.
   clock_.Advance(options_.lease_timeout / 2 + absl::Seconds(1));
-  ASSERT_TRUE(canary.link->WaitForType(Msg::kClose));
-  Sync();
+  Pump();  // the lease check at the new time
   EXPECT_EQ(Attempt(lease.attempt_id).state, AttemptState::kRunning);
   const RunResult run = RunUntilReleased(a2, lease.attempt_id, lease.token);
   EXPECT_EQ(run.release_reason, "attempt complete");
@@ -1248,7 +1244,6 @@ TEST_F(DispatcherTest, RestartedControllerMarksTheAttemptLeftRunningLost) {
   // The controller process dies and starts again over the same database.
   dispatcher_.reset();
   store_.reset();
-  sync_experiment_ = 0;
   OpenStoreAt(url);
   StartDispatcher();
   const AttemptRecord lost = Attempt(lease.attempt_id);
@@ -1276,6 +1271,113 @@ TEST_F(DispatcherTest, RestartedControllerMarksTheAttemptLeftRunningLost) {
   ASSERT_TRUE(Eventually(
       [&] { return Experiment(id).state == ExperimentState::kDone; }));
   EXPECT_EQ(Experiment(id).attempts, 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// Store writes nothing waits on (an attempt's end, an agent's state) that the
+// store could not take are tried again every second until it does.
+
+class DispatcherStoreErrorTest : public DispatcherTest {
+ protected:
+  void SetUp() override {
+    DispatcherTest::SetUp();
+    dispatcher_.reset();
+    auto flaky = std::make_unique<FlakyStore>(std::move(store_));
+    flaky_ = flaky.get();
+    store_ = std::move(flaky);
+    StartDispatcher();
+  }
+
+  FlakyStore* flaky_ = nullptr;  // owned by store_
+};
+
+TEST_F(DispatcherStoreErrorTest, LostAttemptEndsInTheStoreOnceItTakesTheWrite) {
+  SimAgent a{"agent-a", {}};
+  ConnectAndWelcome(a);
+  const int64_t id = Submit();
+  std::optional<Msg> first = WaitLease(a);
+  ASSERT_TRUE(first);
+  flaky_->FailEndAttempt(3);
+  dispatcher_->OnLeaseReply(a.link, first->attempt_id, first->token, false,
+                            "already holds another lease");
+  Pump();
+  // The agent is released at once; the store still has the attempt running.
+  EXPECT_EQ(a.link->Count(Msg::kRelease), 1);
+  EXPECT_EQ(dispatcher_->counters().attempts_lost, 1);
+  EXPECT_EQ(flaky_->failed_calls(), 1);
+  EXPECT_EQ(Attempt(first->attempt_id).state, AttemptState::kRunning);
+  // Not tried again before the retry interval.
+  Pump();
+  EXPECT_EQ(flaky_->failed_calls(), 1);
+  for (int failures = 2; failures <= 3; ++failures) {
+    clock_.Advance(absl::Seconds(1));
+    Pump();
+    EXPECT_EQ(flaky_->failed_calls(), failures);
+    EXPECT_EQ(Attempt(first->attempt_id).state, AttemptState::kRunning);
+  }
+  // The fourth try is taken: the attempt ends as lost and the experiment is
+  // re-queued and leased again.
+  clock_.Advance(absl::Seconds(1));
+  auto second = a.link->WaitFor([&](const Msg& m) {
+    return m.type == Msg::kLease && m.attempt_id != first->attempt_id;
+  });
+  ASSERT_TRUE(second) << "the experiment was not re-queued";
+  EXPECT_EQ(second->second.experiment_id, id);
+  const AttemptRecord lost = Attempt(first->attempt_id);
+  EXPECT_EQ(lost.state, AttemptState::kLost);
+  EXPECT_THAT(lost.reason,
+              HasSubstr("refused the lease: already holds another lease"));
+  EXPECT_EQ(dispatcher_->counters().store_writes_retried, 3);
+  EXPECT_EQ(dispatcher_->counters().store_writes_failed, 0);
+}
+
+TEST_F(DispatcherStoreErrorTest, AgentStateTheStoreCouldNotTakeIsWrittenLater) {
+  SimAgent a{"agent-a", {}};
+  ConnectAndWelcome(a);
+  const int64_t id = Submit();
+  const Msg lease = LeaseAndAccept(a);
+  Pump();
+  EXPECT_EQ(store_->GetAgent("agent-a")->state, AgentState::kBusy);
+  flaky_->FailSetAgentState(2);
+  const RunResult run = RunUntilReleased(a, lease.attempt_id, lease.token);
+  EXPECT_EQ(run.release_reason, "attempt complete");
+  EXPECT_EQ(Experiment(id).state, ExperimentState::kDone);
+  EXPECT_EQ(store_->GetAgent("agent-a")->state, AgentState::kBusy)
+      << "the idle state should not have reached the store yet";
+  clock_.Advance(absl::Seconds(1));
+  Pump();
+  EXPECT_EQ(store_->GetAgent("agent-a")->state, AgentState::kBusy);
+  clock_.Advance(absl::Seconds(1));
+  Pump();
+  EXPECT_EQ(store_->GetAgent("agent-a")->state, AgentState::kIdle);
+  EXPECT_EQ(flaky_->failed_calls(), 2);
+  EXPECT_EQ(dispatcher_->counters().store_writes_retried, 2);
+  EXPECT_EQ(dispatcher_->counters().store_writes_failed, 0);
+}
+
+TEST_F(DispatcherTest, SpecTheSourceRejectsFailsTheAttempt) {
+  dispatcher_.reset();
+  absl::StatusOr<std::unique_ptr<Dispatcher>> d = Dispatcher::Create(
+      store_.get(), &clock_, options_,
+      [](const ExperimentRecord&) -> absl::StatusOr<ExperimentSpec> {
+        return absl::InvalidArgumentError("tiny.yaml:3: name: bad");
+      });
+  ASSERT_TRUE(d.ok()) << d.status();
+  dispatcher_ = std::move(*d);
+  SimAgent a{"agent-a", {}};
+  ConnectAndWelcome(a);
+  const int64_t id = Submit();
+  Pump();
+  EXPECT_EQ(a.link->Count(Msg::kLease), 0);
+  const ExperimentRecord e = Experiment(id);
+  EXPECT_EQ(e.state, ExperimentState::kFailed);
+  const std::vector<AttemptRecord> attempts = *store_->ListAttempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].state, AttemptState::kFailed);
+  EXPECT_THAT(attempts[0].reason,
+              HasSubstr("the stored spec no longer validates: tiny.yaml:3"));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      Dispatcher::Create(store_.get(), &clock_, options_, nullptr).status()));
 }
 
 // ---------------------------------------------------------------------------------------
