@@ -287,7 +287,10 @@ class Dispatcher {
   DispatcherOptions options_;
   SpecSource specs_;
 
-  // Held for a whole Tick: the state below is touched only inside one.
+  // Held for a whole Tick: the state below is touched only inside one. It is
+  // held across store I/O on purpose: it only orders rounds (the loop thread
+  // and a caller of Tick); no other method takes it, so no gRPC reactor or
+  // reader ever waits on it.
   absl::Mutex tick_mu_ ABSL_ACQUIRED_BEFORE(mu_);
 
   // Tick state (the loop thread, or whoever calls Tick).
