@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/executor.h"
+#include "common/spec_loader.h"
 #include "common/status_macros.h"
 #include "controller/fleet/fleet_api.h"
 #include "controller/sample_retention.h"
@@ -102,8 +103,16 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(
   DispatcherOptions dopts;
   dopts.heartbeat_interval = options.heartbeat_interval;
   dopts.lease_timeout = options.lease_timeout;
+  // The dispatcher takes specs already parsed: the stored YAML, validated
+  // again against the experiment's work directory.
+  auto parse_stored_spec = [](const ExperimentRecord& e) {
+    SpecLoadOptions opts;
+    opts.base_dir = e.workdir;
+    return ParseSpec(e.spec_yaml, e.spec_path, opts);
+  };
   ASSIGN_OR_RETURN(impl->dispatcher,
-                   Dispatcher::Create(impl->store.get(), impl->clock, dopts));
+                   Dispatcher::Create(impl->store.get(), impl->clock, dopts,
+                                      parse_stored_spec));
   impl->executor = std::make_unique<Executor>(4);
   if (options.sample_retention > absl::ZeroDuration()) {
     Impl* raw = impl.get();

@@ -5,10 +5,23 @@
 // leases, and publishes progress to watchers.
 //
 // It speaks to agents through AgentLink (implemented by the gRPC service
-// adapter), so it holds only plain structs. Thread-safe: every public method
-// may be called from any thread; state changes run on the dispatcher's own loop
-// thread, which is the only place that does store I/O for attempts, so gRPC
-// reactors never block on it.
+// adapter) and gets each experiment's spec already parsed from a SpecSource, so
+// it holds only plain structs. Its parts live beside it: the environment
+// record (environment_record.h), progress pacing (progress_pacer.h) and the
+// retried store writes (store_writes.h); the attempt lifecycle (leasing, the
+// window of step orders, results, finishing and losing attempts) is in
+// dispatcher_attempts.cc.
+//
+// Time: every decision reads the injected Clock. All work happens in Tick(now):
+// it runs the events the On* methods queued, then what is due at `now` (store
+// retries, paced progress, silent agents, lost leases), then hands out queued
+// work. By default a loop thread calls Tick when an event arrives or
+// options.tick has passed; with options.run_loop_thread = false nothing runs
+// until the owner calls Tick (tests step a FakeClock and call it directly).
+//
+// Thread-safe: every public method may be called from any thread; Tick runs one
+// caller at a time, and it is the only place that does store I/O for attempts,
+// so gRPC reactors never block on it.
 #ifndef BENCHFLEET_CONTROLLER_SCHEDULER_DISPATCHER_H_
 #define BENCHFLEET_CONTROLLER_SCHEDULER_DISPATCHER_H_
 
@@ -30,7 +43,10 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/fingerprint.h"
+#include "common/spec.h"
 #include "controller/attempt/attempt_driver.h"
+#include "controller/scheduler/progress_pacer.h"
+#include "controller/scheduler/store_writes.h"
 #include "controller/store/store.h"
 
 namespace benchfleet {
@@ -105,7 +121,17 @@ struct DispatcherOptions {
   // After an attempt ends "host not ready", its experiment is offered to
   // other agents first; the same agent may take it again after this long.
   absl::Duration not_ready_retry_after = absl::Seconds(60);
+  // False: no loop thread; the owner calls Dispatcher::Tick (tests with a
+  // FakeClock).
+  bool run_loop_thread = true;
 };
+
+// The seam through which the dispatcher gets an experiment's spec: the stored
+// record's spec parsed and validated (the controller passes ParseSpec of the
+// stored YAML, common/spec_loader.h). An error fails the attempt with its
+// message. Called from Tick.
+using SpecSource =
+    std::function<absl::StatusOr<ExperimentSpec>(const ExperimentRecord&)>;
 
 struct DispatcherCounters {
   int64_t stale_results = 0;
@@ -113,15 +139,28 @@ struct DispatcherCounters {
   int64_t results_stored = 0;
   int64_t attempts_lost = 0;
   int64_t samples_stored = 0;
+  // Store writes nothing waits on (agent states, attempt ends, environments,
+  // samples) tried again after the store could not take them, and those given
+  // up on because the store refused them for good (StoreWrites).
+  int64_t store_writes_retried = 0;
+  int64_t store_writes_failed = 0;
 };
 
 class Dispatcher {
  public:
-  // `store` and `clock` must outlive the dispatcher. Re-queues attempts left
-  // running by a previous controller process (they are never resumed).
+  // `store` and `clock` must outlive the dispatcher; `specs` gives each claimed
+  // experiment's spec. Re-queues attempts left running by a previous
+  // controller process (they are never resumed).
   static absl::StatusOr<std::unique_ptr<Dispatcher>> Create(
-      Store* store, Clock* clock, DispatcherOptions options);
+      Store* store, Clock* clock, DispatcherOptions options, SpecSource specs);
   ~Dispatcher();  // stops the loop thread
+
+  // One round of work at `now` (the Clock's time): the queued events, then
+  // what is due (store retries, paced progress, not-ready cooldowns, silent
+  // agents, lost leases), then work for idle agents. Returns when all of it is
+  // done, so a test can assert right after it. Safe from any thread (rounds
+  // never overlap); the loop thread, when there is one, calls it too.
+  void Tick(absl::Time now);
 
   // Called by the agent service adapter. `link` stays valid until
   // OnDisconnected.
@@ -193,10 +232,30 @@ class Dispatcher {
         absl::InfiniteFuture();  // when its agent disconnected
   };
 
-  Dispatcher(Store* store, Clock* clock, DispatcherOptions options);
+  // How often results, attempt ends and other writes that the store could not
+  // take are tried again.
+  static constexpr absl::Duration kStoreRetryInterval = absl::Seconds(1);
+  // Progress within an attempt is published at most this often per experiment
+  // (ProgressPacer).
+  static constexpr absl::Duration kProgressInterval = absl::Milliseconds(250);
+
+  Dispatcher(Store* store, Clock* clock, DispatcherOptions options,
+             SpecSource specs);
   void Post(std::function<void()> fn);
   void Loop();
-  void Tick();
+  // Runs the queued events (and those they queue) until none is left.
+  void RunEvents();
+  // The time-driven part of Tick.
+  void RunDue(absl::Time now);
+  // A store write nothing waits on, through store_writes_.
+  void StoreWrite(const std::string& key, const std::string& what,
+                  StoreWrites::Write write);
+  void SetAgentState(const std::string& agent_id, AgentState state);
+  // Records the attempt's environment: the host facts of `session`, and what
+  // the agent reported once it did.
+  void RecordEnvironment(const Session& session, int64_t attempt_id,
+                         uint64_t seed,
+                         const std::optional<HostEnvironment>& reported);
   void AssignWork();
   void StartAttempt(Session& session);
   // The experiments `agent_id` is passed over for now (its host was not ready
@@ -226,17 +285,24 @@ class Dispatcher {
   Store* store_;
   Clock* clock_;
   DispatcherOptions options_;
+  SpecSource specs_;
 
-  // Loop-thread state.
+  // Held for a whole Tick: the state below is touched only inside one. It is
+  // held across store I/O on purpose: it only orders rounds (the loop thread
+  // and a caller of Tick); no other method takes it, so no gRPC reactor or
+  // reader ever waits on it.
+  absl::Mutex tick_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+
+  // Tick state (the loop thread, or whoever calls Tick).
   std::map<std::string, Session> sessions_;
   std::map<int64_t, Active> active_;
   bool work_maybe_queued_ = true;
   // experiment -> agent -> until when that agent is passed over for it (its
   // host was not ready).
   std::map<int64_t, std::map<std::string, absl::Time>> not_ready_;
-  std::map<int64_t, absl::Time>
-      last_publish_;  // by experiment; real time, for pacing only
-  std::set<int64_t> progress_pending_;
+  ProgressPacer progress_pacer_;
+  StoreWrites store_writes_;
+  int64_t next_sample_batch_ = 1;  // keys of sample writes
   // Step results the store could not take (it was unreachable even after its
   // own reconnect attempts): not acknowledged, tried again on the next tick.
   struct UnstoredResult {
