@@ -1,3 +1,9 @@
+// PosixProcessRunner and the runner's helpers (digests, metric extraction).
+// Longer than ~700 lines on purpose: spawn, pipes, drain, timeout/cancel kill
+// and reap of one process group are one state machine over the same file
+// descriptors and pids, and its invariants (no fd leaked into a concurrent
+// spawn, every child reaped, the drain bounded) are easier to keep in one
+// file than across several.
 #include "agent/runner/process_runner.h"
 
 #include <errno.h>

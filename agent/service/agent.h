@@ -18,8 +18,18 @@
 // sends it with the acceptance, so that those commands never overlap a step.
 //
 // An agent cut off from its controller for longer than the lease timeout kills
-// its running step and drops the lease. Thread-safe: Run() blocks; Shutdown()
-// may be called from any thread.
+// its running step and drops the lease (checked on every heartbeat and
+// reconnect tick against the injected Clock).
+//
+// Parts: this class owns the threads (the session's reader and heartbeat, the
+// worker) and the reconnect loop; the lease bookkeeping and the cut-off rule
+// are LeaseState (pure, agent/service/lease_state.h); the stream goes through
+// a ControllerLink (agent/service/controller_link.h, replaceable in tests);
+// one step's gates, sampling, run and result are StepExecutor
+// (agent/service/step_executor.h); proto <-> model conversion is in
+// agent/service/agent_convert.h.
+//
+// Thread-safe: Run() blocks; Shutdown() may be called from any thread.
 #ifndef BENCHFLEET_AGENT_SERVICE_AGENT_H_
 #define BENCHFLEET_AGENT_SERVICE_AGENT_H_
 
@@ -35,6 +45,8 @@
 #include "common/credentials.h"
 
 namespace benchfleet {
+
+class ControllerLink;  // agent/service/controller_link.h
 
 struct AgentOptions {
   std::string controller = "127.0.0.1:7070";
@@ -66,6 +78,10 @@ struct AgentOptions {
   // is flagged "contended" (and re-run by the controller).
   double contended_cpu_cores = 0.10;
   Clock* clock = nullptr;  // default: the real clock
+  // How to reach the controller; default: gRPC to `controller` with
+  // `transport`. Tests pass a fake (tests/agent/fake_controller_link.h). Must
+  // outlive the agent.
+  ControllerLink* link = nullptr;
 
   // Toolchain versions recorded with every attempt (DESIGN.md §5): name ->
   // command line, run in the experiment's work directory when the agent

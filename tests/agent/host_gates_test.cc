@@ -384,12 +384,46 @@ TEST(StepSamplerTest, SamplesWhileARunExecutesAndClosesWithAFinalSample) {
     absl::SleepFor(absl::Milliseconds(1));
   std::vector<HostSample> samples = sampler.End();
   EXPECT_GE(samples.size(), 4u);  // >= 3 periodic + the closing one
-  const int after_end = probe.calls();
-  absl::SleepFor(absl::Milliseconds(30));
-  EXPECT_EQ(probe.calls(), after_end)
-      << "the sampler must be idle between runs";
   for (size_t i = 1; i < samples.size(); ++i) {
     EXPECT_LE(samples[i - 1].taken_at, samples[i].taken_at);
+  }
+}
+
+TEST(StepSamplerTest, TakesNoSampleBetweenRuns) {
+  // The probe notes every call made while the test is between two runs. The
+  // second run waits (on a condition, with a deadline) for periodic samples
+  // of its own; a sampler that kept sampling after End would have been caught
+  // in the gap, or would return samples stamped before the second Begin.
+  FakeClock clock(absl::FromUnixSeconds(1000));
+  std::atomic<bool> in_run{false};
+  std::atomic<int> between_runs{0};
+  ScriptedProbe probe([&](absl::Time now) {
+    if (!in_run.load()) between_runs.fetch_add(1);
+    HostSample s = WithGpuTemp(40);
+    s.taken_at = ToSampleTime(now);
+    return s;
+  });
+  StepSampler sampler(&probe, &clock, absl::Milliseconds(2));
+  auto run_once = [&](int periodic) {
+    in_run.store(true);
+    sampler.Begin();
+    const int target = probe.calls() + periodic;
+    const absl::Time until = absl::Now() + absl::Seconds(10);
+    while (probe.calls() < target && absl::Now() < until)
+      std::this_thread::yield();
+    std::vector<HostSample> samples = sampler.End();
+    in_run.store(false);
+    return samples;
+  };
+  const std::vector<HostSample> first = run_once(2);
+  EXPECT_GE(first.size(), 4u);
+  clock.Advance(absl::Hours(1));
+  const absl::Time second_began = clock.Now();
+  const std::vector<HostSample> second = run_once(2);
+  EXPECT_GE(second.size(), 4u);
+  EXPECT_EQ(between_runs.load(), 0) << "the sampler must be idle between runs";
+  for (const HostSample& s : second) {
+    EXPECT_GE(absl::FromChrono(s.taken_at), second_began);
   }
 }
 
