@@ -2,7 +2,6 @@
 
 #include <stdlib.h>
 
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -515,13 +514,13 @@ TEST(SpecLoaderTest, ReportsYamlSyntaxErrorAtItsPosition) {
             "indentation)");
 }
 
-// yaml-cpp 0.7's LoadAll loops forever on this (jbeder/yaml-cpp#1040).
+// yaml-cpp 0.7's LoadAll loops forever on this (jbeder/yaml-cpp#1040), so
+// returning at all is the guarantee under test (a hang fails at ctest's
+// timeout); no wall-clock bound, which a loaded machine under ctest -j breaks.
 TEST(SpecLoaderTest, RefusesStrayCommaAtDocumentLevelWithoutHanging) {
-  auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(ErrorOf(absl::StrCat(",", kHeader)),
             "spec.yaml:1:1: invalid YAML: unexpected ','; fix the YAML syntax "
             "at or before this point (brackets, quotes, indentation)");
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
 }
 
 TEST(SpecLoaderTest, RefusesDeeplyNestedYaml) {
@@ -551,26 +550,26 @@ std::string BillionLaughs() {
   return yaml;
 }
 
+// The guarantee is that the walk stops at kMaxSpecNodes: the error names
+// lol4, the first key whose expansion (10^5 leaves) crosses the limit, so
+// lol5..lol9 (up to 10^10 leaves) were never expanded. No wall-clock bound.
 TEST(SpecLoaderTest, RefusesBillionLaughsAliasBombQuickly) {
   std::string yaml = BillionLaughs();
-  auto start = std::chrono::steady_clock::now();
   std::string error = ErrorOf(yaml);
-  auto elapsed = std::chrono::steady_clock::now() - start;
-  EXPECT_LT(elapsed, std::chrono::seconds(1));
   EXPECT_EQ(error,
             "spec.yaml:14:1: lol4: expands to more than 100000 YAML nodes once "
             "aliases (*name) are followed, which looks like an alias bomb; "
             "expected a spec that does not repeat large anchored values");
 }
 
+// A cycle has no end; returning with this error shows the walk was cut at
+// the node limit.
 TEST(SpecLoaderTest, RefusesSelfReferencingAlias) {
-  auto start = std::chrono::steady_clock::now();
   std::string error = ErrorOf(absl::StrCat(WithBenchmark("benchmark:\n"
                                                          "  command: ./bench\n"
                                                          "  inputs: [{name: a, "
                                                          "path: a.bin}]\n"),
                                            "notify: &loop [*loop]\n"));
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
   EXPECT_EQ(error,
             "spec.yaml:10:1: notify: expands to more than 100000 YAML nodes "
             "once aliases (*name) are followed, which looks like an alias "
