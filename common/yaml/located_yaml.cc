@@ -1,15 +1,16 @@
 #include "common/yaml/located_yaml.h"
 
-#include <yaml-cpp/depthguard.h>
-#include <yaml-cpp/eventhandler.h>
-#include <yaml-cpp/yaml.h>
-
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <sstream>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/yaml/yaml_values.h"
+#include "yaml-cpp/depthguard.h"
+#include "yaml-cpp/eventhandler.h"
+#include "yaml-cpp/yaml.h"
 
 namespace benchfleet::yaml {
 namespace {

@@ -1,7 +1,5 @@
 #include "common/yaml/yaml_values.h"
 
-#include <yaml-cpp/binary.h>
-
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -12,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "yaml-cpp/binary.h"
 
 namespace benchfleet {
 namespace yaml {
