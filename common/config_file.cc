@@ -1,12 +1,14 @@
 #include "common/config_file.h"
 
 #include <cstdlib>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "yaml-cpp/yaml.h"
+#include "common/yaml/located_yaml.h"
 
 namespace benchfleet {
 
@@ -19,73 +21,71 @@ absl::StatusOr<std::map<std::string, std::string>> LoadConfigFile(
     const std::string& path, const std::set<std::string>& allowed_keys,
     const std::set<std::string>& mapping_keys,
     std::map<std::string, std::map<std::string, std::string>>* mappings) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot read config file ", path,
-                     ": it does not exist or is not readable"));
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg));
+  // Like yaml-cpp's LoadFile: the first document counts, the rest is ignored.
+  const yaml::ParseResult parsed =
+      yaml::ReadYamlFile(path, {.single_document = false});
+  if (!parsed.ok()) {
+    const yaml::ParseError& e = parsed.error();
+    if (e.kind == yaml::ParseError::Kind::kUnreadable) {
+      return absl::NotFoundError(
+          absl::StrCat("cannot read config file ", path,
+                       ": it does not exist or is not readable"));
+    }
+    return absl::InvalidArgumentError(
+        yaml::FormatAt(path, e.mark, "", e.message));
   }
+  const yaml::Node& root = parsed.root;
   std::map<std::string, std::string> out;
   if (root.IsNull()) return out;
   if (!root.IsMap()) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ":1:1: a config file is a mapping of settings (key: value)"));
   }
-  for (const auto& kv : root) {
-    const std::string key = kv.first.as<std::string>();
-    const auto where = [&](const YAML::Node& n) {
-      return absl::StrCat(path, ":", n.Mark().line + 1, ":",
-                          n.Mark().column + 1, ": ");
-    };
+  const auto where = [&](const yaml::Node& n, absl::string_view message) {
+    return absl::InvalidArgumentError(
+        yaml::FormatAt(path, n.mark(), "", message));
+  };
+  for (const auto& [key_node, value] : root.entries()) {
+    const std::string& key = key_node.Scalar();
     if (!allowed_keys.contains(key)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where(kv.first), "unknown setting '", key,
-                       "'; allowed: ", absl::StrJoin(allowed_keys, ", ")));
+      return where(key_node,
+                   absl::StrCat("unknown setting '", key, "'; allowed: ",
+                                absl::StrJoin(allowed_keys, ", ")));
     }
     if (mapping_keys.contains(key)) {
-      if (!kv.second.IsMap() && !kv.second.IsNull()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            where(kv.second), key,
-            ": expected a mapping of names to values (name: value)"));
+      if (!value.IsMap() && !value.IsNull()) {
+        return where(
+            value,
+            absl::StrCat(key,
+                         ": expected a mapping of names to values (name: "
+                         "value)"));
       }
       std::map<std::string, std::string> values;
-      if (kv.second.IsMap()) {
-        for (const auto& m : kv.second) {
-          if (!m.first.IsScalar() ||
-              !(m.second.IsScalar() || m.second.IsNull())) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                where(m.second), key, ": each entry must be name: value"));
-          }
-          values[m.first.as<std::string>()] =
-              m.second.IsNull() ? "" : m.second.as<std::string>();
+      for (const auto& [name, text] : value.entries()) {
+        if (!name.IsScalar() || !(text.IsScalar() || text.IsNull())) {
+          return where(text,
+                       absl::StrCat(key, ": each entry must be name: value"));
         }
+        values[name.Scalar()] = text.Scalar();
       }
       if (mappings != nullptr) (*mappings)[key] = std::move(values);
       continue;
     }
-    if (key == "labels" && kv.second.IsMap()) {
+    if (key == "labels" && value.IsMap()) {
       std::vector<std::string> pairs;
-      for (const auto& l : kv.second) {
-        if (!l.second.IsScalar()) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              where(l.second), "labels: each label value must be a string"));
+      for (const auto& [label, text] : value.entries()) {
+        if (!text.IsScalar()) {
+          return where(text, "labels: each label value must be a string");
         }
-        pairs.push_back(absl::StrCat(l.first.as<std::string>(), "=",
-                                     l.second.as<std::string>()));
+        pairs.push_back(absl::StrCat(label.Scalar(), "=", text.Scalar()));
       }
       out[key] = absl::StrJoin(pairs, ",");
       continue;
     }
-    if (!kv.second.IsScalar()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where(kv.second), key, ": expected a single value"));
+    if (!value.IsScalar()) {
+      return where(value, absl::StrCat(key, ": expected a single value"));
     }
-    out[key] = kv.second.as<std::string>();
+    out[key] = value.Scalar();
   }
   return out;
 }

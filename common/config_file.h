@@ -2,7 +2,8 @@
 // benchfleet-agent
 // (`--config FILE`). A config file is a YAML mapping of scalars; a `labels:`
 // mapping is flattened to "k=v,k2=v2". Command-line flags override file values.
-// Stateless.
+// Parsed by the located-YAML reader (common/yaml/located_yaml.h). Stateless;
+// thread-safe.
 #ifndef BENCHFLEET_COMMON_CONFIG_FILE_H_
 #define BENCHFLEET_COMMON_CONFIG_FILE_H_
 

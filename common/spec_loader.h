@@ -2,8 +2,10 @@
 // ExperimentSpec, checking every field and reporting every problem with its
 // file, line, column and field. Used by `benchfleet validate`/`submit`
 // (LoadSpecFile) and by the controller, which re-validates each spec it
-// receives (ParseSpec). This is the only place yaml-cpp is used; no yaml-cpp
-// type appears here.
+// receives (ParseSpec). The YAML is parsed by common/yaml/ (the one
+// located-YAML reader) and the schema is read section by section in
+// common/spec/; no yaml-cpp type appears here. ParseDuration and ParsePercent
+// (declared in common/yaml/yaml_values.h) come with this header.
 //
 // Untrusted input is bounded: the text may be at most kMaxSpecBytes, and the
 // document may expand to at most kMaxSpecNodes nodes once aliases are followed,
@@ -22,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/spec.h"
+#include "common/yaml/yaml_values.h"  // ParseDuration, ParsePercent
 
 namespace benchfleet {
 
@@ -65,18 +68,6 @@ absl::StatusOr<ExperimentSpec> LoadSpecFile(
 absl::StatusOr<ExperimentSpec> ParseSpec(std::string_view yaml,
                                          const std::string& display_path,
                                          const SpecLoadOptions& options);
-
-// Parses a non-negative duration written as one or more <number><unit> parts,
-// units ms, s, m, h: "500ms", "60s", "1.5s", "15m", "1h", "1h30m". Fails with
-// InvalidArgument
-// ("what is wrong; what is expected", no location) for a missing unit, a
-// negative value or anything else.
-absl::StatusOr<absl::Duration> ParseDuration(std::string_view text);
-
-// Parses a percentage into a fraction: "10%" -> 0.10, "2.5%" -> 0.025; a plain
-// number is taken as a fraction already ("0.1" -> 0.1). Fails with
-// InvalidArgument for negative, non-finite or non-numeric text.
-absl::StatusOr<double> ParsePercent(std::string_view text);
 
 }  // namespace benchfleet
 

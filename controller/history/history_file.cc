@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -21,9 +22,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
+#include "common/yaml/located_yaml.h"
+#include "common/yaml/yaml_values.h"
 #include "controller/history/history.h"
-#include "yaml-cpp/eventhandler.h"
-#include "yaml-cpp/yaml.h"
 
 namespace benchfleet {
 namespace {
@@ -77,11 +78,7 @@ bool IsUtf8(std::string_view s) {
 // for everything YAML does not print verbatim, or base64 for non-UTF-8 text.
 std::string Quote(std::string_view s) {
   if (!IsUtf8(s)) {
-    return absl::StrCat(
-        "!!binary \"",
-        YAML::EncodeBase64(reinterpret_cast<const unsigned char*>(s.data()),
-                           s.size()),
-        "\"");
+    return absl::StrCat("!!binary \"", yaml::EncodeBase64(s), "\"");
   }
   std::string out = "\"";
   for (size_t i = 0; i < s.size();) {
@@ -205,57 +202,9 @@ void WriteEntry(const HistoryEntry& entry, std::string& out) {
 
 // ---- Reading ----
 
-// Finds what the reader refuses before building a node tree: anchors and
-// aliases (yaml-cpp shares aliased nodes, so an alias bomb would expand on
-// every walk) and more than one document.
-class ShapeCheck : public YAML::EventHandler {
- public:
-  std::optional<std::pair<YAML::Mark, std::string>> problem;
-
-  void OnDocumentStart(const YAML::Mark& mark) override {
-    if (++documents_ > 1) {
-      Flag(mark, "a second YAML document; expected one document per file");
-    }
-  }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
-    Anchor(mark, anchor);
-  }
-  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override {
-    Flag(mark,
-         "an alias (*name); anchors and aliases are not allowed in a "
-         "history file");
-  }
-  void OnScalar(const YAML::Mark& mark, const std::string&,
-                YAML::anchor_t anchor, const std::string&) override {
-    Anchor(mark, anchor);
-  }
-  void OnSequenceStart(const YAML::Mark& mark, const std::string&,
-                       YAML::anchor_t anchor,
-                       YAML::EmitterStyle::value) override {
-    Anchor(mark, anchor);
-  }
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark& mark, const std::string&,
-                  YAML::anchor_t anchor, YAML::EmitterStyle::value) override {
-    Anchor(mark, anchor);
-  }
-  void OnMapEnd() override {}
-
- private:
-  void Anchor(const YAML::Mark& mark, YAML::anchor_t anchor) {
-    if (anchor != YAML::NullAnchor) {
-      Flag(mark,
-           "an anchor (&name); anchors and aliases are not allowed in a "
-           "history file");
-    }
-  }
-  void Flag(const YAML::Mark& mark, std::string what) {
-    if (!problem) problem.emplace(mark, std::move(what));
-  }
-  int documents_ = 0;
-};
-
+// The reader walks the located-YAML tree (common/yaml/located_yaml.h), which
+// has already refused anchors, aliases and a second document; it stops at the
+// first problem.
 class Reader {
  public:
   explicit Reader(std::string display_path) : path_(std::move(display_path)) {}
@@ -263,150 +212,141 @@ class Reader {
   absl::StatusOr<std::vector<HistoryEntry>> Read(std::string_view text);
 
  private:
-  absl::Status Error(const YAML::Mark& mark, const std::string& field,
+  using Node = yaml::Node;
+  using KeyValue = std::pair<const Node*, const Node*>;
+  using FieldMap = std::map<std::string, KeyValue>;
+
+  absl::Status Error(const yaml::Mark& mark, const std::string& field,
                      const std::string& message) const {
-    const int line = mark.line >= 0 ? mark.line + 1 : 1;
-    const int column = mark.column >= 0 ? mark.column + 1 : 1;
     return absl::InvalidArgumentError(
-        field.empty()
-            ? absl::StrCat(path_, ":", line, ":", column, ": ", message)
-            : absl::StrCat(path_, ":", line, ":", column, ": ", field, ": ",
-                           message));
+        yaml::FormatAt(path_, mark, field, message));
   }
 
   // The mapping at `node` as key -> (key node, value node); refuses
   // duplicate and unknown keys and reports missing ones.
-  absl::StatusOr<std::map<std::string, std::pair<YAML::Node, YAML::Node>>>
-  Fields(const YAML::Node& node, const YAML::Mark& where,
-         const std::string& field, const std::vector<std::string>& required,
-         const std::vector<std::string>& optional = {}) const {
+  absl::StatusOr<FieldMap> Fields(
+      const Node& node, const yaml::Mark& where, const std::string& field,
+      const std::vector<std::string>& required,
+      const std::vector<std::string>& optional = {}) const {
     if (!node.IsMap()) {
-      return Error(node.IsNull() ? where : node.Mark(), field,
+      return Error(node.IsNull() ? where : node.mark(), field,
                    "expected a mapping (key: value lines)");
     }
-    std::map<std::string, std::pair<YAML::Node, YAML::Node>> out;
+    FieldMap out;
     std::set<std::string> known(required.begin(), required.end());
     known.insert(optional.begin(), optional.end());
-    for (auto it = node.begin(); it != node.end(); ++it) {
-      if (!it->first.IsScalar()) {
-        return Error(it->first.Mark(), field, "expected a plain key");
+    for (const auto& [key_node, value] : node.entries()) {
+      if (!key_node.IsScalar()) {
+        return Error(key_node.mark(), field, "expected a plain key");
       }
-      const std::string key = it->first.Scalar();
+      const std::string& key = key_node.Scalar();
       if (!known.count(key)) {
         return Error(
-            it->first.Mark(), field,
+            key_node.mark(), field,
             absl::StrCat("unknown key \"", key.substr(0, 60),
                          "\"; expected one of: ", absl::StrJoin(required, ", "),
                          optional.empty() ? "" : ", ",
                          absl::StrJoin(optional, ", ")));
       }
-      if (!out.emplace(key, std::make_pair(it->first, it->second)).second) {
-        return Error(it->first.Mark(), field,
+      if (!out.emplace(key, KeyValue(&key_node, &value)).second) {
+        return Error(key_node.mark(), field,
                      absl::StrCat("key \"", key, "\" appears twice"));
       }
     }
     for (const std::string& key : required) {
       if (!out.count(key)) {
-        return Error(node.Mark(), field,
+        return Error(node.mark(), field,
                      absl::StrCat("missing key \"", key, "\""));
       }
     }
     return out;
   }
 
-  using FieldMap = std::map<std::string, std::pair<YAML::Node, YAML::Node>>;
-
   static std::string Join(const std::string& field, const std::string& key) {
     return field.empty() ? key : absl::StrCat(field, ".", key);
   }
-  static YAML::Mark MarkOf(const std::pair<YAML::Node, YAML::Node>& kv) {
-    return kv.second.IsNull() ? kv.first.Mark() : kv.second.Mark();
+  // yaml-cpp marks an empty value at the next token, so point at the key.
+  static yaml::Mark MarkOf(const KeyValue& kv) {
+    return kv.second->IsNull() ? kv.first->mark() : kv.second->mark();
   }
 
   absl::StatusOr<std::string> String(const FieldMap& m, const std::string& key,
                                      const std::string& field) const {
-    const auto& kv = m.at(key);
-    const YAML::Node& v = kv.second;
+    const KeyValue& kv = m.at(key);
+    const Node& v = *kv.second;
     if (!v.IsScalar()) {
       return Error(MarkOf(kv), Join(field, key),
                    "expected a string in double quotes");
     }
     if (v.Tag() == kBinaryTag) {
-      const std::vector<unsigned char> bytes = YAML::DecodeBase64(v.Scalar());
+      std::string bytes = yaml::DecodeBase64(v.Scalar());
       if (bytes.empty() && !v.Scalar().empty()) {
         return Error(MarkOf(kv), Join(field, key),
                      "expected base64 text after !!binary");
       }
-      return std::string(bytes.begin(), bytes.end());
+      return bytes;
     }
     return v.Scalar();
   }
 
   absl::StatusOr<int64_t> Int(const FieldMap& m, const std::string& key,
                               const std::string& field) const {
-    const auto& kv = m.at(key);
-    int64_t out = 0;
-    if (!kv.second.IsScalar() || !absl::SimpleAtoi(kv.second.Scalar(), &out)) {
-      return Error(MarkOf(kv), Join(field, key), "expected an integer");
-    }
-    return out;
+    const KeyValue& kv = m.at(key);
+    std::optional<int64_t> out;
+    if (kv.second->IsScalar()) out = yaml::ToInt64(kv.second->Scalar());
+    if (!out) return Error(MarkOf(kv), Join(field, key), "expected an integer");
+    return *out;
   }
 
   absl::StatusOr<uint64_t> Uint(const FieldMap& m, const std::string& key,
                                 const std::string& field) const {
-    const auto& kv = m.at(key);
-    uint64_t out = 0;
-    if (!kv.second.IsScalar() || !absl::SimpleAtoi(kv.second.Scalar(), &out)) {
+    const KeyValue& kv = m.at(key);
+    std::optional<uint64_t> out;
+    if (kv.second->IsScalar()) out = yaml::ToUint64(kv.second->Scalar());
+    if (!out) {
       return Error(MarkOf(kv), Join(field, key),
                    "expected an unsigned integer (0 to 18446744073709551615)");
     }
-    return out;
+    return *out;
   }
 
   absl::StatusOr<double> Double(const FieldMap& m, const std::string& key,
                                 const std::string& field) const {
-    const auto& kv = m.at(key);
-    const std::string text = kv.second.IsScalar() ? kv.second.Scalar() : "";
-    if (text == ".nan" || text == ".NaN" || text == ".NAN") return std::nan("");
-    if (text == ".inf" || text == "+.inf") return HUGE_VAL;
-    if (text == "-.inf") return -HUGE_VAL;
-    double out = 0;
-    auto [end, ec] =
-        std::from_chars(text.data(), text.data() + text.size(), out);
-    if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+    const KeyValue& kv = m.at(key);
+    std::optional<double> out =
+        yaml::ToYamlFloat(kv.second->IsScalar() ? kv.second->Scalar() : "");
+    if (!out) {
       return Error(MarkOf(kv), Join(field, key),
                    "expected a number (or .nan, .inf, -.inf)");
     }
-    return out;
+    return *out;
   }
 
   absl::StatusOr<absl::Time> Time(const FieldMap& m, const std::string& key,
                                   const std::string& field) const {
-    const auto& kv = m.at(key);
-    absl::Time out;
-    std::string error;
-    if (!kv.second.IsScalar() ||
-        !absl::ParseTime(absl::RFC3339_full, kv.second.Scalar(), &out,
-                         &error)) {
+    const KeyValue& kv = m.at(key);
+    std::optional<absl::Time> out;
+    if (kv.second->IsScalar()) out = yaml::ToRfc3339Time(kv.second->Scalar());
+    if (!out) {
       return Error(MarkOf(kv), Join(field, key),
                    "expected an RFC 3339 time such as "
                    "\"2026-03-01T12:00:00.000000Z\"");
     }
-    return out;
+    return *out;
   }
 
-  absl::StatusOr<HistoryEntry> ReadEntry(const YAML::Node& node,
+  absl::StatusOr<HistoryEntry> ReadEntry(const Node& node,
                                          const std::string& field);
 
   const std::string path_;
 };
 
-absl::StatusOr<HistoryEntry> Reader::ReadEntry(const YAML::Node& node,
+absl::StatusOr<HistoryEntry> Reader::ReadEntry(const Node& node,
                                                const std::string& field) {
   HistoryEntry entry;
   ExperimentRecord& e = entry.experiment;
   AttemptRecord& a = entry.attempt;
-  ASSIGN_OR_RETURN(FieldMap m, Fields(node, node.Mark(), field,
+  ASSIGN_OR_RETURN(FieldMap m, Fields(node, node.mark(), field,
                                       {"origin",
                                        "number",
                                        "name",
@@ -445,15 +385,15 @@ absl::StatusOr<HistoryEntry> Reader::ReadEntry(const YAML::Node& node,
   {
     const auto& kv = m.at("required_labels");
     const std::string lf = Join(field, "required_labels");
-    if (!kv.second.IsMap()) {
+    if (!kv.second->IsMap()) {
       return Error(MarkOf(kv), lf, "expected a mapping of label: value");
     }
-    for (auto it = kv.second.begin(); it != kv.second.end(); ++it) {
-      if (!it->first.IsScalar() || !it->second.IsScalar()) {
-        return Error(it->first.Mark(), lf,
+    for (const auto& [label, value] : kv.second->entries()) {
+      if (!label.IsScalar() || !value.IsScalar()) {
+        return Error(label.mark(), lf,
                      "expected string keys and string values");
       }
-      e.required_labels[it->first.Scalar()] = it->second.Scalar();
+      e.required_labels[label.Scalar()] = value.Scalar();
     }
   }
   ASSIGN_OR_RETURN(const int64_t attempts, Int(m, "attempts", field));
@@ -478,14 +418,15 @@ absl::StatusOr<HistoryEntry> Reader::ReadEntry(const YAML::Node& node,
   {
     const auto& kv = m.at("verdicts");
     const std::string vf = Join(field, "verdicts");
-    if (!kv.second.IsSequence()) {
+    if (!kv.second->IsSequence()) {
       return Error(MarkOf(kv), vf, "expected a list of verdicts ([] for none)");
     }
-    for (size_t i = 0; i < kv.second.size(); ++i) {
+    for (size_t i = 0; i < kv.second->size(); ++i) {
       const std::string f = absl::StrCat(vf, "[", i, "]");
-      ASSIGN_OR_RETURN(FieldMap v, Fields(kv.second[i], kv.second.Mark(), f,
-                                          {"variant", "verdict", "change",
-                                           "reason", "detail_json"}));
+      ASSIGN_OR_RETURN(
+          FieldMap v,
+          Fields(kv.second->items()[i], kv.second->mark(), f,
+                 {"variant", "verdict", "change", "reason", "detail_json"}));
       VerdictRecord verdict;
       ASSIGN_OR_RETURN(verdict.variant, String(v, "variant", f));
       ASSIGN_OR_RETURN(verdict.verdict, String(v, "verdict", f));
@@ -495,7 +436,7 @@ absl::StatusOr<HistoryEntry> Reader::ReadEntry(const YAML::Node& node,
       entry.verdicts.push_back(std::move(verdict));
     }
   }
-  if (m.count("results") && !m.at("results").second.IsSequence()) {
+  if (m.count("results") && !m.at("results").second->IsSequence()) {
     return Error(MarkOf(m.at("results")), Join(field, "results"),
                  "expected a list (it is derived from report_json and "
                  "ignored on import)");
@@ -504,7 +445,7 @@ absl::StatusOr<HistoryEntry> Reader::ReadEntry(const YAML::Node& node,
     const std::string af = Join(field, "attempt");
     const auto& kv = m.at("attempt");
     ASSIGN_OR_RETURN(FieldMap at,
-                     Fields(kv.second, MarkOf(kv), af,
+                     Fields(*kv.second, MarkOf(kv), af,
                             {"agent_id", "seed", "started_at", "ended_at",
                              "reason", "environment_json"},
                             {"hostname", "fingerprint", "commit"}));
@@ -520,7 +461,6 @@ absl::StatusOr<HistoryEntry> Reader::ReadEntry(const YAML::Node& node,
 }
 
 absl::StatusOr<std::vector<HistoryEntry>> Reader::Read(std::string_view text) {
-  const YAML::Mark start;
   if (text.size() > kMaxHistoryFileBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         path_, ": the file is ", text.size(), " bytes; a history file may be ",
@@ -528,30 +468,41 @@ absl::StatusOr<std::vector<HistoryEntry>> Reader::Read(std::string_view text) {
         " bytes: export less at a time (--benchmark, --since) and import the "
         "parts one by one"));
   }
-  YAML::Node root;
-  try {
-    {
-      std::istringstream in{std::string(text)};
-      YAML::Parser parser(in);
-      ShapeCheck check;
-      while (!check.problem && parser.HandleNextDocument(check)) {
-      }
-      if (check.problem) {
-        return Error(check.problem->first, "",
-                     absl::StrCat("found ", check.problem->second));
-      }
+  // No anchors or aliases: yaml-cpp shares aliased nodes, so an alias bomb
+  // would expand on every walk.
+  const yaml::ParseResult parsed =
+      yaml::ParseYaml(text, {.single_document = true,
+                             .allow_anchors = false,
+                             .max_nodes = std::numeric_limits<int64_t>::max()});
+  if (!parsed.ok()) {
+    using Kind = yaml::ParseError::Kind;
+    const yaml::ParseError& problem = parsed.error();
+    switch (problem.kind) {
+      case Kind::kSecondDocument:
+        return Error(problem.mark, "",
+                     "found a second YAML document; expected one document "
+                     "per file");
+      case Kind::kAnchor:
+        return Error(problem.mark, "",
+                     "found an anchor (&name); anchors and aliases are not "
+                     "allowed in a history file");
+      case Kind::kAlias:
+        return Error(problem.mark, "",
+                     "found an alias (*name); anchors and aliases are not "
+                     "allowed in a history file");
+      default:
+        return Error(problem.mark, "",
+                     absl::StrCat("not valid YAML: ", problem.message));
     }
-    root = YAML::Load(std::string(text));
-  } catch (const YAML::Exception& e) {
-    return Error(e.mark, "", absl::StrCat("not valid YAML: ", e.msg));
   }
+  const Node& root = parsed.root;
   if (!root.IsMap()) {
-    return Error(root.Mark(), "",
+    return Error(root.mark(), "",
                  "expected a history file: a mapping with apiVersion: "
                  "benchfleet/v1, kind: History, version and experiments");
   }
   ASSIGN_OR_RETURN(FieldMap top,
-                   Fields(root, root.Mark(), "",
+                   Fields(root, root.mark(), "",
                           {"apiVersion", "kind", "version", "experiments"}));
   ASSIGN_OR_RETURN(std::string api, String(top, "apiVersion", ""));
   if (api != kApiVersion) {
@@ -571,15 +522,15 @@ absl::StatusOr<std::vector<HistoryEntry>> Reader::Read(std::string_view text) {
                               "it with that version"));
   }
   const auto& kv = top.at("experiments");
-  if (!kv.second.IsSequence()) {
+  if (!kv.second->IsSequence()) {
     return Error(MarkOf(kv), "experiments",
                  "expected a list of experiments ([] for none)");
   }
   std::vector<HistoryEntry> out;
-  for (size_t i = 0; i < kv.second.size(); ++i) {
+  for (size_t i = 0; i < kv.second->size(); ++i) {
     ASSIGN_OR_RETURN(
         HistoryEntry entry,
-        ReadEntry(kv.second[i], absl::StrCat("experiments[", i, "]")));
+        ReadEntry(kv.second->items()[i], absl::StrCat("experiments[", i, "]")));
     out.push_back(std::move(entry));
   }
   return out;

@@ -13,7 +13,9 @@
 // or aliases (so no alias bombs), one document, known keys only. Errors name
 // the file, line and column and say what was expected.
 //
-// Pure functions; thread-safe. yaml-cpp and OpenSSL stay inside the .cc file.
+// The YAML is parsed by the located-YAML reader (common/yaml/located_yaml.h);
+// this file holds only the schema. Pure functions; thread-safe. OpenSSL stays
+// inside the .cc file.
 #ifndef BENCHFLEET_CONTROLLER_HISTORY_HISTORY_FILE_H_
 #define BENCHFLEET_CONTROLLER_HISTORY_HISTORY_FILE_H_
 

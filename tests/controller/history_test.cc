@@ -412,6 +412,15 @@ TEST_F(HistoryFileTest, AliasBombsAndHugeFilesAreRefusedBeforeExpansion) {
       "apiVersion: benchfleet/v1\n---\nkind: History\n", "two.yaml");
   ASSERT_FALSE(two_docs.ok());
   EXPECT_THAT(two_docs.status().message(), HasSubstr("second YAML document"));
+
+  // The first problem in document order is the one reported: the second
+  // document starts before its anchor.
+  auto anchor_after_second = ParseHistoryFile(
+      "apiVersion: benchfleet/v1\n---\nkind: &k History\n", "two.yaml");
+  ASSERT_FALSE(anchor_after_second.ok());
+  EXPECT_EQ(anchor_after_second.status().message(),
+            "two.yaml:2:1: found a second YAML document; expected one "
+            "document per file");
 }
 
 }  // namespace
