@@ -123,12 +123,7 @@ void Dispatcher::RecordEnvironment(
   EnvironmentOrigin origin;
   origin.agent_id = session.hello.agent_id;
   origin.labels = session.hello.labels;
-  origin.hostname = session.hello.facts.hostname;
-  origin.cpu_model = session.hello.facts.cpu_model;
-  origin.cpu_cores = session.hello.facts.cpu_cores;
-  origin.memory_bytes = session.hello.facts.memory_bytes;
-  origin.os = session.hello.facts.os;
-  origin.kernel = session.hello.facts.kernel;
+  origin.facts = session.hello.facts;
   std::string env = EnvironmentRecordJson(origin, seed, reported);
   StoreWrite(absl::StrCat("environment:", attempt_id),
              absl::StrCat("record the environment of attempt ", attempt_id),

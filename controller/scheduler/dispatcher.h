@@ -43,6 +43,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/fingerprint.h"
+#include "common/model/host_facts.h"
 #include "common/spec.h"
 #include "controller/attempt/attempt_driver.h"
 #include "controller/scheduler/progress_pacer.h"
@@ -80,19 +81,10 @@ class AgentLink {
   virtual void Close(const std::string& reason) = 0;
 };
 
-struct HostFactsInfo {
-  std::string hostname;
-  std::string cpu_model;
-  int cpu_cores = 0;
-  int64_t memory_bytes = 0;
-  std::string os;
-  std::string kernel;
-};
-
 struct AgentHello {
   std::string agent_id;
   std::map<std::string, std::string> labels;
-  HostFactsInfo facts;
+  HostFacts facts;
   std::string version;
   int64_t current_attempt_id = 0;
   std::string current_lease_token;

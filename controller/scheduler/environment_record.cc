@@ -10,12 +10,7 @@ std::string EnvironmentRecordJson(
     const EnvironmentOrigin& origin, uint64_t seed,
     const std::optional<HostEnvironment>& reported) {
   HostEnvironment env = reported.value_or(HostEnvironment{});
-  env.hostname = origin.hostname;
-  env.cpu_model = origin.cpu_model;
-  env.cpu_cores = origin.cpu_cores;
-  env.memory_bytes = origin.memory_bytes;
-  env.os = origin.os;
-  env.kernel = origin.kernel;
+  static_cast<HostFacts&>(env) = origin.facts;
   nlohmann::json gpus = nlohmann::json::array();
   for (const GpuIdentity& g : env.gpus) {
     gpus.push_back({{"name", g.name},

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "common/fingerprint.h"
+#include "common/model/host_facts.h"
 #include "controller/attempt/attempt_driver.h"
 
 namespace benchfleet {
@@ -20,12 +21,7 @@ namespace benchfleet {
 struct EnvironmentOrigin {
   std::string agent_id;
   std::map<std::string, std::string> labels;
-  std::string hostname;
-  std::string cpu_model;
-  int cpu_cores = 0;
-  int64_t memory_bytes = 0;
-  std::string os;
-  std::string kernel;
+  HostFacts facts;  // from its hello
 };
 
 // The attempt's environment record as compact JSON. The keys are a contract

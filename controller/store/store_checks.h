@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "common/model/experiment.h"
 #include "common/model/history.h"
+#include "common/model/step_result.h"
 #include "common/model/verdict_record.h"
 
 namespace benchfleet {

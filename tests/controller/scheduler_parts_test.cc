@@ -135,12 +135,12 @@ EnvironmentOrigin Origin() {
   EnvironmentOrigin o;
   o.agent_id = "agent-a";
   o.labels = {{"pool", "x86"}};
-  o.hostname = "host-a";
-  o.cpu_model = "Test CPU \"quoted\"";
-  o.cpu_cores = 8;
-  o.memory_bytes = 1 << 30;
-  o.os = "Debian 12";
-  o.kernel = "6.1.0";
+  o.facts.hostname = "host-a";
+  o.facts.cpu_model = "Test CPU \"quoted\"";
+  o.facts.cpu_cores = 8;
+  o.facts.memory_bytes = 1 << 30;
+  o.facts.os = "Debian 12";
+  o.facts.kernel = "6.1.0";
   return o;
 }
 
