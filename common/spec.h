@@ -1,6 +1,7 @@
 // The experiment spec as plain structs: what `benchfleet validate` checks, what
-// the controller stores and drives. Produced by common/spec_loader (the only
-// place yaml-cpp is used); read by the controller's attempt driver and the CLI.
+// the controller stores and drives. Produced by common/spec_loader (through
+// the located-YAML reader in common/yaml/, the only place yaml-cpp is used);
+// read by the controller's attempt driver and the CLI.
 // Plain data; not thread-safe.
 //
 // Conventions: durations are absl::Duration; percentages are fractions (10% ->
