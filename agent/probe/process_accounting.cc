@@ -675,8 +675,8 @@ void ProcessAccounting::Sample(HostSample* s,
 }
 
 int ProcessAccounting::OpenFiles() const {
-  int n = static_cast<int>(state_->tracked.size()) +
-          (state_->proc_dir != nullptr);
+  int n =
+      static_cast<int>(state_->tracked.size()) + (state_->proc_dir != nullptr);
   for (const State::Entry& e : state_->entries)
     n += e.stat.valid() + e.sched.valid();
   return n;

@@ -145,7 +145,6 @@ struct SysfsProbe::Impl {
     Discover();
   }
 
-
   std::string Path(std::string_view path) const {
     return options.root + std::string(path);
   }
@@ -604,7 +603,6 @@ struct SysfsProbe::Impl {
       r.temp_c = *sensor.temp_c;
     }
   }
-
 };
 
 std::vector<std::string> DefaultOwnBinaries() {
@@ -628,9 +626,7 @@ void SysfsProbe::SetExclusions(ProcessExclusions exclusions) {
   impl_->processes->SetExclusions(std::move(exclusions));
 }
 
-int64_t SysfsProbe::process_scans() const {
-  return impl_->processes->scans();
-}
+int64_t SysfsProbe::process_scans() const { return impl_->processes->scans(); }
 
 int SysfsProbe::open_files() const { return impl_->OpenFiles(); }
 

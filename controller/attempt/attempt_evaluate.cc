@@ -2,8 +2,6 @@
 // the previous comparable baseline, the statistics per input and candidate,
 // the verdicts and the report. The plan and results are in attempt_driver.cc,
 // the KILL rule in attempt_kill.cc.
-#include "controller/attempt/attempt_driver.h"
-
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -13,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "controller/attempt/attempt_driver.h"
 #include "controller/stats/stats.h"
 #include "controller/verdict/verdict.h"
 
@@ -29,7 +28,6 @@ double WeightedGeoMean(
   }
   return den > 0 ? std::exp(num / den) : 0;
 }
-
 
 }  // namespace
 

@@ -2,8 +2,6 @@
 // as evidence that a candidate is too slow to finish, and when two in a row
 // end it. The plan and results are in attempt_driver.cc, the evaluation in
 // attempt_evaluate.cc.
-#include "controller/attempt/attempt_driver.h"
-
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -11,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "controller/attempt/attempt_driver.h"
 #include "controller/stats/stats.h"
 #include "controller/verdict/verdict.h"
 

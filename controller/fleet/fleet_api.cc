@@ -16,8 +16,8 @@ namespace benchfleet {
 namespace {
 
 absl::Status NoSuchExperiment(int64_t id) {
-  return absl::NotFoundError(absl::StrCat(
-      "no experiment with id ", id, "; `benchfleet list` shows the ids"));
+  return absl::NotFoundError(absl::StrCat("no experiment with id ", id,
+                                          "; `benchfleet list` shows the ids"));
 }
 
 }  // namespace
@@ -53,9 +53,8 @@ absl::StatusOr<Submitted> FleetApi::Submit(const Submission& submission) {
         "submit needs the absolute work directory the spec's commands run in "
         "(the CLI sends the spec file's directory)");
   }
-  const std::string path = submission.spec_path.empty()
-                               ? "<submitted spec>"
-                               : submission.spec_path;
+  const std::string path =
+      submission.spec_path.empty() ? "<submitted spec>" : submission.spec_path;
   SpecLoadOptions opts;
   opts.base_dir = submission.workdir;
   // The controller never trusts the client's validation.

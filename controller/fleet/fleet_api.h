@@ -44,9 +44,8 @@ class ExperimentScheduler {
   virtual int64_t CurrentExperimentOf(const std::string& agent_id) = 0;
   // Calls `fn` (which must not block) with a fresh view whenever the
   // experiment changes; returns a handle for Unsubscribe.
-  virtual int64_t Subscribe(
-      int64_t experiment_id,
-      std::function<void(const ExperimentView&)> fn) = 0;
+  virtual int64_t Subscribe(int64_t experiment_id,
+                            std::function<void(const ExperimentView&)> fn) = 0;
   virtual void Unsubscribe(int64_t handle) = 0;
 };
 

@@ -157,8 +157,7 @@ namespace {
 // (watchers want the present, not every intermediate step).
 class WatchReactor final : public grpc::ServerWriteReactor<v1::Experiment> {
  public:
-  WatchReactor(ExperimentScheduler* scheduler, Executor* executor,
-               int64_t id)
+  WatchReactor(ExperimentScheduler* scheduler, Executor* executor, int64_t id)
       : scheduler_(scheduler), state_(std::make_shared<State>()) {
     state_->reactor = this;
     std::shared_ptr<State> state = state_;

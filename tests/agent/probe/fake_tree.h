@@ -113,7 +113,6 @@ inline std::string SchedstatLine(uint64_t cpu_ns) {
   return std::to_string(cpu_ns) + " 1000 10";
 }
 
-
 // trees/intel/proc/stat.
 inline ProcStat IntelStat() {
   return ProcStat({{1393, 32, 187, 896, 6, 12, 0, 0},

@@ -1,8 +1,6 @@
 // Tests of SysfsProbe's competing-process accounting against the fake Intel
 // tree: which processes compete, exclusions, and the CPU over a window of at
 // least min_window.
-#include "agent/probe/sysfs_probe.h"
-
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +14,7 @@
 #include "agent/probe/host_facts.h"
 #include "agent/probe/host_sample.h"
 #include "agent/probe/host_summary.h"
+#include "agent/probe/sysfs_probe.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/agent/probe/fake_tree.h"
@@ -24,6 +23,7 @@ namespace benchfleet {
 namespace {
 
 using ::benchfleet::testing::FakeTree;
+using ::benchfleet::testing::IntelStat;
 using ::benchfleet::testing::PidStatLine;
 using ::benchfleet::testing::ProcStat;
 using ::benchfleet::testing::SchedstatLine;
@@ -34,7 +34,6 @@ using ::testing::ElementsAre;
 using ::testing::Field;
 using ::testing::IsEmpty;
 using ::testing::Optional;
-using ::benchfleet::testing::IntelStat;
 
 // --- Competing processes on the Intel tree
 // ------------------------------------------------- Processes: 1 systemd, 500

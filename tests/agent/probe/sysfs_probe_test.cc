@@ -26,6 +26,7 @@ namespace benchfleet {
 namespace {
 
 using ::benchfleet::testing::FakeTree;
+using ::benchfleet::testing::IntelStat;
 using ::benchfleet::testing::PidStatLine;
 using ::benchfleet::testing::ProcStat;
 using ::benchfleet::testing::SchedstatLine;
@@ -36,8 +37,6 @@ using ::testing::ElementsAre;
 using ::testing::Field;
 using ::testing::IsEmpty;
 using ::testing::Optional;
-using ::benchfleet::testing::IntelStat;
-
 
 const TemperatureReading* FindTemp(const HostSample& s,
                                    const std::string& source) {
