@@ -270,7 +270,9 @@ void StepSampler::Loop() {
     HostSample s = probe_->Sample(ToSampleTime(clock_->Now()));
     absl::MutexLock lock(&mu_);
     busy_ = false;
-    if (active_) samples_.push_back(std::move(s));
+    // Started during the run, so it belongs to it even if End came meanwhile:
+    // End waits for it (busy_) before it takes the samples.
+    samples_.push_back(std::move(s));
   }
 }
 
