@@ -365,6 +365,26 @@ constexpr Migration kMigrations[] = {
 
 std::span<const Migration> AllMigrations() { return kMigrations; }
 
+absl::StatusOr<const Migration*> NextMigration(int64_t current, int target,
+                                               const std::string& what) {
+  const int latest = LatestSchemaVersion();
+  if (current > latest) {
+    return absl::FailedPreconditionError(
+        what + " has schema version " + std::to_string(current) +
+        " but this benchfleet build knows versions up to " +
+        std::to_string(latest) +
+        "; it was written by a newer benchfleet: upgrade this controller, or "
+        "point it at another database");
+  }
+  if (current >= target) return nullptr;
+  const Migration& migration = AllMigrations()[current];
+  if (migration.version != current + 1) {
+    return absl::InternalError("schema migrations are not numbered 1.." +
+                               std::to_string(latest) + " without gaps");
+  }
+  return &migration;
+}
+
 int LatestSchemaVersion() {
   return kMigrations[std::size(kMigrations) - 1].version;
 }

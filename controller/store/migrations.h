@@ -16,10 +16,13 @@
 #ifndef BENCHFLEET_CONTROLLER_STORE_MIGRATIONS_H_
 #define BENCHFLEET_CONTROLLER_STORE_MIGRATIONS_H_
 
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "absl/status/statusor.h"
 
 namespace benchfleet {
 
@@ -42,6 +45,15 @@ std::span<const Migration> AllMigrations();
 
 // The highest version this build knows.
 int LatestSchemaVersion();
+
+// The migration that takes a database at schema version `current` one step
+// toward `target` (1..LatestSchemaVersion()), or nullptr once it is there.
+// FailedPrecondition when the database is newer than this build (`what` names
+// it: "store database PATH", "PostgreSQL store NAME"); Internal when the
+// migrations are not numbered without gaps. The one rule both backends'
+// migration passes follow.
+absl::StatusOr<const Migration*> NextMigration(int64_t current, int target,
+                                               const std::string& what);
 
 // DDL for the bookkeeping table (idempotent: CREATE TABLE IF NOT EXISTS).
 // Portable.

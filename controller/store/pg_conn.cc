@@ -577,23 +577,12 @@ absl::Status PgStore::Migrate(int target) {
           txn.Exec(kMigrationLock, kMigrationLockKey);
           txn.ExecOwnSql(std::string(SchemaMigrationsTableSql()));
           const int64_t current = I64(txn.Exec(kSchemaVersion)[0][0]);
-          if (current > latest) {
-            return absl::FailedPreconditionError(
-                "PostgreSQL store " + display_name_ + " has schema version " +
-                std::to_string(current) +
-                " but this benchfleet build knows versions up to " +
-                std::to_string(latest) +
-                "; it was written by a newer benchfleet: upgrade this "
-                "controller, or point it at another database");
-          }
-          done = current >= target;
+          ASSIGN_OR_RETURN(const Migration* next,
+                           NextMigration(current, target,
+                                         "PostgreSQL store " + display_name_));
+          done = next == nullptr;
           if (done) return absl::OkStatus();
-          const Migration& migration = AllMigrations()[current];
-          if (migration.version != current + 1) {
-            return absl::InternalError(
-                "schema migrations are not numbered 1.." +
-                std::to_string(latest) + " without gaps");
-          }
+          const Migration& migration = *next;
           for (const std::string& sql :
                MigrationStatements(migration, SqlDialect::kPostgres)) {
             txn.ExecOwnSql(sql);

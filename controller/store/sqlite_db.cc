@@ -334,26 +334,14 @@ absl::Status Migrate(sqlite3* db, const std::string& path, int target) {
                   "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
           ASSIGN_OR_RETURN(bool has_row, query.Step());
           const int64_t current = has_row ? query.Int(0) : 0;
-          if (current > latest) {
-            return absl::FailedPreconditionError(
-                "store database " + path + " has schema version " +
-                std::to_string(current) +
-                " but this benchfleet build knows versions up to " +
-                std::to_string(latest) +
-                "; it was written by a newer benchfleet: upgrade this "
-                "controller, or point it at "
-                "another database");
-          }
-          if (current >= target) {
+          ASSIGN_OR_RETURN(
+              const Migration* next,
+              NextMigration(current, target, "store database " + path));
+          if (next == nullptr) {
             done = true;
             return absl::OkStatus();
           }
-          const Migration& migration = AllMigrations()[current];
-          if (migration.version != current + 1) {
-            return absl::InternalError(
-                "schema migrations are not numbered 1.." +
-                std::to_string(latest) + " without gaps");
-          }
+          const Migration& migration = *next;
           for (const std::string& sql :
                MigrationStatements(migration, SqlDialect::kSqlite)) {
             RETURN_IF_ERROR(conn.Exec(sql));

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "controller/store/migrations.h"
 #include "controller/store/store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -308,6 +309,38 @@ TEST(CountAttemptsTest, HostNotReadyAttemptsDoNotCount) {
   const AttemptCounts none = CountAttempts(1, 0);
   EXPECT_EQ(none.host_not_ready, 0);
   EXPECT_EQ(none.counted, 1);
+}
+
+TEST(NextMigrationTest, StepsTowardTheTargetAndStopsThere) {
+  const int latest = LatestSchemaVersion();
+  ASSERT_GE(latest, 2);
+  absl::StatusOr<const Migration*> first = NextMigration(0, latest, "db");
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_NE(*first, nullptr);
+  EXPECT_EQ((*first)->version, 1);
+  absl::StatusOr<const Migration*> second = NextMigration(1, latest, "db");
+  ASSERT_TRUE(second.ok() && *second != nullptr);
+  EXPECT_EQ((*second)->version, 2);
+  absl::StatusOr<const Migration*> at_target = NextMigration(1, 1, "db");
+  ASSERT_TRUE(at_target.ok());
+  EXPECT_EQ(*at_target, nullptr);
+  absl::StatusOr<const Migration*> done = NextMigration(latest, latest, "db");
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(*done, nullptr);
+}
+
+TEST(NextMigrationTest, ADatabaseFromANewerBuildIsRefusedByName) {
+  const int latest = LatestSchemaVersion();
+  absl::StatusOr<const Migration*> newer =
+      NextMigration(latest + 1, latest, "store database /srv/bf.db");
+  EXPECT_EQ(newer.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(newer.status().message(),
+            "store database /srv/bf.db has schema version " +
+                std::to_string(latest + 1) +
+                " but this benchfleet build knows versions up to " +
+                std::to_string(latest) +
+                "; it was written by a newer benchfleet: upgrade this "
+                "controller, or point it at another database");
 }
 
 }  // namespace
