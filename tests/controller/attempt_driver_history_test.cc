@@ -1,7 +1,5 @@
 // AttemptDriver and history: "environment changed" (DESIGN.md §4) and the
 // re-measured baseline, with the fake agent of attempt_driver_testing.h.
-#include "controller/attempt/attempt_driver.h"
-
 #include <cmath>
 #include <map>
 #include <memory>
@@ -9,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "controller/attempt/attempt_driver.h"
 #include "tests/controller/attempt_driver_testing.h"
 
 namespace benchfleet {
@@ -230,7 +229,6 @@ TEST(AttemptDriverHistoryTest,
   ASSERT_EQ(back->size(), 2u);
   EXPECT_DOUBLE_EQ((*back)[0].median, t.report.baseline_inputs[0].median);
 }
-
 
 }  // namespace
 }  // namespace benchfleet

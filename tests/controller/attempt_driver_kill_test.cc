@@ -1,7 +1,5 @@
-// AttemptDriver: KILL only on evidence, the pipelined step window and host-not-ready,
-// with the fake agent of attempt_driver_testing.h.
-#include "controller/attempt/attempt_driver.h"
-
+// AttemptDriver: KILL only on evidence, the pipelined step window and
+// host-not-ready, with the fake agent of attempt_driver_testing.h.
 #include <cmath>
 #include <map>
 #include <memory>
@@ -9,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "controller/attempt/attempt_driver.h"
 #include "tests/controller/attempt_driver_testing.h"
 
 namespace benchfleet {
@@ -306,7 +305,6 @@ TEST(AttemptDriverHostNotReadyTest, GateNotMetBeforeTheBaselineIsNotAFailure) {
   EXPECT_TRUE(driver.host_not_ready());
   EXPECT_TRUE(driver.BuildReport().host_not_ready);
 }
-
 
 }  // namespace
 }  // namespace benchfleet

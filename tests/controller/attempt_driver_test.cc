@@ -591,6 +591,5 @@ TEST(AttemptDriverTest, MissingCustomMetricOnBaselineFailsTheAttempt) {
               AllOf(HasSubstr("measure of base"), HasSubstr("'ops'")));
 }
 
-
 }  // namespace
 }  // namespace benchfleet

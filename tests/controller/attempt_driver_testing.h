@@ -4,8 +4,6 @@
 #ifndef BENCHFLEET_TESTS_CONTROLLER_ATTEMPT_DRIVER_TESTING_H_
 #define BENCHFLEET_TESTS_CONTROLLER_ATTEMPT_DRIVER_TESTING_H_
 
-#include "controller/attempt/attempt_driver.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -23,6 +21,7 @@
 #include "absl/time/time.h"
 #include "common/spec.h"
 #include "common/spec_loader.h"
+#include "controller/attempt/attempt_driver.h"
 #include "controller/report/report.h"
 #include "controller/verdict/verdict.h"
 #include "gmock/gmock.h"
@@ -30,7 +29,6 @@
 
 namespace benchfleet {
 namespace attempt_testing {
-
 
 using ::testing::AllOf;
 using ::testing::ElementsAre;
@@ -64,7 +62,8 @@ inline VariantSpec Variant(const std::string& name) {
 // setup, no warmups, 10 runs (max_runs 10: no extension unless a test raises
 // it), interleaved.
 inline ExperimentSpec MakeSpec(const std::vector<std::string>& candidates,
-                        const std::vector<std::string>& inputs = {"tiny"}) {
+                               const std::vector<std::string>& inputs = {
+                                   "tiny"}) {
   ExperimentSpec spec;
   spec.api_version = "benchfleet/v1";
   spec.kind = "Experiment";
@@ -147,13 +146,15 @@ inline Trace Drive(AttemptDriver& driver, const Agent& agent) {
   return run;
 }
 
-inline Trace DriveSpec(ExperimentSpec spec, const Agent& agent, uint64_t seed = 42) {
+inline Trace DriveSpec(ExperimentSpec spec, const Agent& agent,
+                       uint64_t seed = 42) {
   AttemptDriver driver(std::move(spec), seed, /*experiment_number=*/7);
   return Drive(driver, agent);
 }
 
 inline int Count(const std::vector<PlannedStep>& steps, StepKind kind,
-          const std::string& variant = "", const std::string& input = "") {
+                 const std::string& variant = "",
+                 const std::string& input = "") {
   return static_cast<int>(
       std::count_if(steps.begin(), steps.end(), [&](const PlannedStep& s) {
         return s.kind == kind && (variant.empty() || s.variant == variant) &&
@@ -162,7 +163,7 @@ inline int Count(const std::vector<PlannedStep>& steps, StepKind kind,
 }
 
 inline const CandidateReport& Candidate(const ExperimentReport& report,
-                                 const std::string& variant) {
+                                        const std::string& variant) {
   for (const CandidateReport& c : report.candidates)
     if (c.variant == variant) return c;
   ADD_FAILURE() << "no candidate " << variant << " in the report";
@@ -186,7 +187,6 @@ inline std::vector<std::pair<std::string, std::string>> MeasureOrder(
     if (s.kind == StepKind::kMeasure) order.emplace_back(s.variant, s.input);
   return order;
 }
-
 
 }  // namespace attempt_testing
 }  // namespace benchfleet

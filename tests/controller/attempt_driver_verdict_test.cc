@@ -1,7 +1,5 @@
-// AttemptDriver: extension, verdicts, progress, a spec from YAML and host-flagged
-// re-runs, with the fake agent of attempt_driver_testing.h.
-#include "controller/attempt/attempt_driver.h"
-
+// AttemptDriver: extension, verdicts, progress, a spec from YAML and
+// host-flagged re-runs, with the fake agent of attempt_driver_testing.h.
 #include <cmath>
 #include <map>
 #include <memory>
@@ -9,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "controller/attempt/attempt_driver.h"
 #include "tests/controller/attempt_driver_testing.h"
 
 namespace benchfleet {
@@ -262,7 +261,6 @@ TEST(AttemptDriverHostFlagsTest, AnAlwaysDisturbedHostStopsRepeatingAndWarns) {
         warned || w.find("re-run budget of 5 was spent") != std::string::npos;
   EXPECT_TRUE(warned);
 }
-
 
 }  // namespace
 }  // namespace benchfleet

@@ -9,8 +9,6 @@
 #ifndef BENCHFLEET_TESTS_CONTROLLER_DISPATCHER_FIXTURE_H_
 #define BENCHFLEET_TESTS_CONTROLLER_DISPATCHER_FIXTURE_H_
 
-#include "controller/scheduler/dispatcher.h"
-
 #include <stdlib.h>
 
 #include <cstdint>
@@ -35,6 +33,7 @@
 #include "common/spec.h"
 #include "common/spec_loader.h"
 #include "controller/attempt/attempt_driver.h"
+#include "controller/scheduler/dispatcher.h"
 #include "controller/store/sqlite_store.h"
 #include "controller/store/store.h"
 #include "gmock/gmock.h"

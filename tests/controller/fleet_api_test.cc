@@ -59,8 +59,8 @@ class FakeScheduler final : public ExperimentScheduler {
     auto it = connected.find(agent_id);
     return it == connected.end() ? 0 : it->second;
   }
-  int64_t Subscribe(int64_t, std::function<void(const ExperimentView&)>)
-      override {
+  int64_t Subscribe(int64_t,
+                    std::function<void(const ExperimentView&)>) override {
     return 1;
   }
   void Unsubscribe(int64_t) override {}
@@ -165,7 +165,8 @@ TEST_F(FleetApiTest, SubmitRefusesABadSpecWithTheLoadersLocation) {
 
 TEST_F(FleetApiTest, SubmitRefusesSourceRepoAsNotYetSupported) {
   Submission s = Valid();
-  s.spec_yaml = std::string(kSpec) + "source: {repo: https://example.invalid/r.git}\n";
+  s.spec_yaml =
+      std::string(kSpec) + "source: {repo: https://example.invalid/r.git}\n";
   absl::StatusOr<Submitted> done = api_->Submit(s);
   EXPECT_EQ(done.status().code(), absl::StatusCode::kUnimplemented);
   EXPECT_THAT(done.status().message(),
@@ -206,7 +207,8 @@ TEST_F(FleetApiTest, GetExperimentListsItsAttempts) {
   absl::StatusOr<Submitted> done = api_->Submit(Valid());
   ASSERT_TRUE(done.ok());
   Complete(done->experiment_id, "KEEP");
-  absl::StatusOr<ExperimentDetail> got = api_->GetExperiment(done->experiment_id);
+  absl::StatusOr<ExperimentDetail> got =
+      api_->GetExperiment(done->experiment_id);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->view.record.state, ExperimentState::kDone);
   EXPECT_EQ(got->view.record.report_text, "report\n");

@@ -100,8 +100,8 @@ class FleetServiceTest : public ::testing::Test {
     store_ = std::move(store).value();
     scheduler_ = std::make_unique<StoreScheduler>(store_.get());
     api_ = std::make_unique<FleetApi>(store_.get(), scheduler_.get());
-    service_ = std::make_unique<FleetServiceImpl>(
-        api_.get(), scheduler_.get(), &executor_);
+    service_ = std::make_unique<FleetServiceImpl>(api_.get(), scheduler_.get(),
+                                                  &executor_);
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
@@ -110,9 +110,9 @@ class FleetServiceTest : public ::testing::Test {
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     ASSERT_GT(port, 0);
-    stub_ = v1::FleetService::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(port),
-        grpc::InsecureChannelCredentials()));
+    stub_ = v1::FleetService::NewStub(
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                            grpc::InsecureChannelCredentials()));
   }
   void TearDown() override {
     if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now()));
@@ -196,9 +196,8 @@ TEST_F(FleetServiceTest, WatchStreamsViewsUntilTheFinalOne) {
   ASSERT_TRUE(reader->Read(&e));  // the current view, at once
   EXPECT_EQ(e.id(), resp.experiment_id());
 
-  ASSERT_TRUE(store_->CancelExperiment(resp.experiment_id(), "stop",
-                                       absl::Now())
-                  .ok());
+  ASSERT_TRUE(
+      store_->CancelExperiment(resp.experiment_id(), "stop", absl::Now()).ok());
   auto view = scheduler_->View(resp.experiment_id());
   ASSERT_TRUE(view.ok());
   ASSERT_TRUE(scheduler_->Publish(*view));

@@ -1,13 +1,12 @@
 // The verdict table's noise rows (DESIGN.md §4): noisy inputs, their CIs
 // against the thresholds, outliers and unmeasurable inputs.
-#include "controller/verdict/verdict.h"
-
 #include <cmath>
 #include <cstdint>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "controller/verdict/verdict.h"
 #include "tests/controller/verdict_testing.h"
 
 namespace benchfleet::verdict {
@@ -415,7 +414,6 @@ TEST(VerdictTest, NoInputsIsInconclusive) {
   EXPECT_EQ(d.verdict, Verdict::kInconclusive);
   EXPECT_FALSE(d.needs_more_runs);
 }
-
 
 }  // namespace
 }  // namespace benchfleet::verdict

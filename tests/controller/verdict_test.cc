@@ -462,6 +462,5 @@ TEST(CandidateDeadlineTest, CappedAtAbsoluteTimeout) {
             absl::Seconds(1));
 }
 
-
 }  // namespace
 }  // namespace benchfleet::verdict
