@@ -2,6 +2,8 @@
 // SIGINT or SIGTERM.
 #include <csignal>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "CLI/CLI.hpp"
@@ -11,6 +13,7 @@
 #include "agent/probe/nvml_probe.h"
 #include "agent/runner/process_runner.h"
 #include "agent/service/agent.h"
+#include "common/certs.h"
 #include "common/config_file.h"
 #include "spdlog/spdlog.h"
 
@@ -53,6 +56,19 @@ int main(int argc, char** argv) {
                  "read /proc and /sys under this root (tests)");
   app.add_option("--nvml", nvml,
                  "NVML library to dlopen (default libnvidia-ml.so.1)");
+  // Mutual TLS to the controller (docs/operations.md).
+  std::string tls_cert, tls_key, tls_ca, server_name;
+  bool insecure = false;
+  app.add_option("--tls-cert", tls_cert,
+                 "this agent's certificate (`benchfleet certs agent NAME`); "
+                 "its name is the agent's id");
+  app.add_option("--tls-key", tls_key, "the key of --tls-cert");
+  app.add_option("--ca", tls_ca, "CA that signed the controller's certificate");
+  app.add_option("--server-name", server_name,
+                 "the name the controller's certificate must carry (default: "
+                 "the host in --controller)");
+  app.add_flag("--insecure", insecure,
+               "allow plaintext to a controller that is not on loopback");
   std::vector<std::string> toolchain_flags;
   std::string toolchain_timeout;
   app.add_option("--toolchain", toolchain_flags,
@@ -80,13 +96,29 @@ int main(int argc, char** argv) {
   }
   if (!config_path.empty()) {
     std::map<std::string, std::map<std::string, std::string>> mappings;
-    auto config = benchfleet::LoadConfigFile(
-        config_path,
-        {"controller", "id", "labels", "workdir", "lock_file", "cooldown",
-         "max_gpu_temp_c", "max_cpu_temp_c", "max_load", "max_competing_cpu",
-         "max_wait", "sample_hz", "probe_root", "nvml", "toolchain",
-         "toolchain_timeout"},
-        {"toolchain"}, &mappings);
+    auto config = benchfleet::LoadConfigFile(config_path,
+                                             {"controller",
+                                              "id",
+                                              "labels",
+                                              "workdir",
+                                              "lock_file",
+                                              "cooldown",
+                                              "max_gpu_temp_c",
+                                              "max_cpu_temp_c",
+                                              "max_load",
+                                              "max_competing_cpu",
+                                              "max_wait",
+                                              "sample_hz",
+                                              "probe_root",
+                                              "nvml",
+                                              "toolchain",
+                                              "toolchain_timeout",
+                                              "tls_cert",
+                                              "tls_key",
+                                              "ca",
+                                              "server_name",
+                                              "insecure"},
+                                             {"toolchain"}, &mappings);
     if (!config.ok()) return fail(std::string(config.status().message()), 1);
     toolchain_config = mappings["toolchain"];
     auto take = [&](const char* key, std::string& flag) {
@@ -102,6 +134,20 @@ int main(int argc, char** argv) {
     take("probe_root", probe_root);
     take("nvml", nvml);
     take("toolchain_timeout", toolchain_timeout);
+    take("tls_cert", tls_cert);
+    take("tls_key", tls_key);
+    take("ca", tls_ca);
+    take("server_name", server_name);
+    if (config->contains("insecure")) {
+      const std::string& v = (*config)["insecure"];
+      if (v != "true" && v != "false") {
+        return fail(
+            absl::StrCat(config_path,
+                         ": insecure: expected true or false, got \"", v, "\""),
+            1);
+      }
+      insecure = insecure || v == "true";
+    }
     auto take_number = [&](const char* key, double& flag) -> bool {
       if (flag >= 0 || !config->contains(key)) return true;
       return absl::SimpleAtod((*config)[key], &flag) && flag >= 0;
@@ -160,6 +206,25 @@ int main(int argc, char** argv) {
   options.nvml_library =
       nvml.empty() ? benchfleet::NvmlLibraryFromEnvironment() : nvml;
   if (!controller.empty()) options.controller = controller;
+  options.transport.cert_file = tls_cert;
+  options.transport.key_file = tls_key;
+  options.transport.ca_file = tls_ca;
+  options.transport.server_name = server_name;
+  options.transport.insecure = insecure;
+  // With a certificate the agent's id is its certificate's name unless --id
+  // says otherwise (the controller refuses a mismatch).
+  if (id.empty() && !tls_cert.empty()) {
+    std::ifstream in(tls_cert);
+    std::stringstream pem;
+    pem << in.rdbuf();
+    auto info = benchfleet::InspectCertificate(pem.str());
+    if (!info.ok()) {
+      return fail(absl::StrCat("--tls-cert '", tls_cert,
+                               "': ", info.status().message()),
+                  2);
+    }
+    id = info->common_name;
+  }
   options.id = id;
   options.workdir = workdir;
   options.lock_file = lock_file;

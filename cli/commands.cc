@@ -22,6 +22,8 @@
 #include "agent/runner/process_runner.h"
 #include "agent/service/agent.h"
 #include "benchfleet/v1/fleet.grpc.pb.h"
+#include "cli/admin_commands.h"
+#include "cli/cli_errors.h"
 #include "cli/history_commands.h"
 #include "common/config_file.h"
 #include "common/credentials.h"
@@ -39,20 +41,13 @@ constexpr absl::Duration kUnaryDeadline = absl::Seconds(15);
 struct Globals {
   std::string controller = "127.0.0.1:7070";
   bool json = false;
+  // TLS and the token (docs/operations.md); plaintext when no --ca.
+  TransportOptions transport;
+  std::string token_file;
 };
 
 int Report(const absl::Status& st, const std::string& controller) {
-  if (st.ok()) return kExitOk;
-  if (absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st)) {
-    std::fprintf(stderr,
-                 "benchfleet: cannot reach the controller at %s (%s); start "
-                 "benchfleet-controller "
-                 "there or point --controller / BENCHFLEET_CONTROLLER at it\n",
-                 controller.c_str(), std::string(st.message()).c_str());
-    return kExitUnreachable;
-  }
-  std::fprintf(stderr, "benchfleet: %s\n", std::string(st.message()).c_str());
-  return kExitUserError;
+  return ReportRpcError(st, controller);
 }
 
 std::string ToJson(const google::protobuf::Message& m) {
@@ -197,11 +192,12 @@ std::string EnvironmentBlock(const v1::Attempt& a) {
 
 class Client {
  public:
-  static absl::StatusOr<Client> Dial(const std::string& address) {
-    auto creds = MakeChannelCredentials(address, TransportOptions{});
+  static absl::StatusOr<Client> Dial(const std::string& address,
+                                     const TransportOptions& transport) {
+    auto creds = MakeChannelCredentials(address, transport);
     if (!creds.ok()) return creds.status();
-    auto channel =
-        grpc::CreateCustomChannel(address, *creds, MakeChannelArguments());
+    auto channel = grpc::CreateCustomChannel(address, *creds,
+                                             MakeChannelArguments(transport));
     return Client(v1::FleetService::NewStub(channel));
   }
 
@@ -406,7 +402,7 @@ int RunLocal(const std::string& file, const std::string& store_url,
   Globals g = g_in;
   g.controller = (*controller)->address();
   int rc = kExitUnreachable;
-  auto client = Client::Dial(g.controller);
+  auto client = Client::Dial(g.controller, TransportOptions{});
   if (client.ok()) rc = Submit(*client, file, /*watch=*/true, g);
   (*agent)->Shutdown();
   agent_thread.join();
@@ -428,6 +424,17 @@ int RunCli(int argc, char** argv) {
   app.add_option("--controller", g.controller, "controller address HOST:PORT")
       ->envname("BENCHFLEET_CONTROLLER");
   app.add_flag("--json", g.json, "machine-readable output");
+  app.add_option("--ca", g.transport.ca_file,
+                 "CA of the controller's certificate: talk TLS")
+      ->envname("BENCHFLEET_CA");
+  app.add_option("--token-file", g.token_file,
+                 "file holding your API token (chmod 600)")
+      ->envname("BENCHFLEET_TOKEN_FILE");
+  app.add_option("--server-name", g.transport.server_name,
+                 "name the controller's certificate carries, when it differs "
+                 "from the host in --controller");
+  app.add_flag("--insecure", g.transport.insecure,
+               "allow plaintext to a controller that is not on loopback");
 
   std::string file, store, labels;
   int64_t id = 0;
@@ -470,6 +477,8 @@ int RunCli(int argc, char** argv) {
   uncordon->add_option("host", host, "agent id")->required();
   HistoryCommands history_cmds;
   AddHistoryCommands(app, history_cmds);
+  AdminCommands admin_cmds;
+  AddAdminCommands(app, admin_cmds);
 
   try {
     app.parse(argc, argv);
@@ -503,8 +512,32 @@ int RunCli(int argc, char** argv) {
   }
   if (run->parsed()) return RunLocal(file, store, labels, g);
 
-  auto client = Client::Dial(g.controller);
-  if (!client.ok()) return Report(client.status(), g.controller);
+  if (std::optional<int> rc = RunCertsCommands(admin_cmds)) return *rc;
+  if (!g.token_file.empty()) {
+    absl::StatusOr<std::string> token = ReadTokenFile(g.token_file);
+    if (!token.ok()) {
+      std::fprintf(stderr, "benchfleet: %s\n",
+                   std::string(token.status().message()).c_str());
+      return kExitUsage;
+    }
+    g.transport.token = *token;
+    if (g.transport.ca_file.empty()) {
+      std::fprintf(stderr,
+                   "benchfleet: --token-file needs --ca (or BENCHFLEET_CA): "
+                   "a token is only ever sent over TLS\n");
+      return kExitUsage;
+    }
+  }
+  auto client = Client::Dial(g.controller, g.transport);
+  if (!client.ok()) {
+    std::fprintf(stderr, "benchfleet: %s\n",
+                 std::string(client.status().message()).c_str());
+    return kExitUsage;
+  }
+  if (std::optional<int> rc =
+          RunTokenCommands(admin_cmds, client->stub(), g.controller, g.json)) {
+    return *rc;
+  }
 
   if (submit->parsed()) return Submit(*client, file, watch, g);
   if (std::optional<int> rc = RunHistoryCommands(history_cmds, client->stub(),

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "cli/cli_errors.h"
 #include "cli/commands.h"
 #include "common/grpc_status.h"
 #include "controller/history/history_file.h"
@@ -27,16 +28,7 @@ namespace {
 constexpr absl::Duration kHistoryDeadline = absl::Minutes(2);
 
 int Fail(const absl::Status& st, const std::string& controller) {
-  if (absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st)) {
-    std::fprintf(stderr,
-                 "benchfleet: cannot reach the controller at %s (%s); start "
-                 "benchfleet-controller there or point --controller / "
-                 "BENCHFLEET_CONTROLLER at it\n",
-                 controller.c_str(), std::string(st.message()).c_str());
-    return kExitUnreachable;
-  }
-  std::fprintf(stderr, "benchfleet: %s\n", std::string(st.message()).c_str());
-  return kExitUserError;
+  return ReportRpcError(st, controller);
 }
 
 template <typename Req, typename Resp, typename Fn>

@@ -9,6 +9,7 @@
 #include "common/executor.h"
 #include "common/spec_loader.h"
 #include "common/status_macros.h"
+#include "controller/auth/auth_processor.h"
 #include "controller/fleet/fleet_api.h"
 #include "controller/sample_retention.h"
 #include "controller/scheduler/dispatcher.h"
@@ -120,8 +121,8 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(
   } else {
     spdlog::info("sample retention: off, samples are kept forever");
   }
-  impl->agent_service =
-      std::make_unique<AgentServiceImpl>(impl->dispatcher.get());
+  impl->agent_service = std::make_unique<AgentServiceImpl>(
+      impl->dispatcher.get(), options.trusted_labels);
   impl->scheduler =
       std::make_unique<DispatcherScheduler>(impl->dispatcher.get());
   impl->fleet_api =
@@ -129,8 +130,16 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(
   impl->fleet_service = std::make_unique<FleetServiceImpl>(
       impl->fleet_api.get(), impl->scheduler.get(), impl->executor.get());
 
-  ASSIGN_OR_RETURN(auto creds,
-                   MakeServerCredentials(options.listen, options.transport));
+  std::shared_ptr<AuthProcessor> auth;
+  if (options.transport.tls()) {
+    Store* store = impl->store.get();
+    auth = std::make_shared<AuthProcessor>(
+        [store](const std::string& hash) { return store->FindToken(hash); },
+        impl->clock, options.token_cache_ttl);
+    impl->fleet_api->set_on_token_revoked([auth] { auth->Forget(); });
+  }
+  ASSIGN_OR_RETURN(auto creds, MakeServerCredentials(options.listen,
+                                                     options.transport, auth));
   grpc::ServerBuilder builder;
   ConfigureServerBuilder(builder);
   builder.AddListeningPort(options.listen, creds, &impl->port);
@@ -143,9 +152,15 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(
                      ": the address is in use or not local; pick another with "
                      "--listen HOST:PORT"));
   }
-  spdlog::info("benchfleet-controller listening on {}:{} (store {})",
-               options.listen.substr(0, options.listen.rfind(':')), impl->port,
-               RedactUrl(options.store_url));
+  spdlog::info(
+      "benchfleet-controller listening on {}:{} ({}; store {})",
+      options.listen.substr(0, options.listen.rfind(':')), impl->port,
+      options.transport.tls()
+          ? (options.transport.ca_file.empty()
+                 ? "TLS, user tokens; no --client-ca, so no agent can connect"
+                 : "mutual TLS for agents, tokens for users")
+          : "plaintext, no authentication",
+      RedactUrl(options.store_url));
   return std::unique_ptr<Controller>(new Controller(std::move(impl)));
 }
 

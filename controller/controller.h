@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/credentials.h"
+#include "controller/auth/auth_policy.h"
 
 namespace benchfleet {
 
@@ -19,7 +20,15 @@ struct ControllerOptions {
   std::string listen =
       "127.0.0.1:7070";  // port 0 picks a free port (see Controller::port)
   std::string store_url = "sqlite://benchfleet.db";
+  // TLS (cert_file, key_file; ca_file verifies agents' client certificates)
+  // or plaintext (loopback, or anywhere with `insecure`). With TLS every call
+  // is authenticated: agents by certificate, users by token.
   TransportOptions transport;
+  // Labels pinned per agent id (trusted dimensions).
+  TrustedLabels trusted_labels;
+  // How long a looked-up token is trusted before the store is asked again
+  // (a revocation through another controller takes effect within it).
+  absl::Duration token_cache_ttl = absl::Seconds(5);
   absl::Duration heartbeat_interval = absl::Seconds(2);
   absl::Duration lease_timeout = absl::Seconds(15);
   // Host samples older than this are deleted, at start-up and then hourly;

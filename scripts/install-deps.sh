@@ -8,7 +8,7 @@ pkgs=(
   libabsl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libsqlite3-dev libssl-dev libpqxx-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  postgresql hyperfine procps
+  postgresql hyperfine procps iproute2
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -38,6 +38,9 @@ class Agent::Impl {
 
   absl::Mutex mu;
   bool stopping ABSL_GUARDED_BY(mu) = false;
+  // Why Run stopped by itself (the link could not be configured); OK after
+  // Shutdown.
+  absl::Status config_error ABSL_GUARDED_BY(mu);
   // The lease, its orders and results, and the cut-off rule (pure; every time
   // it is given comes from `clock`).
   LeaseState lease ABSL_GUARDED_BY(mu){absl::ZeroDuration(),
@@ -186,7 +189,7 @@ absl::Status Agent::Run() {
   for (;;) {
     {
       absl::MutexLock lock(&d.mu);
-      if (d.stopping) return absl::OkStatus();
+      if (d.stopping) return d.config_error;
     }
     const absl::Time started = absl::Now();
     d.RunSession();
@@ -227,6 +230,7 @@ void Agent::Impl::RunSession() {
     spdlog::error("{}", std::string(opened.status().message()));
     absl::MutexLock lock(&mu);
     stopping = true;  // a configuration error does not get better by retrying
+    config_error = opened.status();
     return;
   }
   std::unique_ptr<ControllerStream> s = std::move(*opened);

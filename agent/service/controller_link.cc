@@ -43,10 +43,18 @@ GrpcControllerLink::GrpcControllerLink(std::string address,
 
 absl::StatusOr<std::unique_ptr<ControllerStream>>
 GrpcControllerLink::Connect() {
-  auto creds = MakeChannelCredentials(address_, transport_);
-  if (!creds.ok()) return creds.status();
-  auto channel =
-      grpc::CreateCustomChannel(address_, *creds, MakeChannelArguments());
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  {
+    absl::MutexLock lock(&mu_);
+    if (creds_ == nullptr) {
+      auto made = MakeChannelCredentials(address_, transport_);
+      if (!made.ok()) return made.status();
+      creds_ = *made;
+    }
+    creds = creds_;
+  }
+  auto channel = grpc::CreateCustomChannel(address_, creds,
+                                           MakeChannelArguments(transport_));
   return std::unique_ptr<ControllerStream>(
       std::make_unique<GrpcControllerStream>(std::move(channel)));
 }

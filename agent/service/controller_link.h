@@ -16,6 +16,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "benchfleet/v1/agent.pb.h"
 #include "common/credentials.h"
 
@@ -54,6 +55,11 @@ class GrpcControllerLink : public ControllerLink {
  private:
   std::string address_;
   TransportOptions transport_;
+  // Built at the first Connect and reused (the certificate files are watched
+  // by gRPC, so a renewed certificate is picked up without a restart, and the
+  // --insecure warning is logged once per start).
+  absl::Mutex mu_;
+  std::shared_ptr<grpc::ChannelCredentials> creds_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace benchfleet

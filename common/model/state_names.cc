@@ -1,5 +1,6 @@
-// The state names of experiment.h and agent.h, in one place so that the
-// lookup (and the message for an unknown name) is written once.
+// The state names of experiment.h and agent.h and the role names of token.h, in
+// one place so that the lookup (and the message for an unknown name) is written
+// once.
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -10,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "common/model/agent.h"
 #include "common/model/experiment.h"
+#include "common/model/token.h"
 
 namespace benchfleet {
 namespace {
@@ -22,6 +24,7 @@ constexpr const char* kAttemptStateNames[] = {
     "running", "done", "lost", "failed", "cancelled", "host-not-ready"};
 constexpr const char* kAgentStateNames[] = {"idle", "busy", "draining",
                                             "quarantined", "offline"};
+constexpr const char* kRoleNames[] = {"viewer", "submitter", "admin"};
 
 template <size_t N>
 const char* NameAt(const char* const (&names)[N], int index) {
@@ -62,6 +65,9 @@ const char* AttemptStateName(AttemptState s) {
 const char* AgentStateName(AgentState s) {
   return NameAt(kAgentStateNames, static_cast<int>(s));
 }
+const char* RoleName(Role role) {
+  return NameAt(kRoleNames, static_cast<int>(role));
+}
 
 bool ParseExperimentState(std::string_view name, ExperimentState* out) {
   return ParseByName(name, kExperimentStateNames, out);
@@ -82,6 +88,10 @@ absl::StatusOr<AttemptState> AttemptStateFromName(std::string_view name) {
 }
 absl::StatusOr<AgentState> AgentStateFromName(std::string_view name) {
   return FromName<AgentState>(name, kAgentStateNames, "agent state");
+}
+
+absl::StatusOr<Role> RoleFromName(std::string_view name) {
+  return FromName<Role>(name, kRoleNames, "role");
 }
 
 }  // namespace benchfleet

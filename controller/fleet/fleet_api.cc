@@ -146,9 +146,15 @@ absl::StatusOr<std::vector<ExperimentView>> FleetApi::ListExperiments(
 }
 
 absl::StatusOr<ExperimentView> FleetApi::Cancel(int64_t id,
-                                                const std::string& reason) {
-  absl::Status st =
-      scheduler_->Cancel(id, reason.empty() ? "cancelled by the user" : reason);
+                                                const std::string& reason,
+                                                const Caller& caller) {
+  absl::StatusOr<ExperimentRecord> record = store_->GetExperiment(id);
+  if (absl::IsNotFound(record.status())) return NoSuchExperiment(id);
+  RETURN_IF_ERROR(record.status());
+  RETURN_IF_ERROR(CheckMayCancel(caller, record->submitted_by, id));
+  const std::string who = caller.authenticated ? caller.user : "the user";
+  absl::Status st = scheduler_->Cancel(
+      id, reason.empty() ? absl::StrCat("cancelled by ", who) : reason);
   if (absl::IsNotFound(st)) return NoSuchExperiment(id);
   RETURN_IF_ERROR(st);
   return scheduler_->View(id);
@@ -257,6 +263,28 @@ absl::StatusOr<ImportCounts> FleetApi::ImportHistory(
   }
   counts->already_present += ran_here;
   return counts;
+}
+
+absl::StatusOr<IssuedToken> FleetApi::CreateToken(const Caller& caller,
+                                                  const std::string& user,
+                                                  const std::string& role) {
+  ASSIGN_OR_RETURN(IssuedToken issued,
+                   IssueToken(store_, user, role, caller.user, absl::Now()));
+  spdlog::info("token {} created for '{}' with role {} by '{}'",
+               issued.record.id, user, RoleName(issued.record.role),
+               caller.user);
+  return issued;
+}
+
+absl::StatusOr<std::vector<TokenRecord>> FleetApi::ListTokens() {
+  return store_->ListTokens();
+}
+
+absl::StatusOr<TokenRecord> FleetApi::RevokeToken(int64_t id) {
+  ASSIGN_OR_RETURN(TokenRecord token, store_->RevokeToken(id, absl::Now()));
+  if (on_token_revoked_) on_token_revoked_();
+  spdlog::info("token {} of '{}' revoked", token.id, token.user);
+  return token;
 }
 
 }  // namespace benchfleet

@@ -21,6 +21,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/spec.h"
+#include "controller/auth/auth_policy.h"
+#include "controller/auth/tokens.h"
 #include "controller/history/history.h"
 #include "controller/scheduler/dispatcher.h"
 #include "controller/store/store.h"
@@ -131,8 +133,11 @@ class FleetApi {
   // Newest first, at most `limit` (<= 0: 50); reports are left out (lists
   // stay small; GetExperiment has them).
   absl::StatusOr<std::vector<ExperimentView>> ListExperiments(int limit);
-  // Empty `reason`: "cancelled by the user". NotFound for an unknown id.
-  absl::StatusOr<ExperimentView> Cancel(int64_t id, const std::string& reason);
+  // Empty `reason`: "cancelled by <user>". NotFound for an unknown id;
+  // PermissionDenied when an authenticated submitter cancels another user's
+  // experiment (admins cancel any).
+  absl::StatusOr<ExperimentView> Cancel(int64_t id, const std::string& reason,
+                                        const Caller& caller);
 
   absl::StatusOr<std::vector<AgentView>> ListAgents();
   // NotFound (naming the id and `benchfleet agents`) for an unknown agent.
@@ -151,11 +156,25 @@ class FleetApi {
   absl::StatusOr<ImportCounts> ImportHistory(const std::string& file_text,
                                              const std::string& file_name);
 
+  // API tokens (the method table in controller/auth/ admits admins only).
+  absl::StatusOr<IssuedToken> CreateToken(const Caller& caller,
+                                          const std::string& user,
+                                          const std::string& role);
+  absl::StatusOr<std::vector<TokenRecord>> ListTokens();
+  // Takes effect at once on this controller (`on_token_revoked`), within the
+  // auth cache's lifetime on others sharing the store.
+  absl::StatusOr<TokenRecord> RevokeToken(int64_t id);
+  // Called after each revocation (the controller drops its auth cache).
+  void set_on_token_revoked(std::function<void()> fn) {
+    on_token_revoked_ = std::move(fn);
+  }
+
  private:
   std::vector<std::string> DiscardedBeforeFor(const ExperimentSpec& spec);
 
   Store* store_;
   ExperimentScheduler* scheduler_;
+  std::function<void()> on_token_revoked_;
 };
 
 }  // namespace benchfleet

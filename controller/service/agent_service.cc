@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "controller/auth/auth_processor.h"
 #include "controller/service/convert.h"
 #include "spdlog/spdlog.h"
 
@@ -134,8 +135,13 @@ class GrpcAgentLink : public AgentLink,
 
 class AgentStreamReactor final : public Reactor {
  public:
-  explicit AgentStreamReactor(Dispatcher* dispatcher)
-      : dispatcher_(dispatcher), link_(std::make_shared<GrpcAgentLink>(this)) {
+  AgentStreamReactor(Dispatcher* dispatcher, const TrustedLabels* trusted,
+                     std::string certificate_id, std::string peer)
+      : dispatcher_(dispatcher),
+        trusted_(trusted),
+        certificate_id_(std::move(certificate_id)),
+        peer_(std::move(peer)),
+        link_(std::make_shared<GrpcAgentLink>(this)) {
     StartRead(&in_);
   }
 
@@ -152,8 +158,7 @@ class AgentStreamReactor final : public Reactor {
                            "hello without an agent id; set --id on the agent"));
           return;
         }
-        hello_seen_ = true;
-        dispatcher_->OnConnected(link_, FromProto(in_.hello()));
+        if (!Admit()) return;
         break;
       case v1::AgentMessage::kHeartbeat:
         if (hello_seen_) {
@@ -200,6 +205,27 @@ class AgentStreamReactor final : public Reactor {
 
   void OnWriteDone(bool ok) override { link_->OnWriteDone(ok); }
 
+  // The hello's id must be its certificate's (with TLS); trusted labels are
+  // the controller's, not the agent's (controller/auth/auth_policy.h).
+  bool Admit() {
+    AgentHello hello = FromProto(in_.hello());
+    absl::StatusOr<Admission> admitted =
+        AdmitAgent(hello.agent_id, hello.labels, certificate_id_, *trusted_);
+    if (!admitted.ok()) {
+      spdlog::warn("agent stream from {} refused: {}", peer_,
+                   std::string(admitted.status().message()));
+      link_->FinishOnce(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                     std::string(admitted.status().message())));
+      return false;
+    }
+    for (const std::string& change : admitted->changes)
+      spdlog::warn("agent {} ({}): label {}", hello.agent_id, peer_, change);
+    hello.labels = std::move(admitted->labels);
+    hello_seen_ = true;
+    dispatcher_->OnConnected(link_, std::move(hello));
+    return true;
+  }
+
   void OnCancel() override { link_->FinishOnce(grpc::Status::CANCELLED); }
 
   void OnDone() override {
@@ -210,6 +236,9 @@ class AgentStreamReactor final : public Reactor {
 
  private:
   Dispatcher* dispatcher_;
+  const TrustedLabels* trusted_;
+  const std::string certificate_id_;  // "" without TLS
+  const std::string peer_;
   std::shared_ptr<GrpcAgentLink> link_;
   v1::AgentMessage in_;
   bool hello_seen_ = false;
@@ -217,8 +246,10 @@ class AgentStreamReactor final : public Reactor {
 
 }  // namespace
 
-Reactor* AgentServiceImpl::Connect(grpc::CallbackServerContext* /*context*/) {
-  return new AgentStreamReactor(dispatcher_);
+Reactor* AgentServiceImpl::Connect(grpc::CallbackServerContext* context) {
+  return new AgentStreamReactor(dispatcher_, &trusted_,
+                                CertifiedAgentId(context->auth_context().get()),
+                                context->peer());
 }
 
 }  // namespace benchfleet

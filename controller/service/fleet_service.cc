@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
+#include "controller/auth/auth_processor.h"
 #include "controller/service/convert.h"
 
 namespace benchfleet {
@@ -23,6 +24,18 @@ grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* ctx,
   return reactor;
 }
 
+v1::Token TokenToProto(const TokenRecord& t) {
+  v1::Token out;
+  out.set_id(t.id);
+  out.set_user(t.user);
+  out.set_role(RoleName(t.role));
+  out.set_created_by(t.created_by);
+  out.set_created_at_unix_ms(absl::ToUnixMillis(t.created_at));
+  if (t.revoked_at.has_value())
+    out.set_revoked_at_unix_ms(absl::ToUnixMillis(*t.revoked_at));
+  return out;
+}
+
 bool IsFinal(ExperimentState s) {
   return s == ExperimentState::kDone || s == ExperimentState::kFailed ||
          s == ExperimentState::kCancelled;
@@ -33,12 +46,16 @@ bool IsFinal(ExperimentState s) {
 grpc::ServerUnaryReactor* FleetServiceImpl::Submit(
     grpc::CallbackServerContext* ctx, const v1::SubmitRequest* req,
     v1::SubmitResponse* resp) {
-  return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
+  // With tokens (TLS), the submitter is the token's user, whatever the
+  // request says.
+  const Caller caller =
+      CallerOf(ctx->auth_context().get(), req->submitted_by());
+  return RunUnary(ctx, executor_, [this, req, resp, caller]() -> absl::Status {
     Submission s;
     s.spec_yaml = req->spec_yaml();
     s.spec_path = req->spec_path();
     s.workdir = req->workdir();
-    s.submitted_by = req->submitted_by();
+    s.submitted_by = caller.user;
     ASSIGN_OR_RETURN(Submitted done, api_->Submit(s));
     resp->set_experiment_id(done.experiment_id);
     resp->set_number(done.number);
@@ -73,9 +90,10 @@ grpc::ServerUnaryReactor* FleetServiceImpl::ListExperiments(
 grpc::ServerUnaryReactor* FleetServiceImpl::CancelExperiment(
     grpc::CallbackServerContext* ctx, const v1::CancelExperimentRequest* req,
     v1::Experiment* resp) {
-  return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
+  const Caller caller = CallerOf(ctx->auth_context().get(), "");
+  return RunUnary(ctx, executor_, [this, req, resp, caller]() -> absl::Status {
     ASSIGN_OR_RETURN(ExperimentView view,
-                     api_->Cancel(req->id(), req->reason()));
+                     api_->Cancel(req->id(), req->reason(), caller));
     *resp = ToProto(view);
     return absl::OkStatus();
   });
@@ -148,6 +166,51 @@ grpc::ServerUnaryReactor* FleetServiceImpl::ImportHistory(
     resp->set_already_present(counts.already_present);
     return absl::OkStatus();
   });
+}
+
+grpc::ServerUnaryReactor* FleetServiceImpl::CreateToken(
+    grpc::CallbackServerContext* ctx, const v1::CreateTokenRequest* req,
+    v1::CreateTokenResponse* resp) {
+  const Caller caller = CallerOf(ctx->auth_context().get(), "");
+  return RunUnary(ctx, executor_, [this, req, resp, caller]() -> absl::Status {
+    ASSIGN_OR_RETURN(IssuedToken issued,
+                     api_->CreateToken(caller, req->user(), req->role()));
+    *resp->mutable_token() = TokenToProto(issued.record);
+    resp->set_token_text(std::move(issued.text));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* FleetServiceImpl::ListTokens(
+    grpc::CallbackServerContext* ctx, const v1::ListTokensRequest* /*req*/,
+    v1::ListTokensResponse* resp) {
+  return RunUnary(ctx, executor_, [this, resp]() -> absl::Status {
+    ASSIGN_OR_RETURN(std::vector<TokenRecord> tokens, api_->ListTokens());
+    for (const TokenRecord& t : tokens) *resp->add_tokens() = TokenToProto(t);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* FleetServiceImpl::RevokeToken(
+    grpc::CallbackServerContext* ctx, const v1::RevokeTokenRequest* req,
+    v1::Token* resp) {
+  return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
+    ASSIGN_OR_RETURN(TokenRecord t, api_->RevokeToken(req->id()));
+    *resp = TokenToProto(t);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* FleetServiceImpl::WhoAmI(
+    grpc::CallbackServerContext* ctx, const v1::WhoAmIRequest* /*req*/,
+    v1::WhoAmIResponse* resp) {
+  const Caller caller = CallerOf(ctx->auth_context().get(), "");
+  resp->set_user(caller.user);
+  resp->set_role(RoleName(caller.role));
+  resp->set_authenticated(caller.authenticated);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
 }
 
 namespace {

@@ -49,6 +49,18 @@ class FleetServiceImpl final : public v1::FleetService::CallbackService {
   grpc::ServerUnaryReactor* ImportHistory(
       grpc::CallbackServerContext* ctx, const v1::ImportHistoryRequest* req,
       v1::ImportHistoryResponse* resp) override;
+  grpc::ServerUnaryReactor* CreateToken(grpc::CallbackServerContext* ctx,
+                                        const v1::CreateTokenRequest* req,
+                                        v1::CreateTokenResponse* resp) override;
+  grpc::ServerUnaryReactor* ListTokens(grpc::CallbackServerContext* ctx,
+                                       const v1::ListTokensRequest* req,
+                                       v1::ListTokensResponse* resp) override;
+  grpc::ServerUnaryReactor* RevokeToken(grpc::CallbackServerContext* ctx,
+                                        const v1::RevokeTokenRequest* req,
+                                        v1::Token* resp) override;
+  grpc::ServerUnaryReactor* WhoAmI(grpc::CallbackServerContext* ctx,
+                                   const v1::WhoAmIRequest* req,
+                                   v1::WhoAmIResponse* resp) override;
 
  private:
   FleetApi* api_;

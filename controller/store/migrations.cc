@@ -339,6 +339,20 @@ constexpr std::string_view kMigration7Postgres[] = {
     " WHERE r.kind = 'measure'",
 };
 
+// API tokens (common/model/token.h): only the SHA-256 of each token is kept;
+// revoked_at is NULL while the token is valid. Grafana's role (migration 3)
+// is granted the views only, so it cannot read this table.
+constexpr std::string_view kMigration8[] = {
+    "CREATE TABLE api_tokens ("
+    " id {{ID}},"
+    " user_name TEXT NOT NULL,"
+    " role TEXT NOT NULL,"
+    " token_sha256 TEXT NOT NULL UNIQUE,"
+    " created_by TEXT NOT NULL DEFAULT '',"
+    " created_at BIGINT NOT NULL,"
+    " revoked_at BIGINT)",
+};
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema: experiments, attempts, step_results, verdicts, agents",
      kMigration1},
@@ -359,6 +373,7 @@ constexpr Migration kMigrations[] = {
      kMigration6, kMigration6Postgres, kMigration6Sqlite},
     {7, "host summary, host flags and gate wait of step results", kMigration7,
      kMigration7Postgres},
+    {8, "API tokens (hashed)", kMigration8},
 };
 
 }  // namespace

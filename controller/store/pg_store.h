@@ -175,6 +175,12 @@ class PgStore : public Store {
   absl::StatusOr<AgentRecord> GetAgent(const std::string& agent_id) override;
   absl::StatusOr<std::vector<AgentRecord>> ListAgents() override;
 
+  absl::StatusOr<TokenRecord> CreateToken(const TokenRecord& token) override;
+  absl::StatusOr<std::optional<TokenRecord>> FindToken(
+      const std::string& sha256_hex) override;
+  absl::StatusOr<std::vector<TokenRecord>> ListTokens() override;
+  absl::StatusOr<TokenRecord> RevokeToken(int64_t id, absl::Time when) override;
+
  private:
   // kRead: changes nothing. kWrite: a change that must not be applied twice
   // (commit-marked). kRerunnable: a change whose second run does nothing

@@ -61,6 +61,8 @@ class Conn {
   absl::Status Exec(std::string_view sql);
   // Rows changed by the last INSERT/UPDATE/DELETE.
   int64_t Changes() const { return sqlite3_changes(db_); }
+  // The rowid the last INSERT on this connection assigned.
+  int64_t LastInsertRowid() const { return sqlite3_last_insert_rowid(db_); }
 
   absl::Status Error(int rc) const {
     const char* message = sqlite3_extended_errcode(db_) == rc

@@ -120,6 +120,12 @@ class SqliteStore : public Store {
   absl::StatusOr<AgentRecord> GetAgent(const std::string& agent_id) override;
   absl::StatusOr<std::vector<AgentRecord>> ListAgents() override;
 
+  absl::StatusOr<TokenRecord> CreateToken(const TokenRecord& token) override;
+  absl::StatusOr<std::optional<TokenRecord>> FindToken(
+      const std::string& sha256_hex) override;
+  absl::StatusOr<std::vector<TokenRecord>> ListTokens() override;
+  absl::StatusOr<TokenRecord> RevokeToken(int64_t id, absl::Time when) override;
+
  private:
   // Takes ownership of `db`, which is open on `path`.
   SqliteStore(sqlite3* db, std::string path);

@@ -29,6 +29,7 @@
 #include "common/model/history.h"
 #include "common/model/sample.h"
 #include "common/model/step_result.h"
+#include "common/model/token.h"
 #include "common/model/verdict_record.h"
 
 namespace benchfleet {
@@ -155,6 +156,19 @@ class Store {
                                         bool cordoned) = 0;
   virtual absl::StatusOr<AgentRecord> GetAgent(const std::string& agent_id) = 0;
   virtual absl::StatusOr<std::vector<AgentRecord>> ListAgents() = 0;
+
+  // API tokens (controller/auth/), kept by SHA-256 only. CreateToken fills in
+  // id; AlreadyExists when the hash is stored already.
+  virtual absl::StatusOr<TokenRecord> CreateToken(const TokenRecord& token) = 0;
+  // nullopt when no token has that hash (revoked ones are returned).
+  virtual absl::StatusOr<std::optional<TokenRecord>> FindToken(
+      const std::string& sha256_hex) = 0;
+  // Oldest first.
+  virtual absl::StatusOr<std::vector<TokenRecord>> ListTokens() = 0;
+  // Sets revoked_at once (a second revocation keeps the first time); NotFound
+  // for an unknown id.
+  virtual absl::StatusOr<TokenRecord> RevokeToken(int64_t id,
+                                                  absl::Time when) = 0;
 };
 
 // Opens a store from a URL: "sqlite:///abs/path.db", "sqlite://relative.db",

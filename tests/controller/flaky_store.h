@@ -128,6 +128,20 @@ class FlakyStore : public Store {
   absl::StatusOr<std::vector<AgentRecord>> ListAgents() override {
     return real_->ListAgents();
   }
+  absl::StatusOr<TokenRecord> CreateToken(const TokenRecord& token) override {
+    return real_->CreateToken(token);
+  }
+  absl::StatusOr<std::optional<TokenRecord>> FindToken(
+      const std::string& sha256_hex) override {
+    return real_->FindToken(sha256_hex);
+  }
+  absl::StatusOr<std::vector<TokenRecord>> ListTokens() override {
+    return real_->ListTokens();
+  }
+  absl::StatusOr<TokenRecord> RevokeToken(int64_t id,
+                                          absl::Time when) override {
+    return real_->RevokeToken(id, when);
+  }
 
  private:
   bool TakeFailure(std::atomic<int>& left) {

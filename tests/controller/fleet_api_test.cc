@@ -197,7 +197,7 @@ TEST_F(FleetApiTest, UnknownExperimentsAreNotFoundWithAHint) {
   EXPECT_EQ(got.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(got.status().message(),
             "no experiment with id 42; `benchfleet list` shows the ids");
-  absl::StatusOr<ExperimentView> cancelled = api_->Cancel(42, "");
+  absl::StatusOr<ExperimentView> cancelled = api_->Cancel(42, "", Caller{});
   EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(cancelled.status().message(),
             "no experiment with id 42; `benchfleet list` shows the ids");
@@ -232,14 +232,15 @@ TEST_F(FleetApiTest, ListExperimentsLeavesReportsOut) {
 TEST_F(FleetApiTest, CancelGivesTheDefaultReasonAndReturnsTheNewView) {
   absl::StatusOr<Submitted> done = api_->Submit(Valid());
   ASSERT_TRUE(done.ok());
-  absl::StatusOr<ExperimentView> view = api_->Cancel(done->experiment_id, "");
+  absl::StatusOr<ExperimentView> view =
+      api_->Cancel(done->experiment_id, "", Caller{});
   ASSERT_TRUE(view.ok()) << view.status();
   EXPECT_EQ(view->record.state, ExperimentState::kCancelled);
   ASSERT_EQ(scheduler_->cancelled.size(), 1u);
   EXPECT_EQ(scheduler_->cancelled[0].second, "cancelled by the user");
   absl::StatusOr<Submitted> other = api_->Submit(Valid());
   ASSERT_TRUE(other.ok());
-  ASSERT_TRUE(api_->Cancel(other->experiment_id, "wrong input").ok());
+  ASSERT_TRUE(api_->Cancel(other->experiment_id, "wrong input", Caller{}).ok());
   EXPECT_EQ(scheduler_->cancelled.back().second, "wrong input");
 }
 

@@ -354,6 +354,58 @@ TEST_P(StoreTest, ImportHistoryIsAllOrNothing) {
   EXPECT_EQ(experiments.size(), 2u);
 }
 
+// API tokens: stored by hash, found by hash, revoked once, listed in order;
+// the same on both backends.
+TEST_P(StoreTest, TokensAreFoundByHashAndRevokedOnce) {
+  auto store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  TokenRecord t;
+  t.user = "alice";
+  t.role = Role::kSubmitter;
+  t.sha256_hex = std::string(64, 'a');
+  t.created_by = "root";
+  t.created_at = kT0;
+  ASSERT_OK_AND_ASSIGN(TokenRecord first, store->CreateToken(t));
+  EXPECT_GT(first.id, 0);
+  TokenRecord u = t;
+  u.user = "bob";
+  u.role = Role::kAdmin;
+  u.sha256_hex = std::string(64, 'b');
+  ASSERT_OK_AND_ASSIGN(TokenRecord second, store->CreateToken(u));
+  EXPECT_GT(second.id, first.id);
+  EXPECT_TRUE(absl::IsAlreadyExists(store->CreateToken(t).status()));
+
+  ASSERT_OK_AND_ASSIGN(std::optional<TokenRecord> found,
+                       store->FindToken(std::string(64, 'b')));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->user, "bob");
+  EXPECT_EQ(found->role, Role::kAdmin);
+  EXPECT_EQ(found->created_by, "root");
+  EXPECT_EQ(found->created_at, kT0);
+  EXPECT_FALSE(found->revoked_at.has_value());
+  ASSERT_OK_AND_ASSIGN(std::optional<TokenRecord> none,
+                       store->FindToken(std::string(64, 'c')));
+  EXPECT_FALSE(none.has_value());
+
+  const absl::Time later = kT0 + absl::Hours(1);
+  ASSERT_OK_AND_ASSIGN(TokenRecord revoked,
+                       store->RevokeToken(first.id, later));
+  ASSERT_TRUE(revoked.revoked_at.has_value());
+  EXPECT_EQ(*revoked.revoked_at, later);
+  // A second revocation keeps the first time.
+  ASSERT_OK_AND_ASSIGN(TokenRecord again,
+                       store->RevokeToken(first.id, later + absl::Hours(1)));
+  EXPECT_EQ(*again.revoked_at, later);
+  EXPECT_TRUE(absl::IsNotFound(store->RevokeToken(999, later).status()));
+
+  ASSERT_OK_AND_ASSIGN(std::vector<TokenRecord> all, store->ListTokens());
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].user, "alice");
+  EXPECT_TRUE(all[0].revoked_at.has_value());
+  EXPECT_EQ(all[1].user, "bob");
+  EXPECT_FALSE(all[1].revoked_at.has_value());
+}
+
 }  // namespace
 }  // namespace store_testing
 }  // namespace benchfleet

@@ -124,6 +124,12 @@ TEST_P(StoreTest, OpenRefusesADatabaseFromANewerBuild) {
   EXPECT_THAT(store.status().message(), HasSubstr("newer"));
 }
 
+// The step a store at schema `from` stored for MakeStep(attempt_id, 0): host
+// fields only from migration 7 on.
+StepResultRecord OldStepAt(int from, int64_t attempt_id) {
+  return from >= 7 ? MakeStep(attempt_id, 0) : MakeOldStep(attempt_id, 0);
+}
+
 // A database left at any earlier version (or empty) is brought up to date by
 // Open, keeping what it holds.
 TEST_P(StoreTest, OpenMigratesFromEmptyAndFromEveryEarlierVersion) {
@@ -142,11 +148,11 @@ TEST_P(StoreTest, OpenMigratesFromEmptyAndFromEveryEarlierVersion) {
       ASSERT_TRUE(claim.has_value());
       attempt_id = claim->attempt.id;
       // Written by a store at the old schema: the host fields it cannot
-      // store are dropped, not an error.
+      // store (before migration 7) are dropped, not an error.
       ASSERT_OK(old->RecordStepResult(MakeStep(attempt_id, 0), "tok").status());
       ASSERT_OK_AND_ASSIGN(auto old_steps, old->ListStepResults(attempt_id));
       ASSERT_EQ(old_steps.size(), 1u);
-      ExpectStepEq(old_steps[0], MakeOldStep(attempt_id, 0));
+      ExpectStepEq(old_steps[0], OldStepAt(from, attempt_id));
     }
     ASSERT_OK_AND_ASSIGN(auto store, OpenAt(where));
     ASSERT_OK_AND_ASSIGN(int version, SchemaVersionOf(*store));
@@ -164,7 +170,7 @@ TEST_P(StoreTest, OpenMigratesFromEmptyAndFromEveryEarlierVersion) {
           store->RecordStepResult(MakeStep(attempt_id, 1), "tok").status());
       ASSERT_OK_AND_ASSIGN(auto steps, store->ListStepResults(attempt_id));
       ASSERT_EQ(steps.size(), 2u);
-      ExpectStepEq(steps[0], MakeOldStep(attempt_id, 0));
+      ExpectStepEq(steps[0], OldStepAt(from, attempt_id));
       ExpectStepEq(steps[1], MakeStep(attempt_id, 1));
       ASSERT_OK_AND_ASSIGN(auto next,
                            store->CreateExperiment(MakeExperiment("new", "c")));
@@ -202,7 +208,12 @@ TEST_P(StoreTest, OpenMigratesFromEmptyAndFromEveryEarlierVersion) {
           "ORDER BY step_seq");
       if (from > 0) {
         ASSERT_EQ(runs.size(), 2u);
-        EXPECT_EQ(runs[0], (std::vector<std::string>{"0", "", "0", "{}"}));
+        if (from >= 7) {
+          EXPECT_EQ(runs[0][1], "throttled,contended");
+          EXPECT_EQ(runs[0][3], MakeStep(attempt_id, 0).host_json);
+        } else {
+          EXPECT_EQ(runs[0], (std::vector<std::string>{"0", "", "0", "{}"}));
+        }
         EXPECT_EQ(runs[1], (std::vector<std::string>{
                                "1", "throttled,contended", "1.500000001",
                                MakeStep(attempt_id, 1).host_json}));
