@@ -62,6 +62,15 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   app.add_option("--toolchain-timeout", toolchain_timeout,
                  "how long one toolchain version command may run (default 5s)");
+  // Signed orders (DESIGN.md §7; common/order_signing.h).
+  std::string controller_public_key;
+  bool insecure = false;
+  app.add_option("--controller-public-key", controller_public_key,
+                 "the controller's signing.pub (PEM Ed25519): every lease and "
+                 "step order must verify with it, or nothing is run");
+  app.add_flag("--insecure", insecure,
+               "allow a non-loopback controller without "
+               "--controller-public-key (its orders are then run unverified)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -85,7 +94,7 @@ int main(int argc, char** argv) {
         {"controller", "id", "labels", "workdir", "lock_file", "cooldown",
          "max_gpu_temp_c", "max_cpu_temp_c", "max_load", "max_competing_cpu",
          "max_wait", "sample_hz", "probe_root", "nvml", "toolchain",
-         "toolchain_timeout"},
+         "toolchain_timeout", "controller_public_key", "insecure"},
         {"toolchain"}, &mappings);
     if (!config.ok()) return fail(std::string(config.status().message()), 1);
     toolchain_config = mappings["toolchain"];
@@ -102,6 +111,9 @@ int main(int argc, char** argv) {
     take("probe_root", probe_root);
     take("nvml", nvml);
     take("toolchain_timeout", toolchain_timeout);
+    take("controller_public_key", controller_public_key);
+    if (config->contains("insecure") && (*config)["insecure"] == "true")
+      insecure = true;
     auto take_number = [&](const char* key, double& flag) -> bool {
       if (flag >= 0 || !config->contains(key)) return true;
       return absl::SimpleAtod((*config)[key], &flag) && flag >= 0;
@@ -163,6 +175,8 @@ int main(int argc, char** argv) {
   options.id = id;
   options.workdir = workdir;
   options.lock_file = lock_file;
+  options.controller_public_key_file = controller_public_key;
+  options.insecure = insecure;
   if (!labels.empty()) {
     auto parsed = benchfleet::ParseLabels(labels);
     if (!parsed.ok()) return fail(std::string(parsed.status().message()), 2);

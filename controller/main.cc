@@ -40,6 +40,12 @@ int main(int argc, char** argv) {
   app.add_option("--sample-retention", sample_retention,
                  "delete host samples older than this, at start-up and hourly "
                  "(default 30d; 0 keeps them forever)");
+  // Order signing (DESIGN.md §7; common/signing.h).
+  std::string signing_key;
+  app.add_option("--signing-key", signing_key,
+                 "Ed25519 private key (PEM, mode 0600) that signs every order "
+                 "sent to agents; its signing.pub goes to each agent's "
+                 "--controller-public-key (make both: benchfleet certs init)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -51,7 +57,8 @@ int main(int argc, char** argv) {
       absl::StrCat("sqlite://", benchfleet::DefaultDataDir(), "/benchfleet.db");
   if (!config_path.empty()) {
     auto config = benchfleet::LoadConfigFile(
-        config_path, {"listen", "store", "lease_timeout", "sample_retention"});
+        config_path, {"listen", "store", "lease_timeout", "sample_retention",
+                      "signing_key"});
     if (!config.ok()) return Fail(std::string(config.status().message()), 1);
     if (config->contains("listen")) options.listen = (*config)["listen"];
     if (config->contains("store")) options.store_url = (*config)["store"];
@@ -59,7 +66,10 @@ int main(int argc, char** argv) {
       lease_timeout = (*config)["lease_timeout"];
     if (config->contains("sample_retention") && sample_retention.empty())
       sample_retention = (*config)["sample_retention"];
+    if (config->contains("signing_key") && signing_key.empty())
+      signing_key = (*config)["signing_key"];
   }
+  options.signing_key_file = signing_key;
   if (!listen.empty()) options.listen = listen;
   if (!store.empty()) options.store_url = store;
   if (!lease_timeout.empty()) {

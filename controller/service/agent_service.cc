@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "common/order_signing.h"
 #include "controller/service/convert.h"
 #include "spdlog/spdlog.h"
 
@@ -19,7 +20,14 @@ using Reactor =
 class GrpcAgentLink : public AgentLink,
                       public std::enable_shared_from_this<GrpcAgentLink> {
  public:
-  explicit GrpcAgentLink(Reactor* reactor) : reactor_(reactor) {}
+  GrpcAgentLink(Reactor* reactor, std::shared_ptr<const SigningKey> key)
+      : reactor_(reactor), signing_key_(std::move(key)) {}
+
+  // The nonce of this stream's hello, which every signed order on it carries.
+  void SetSessionNonce(const std::string& nonce) {
+    absl::MutexLock lock(&mu_);
+    session_nonce_ = nonce;
+  }
 
   void SendWelcome(absl::Duration heartbeat,
                    absl::Duration lease_timeout) override {
@@ -116,6 +124,9 @@ class GrpcAgentLink : public AgentLink,
   void Send(v1::ControllerMessage m) {
     absl::MutexLock lock(&mu_);
     if (reactor_ == nullptr || finished_) return;
+    // The one place orders go onto an agent's stream: sign them here.
+    if (signing_key_ != nullptr && NeedsSignature(m))
+      m = SealOrder(*signing_key_, session_nonce_, m);
     queue_.push_back(std::move(m));
     if (!writing_) {
       writing_ = true;
@@ -125,6 +136,8 @@ class GrpcAgentLink : public AgentLink,
 
   absl::Mutex mu_;
   Reactor* reactor_ ABSL_GUARDED_BY(mu_);
+  const std::shared_ptr<const SigningKey> signing_key_;  // null: unsigned
+  std::string session_nonce_ ABSL_GUARDED_BY(mu_);
   // std::deque keeps the front element's address stable while others are
   // appended.
   std::deque<v1::ControllerMessage> queue_ ABSL_GUARDED_BY(mu_);
@@ -134,8 +147,10 @@ class GrpcAgentLink : public AgentLink,
 
 class AgentStreamReactor final : public Reactor {
  public:
-  explicit AgentStreamReactor(Dispatcher* dispatcher)
-      : dispatcher_(dispatcher), link_(std::make_shared<GrpcAgentLink>(this)) {
+  AgentStreamReactor(Dispatcher* dispatcher,
+                     std::shared_ptr<const SigningKey> signing_key)
+      : dispatcher_(dispatcher),
+        link_(std::make_shared<GrpcAgentLink>(this, std::move(signing_key))) {
     StartRead(&in_);
   }
 
@@ -153,6 +168,7 @@ class AgentStreamReactor final : public Reactor {
           return;
         }
         hello_seen_ = true;
+        link_->SetSessionNonce(in_.hello().order_nonce());
         dispatcher_->OnConnected(link_, FromProto(in_.hello()));
         break;
       case v1::AgentMessage::kHeartbeat:
@@ -218,7 +234,7 @@ class AgentStreamReactor final : public Reactor {
 }  // namespace
 
 Reactor* AgentServiceImpl::Connect(grpc::CallbackServerContext* /*context*/) {
-  return new AgentStreamReactor(dispatcher_);
+  return new AgentStreamReactor(dispatcher_, signing_key_);
 }
 
 }  // namespace benchfleet

@@ -1,23 +1,36 @@
 // AgentServiceImpl: the gRPC callback adapter for the agent stream
 // (agent.proto). Each Connect call gets a reactor that turns incoming messages
 // into Dispatcher calls and queues outgoing messages (one write in flight at a
-// time, as the callback API requires). Thread-safe; reactions never block.
+// time, as the callback API requires). With a signing key, every Lease and
+// StepOrder is sealed into a SignedOrder at that single point where messages go
+// onto the stream (common/order_signing.h), bound to the stream's hello nonce.
+// Thread-safe; reactions never block.
 #ifndef BENCHFLEET_CONTROLLER_SERVICE_AGENT_SERVICE_H_
 #define BENCHFLEET_CONTROLLER_SERVICE_AGENT_SERVICE_H_
 
+#include <memory>
+#include <utility>
+
 #include "benchfleet/v1/agent.grpc.pb.h"
+#include "common/signing.h"
 #include "controller/scheduler/dispatcher.h"
 
 namespace benchfleet {
 
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
  public:
-  explicit AgentServiceImpl(Dispatcher* dispatcher) : dispatcher_(dispatcher) {}
+  // `signing_key` null: orders go out unsigned (agents with a
+  // controller_public_key refuse them).
+  explicit AgentServiceImpl(
+      Dispatcher* dispatcher,
+      std::shared_ptr<const SigningKey> signing_key = nullptr)
+      : dispatcher_(dispatcher), signing_key_(std::move(signing_key)) {}
   grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* Connect(
       grpc::CallbackServerContext* context) override;
 
  private:
   Dispatcher* dispatcher_;
+  std::shared_ptr<const SigningKey> signing_key_;
 };
 
 }  // namespace benchfleet
