@@ -313,7 +313,7 @@ std::string SigningKey::ToPem() const {
   return text;
 }
 
-std::string RandomBytes(size_t n) {
+std::string SecureRandomBytes(size_t n) {
   std::string out(n, '\0');
   if (n > 0 && RAND_bytes(reinterpret_cast<unsigned char*>(out.data()),
                           static_cast<int>(n)) != 1) {

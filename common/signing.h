@@ -82,7 +82,7 @@ absl::Status GenerateSigningKeyPair(const std::string& dir);
 
 // `n` bytes from OpenSSL's random generator (nonces). Aborts if it fails
 // (an unseeded generator is a broken host, not an input error).
-std::string RandomBytes(size_t n);
+std::string SecureRandomBytes(size_t n);
 
 inline constexpr char kSigningKeyFileName[] = "signing.key";
 inline constexpr char kSigningPublicKeyFileName[] = "signing.pub";

@@ -285,7 +285,7 @@ void Agent::Impl::RunSession() {
     h->set_version("0.1.0");
     h->set_current_attempt_id(lease.attempt_id());
     h->set_current_lease_token(lease.lease_token());
-    session_nonce = RandomBytes(kOrderNonceBytes);
+    session_nonce = SecureRandomBytes(kOrderNonceBytes);
     h->set_order_nonce(session_nonce);
     resend = lease.Unacked();
   }
@@ -450,6 +450,7 @@ void Agent::Impl::RefuseOrder(const OpenedOrder& refused) {
     r->set_lease_token(l.lease_token());
     r->set_accepted(false);
     r->set_reason(reason);
+    r->set_signature_refused(true);
   } else if (refused.message.has_step()) {
     const v1::StepOrder& o = refused.message.step();
     spdlog::error("refused step {} of attempt {} from controller {}: {}",

@@ -184,7 +184,8 @@ class AgentStreamReactor final : public Reactor {
               link_, r.attempt_id(), r.lease_token(), r.accepted(), r.reason(),
               r.accepted() && r.has_environment()
                   ? std::optional<HostEnvironment>(FromProto(r.environment()))
-                  : std::nullopt);
+                  : std::nullopt,
+              r.signature_refused());
         }
         break;
       case v1::AgentMessage::kStepResult:

@@ -173,8 +173,8 @@ TEST_F(SigningTest, APrivateKeyOthersCanReadIsRefused) {
 }
 
 TEST_F(SigningTest, RandomBytesDiffer) {
-  EXPECT_EQ(RandomBytes(16).size(), 16u);
-  EXPECT_NE(RandomBytes(16), RandomBytes(16));
+  EXPECT_EQ(SecureRandomBytes(16).size(), 16u);
+  EXPECT_NE(SecureRandomBytes(16), SecureRandomBytes(16));
 }
 
 }  // namespace

@@ -122,8 +122,8 @@ TEST_F(SignedOrdersTest, AnAgentTrustingAnotherKeyRunsNothing) {
   const int64_t id = Submit();
   ASSERT_NE(id, 0);
   // The agent declines the lease, naming the signature; the controller ends
-  // that attempt with the reason (and may offer the experiment again, which
-  // is declined the same way).
+  // that attempt with the reason and offers that agent no more work until it
+  // reconnects (dispatcher_test covers the latter deterministically).
   std::optional<v1::Attempt> refused;
   const auto until =
       std::chrono::steady_clock::now() + std::chrono::seconds(60);
@@ -137,6 +137,7 @@ TEST_F(SignedOrdersTest, AnAgentTrustingAnotherKeyRunsNothing) {
   ASSERT_TRUE(refused.has_value()) << "no attempt ended within 60s";
   EXPECT_EQ(refused->state(), "lost");
   EXPECT_THAT(refused->reason(), HasSubstr("signature"));
+  EXPECT_THAT(refused->reason(), HasSubstr("nothing was run"));
   EXPECT_FALSE(std::filesystem::exists(marker()))
       << "the setup of a refused order ran";
 }
