@@ -172,7 +172,14 @@ absl::StatusOr<VerifyingKey> VerifyingKey::LoadPem(const std::string& path) {
   struct stat st;
   absl::StatusOr<std::string> pem =
       ReadSmallFile(path, "controller public key", &st);
-  if (!pem.ok()) return pem.status();
+  if (!pem.ok()) {
+    return absl::Status(
+        pem.status().code(),
+        absl::StrCat(pem.status().message(),
+                     "; --controller-public-key (config: "
+                     "controller_public_key) names the controller's "
+                     "signing.pub, copied from the controller's host"));
+  }
   return FromPem(*pem, path);
 }
 
@@ -245,7 +252,13 @@ absl::StatusOr<SigningKey> SigningKey::LoadPem(const std::string& path) {
   struct stat st;
   absl::StatusOr<std::string> pem =
       ReadSmallFile(path, "controller signing key", &st);
-  if (!pem.ok()) return pem.status();
+  if (!pem.ok()) {
+    return absl::Status(
+        pem.status().code(),
+        absl::StrCat(pem.status().message(),
+                     "; --signing-key (config: signing_key) names the "
+                     "signing.key made by `benchfleet certs init DIR`"));
+  }
   if ((st.st_mode & 077) != 0) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "the signing key %s is accessible to other users (mode %04o); whoever "
