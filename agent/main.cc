@@ -68,7 +68,9 @@ int main(int argc, char** argv) {
                  "the name the controller's certificate must carry (default: "
                  "the host in --controller)");
   app.add_flag("--insecure", insecure,
-               "allow plaintext to a controller that is not on loopback");
+               "allow a controller that is not on loopback without TLS (--ca) "
+               "or without --controller-public-key: its traffic is then "
+               "readable and its orders run unverified");
   std::vector<std::string> toolchain_flags;
   std::string toolchain_timeout;
   app.add_option("--toolchain", toolchain_flags,
@@ -78,6 +80,11 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   app.add_option("--toolchain-timeout", toolchain_timeout,
                  "how long one toolchain version command may run (default 5s)");
+  // Signed orders (DESIGN.md §7; common/order_signing.h).
+  std::string controller_public_key;
+  app.add_option("--controller-public-key", controller_public_key,
+                 "the controller's signing.pub (PEM Ed25519): every lease and "
+                 "step order must verify with it, or nothing is run");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -117,7 +124,8 @@ int main(int argc, char** argv) {
                                               "tls_key",
                                               "ca",
                                               "server_name",
-                                              "insecure"},
+                                              "insecure",
+                                              "controller_public_key"},
                                              {"toolchain"}, &mappings);
     if (!config.ok()) return fail(std::string(config.status().message()), 1);
     toolchain_config = mappings["toolchain"];
@@ -148,6 +156,7 @@ int main(int argc, char** argv) {
       }
       insecure = insecure || v == "true";
     }
+    take("controller_public_key", controller_public_key);
     auto take_number = [&](const char* key, double& flag) -> bool {
       if (flag >= 0 || !config->contains(key)) return true;
       return absl::SimpleAtod((*config)[key], &flag) && flag >= 0;
@@ -228,6 +237,8 @@ int main(int argc, char** argv) {
   options.id = id;
   options.workdir = workdir;
   options.lock_file = lock_file;
+  options.controller_public_key_file = controller_public_key;
+  options.insecure = insecure;
   if (!labels.empty()) {
     auto parsed = benchfleet::ParseLabels(labels);
     if (!parsed.ok()) return fail(std::string(parsed.status().message()), 2);

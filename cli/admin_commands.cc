@@ -17,6 +17,7 @@
 #include "cli/commands.h"
 #include "common/certs.h"
 #include "common/grpc_status.h"
+#include "common/signing.h"
 
 namespace benchfleet {
 namespace {
@@ -74,21 +75,26 @@ int CertsInit(const AdminCommands& cmds) {
   if (absl::Status s = WriteKeyAndCert(cmds.dir, "controller", *controller);
       !s.ok())
     return UserError(s);
+  if (absl::Status s = GenerateSigningKeyPair(cmds.dir); !s.ok())
+    return UserError(s);
   std::printf(
       "%s/ca.crt          the CA (give it to every agent and user: --ca)\n"
       "%s/ca.key          the CA's key: keep it offline or at least private\n"
       "%s/controller.crt  the controller's certificate, valid until %s, "
       "for %s\n"
-      "%s/controller.key\n\n"
+      "%s/controller.key\n"
+      "%s/signing.key     signs every order the controller sends to agents\n"
+      "%s/signing.pub     give it to every agent: --controller-public-key\n\n"
       "Start the controller with\n"
       "  benchfleet-controller --listen 0.0.0.0:7070 --tls-cert "
-      "%s/controller.crt --tls-key %s/controller.key --client-ca %s/ca.crt\n"
+      "%s/controller.crt --tls-key %s/controller.key --client-ca %s/ca.crt "
+      "--signing-key %s/signing.key\n"
       "and make each agent a certificate with `benchfleet certs agent NAME "
       "--dir %s`.\n",
       cmds.dir.c_str(), cmds.dir.c_str(), cmds.dir.c_str(),
       Day(req.not_after).c_str(), absl::StrJoin(req.sans, ", ").c_str(),
       cmds.dir.c_str(), cmds.dir.c_str(), cmds.dir.c_str(), cmds.dir.c_str(),
-      cmds.dir.c_str());
+      cmds.dir.c_str(), cmds.dir.c_str(), cmds.dir.c_str(), cmds.dir.c_str());
   return kExitOk;
 }
 
@@ -116,10 +122,11 @@ int CertsAgent(const AdminCommands& cmds) {
     return UserError(s);
   std::printf(
       "%s/%s.crt and %s.key: agent '%s', valid until %s.\n"
-      "Copy them and %s/ca.crt to the agent's host (the key readable by the "
+      "Copy them, %s/ca.crt and signing.pub to the agent's host (the key "
+      "readable by the "
       "agent's user only) and start it with\n"
       "  benchfleet-agent --controller CONTROLLER:7070 --tls-cert %s.crt "
-      "--tls-key %s.key --ca ca.crt\n",
+      "--tls-key %s.key --ca ca.crt --controller-public-key signing.pub\n",
       agents_dir.c_str(), cmds.name.c_str(), cmds.name.c_str(),
       cmds.name.c_str(), Day(req.not_after).c_str(), cmds.dir.c_str(),
       cmds.name.c_str(), cmds.name.c_str());

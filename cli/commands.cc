@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -28,6 +30,7 @@
 #include "common/config_file.h"
 #include "common/credentials.h"
 #include "common/grpc_status.h"
+#include "common/signing.h"
 #include "common/spec_loader.h"
 #include "controller/controller.h"
 #include "nlohmann/json.hpp"
@@ -369,6 +372,28 @@ int RunLocal(const std::string& file, const std::string& store_url,
       store_url.empty()
           ? absl::StrCat("sqlite://", DefaultDataDir(), "/local.db")
           : store_url;
+  // Local mode signs its orders too, with a key pair made for this run and
+  // removed after it, so that the verifying path is the one always taken.
+  std::string key_dir =
+      (std::filesystem::temp_directory_path() / "benchfleet-local-XXXXXX")
+          .string();
+  if (mkdtemp(key_dir.data()) == nullptr) {
+    std::fprintf(stderr, "benchfleet: cannot make a temporary directory: %s\n",
+                 std::strerror(errno));
+    return kExitUserError;
+  }
+  struct RemoveDir {
+    std::string path;
+    ~RemoveDir() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  } remove_key_dir{key_dir};
+  if (absl::Status s = GenerateSigningKeyPair(key_dir); !s.ok()) {
+    std::fprintf(stderr, "benchfleet: %s\n", std::string(s.message()).c_str());
+    return kExitUserError;
+  }
+  copts.signing_key_file = key_dir + "/signing.key";
   auto controller = Controller::Create(copts);
   if (!controller.ok()) {
     std::fprintf(stderr, "benchfleet: cannot start the local controller: %s\n",
@@ -377,6 +402,7 @@ int RunLocal(const std::string& file, const std::string& store_url,
   }
   AgentOptions aopts;
   aopts.controller = (*controller)->address();
+  aopts.controller_public_key_file = key_dir + "/signing.pub";
   aopts.workdir = DefaultDataDir() + "/local-agent";
   aopts.labels =
       spec->required_labels;  // local mode runs here whatever the spec asks for

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/executor.h"
+#include "common/signing.h"
 #include "common/spec_loader.h"
 #include "common/status_macros.h"
 #include "controller/auth/auth_processor.h"
@@ -100,6 +101,24 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->clock = options.clock != nullptr ? options.clock : RealClock::Get();
+  std::shared_ptr<const SigningKey> signing_key;
+  if (!options.signing_key_file.empty()) {
+    ASSIGN_OR_RETURN(SigningKey key,
+                     SigningKey::LoadPem(options.signing_key_file));
+    spdlog::info("signing every order to agents with key {} ({})",
+                 key.verifying_key().fingerprint(), options.signing_key_file);
+    signing_key = std::make_shared<const SigningKey>(std::move(key));
+  } else if (!IsLoopbackAddress(options.listen)) {
+    spdlog::warn(
+        "orders to agents are not signed (no signing_key) although {} is "
+        "reachable from other hosts: agents configured with "
+        "controller_public_key refuse them; give --signing-key",
+        options.listen);
+  } else {
+    spdlog::info(
+        "orders to agents are not signed (no signing_key); agents configured "
+        "with controller_public_key will refuse them");
+  }
   ASSIGN_OR_RETURN(impl->store, OpenStore(options.store_url));
   DispatcherOptions dopts;
   dopts.heartbeat_interval = options.heartbeat_interval;
@@ -122,7 +141,7 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(
     spdlog::info("sample retention: off, samples are kept forever");
   }
   impl->agent_service = std::make_unique<AgentServiceImpl>(
-      impl->dispatcher.get(), options.trusted_labels);
+      impl->dispatcher.get(), signing_key, options.trusted_labels);
   impl->scheduler =
       std::make_unique<DispatcherScheduler>(impl->dispatcher.get());
   impl->fleet_api =

@@ -35,6 +35,10 @@ struct ControllerOptions {
   // zero keeps them forever (controller/sample_retention.h).
   absl::Duration sample_retention = absl::Hours(24 * 30);
   Clock* clock = nullptr;  // default: the real clock
+  // PEM Ed25519 private key (common/signing.h) that signs every lease and step
+  // order sent to agents; empty = orders go out unsigned, and agents
+  // configured with controller_public_key refuse them.
+  std::string signing_key_file;
 };
 
 class Controller {

@@ -46,6 +46,12 @@ int main(int argc, char** argv) {
   app.add_option("--sample-retention", sample_retention,
                  "delete host samples older than this, at start-up and hourly "
                  "(default 30d; 0 keeps them forever)");
+  // Order signing (DESIGN.md §7; common/signing.h).
+  std::string signing_key;
+  app.add_option("--signing-key", signing_key,
+                 "Ed25519 private key (PEM, mode 0600) that signs every order "
+                 "sent to agents; its signing.pub goes to each agent's "
+                 "--controller-public-key (make both: benchfleet certs init)");
   app.add_option("--tls-cert", tls_cert,
                  "the controller's certificate (PEM); turns TLS on, with a "
                  "token required for every user call");
@@ -87,7 +93,7 @@ int main(int argc, char** argv) {
     auto config = benchfleet::LoadConfigFile(
         config_path,
         {"listen", "store", "lease_timeout", "sample_retention", "tls_cert",
-         "tls_key", "client_ca", "insecure", "trusted_labels"},
+         "tls_key", "client_ca", "insecure", "trusted_labels", "signing_key"},
         {"trusted_labels"}, &mappings);
     if (!config.ok()) return Fail(std::string(config.status().message()), 1);
     for (const auto& [agent, text] : mappings["trusted_labels"]) {
@@ -122,7 +128,10 @@ int main(int argc, char** argv) {
       lease_timeout = (*config)["lease_timeout"];
     if (config->contains("sample_retention") && sample_retention.empty())
       sample_retention = (*config)["sample_retention"];
+    if (config->contains("signing_key") && signing_key.empty())
+      signing_key = (*config)["signing_key"];
   }
+  options.signing_key_file = signing_key;
   if (!listen.empty()) options.listen = listen;
   if (!store.empty()) options.store_url = store;
   options.transport.cert_file = tls_cert;

@@ -22,6 +22,8 @@
 #include "agent/service/step_executor.h"
 #include "benchfleet/v1/agent.pb.h"
 #include "common/config_file.h"
+#include "common/order_signing.h"
+#include "common/signing.h"
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
 
@@ -35,6 +37,11 @@ class Agent::Impl {
   std::unique_ptr<HostLock> lock;
   HostFacts facts;
   std::vector<std::string> base_env;
+  // The controller's public key; unset: orders are accepted unverified.
+  std::optional<VerifyingKey> controller_key;
+  // This stream's hello nonce, which signed orders must carry. Used by the
+  // session thread only (RunSession, Handle).
+  std::string session_nonce;
 
   absl::Mutex mu;
   bool stopping ABSL_GUARDED_BY(mu) = false;
@@ -83,6 +90,8 @@ class Agent::Impl {
   void AcceptLease(const v1::Lease& offer);
   void RunSession();
   void Handle(const v1::ControllerMessage& m);
+  // Logs and answers an order OpenOrder refused; nothing of it is run.
+  void RefuseOrder(const OpenedOrder& refused);
   void DropLeaseLocked(const std::string& why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Applies the cut-off rule at the clock's time: called on every tick of the
@@ -117,6 +126,28 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
   for (char** e = environ; e != nullptr && *e != nullptr; ++e)
     impl->base_env.emplace_back(*e);
   impl->clock = options.clock != nullptr ? options.clock : RealClock::Get();
+  if (!options.controller_public_key_file.empty()) {
+    ASSIGN_OR_RETURN(impl->controller_key,
+                     VerifyingKey::LoadPem(options.controller_public_key_file));
+    spdlog::info("agent {} runs only orders signed by controller key {} ({})",
+                 impl->options.id, impl->controller_key->fingerprint(),
+                 options.controller_public_key_file);
+  } else if (options.link == nullptr &&
+             !IsLoopbackAddress(options.controller)) {
+    if (!options.insecure) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the controller ", options.controller,
+          " is not on this machine, and without --controller-public-key this "
+          "agent would run whatever anyone able to reach it sends: give the "
+          "controller's signing.pub with --controller-public-key (config: "
+          "controller_public_key), or pass --insecure to accept unsigned "
+          "orders"));
+    }
+    spdlog::warn(
+        "--insecure: agent {} runs the orders of {} without verifying their "
+        "signature; give --controller-public-key to verify them",
+        impl->options.id, options.controller);
+  }
   if (options.link != nullptr) {
     impl->link = options.link;
   } else {
@@ -258,6 +289,8 @@ void Agent::Impl::RunSession() {
     h->set_version("0.1.0");
     h->set_current_attempt_id(lease.attempt_id());
     h->set_current_lease_token(lease.lease_token());
+    session_nonce = SecureRandomBytes(kOrderNonceBytes);
+    h->set_order_nonce(session_nonce);
     resend = lease.Unacked();
   }
   bool ok = Write(hello_msg);
@@ -325,7 +358,12 @@ void Agent::Impl::RunSession() {
   }
 }
 
-void Agent::Impl::Handle(const v1::ControllerMessage& m) {
+void Agent::Impl::Handle(const v1::ControllerMessage& received) {
+  // The one check of every order, before anything looks at what it asks for.
+  const OpenedOrder opened = OpenOrder(
+      controller_key ? &*controller_key : nullptr, session_nonce, received);
+  if (!opened.status.ok()) return RefuseOrder(opened);
+  const v1::ControllerMessage& m = opened.message;
   v1::AgentMessage reply;
   {
     absl::MutexLock lock(&mu);
@@ -396,9 +434,48 @@ void Agent::Impl::Handle(const v1::ControllerMessage& m) {
             absl::StrCat("released by the controller: ", m.release().reason()));
         reply.mutable_released()->set_attempt_id(m.release().attempt_id());
         break;
+      case v1::ControllerMessage::kSignedOrder:  // opened above
       case v1::ControllerMessage::MSG_NOT_SET:
         return;
     }
+  }
+  Write(reply);
+}
+
+void Agent::Impl::RefuseOrder(const OpenedOrder& refused) {
+  const std::string reason(refused.status.message());
+  v1::AgentMessage reply;
+  if (refused.message.has_lease()) {
+    const v1::Lease& l = refused.message.lease();
+    spdlog::error("refused the lease of attempt {} from controller {}: {}",
+                  l.attempt_id(), options.controller, reason);
+    v1::LeaseReply* r = reply.mutable_lease_reply();
+    r->set_attempt_id(l.attempt_id());
+    r->set_lease_token(l.lease_token());
+    r->set_accepted(false);
+    r->set_reason(reason);
+    r->set_signature_refused(true);
+  } else if (refused.message.has_step()) {
+    const v1::StepOrder& o = refused.message.step();
+    spdlog::error("refused step {} of attempt {} from controller {}: {}",
+                  o.step_seq(), o.attempt_id(), options.controller, reason);
+    absl::MutexLock lock(&mu);
+    // Answered only under the lease held, so that the controller ends the
+    // attempt instead of waiting for the step: as "host not ready" (not the
+    // variant's fault, no verdict from this host).
+    if (o.attempt_id() == 0 || o.attempt_id() != lease.attempt_id() ||
+        o.lease_token() != lease.lease_token())
+      return;
+    v1::StepResult* r = reply.mutable_step_result();
+    r->set_attempt_id(o.attempt_id());
+    r->set_lease_token(o.lease_token());
+    r->set_step_seq(o.step_seq());
+    r->set_host_not_ready(true);
+    r->set_error(reason);
+  } else {
+    spdlog::error("refused an order from controller {}: {}", options.controller,
+                  reason);
+    return;
   }
   Write(reply);
 }

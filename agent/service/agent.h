@@ -17,6 +17,14 @@
 // agent/service/environment.h) on the same worker thread that runs steps, and
 // sends it with the acceptance, so that those commands never overlap a step.
 //
+// Orders that can make it run or place something (leases, step orders) are
+// opened once, as they are read, before anything acts on them
+// (common/order_signing.h): with a controller public key, only orders signed
+// by that key for this stream are acted upon; any other is refused (no
+// process is spawned), logged with the controller's address and the reason,
+// and answered (a declined lease, or a "host not ready" step result) whose
+// reason names the signature.
+//
 // An agent cut off from its controller for longer than the lease timeout kills
 // its running step and drops the lease (checked on every heartbeat and
 // reconnect tick against the injected Clock).
@@ -55,6 +63,14 @@ struct AgentOptions {
   std::string workdir;    // capture files live here; default: <data dir>/agent
   std::string lock_file;  // default: HostLock::DefaultPath()
   TransportOptions transport;
+  // Signed orders (DESIGN.md §7): the controller's public key, a PEM Ed25519
+  // file (its signing.pub). Set: every lease and step order must arrive signed
+  // with it, or it is refused and nothing runs. Empty: orders are run
+  // unverified, which Create allows only when `controller` is a loopback
+  // address (local mode, the quickstart) or `insecure` is set.
+  std::string controller_public_key_file;
+  // Accept a non-loopback controller without controller_public_key_file.
+  bool insecure = false;
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(5);
   absl::Duration heartbeat_interval =
@@ -94,7 +110,9 @@ struct AgentOptions {
 class Agent {
  public:
   // Takes the host lock and prepares the work directory. `runner` must outlive
-  // the agent.
+  // the agent. Fails, naming the file and what to do, when the controller
+  // public key cannot be loaded; FailedPrecondition when there is none, the
+  // controller is not on loopback and `insecure` is not set.
   static absl::StatusOr<std::unique_ptr<Agent>> Create(
       const AgentOptions& options, ProcessRunner* runner);
   ~Agent();

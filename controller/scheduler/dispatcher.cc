@@ -153,6 +153,7 @@ void Dispatcher::OnConnected(std::shared_ptr<AgentLink> link,
     s.hello = hello;
     s.last_seen = clock_->Now();
     s.attempt_id = 0;
+    s.refuses_orders.clear();
     AgentRecord rec;
     rec.id = id;
     rec.hostname = hello.facts.hostname;

@@ -165,10 +165,14 @@ class Dispatcher {
   // environment (governor, turbo, GPUs, toolchain, commit; the host facts come
   // from its hello): merged into the attempt's environment record with the
   // host fingerprint (common/fingerprint.h) before the first step is sent.
+  // A reply declined with `signature_refused` (the agent refuses this
+  // controller's signed orders, agent.proto LeaseReply) also stops work being
+  // offered to that agent until it connects again.
   void OnLeaseReply(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
                     const std::string& token, bool accepted,
                     const std::string& reason,
-                    std::optional<HostEnvironment> environment = std::nullopt);
+                    std::optional<HostEnvironment> environment = std::nullopt,
+                    bool signature_refused = false);
   void OnStepResult(const std::shared_ptr<AgentLink>& link, int64_t attempt_id,
                     const std::string& token, StepOutcome outcome);
   void OnDisconnected(const std::shared_ptr<AgentLink>& link);
@@ -204,6 +208,9 @@ class Dispatcher {
     absl::Time last_seen;
     int64_t attempt_id = 0;  // 0 = idle
     std::string status;
+    // Why no work is offered on this stream: the agent refused an order's
+    // signature. Cleared when it connects again.
+    std::string refuses_orders;
   };
   struct Active {
     AttemptRecord attempt;

@@ -39,7 +39,8 @@ std::string Dispatcher::NewToken() {
 void Dispatcher::OnLeaseReply(const std::shared_ptr<AgentLink>& link,
                               int64_t attempt_id, const std::string& token,
                               bool accepted, const std::string& reason,
-                              std::optional<HostEnvironment> environment) {
+                              std::optional<HostEnvironment> environment,
+                              bool signature_refused) {
   Post([=, this, environment = std::move(environment)] {
     Session* s = SessionFor(link);
     if (s == nullptr) return;
@@ -47,6 +48,15 @@ void Dispatcher::OnLeaseReply(const std::shared_ptr<AgentLink>& link,
     auto it = active_.find(attempt_id);
     if (it == active_.end() || it->second.attempt.lease_token != token) return;
     if (!accepted) {
+      if (signature_refused && s->refuses_orders.empty()) {
+        // Leasing again would only be refused again, at once and forever.
+        s->refuses_orders = reason;
+        spdlog::error(
+            "agent {} refuses this controller's signed orders; no work is "
+            "offered to it until it reconnects with the matching "
+            "controller_public_key: {}",
+            s->hello.agent_id, reason);
+      }
       LoseAttempt(attempt_id, absl::StrCat("agent ", s->hello.agent_id,
                                            " refused the lease: ", reason));
       return;
@@ -177,7 +187,7 @@ void Dispatcher::OnStepResult(const std::shared_ptr<AgentLink>& link,
 void Dispatcher::AssignWork() {
   work_maybe_queued_ = false;
   for (auto& [id, s] : sessions_) {
-    if (s.attempt_id != 0) continue;
+    if (s.attempt_id != 0 || !s.refuses_orders.empty()) continue;
     absl::StatusOr<AgentRecord> rec = store_->GetAgent(id);
     if (rec.ok() && rec->cordoned) continue;
     StartAttempt(s);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "common/order_signing.h"
 #include "controller/auth/auth_processor.h"
 #include "controller/service/convert.h"
 #include "spdlog/spdlog.h"
@@ -20,7 +21,14 @@ using Reactor =
 class GrpcAgentLink : public AgentLink,
                       public std::enable_shared_from_this<GrpcAgentLink> {
  public:
-  explicit GrpcAgentLink(Reactor* reactor) : reactor_(reactor) {}
+  GrpcAgentLink(Reactor* reactor, std::shared_ptr<const SigningKey> key)
+      : reactor_(reactor), signing_key_(std::move(key)) {}
+
+  // The nonce of this stream's hello, which every signed order on it carries.
+  void SetSessionNonce(const std::string& nonce) {
+    absl::MutexLock lock(&mu_);
+    session_nonce_ = nonce;
+  }
 
   void SendWelcome(absl::Duration heartbeat,
                    absl::Duration lease_timeout) override {
@@ -117,6 +125,9 @@ class GrpcAgentLink : public AgentLink,
   void Send(v1::ControllerMessage m) {
     absl::MutexLock lock(&mu_);
     if (reactor_ == nullptr || finished_) return;
+    // The one place orders go onto an agent's stream: sign them here.
+    if (signing_key_ != nullptr && NeedsSignature(m))
+      m = SealOrder(*signing_key_, session_nonce_, m);
     queue_.push_back(std::move(m));
     if (!writing_) {
       writing_ = true;
@@ -126,6 +137,8 @@ class GrpcAgentLink : public AgentLink,
 
   absl::Mutex mu_;
   Reactor* reactor_ ABSL_GUARDED_BY(mu_);
+  const std::shared_ptr<const SigningKey> signing_key_;  // null: unsigned
+  std::string session_nonce_ ABSL_GUARDED_BY(mu_);
   // std::deque keeps the front element's address stable while others are
   // appended.
   std::deque<v1::ControllerMessage> queue_ ABSL_GUARDED_BY(mu_);
@@ -135,13 +148,15 @@ class GrpcAgentLink : public AgentLink,
 
 class AgentStreamReactor final : public Reactor {
  public:
-  AgentStreamReactor(Dispatcher* dispatcher, const TrustedLabels* trusted,
-                     std::string certificate_id, std::string peer)
+  AgentStreamReactor(Dispatcher* dispatcher,
+                     std::shared_ptr<const SigningKey> signing_key,
+                     const TrustedLabels* trusted, std::string certificate_id,
+                     std::string peer)
       : dispatcher_(dispatcher),
         trusted_(trusted),
         certificate_id_(std::move(certificate_id)),
         peer_(std::move(peer)),
-        link_(std::make_shared<GrpcAgentLink>(this)) {
+        link_(std::make_shared<GrpcAgentLink>(this, std::move(signing_key))) {
     StartRead(&in_);
   }
 
@@ -173,7 +188,8 @@ class AgentStreamReactor final : public Reactor {
               link_, r.attempt_id(), r.lease_token(), r.accepted(), r.reason(),
               r.accepted() && r.has_environment()
                   ? std::optional<HostEnvironment>(FromProto(r.environment()))
-                  : std::nullopt);
+                  : std::nullopt,
+              r.signature_refused());
         }
         break;
       case v1::AgentMessage::kStepResult:
@@ -222,6 +238,7 @@ class AgentStreamReactor final : public Reactor {
       spdlog::warn("agent {} ({}): label {}", hello.agent_id, peer_, change);
     hello.labels = std::move(admitted->labels);
     hello_seen_ = true;
+    link_->SetSessionNonce(in_.hello().order_nonce());
     dispatcher_->OnConnected(link_, std::move(hello));
     return true;
   }
@@ -247,7 +264,7 @@ class AgentStreamReactor final : public Reactor {
 }  // namespace
 
 Reactor* AgentServiceImpl::Connect(grpc::CallbackServerContext* context) {
-  return new AgentStreamReactor(dispatcher_, &trusted_,
+  return new AgentStreamReactor(dispatcher_, signing_key_, &trusted_,
                                 CertifiedAgentId(context->auth_context().get()),
                                 context->peer());
 }

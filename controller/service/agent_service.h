@@ -1,11 +1,18 @@
 // AgentServiceImpl: the gRPC callback adapter for the agent stream
 // (agent.proto). Each Connect call gets a reactor that turns incoming messages
 // into Dispatcher calls and queues outgoing messages (one write in flight at a
-// time, as the callback API requires). Thread-safe; reactions never block.
+// time, as the callback API requires). With a signing key, every Lease and
+// StepOrder is sealed into a SignedOrder at that single point where messages go
+// onto the stream (common/order_signing.h), bound to the stream's hello nonce.
+// Thread-safe; reactions never block.
 #ifndef BENCHFLEET_CONTROLLER_SERVICE_AGENT_SERVICE_H_
 #define BENCHFLEET_CONTROLLER_SERVICE_AGENT_SERVICE_H_
 
+#include <memory>
+#include <utility>
+
 #include "benchfleet/v1/agent.grpc.pb.h"
+#include "common/signing.h"
 #include "controller/auth/auth_policy.h"
 #include "controller/scheduler/dispatcher.h"
 
@@ -13,14 +20,22 @@ namespace benchfleet {
 
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
  public:
-  // `trusted`: labels the controller pins per agent id.
-  explicit AgentServiceImpl(Dispatcher* dispatcher, TrustedLabels trusted = {})
-      : dispatcher_(dispatcher), trusted_(std::move(trusted)) {}
+  // `signing_key` null: orders go out unsigned (agents with a
+  // controller_public_key refuse them). `trusted`: labels the controller pins
+  // per agent id.
+  explicit AgentServiceImpl(
+      Dispatcher* dispatcher,
+      std::shared_ptr<const SigningKey> signing_key = nullptr,
+      TrustedLabels trusted = {})
+      : dispatcher_(dispatcher),
+        signing_key_(std::move(signing_key)),
+        trusted_(std::move(trusted)) {}
   grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* Connect(
       grpc::CallbackServerContext* context) override;
 
  private:
   Dispatcher* dispatcher_;
+  std::shared_ptr<const SigningKey> signing_key_;
   const TrustedLabels trusted_;
 };
 

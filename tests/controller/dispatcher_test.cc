@@ -99,6 +99,35 @@ TEST_F(DispatcherTest, RefusedLeaseLosesTheAttemptAndRequeuesTheExperiment) {
   EXPECT_EQ(a.link->Count(Msg::kStep), 0);
 }
 
+TEST_F(DispatcherTest,
+       ASignatureRefusalStopsLeasingToThatStreamUntilReconnect) {
+  SimAgent a{"agent-a", {}};
+  ConnectAndWelcome(a);
+  const int64_t id = Submit();
+  std::optional<Msg> first = WaitLease(a);
+  ASSERT_TRUE(first);
+  dispatcher_->OnLeaseReply(
+      a.link, first->attempt_id, first->token, false,
+      "order refused, nothing was run: the signature does not verify",
+      std::nullopt, /*signature_refused=*/true);
+  Pump();
+  Pump();
+  // Leasing again would be refused again at once: nothing more is offered.
+  EXPECT_EQ(a.link->Count(Msg::kLease), 1);
+  const AttemptRecord lost = Attempt(first->attempt_id);
+  EXPECT_EQ(lost.state, AttemptState::kLost);
+  EXPECT_THAT(lost.reason, HasSubstr("signature"));
+  EXPECT_EQ(Experiment(id).attempts, 1);
+  // The agent comes back (restarted with the controller's public key): work
+  // is offered again.
+  a.link = std::make_shared<FakeAgentLink>();
+  ConnectAndWelcome(a);
+  std::optional<Msg> second = WaitLease(a);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->experiment_id, id);
+  EXPECT_NE(second->attempt_id, first->attempt_id);
+}
+
 TEST_F(DispatcherTest, AgentRefusingEveryLeaseIsIdleOnceTheExperimentGivesUp) {
   SimAgent a{"agent-a", {}};
   ConnectAndWelcome(a);

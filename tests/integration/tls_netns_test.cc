@@ -1,7 +1,8 @@
 // The fleet on separate "hosts": the controller in one network namespace, two
 // agents and the CLI in two others, each with its own address on a veth pair,
 // so that every byte is real TCP between namespaces over mutual TLS, never
-// loopback. The real binaries: benchfleet-controller, benchfleet-agent and
+// loopback, every order signed by the controller and verified by the
+// agents. The real binaries: benchfleet-controller, benchfleet-agent and
 // benchfleet. Needs root (network namespaces) and `ip`; skipped with a
 // message otherwise. The namespaces (and with them the veths) are removed at
 // the end, whatever happened.
@@ -13,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/certs.h"
+#include "common/signing.h"
 #include "controller/auth/tokens.h"
 #include "controller/store/store.h"
 #include "gtest/gtest.h"
@@ -126,6 +128,7 @@ class TlsNetnsTest : public ::testing::Test {
       ASSERT_TRUE(cert.ok()) << cert.status();
       ASSERT_TRUE(WriteKeyAndCert(dir_.path(), name, *cert).ok());
     }
+    ASSERT_TRUE(GenerateSigningKeyPair(dir_.path()).ok());
     store_url_ = "sqlite://" + (dir_ / "fleet.db");
     auto store = OpenStore(store_url_);
     ASSERT_TRUE(store.ok()) << store.status();
@@ -153,19 +156,20 @@ class TlsNetnsTest : public ::testing::Test {
              {build_ + "/controller/benchfleet-controller", "--listen",
               "0.0.0.0:7070", "--store", store_url_, "--tls-cert",
               dir_ / "controller.crt", "--tls-key", dir_ / "controller.key",
-              "--client-ca", dir_ / "ca.crt", "--lease-timeout", "10s"}),
+              "--client-ca", dir_ / "ca.crt", "--signing-key",
+              dir_ / "signing.key", "--lease-timeout", "10s"}),
         dir_ / "controller.log");
   }
 
   void StartAgent(const std::string& ns, const std::string& name,
                   const std::string& controller_addr) {
     agents_.push_back(std::make_unique<Daemon>(
-        InNs(ns,
-             {build_ + "/agent/benchfleet-agent", "--controller",
-              controller_addr, "--tls-cert", dir_ / (name + ".crt"),
-              "--tls-key", dir_ / (name + ".key"), "--ca", dir_ / "ca.crt",
-              "--workdir", dir_ / name, "--lock-file", dir_ / (name + ".lock"),
-              "--max-competing-cpu", "0", "--cooldown", "0s"}),
+        InNs(ns, {build_ + "/agent/benchfleet-agent", "--controller",
+                  controller_addr, "--tls-cert", dir_ / (name + ".crt"),
+                  "--tls-key", dir_ / (name + ".key"), "--ca", dir_ / "ca.crt",
+                  "--controller-public-key", dir_ / "signing.pub", "--workdir",
+                  dir_ / name, "--lock-file", dir_ / (name + ".lock"),
+                  "--max-competing-cpu", "0", "--cooldown", "0s"}),
         dir_ / (name + ".log")));
   }
 
