@@ -48,6 +48,18 @@ void DispatcherScheduler::Unsubscribe(int64_t handle) {
 }
 
 absl::StatusOr<Submitted> FleetApi::Submit(const Submission& submission) {
+  if (submission.spec_yaml.size() > kMaxSpecBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        submission.spec_path.empty() ? "the spec" : submission.spec_path,
+        " is ", submission.spec_yaml.size(),
+        " bytes; the controller accepts specs up to ", kMaxSpecBytes,
+        " bytes. Keep inputs and data in files the spec names, not in the "
+        "spec"));
+  }
+  if (submission.spec_path.size() > 4096 || submission.workdir.size() > 4096) {
+    return absl::InvalidArgumentError(
+        "the spec path or work directory is longer than 4096 bytes");
+  }
   if (submission.workdir.empty() || submission.workdir[0] != '/') {
     return absl::InvalidArgumentError(
         "submit needs the absolute work directory the spec's commands run in "

@@ -115,6 +115,8 @@ class FleetApi {
   // How many of the newest matching experiments Submit looks through for an
   // earlier DISCARD of the same idea or variant.
   static constexpr int kDiscardLookback = 500;
+  // The largest spec Submit accepts (the YAML text).
+  static constexpr size_t kMaxSpecBytes = 1 << 20;
 
   // `store` and `scheduler` must outlive the FleetApi.
   FleetApi(Store* store, ExperimentScheduler* scheduler)

@@ -4,6 +4,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/order_signing.h"
 #include "controller/auth/auth_processor.h"
@@ -150,10 +151,13 @@ class AgentStreamReactor final : public Reactor {
  public:
   AgentStreamReactor(Dispatcher* dispatcher,
                      std::shared_ptr<const SigningKey> signing_key,
-                     const TrustedLabels* trusted, std::string certificate_id,
+                     const TrustedLabels* trusted,
+                     const AgentInputLimits* limits, std::string certificate_id,
                      std::string peer)
       : dispatcher_(dispatcher),
         trusted_(trusted),
+        limits_(limits),
+        rate_(limits->messages_per_second, limits->burst),
         certificate_id_(std::move(certificate_id)),
         peer_(std::move(peer)),
         link_(std::make_shared<GrpcAgentLink>(this, std::move(signing_key))) {
@@ -162,7 +166,21 @@ class AgentStreamReactor final : public Reactor {
 
   void OnReadDone(bool ok) override {
     if (!ok) {
+      // The agent closed the stream, the connection broke, or gRPC refused a
+      // message (over kMaxMessageBytes, or not a valid AgentMessage).
+      spdlog::info("agent stream from {}{} ended", peer_,
+                   hello_seen_ ? " (agent " + agent_id_ + ")" : "");
       link_->FinishOnce(grpc::Status::OK);
+      return;
+    }
+    if (!rate_.Take(absl::Now())) {
+      Refuse(grpc::StatusCode::RESOURCE_EXHAUSTED,
+             absl::StrCat("more than ", limits_->messages_per_second,
+                          " messages per second on one agent stream"));
+      return;
+    }
+    if (absl::Status s = CheckAgentMessage(in_, *limits_); !s.ok()) {
+      Refuse(grpc::StatusCode::INVALID_ARGUMENT, std::string(s.message()));
       return;
     }
     switch (in_.msg_case()) {
@@ -221,6 +239,13 @@ class AgentStreamReactor final : public Reactor {
 
   void OnWriteDone(bool ok) override { link_->OnWriteDone(ok); }
 
+  // Ends this stream only, saying why, with a log line naming the peer.
+  void Refuse(grpc::StatusCode code, const std::string& why) {
+    spdlog::warn("agent stream from {}{} ended by the controller: {}", peer_,
+                 hello_seen_ ? " (agent " + agent_id_ + ")" : "", why);
+    link_->FinishOnce(grpc::Status(code, why));
+  }
+
   // The hello's id must be its certificate's (with TLS); trusted labels are
   // the controller's, not the agent's (controller/auth/auth_policy.h).
   bool Admit() {
@@ -238,6 +263,7 @@ class AgentStreamReactor final : public Reactor {
       spdlog::warn("agent {} ({}): label {}", hello.agent_id, peer_, change);
     hello.labels = std::move(admitted->labels);
     hello_seen_ = true;
+    agent_id_ = hello.agent_id;
     link_->SetSessionNonce(in_.hello().order_nonce());
     dispatcher_->OnConnected(link_, std::move(hello));
     return true;
@@ -254,7 +280,10 @@ class AgentStreamReactor final : public Reactor {
  private:
   Dispatcher* dispatcher_;
   const TrustedLabels* trusted_;
+  const AgentInputLimits* limits_;
+  MessageRate rate_;
   const std::string certificate_id_;  // "" without TLS
+  std::string agent_id_;              // from the admitted hello
   const std::string peer_;
   std::shared_ptr<GrpcAgentLink> link_;
   v1::AgentMessage in_;
@@ -264,7 +293,7 @@ class AgentStreamReactor final : public Reactor {
 }  // namespace
 
 Reactor* AgentServiceImpl::Connect(grpc::CallbackServerContext* context) {
-  return new AgentStreamReactor(dispatcher_, signing_key_, &trusted_,
+  return new AgentStreamReactor(dispatcher_, signing_key_, &trusted_, &limits_,
                                 CertifiedAgentId(context->auth_context().get()),
                                 context->peer());
 }

@@ -15,6 +15,7 @@
 #include "common/signing.h"
 #include "controller/auth/auth_policy.h"
 #include "controller/scheduler/dispatcher.h"
+#include "controller/service/agent_input_limits.h"
 
 namespace benchfleet {
 
@@ -26,10 +27,11 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   explicit AgentServiceImpl(
       Dispatcher* dispatcher,
       std::shared_ptr<const SigningKey> signing_key = nullptr,
-      TrustedLabels trusted = {})
+      TrustedLabels trusted = {}, AgentInputLimits limits = {})
       : dispatcher_(dispatcher),
         signing_key_(std::move(signing_key)),
-        trusted_(std::move(trusted)) {}
+        trusted_(std::move(trusted)),
+        limits_(limits) {}
   grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* Connect(
       grpc::CallbackServerContext* context) override;
 
@@ -37,6 +39,7 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   Dispatcher* dispatcher_;
   std::shared_ptr<const SigningKey> signing_key_;
   const TrustedLabels trusted_;
+  const AgentInputLimits limits_;
 };
 
 }  // namespace benchfleet

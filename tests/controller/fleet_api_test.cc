@@ -149,6 +149,18 @@ TEST_F(FleetApiTest, SubmitRefusesARelativeWorkdirBeforeParsing) {
   EXPECT_TRUE(scheduler_->submitted.empty());
 }
 
+TEST_F(FleetApiTest, SubmitRefusesAnOversizedSpecBeforeParsing) {
+  Submission s = Valid();
+  s.spec_yaml += "\n#" + std::string(FleetApi::kMaxSpecBytes, 'x');
+  absl::StatusOr<Submitted> done = api_->Submit(s);
+  ASSERT_FALSE(done.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(done.status())) << done.status();
+  EXPECT_NE(done.status().message().find("accepts specs up to"),
+            std::string::npos)
+      << done.status();
+  EXPECT_TRUE(scheduler_->submitted.empty());
+}
+
 TEST_F(FleetApiTest, SubmitRefusesABadSpecWithTheLoadersLocation) {
   Submission s = Valid();
   s.spec_path = "";
