@@ -91,6 +91,27 @@ void PauseBriefly() {
   nanosleep(&ts, nullptr);
 }
 
+// The children that the job's orphans can be among. The kernel re-parents an
+// orphan to the first live thread of the subreaper, its main thread, so on
+// the common path one file says it all (a process of many threads, like the
+// agent, need not read one file per thread after every run); when the main
+// thread has exited, every thread's list.
+std::vector<pid_t> OrphanTargets(const std::string& proc_root, pid_t self) {
+  const std::optional<std::string> text = ReadSmallFile(
+      absl::StrCat(proc_root, "/", self, "/task/", self, "/children"));
+  const std::optional<ProcStat> main_thread = ReadProcStat(proc_root, self);
+  if (!text.has_value() || !main_thread.has_value() ||
+      main_thread->state == 'Z') {
+    return ChildrenOf(proc_root, self);
+  }
+  std::vector<pid_t> out;
+  for (absl::string_view word : absl::StrSplit(*text, ' ', absl::SkipEmpty())) {
+    int child = 0;
+    if (absl::SimpleAtoi(word, &child) && child > 0) out.push_back(child);
+  }
+  return out;
+}
+
 }  // namespace
 
 std::optional<ProcStat> ReadProcStat(const std::string& proc_root, pid_t pid) {
@@ -392,7 +413,7 @@ LeftoverResult KillJobLeftovers(const LeftoverSweep& sweep) {
   for (;;) {
     bool left = false;
     // Our children: the subreaper brings a job's orphans here.
-    for (pid_t child : ChildrenOf(sweep.proc_root, self)) {
+    for (pid_t child : OrphanTargets(sweep.proc_root, self)) {
       const std::optional<ProcStat> st = ReadProcStat(sweep.proc_root, child);
       if (!st.has_value()) continue;
       const bool zombie = st->state == 'Z';
@@ -410,7 +431,10 @@ LeftoverResult KillJobLeftovers(const LeftoverSweep& sweep) {
         if (st->pgid == child) kill(-child, SIGKILL);
         kill(child, SIGKILL);
       }
-      if (!ReapIfDone(child)) left = true;
+      // Reaped or not, look again: the orphans of a process are ours from
+      // the moment it exits, so a pass that reaped one may have new ones.
+      ReapIfDone(child);
+      left = true;
     }
     // Anything else carrying the cookie (only when something escaped the
     // group: on the common path the children list is all there is to read).

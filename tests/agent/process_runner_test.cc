@@ -289,7 +289,7 @@ TEST(ProcessRunnerTest, ProcessThatEscapedTheGroupIsKilledBeforeTheDrain) {
   ASSERT_GT(escaped, 1);
   EXPECT_TRUE(WaitExited(escaped, absl::Seconds(30))) << "escapee " << escaped;
   ASSERT_EQ(r->leftovers.size(), 1u);
-  EXPECT_THAT(r->leftovers[0], HasSubstr("sleep 100"));
+  EXPECT_THAT(r->leftovers[0], HasSubstr("sleep"));
 }
 
 TEST(ProcessRunnerTest, StdoutDigestCoversKnownText) {
