@@ -177,7 +177,14 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
   if (impl->options.lock_file.empty())
     impl->options.lock_file = HostLock::DefaultPath();
   std::error_code ec;
+  const bool workdir_existed =
+      std::filesystem::exists(impl->options.workdir, ec);
   std::filesystem::create_directories(impl->options.workdir, ec);
+  if (!ec && !workdir_existed && !impl->options.job_user.empty()) {
+    // Ours alone from the start: the job user must not read the agent's data.
+    std::filesystem::permissions(impl->options.workdir,
+                                 std::filesystem::perms::owner_all, ec);
+  }
   if (ec) {
     return absl::PermissionDeniedError(absl::StrCat(
         "cannot create the agent work directory ", impl->options.workdir, ": ",

@@ -213,9 +213,16 @@ TEST(JobUserTest, AgentRefusesAKeyTheJobUserCanRead) {
   EXPECT_THAT(agent.status().message(), HasSubstr(key));
   EXPECT_THAT(agent.status().message(), HasSubstr("chmod 600 " + key));
   chmod(key.c_str(), 0600);
-  chmod(o.workdir.c_str(), 0700);
+  // The work directory the agent made itself is its own (0700).
   auto ok = Agent::Create(o, &runner);
   EXPECT_TRUE(ok.ok()) << ok.status();
+  ok->reset();
+  // One that others may read is refused, naming the chmod.
+  chmod(o.workdir.c_str(), 0755);
+  auto open_workdir = Agent::Create(o, &runner);
+  ASSERT_FALSE(open_workdir.ok());
+  EXPECT_THAT(open_workdir.status().message(),
+              HasSubstr("chmod 700 " + o.workdir));
 }
 
 }  // namespace
