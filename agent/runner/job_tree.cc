@@ -399,6 +399,7 @@ absl::Status JobCgroup::KillAndRemove(const std::string& path,
 LeftoverResult KillJobLeftovers(const LeftoverSweep& sweep) {
   LeftoverResult result;
   const pid_t self = getpid();
+  const pid_t own_pgid = getpgrp();
   const absl::Time deadline = absl::Now() + sweep.timeout;
   std::set<pid_t> signalled;
   bool scan = sweep.scan_all;
@@ -419,6 +420,10 @@ LeftoverResult KillJobLeftovers(const LeftoverSweep& sweep) {
       if (sweep.spare && sweep.spare(child, cookie)) continue;
       const bool ours = cookie.has_value() && *cookie == sweep.cookie;
       if (!ours && st->start_ticks < sweep.started_ticks) continue;
+      // A child the agent's own code started (it stays in our process group;
+      // every job process is in the job's group or one it made) is its
+      // starter's to wait for, not an orphan.
+      if (!ours && st->pgid == own_pgid) continue;
       if (!zombie) {
         if (sweep.leader_pgid == 0 || st->pgid != sweep.leader_pgid) {
           note_kill(child);

@@ -156,9 +156,12 @@ class JobCgroup {
 // Kills what is left of one job after its leader was reaped, and reaps what
 // of it is this process's child. Looks at:
 // - this process's children (the subreaper collects a job's orphans there)
-//   that `spare` does not claim and that started at or after
-//   `started_ticks` (or carry `cookie`): SIGKILLed with their own process
-//   group, reaped, and looked at again (their orphans come to us next);
+//   that carry `cookie`, or that `spare` does not claim, started at or after
+//   `started_ticks` and are outside this process's own process group (a
+//   child the agent's own code started stays in it; a job's processes never
+//   are, unless one joins it on purpose and drops the cookie, which only a
+//   cgroup catches): SIGKILLed with their own process group, reaped, and
+//   looked at again (their orphans come to us next);
 // - when something escaped that way, or `scan_all` is set: every process on
 //   the host whose environment carries exactly `cookie`.
 // Until nothing is left or `timeout` passed (processes stuck in the kernel).

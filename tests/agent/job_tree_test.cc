@@ -197,6 +197,35 @@ TEST(JobTreeTest, DaemonOfADaemonIsGoneToo) {
   EXPECT_EQ(r->leftovers.size(), 2u);
 }
 
+TEST(JobTreeTest, ChildrenTheAgentsOwnCodeStartsDuringARunAreLeftAlone) {
+  // Another part of the agent's process starts a child while a job runs (a
+  // test harness's database, for one): it stays in our process group and is
+  // not the job's.
+  const std::string dir = MakeTempDir();
+  PosixProcessRunner runner;
+  RunRequest req = Shell("while [ ! -e go ]; do sleep 0.01; done");
+  req.cwd = dir;
+  pid_t ours = -1;
+  std::thread starter([&] {
+    absl::SleepFor(absl::Milliseconds(20));  // inside the run's window
+    ours = fork();
+    if (ours == 0) {
+      pause();
+      _exit(0);
+    }
+    WriteFile(dir + "/go", "");
+  });
+  auto r = runner.Run(req);
+  starter.join();
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_GT(ours, 0);
+  EXPECT_FALSE(Gone(ours)) << "the sweep killed a child that was not the job's";
+  EXPECT_TRUE(r->leftovers.empty());
+  kill(ours, SIGKILL);
+  int status;
+  waitpid(ours, &status, 0);
+}
+
 TEST(JobTreeTest, TimeoutLeavesNothing) {
   PosixProcessRunner runner;
   RunRequest req =
