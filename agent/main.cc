@@ -85,6 +85,19 @@ int main(int argc, char** argv) {
   app.add_option("--controller-public-key", controller_public_key,
                  "the controller's signing.pub (PEM Ed25519): every lease and "
                  "step order must verify with it, or nothing is run");
+  // Jobs: who they run as and how they are contained (DESIGN.md §7).
+  std::string job_user, job_memory_max, job_pids_max, cgroup_parent;
+  bool allow_root_jobs = false;
+  app.add_option("--job-user", job_user,
+                 "run jobs as this unprivileged user (the agent must be root)");
+  app.add_flag("--allow-root-jobs", allow_root_jobs,
+               "run jobs as root when the agent is root and has no job user");
+  app.add_option("--job-memory-max", job_memory_max,
+                 "memory.max of each job's cgroup (e.g. 8G; needs cgroup v2)");
+  app.add_option("--job-pids-max", job_pids_max,
+                 "pids.max of each job's cgroup (needs cgroup v2)");
+  app.add_option("--cgroup-parent", cgroup_parent,
+                 "cgroup v2 under which job cgroups go (default: the agent's)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -125,7 +138,12 @@ int main(int argc, char** argv) {
                                               "ca",
                                               "server_name",
                                               "insecure",
-                                              "controller_public_key"},
+                                              "controller_public_key",
+                                              "job_user",
+                                              "allow_root_jobs",
+                                              "job_memory_max",
+                                              "job_pids_max",
+                                              "cgroup_parent"},
                                              {"toolchain"}, &mappings);
     if (!config.ok()) return fail(std::string(config.status().message()), 1);
     toolchain_config = mappings["toolchain"];
@@ -157,6 +175,12 @@ int main(int argc, char** argv) {
       insecure = insecure || v == "true";
     }
     take("controller_public_key", controller_public_key);
+    take("job_user", job_user);
+    take("job_memory_max", job_memory_max);
+    take("job_pids_max", job_pids_max);
+    take("cgroup_parent", cgroup_parent);
+    if (config->contains("allow_root_jobs"))
+      allow_root_jobs |= (*config)["allow_root_jobs"] == "true";
     auto take_number = [&](const char* key, double& flag) -> bool {
       if (flag >= 0 || !config->contains(key)) return true;
       return absl::SimpleAtod((*config)[key], &flag) && flag >= 0;
@@ -217,6 +241,8 @@ int main(int argc, char** argv) {
   if (!controller.empty()) options.controller = controller;
   options.transport.cert_file = tls_cert;
   options.transport.key_file = tls_key;
+  // The job user must not be able to read the agent's key.
+  if (!tls_key.empty()) options.secret_files.push_back(tls_key);
   options.transport.ca_file = tls_ca;
   options.transport.server_name = server_name;
   options.transport.insecure = insecure;
@@ -251,7 +277,27 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  benchfleet::PosixProcessRunner runner;
+  benchfleet::PosixProcessRunnerOptions runner_options;
+  options.job_user = job_user;
+  options.allow_root_jobs = allow_root_jobs;
+  if (!job_user.empty()) {
+    auto user = benchfleet::LookUpJobUser(job_user);
+    if (!user.ok()) return fail(std::string(user.status().message()), 1);
+    runner_options.job_user = *user;
+  }
+  runner_options.cgroup.parent = cgroup_parent;
+  if (!benchfleet::ParseByteSize(job_memory_max,
+                                 &runner_options.cgroup.memory_max_bytes) ||
+      !benchfleet::ParseByteSize(job_pids_max,
+                                 &runner_options.cgroup.pids_max)) {
+    return fail(
+        "job_memory_max/job_pids_max: expected a number such as 4G, "
+        "512M or 1000",
+        2);
+  }
+  benchfleet::PosixProcessRunner runner(runner_options);
+  if (absl::Status st = runner.CheckLimitsApply(); !st.ok())
+    return fail(std::string(st.message()), 1);
   auto agent = benchfleet::Agent::Create(options, &runner);
   if (!agent.ok()) return fail(std::string(agent.status().message()), 1);
   std::thread signal_waiter([&] {

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@ extern "C" {
 }
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <memory>
@@ -444,6 +446,210 @@ bool Reap(pid_t pid, int* status, rusage* usage) {
   }
 }
 
+// ---- Runs in flight, process-wide ----
+// The subreaper makes every orphan of every job a child of this process, so
+// the end-of-run sweep looks at all of this process's children: it must
+// never reap the leader of another run still in flight (that run's wait4
+// would fail), nor kill another live run's escaped daemon. A process-wide
+// table (the subreaper is process-wide too) of fixed size, lock-free, so a
+// spawn in the timed section only stores a pid.
+constexpr int kMaxRunsInFlight = 256;
+struct InFlight {
+  std::atomic<uint64_t> serial{0};  // 0 = free slot
+  std::atomic<pid_t> leader{0};
+};
+InFlight g_in_flight[kMaxRunsInFlight];
+// Spawns between clone and registering their leader: a sweep leaves
+// unregistered zombies alone while this is non-zero (checked before it looks
+// up the table, so a leader it saw is registered by then).
+std::atomic<int> g_spawning{0};
+std::atomic<uint64_t> g_next_serial{1};
+
+// A slot for one run; released in the destructor.
+class InFlightSlot {
+ public:
+  InFlightSlot() {
+    serial_ = g_next_serial.fetch_add(1);
+    for (int i = 0; i < kMaxRunsInFlight; ++i) {
+      uint64_t free_slot = 0;
+      if (g_in_flight[i].serial.compare_exchange_strong(free_slot, serial_)) {
+        slot_ = &g_in_flight[i];
+        return;
+      }
+    }
+  }
+  ~InFlightSlot() {
+    if (slot_ != nullptr) {
+      slot_->leader.store(0);
+      slot_->serial.store(0);
+    }
+  }
+  InFlightSlot(const InFlightSlot&) = delete;
+  InFlightSlot& operator=(const InFlightSlot&) = delete;
+  bool ok() const { return slot_ != nullptr; }
+  uint64_t serial() const { return serial_; }
+  void SetLeader(pid_t pid) {
+    if (slot_ != nullptr) slot_->leader.store(pid);
+  }
+
+ private:
+  uint64_t serial_ = 0;
+  InFlight* slot_ = nullptr;
+};
+
+// True for a child the sweep of run `my_serial` must leave alone: a leader of
+// another run in flight (or any unregistered child while a spawn is under
+// way), or a process carrying the cookie of another run of ours in flight.
+bool SpareForOtherRuns(pid_t pid, const std::optional<std::string>& cookie,
+                       uint64_t my_serial, pid_t self, uint64_t self_start) {
+  if (g_spawning.load() != 0) return true;
+  for (const InFlight& f : g_in_flight) {
+    if (f.leader.load() == pid) return true;
+  }
+  if (!cookie.has_value()) return false;
+  const std::optional<CookieOwner> owner = ParseCookieOwner(*cookie);
+  if (!owner.has_value() || owner->pid != self ||
+      owner->start_ticks != self_start || owner->serial == my_serial) {
+    return false;
+  }
+  for (const InFlight& f : g_in_flight) {
+    if (f.serial.load() == owner->serial) return true;
+  }
+  return false;
+}
+
+// ---- The clone child (user switch, cgroup) ----
+// What the child of CloneSpawn does, in order; reported with its errno when
+// a step fails (the child then exits 127 without exec).
+enum ChildStage {
+  kStageNone = 0,
+  kStagePgid,
+  kStageCgroup,
+  kStageUser,
+  kStageChdir,
+  kStageStdio,
+  kStageExec,
+};
+
+// Everything the child needs. It shares the parent's memory (CLONE_VM) and
+// the parent is suspended until exec or exit (CLONE_VFORK), so it reads this
+// from the parent's stack and writes `stage`/`err` back.
+struct CloneChildArgs {
+  const char* program;
+  char* const* argv;
+  char* const* envp;
+  const char* cwd;  // nullptr: stay
+  int stdin_fd;     // -1: open /dev/null
+  int out_fd, err_fd;
+  int cgroup_fd;        // cgroup.procs, or -1
+  const JobUser* user;  // nullptr: no switch
+  int stage = kStageNone;
+  int err = 0;
+};
+
+// Runs in the vfork-style child: only raw system calls and async-signal-safe
+// functions. The credentials change through syscall(), not glibc's setresuid:
+// glibc would broadcast it to the parent's threads, whose memory this child
+// shares.
+int CloneChildMain(void* arg) {
+  CloneChildArgs* a = static_cast<CloneChildArgs*>(arg);
+  auto fail = [a](int stage) {
+    a->err = errno;
+    a->stage = stage;
+    _exit(127);
+  };
+  // Default dispositions first: a handler of the agent must never run in
+  // this child (the parent blocked all signals around the clone).
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &dfl, nullptr);
+  if (setpgid(0, 0) != 0) fail(kStagePgid);
+  if (a->cgroup_fd >= 0) {
+    char digits[24];
+    int n = 0;
+    for (long v = syscall(SYS_getpid); v > 0; v /= 10) {
+      digits[n++] = static_cast<char>('0' + v % 10);
+    }
+    char text[24];
+    for (int i = 0; i < n; ++i) text[i] = digits[n - 1 - i];
+    if (write(a->cgroup_fd, text, static_cast<size_t>(n)) != n)
+      fail(kStageCgroup);
+  }
+  if (a->user != nullptr) {
+    if (syscall(SYS_setgroups, a->user->groups.size(),
+                a->user->groups.data()) != 0 ||
+        syscall(SYS_setresgid, a->user->gid, a->user->gid, a->user->gid) != 0 ||
+        syscall(SYS_setresuid, a->user->uid, a->user->uid, a->user->uid) != 0) {
+      fail(kStageUser);
+    }
+  }
+  if (a->cwd != nullptr && chdir(a->cwd) != 0) fail(kStageChdir);
+  const int in_fd =
+      a->stdin_fd >= 0 ? a->stdin_fd : open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (in_fd < 0 || dup2(in_fd, STDIN_FILENO) < 0 ||
+      dup2(a->out_fd, STDOUT_FILENO) < 0 ||
+      dup2(a->err_fd, STDERR_FILENO) < 0) {
+    fail(kStageStdio);
+  }
+  close_range(STDERR_FILENO + 1, ~0U, 0);
+  sigset_t empty;
+  sigemptyset(&empty);
+  sigprocmask(SIG_SETMASK, &empty, nullptr);
+  execve(a->program, a->argv, a->envp);
+  fail(kStageExec);
+  return 127;
+}
+
+// Writes the job record file (before the spawn) and, once the run has lasted
+// a while, the leader's pid (never inside a short run's timed window).
+class RecordFile {
+ public:
+  RecordFile() = default;
+  RecordFile(const RecordFile&) = delete;
+  RecordFile& operator=(const RecordFile&) = delete;
+  ~RecordFile() { Remove(); }
+
+  // Best effort: a record that cannot be written only weakens the restart
+  // sweep (the cookie scan still finds the job).
+  void Write(const std::string& path, const JobRecord& record) {
+    path_ = path;
+    fd_.Reset(
+        open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (fd_.get() < 0) return;
+    const std::string text = FormatJobRecord(record);
+    if (write(fd_.get(), text.data(), text.size()) !=
+        static_cast<ssize_t>(text.size())) {
+      fd_.Reset();
+    }
+  }
+  bool wants_leader() const { return fd_.get() >= 0 && !leader_written_; }
+  void AddLeader(pid_t pid) {
+    leader_written_ = true;
+    const std::optional<ProcStat> st = ReadProcStat("/proc", pid);
+    if (!st.has_value()) return;
+    const std::string text = absl::StrCat(
+        "leader_pid ", pid, "\nleader_start_ticks ", st->start_ticks, "\n");
+    (void)!write(fd_.get(), text.data(), text.size());
+  }
+  // Leaves the file in place (something survived: the next start-up sweep
+  // tries again).
+  void Keep() {
+    fd_.Reset();
+    path_.clear();
+  }
+  void Remove() {
+    fd_.Reset();
+    if (!path_.empty()) unlink(path_.c_str());
+    path_.clear();
+  }
+
+ private:
+  std::string path_;
+  Fd fd_;
+  bool leader_written_ = false;
+};
+
 }  // namespace
 
 PosixProcessRunner::PosixProcessRunner(PosixProcessRunnerOptions options)
@@ -468,6 +674,16 @@ PosixProcessRunner::PosixProcessRunner(PosixProcessRunnerOptions options)
   posix_spawnattr_setsigmask(&spawn_attr_, &empty);
   posix_spawnattr_setsigdefault(&spawn_attr_, &all);
 
+  // Orphans of the jobs come to us, not to init (see job_tree.h).
+  subreaper_ = BecomeChildSubreaper();
+  self_pid_ = getpid();
+  if (const std::optional<ProcStat> st = ReadProcStat("/proc", self_pid_)) {
+    self_start_ticks_ = st->start_ticks;
+  }
+  if (options_.use_cgroups) {
+    cgroup_parent_ = JobCgroup::Parent(options_.cgroup).value_or("");
+  }
+
   EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   if (md != nullptr) {
     sha256_md_ = md;
@@ -482,6 +698,55 @@ PosixProcessRunner::~PosixProcessRunner() {
   posix_spawnattr_destroy(&spawn_attr_);
   if (sha256_md_owned_)
     EVP_MD_free(static_cast<EVP_MD*>(const_cast<void*>(sha256_md_)));
+}
+
+absl::Status PosixProcessRunner::CheckLimitsApply() const {
+  if (cgroup_parent_.empty() &&
+      (options_.cgroup.memory_max_bytes > 0 || options_.cgroup.pids_max > 0)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job_memory_max/job_pids_max need a writable cgroup v2 (",
+        options_.cgroup.root,
+        "/cgroup.controllers and the cgroup parent must exist and be "
+        "writable by the agent): set cgroup_parent to a delegated cgroup, "
+        "or remove the limits"));
+  }
+  return absl::OkStatus();
+}
+
+int PosixProcessRunner::CloneSpawn(char* stack_top, const char* program,
+                                   char* const* argv, char* const* envp,
+                                   const std::string& cwd, int out_w, int err_w,
+                                   int cgroup_fd, pid_t* pid, int* stage) {
+  CloneChildArgs args{
+      program,
+      argv,
+      envp,
+      cwd.empty() ? nullptr : cwd.c_str(),
+      devnull_fd_,
+      out_w,
+      err_w,
+      cgroup_fd,
+      options_.job_user.name.empty() ? nullptr : &options_.job_user};
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  const pid_t child =
+      clone(CloneChildMain, stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+  const int clone_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (child < 0) {
+    *stage = kStageNone;
+    return clone_errno;
+  }
+  *pid = child;
+  if (args.stage != kStageNone) {
+    int status;
+    Reap(child, &status, nullptr);
+    *stage = args.stage;
+    *pid = -1;
+    return args.err;
+  }
+  return 0;
 }
 
 absl::StatusOr<RunResult> PosixProcessRunner::Run(const RunRequest& request) {
@@ -501,10 +766,25 @@ absl::StatusOr<RunResult> PosixProcessRunner::Run(const RunRequest& request) {
   for (const std::string& a : request.argv)
     argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  // The job's cookie: every process it starts inherits it (job_tree.h).
+  InFlightSlot slot;
+  if (!slot.ok()) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot run ", Where(request), ": more than ",
+                     kMaxRunsInFlight, " runs in flight"));
+  }
+  const std::string cookie =
+      MakeJobCookie(request.job.empty() ? "run" : request.job, self_pid_,
+                    self_start_ticks_, slot.serial());
+  const std::string cookie_var = absl::StrCat(kJobCookieVar, "=", cookie);
+  const std::string cookie_key = absl::StrCat(kJobCookieVar, "=");
   std::vector<char*> envp;
-  envp.reserve(request.env.size() + 1);
-  for (const std::string& e : request.env)
+  envp.reserve(request.env.size() + 2);
+  for (const std::string& e : request.env) {
+    if (e.rfind(cookie_key, 0) == 0) continue;  // ours replaces an outer one
     envp.push_back(const_cast<char*>(e.c_str()));
+  }
+  envp.push_back(const_cast<char*>(cookie_var.c_str()));
   envp.push_back(nullptr);
 
   RunResult result;
@@ -532,6 +812,40 @@ absl::StatusOr<RunResult> PosixProcessRunner::Run(const RunRequest& request) {
         "cannot run ", Where(request), ": posix_spawn_file_actions"));
   }
 
+  // A cgroup for this run, where the host has cgroup v2 for us.
+  std::unique_ptr<JobCgroup> cgroup;
+  if (!cgroup_parent_.empty()) {
+    std::string name = absl::StrCat("benchfleet-job-",
+                                    request.job.empty() ? "run" : request.job,
+                                    "-", self_pid_, "-", slot.serial());
+    std::replace(name.begin(), name.end(), '/', '-');
+    absl::StatusOr<std::unique_ptr<JobCgroup>> made =
+        JobCgroup::Create(cgroup_parent_, name, options_.cgroup);
+    if (!made.ok()) {
+      return absl::Status(made.status().code(),
+                          absl::StrCat("cannot run ", Where(request), ": ",
+                                       made.status().message()));
+    }
+    cgroup = std::move(*made);
+  }
+  const bool clone_path = cgroup != nullptr || !options_.job_user.name.empty();
+  // The clone child runs on this while the spawning thread is suspended.
+  constexpr size_t kCloneStackBytes = 64 * 1024;
+  std::unique_ptr<char[]> clone_stack;
+  if (clone_path) clone_stack = std::make_unique<char[]>(kCloneStackBytes);
+
+  // Recorded before the spawn (a restarted agent reads it), unsynced.
+  RecordFile record;
+  if (!request.record_path.empty()) {
+    JobRecord r;
+    r.agent_pid = self_pid_;
+    r.agent_start_ticks = self_start_ticks_;
+    r.cookie = cookie;
+    r.cgroup = cgroup != nullptr ? cgroup->path() : "";
+    record.Write(request.record_path, r);
+  }
+  const uint64_t started_ticks = BootTicksNow();
+
   // posix_spawn has no affinity attribute; the child inherits the spawning
   // thread's affinity at clone time, so this thread borrows the requested CPUs
   // just for the spawn.
@@ -541,15 +855,60 @@ absl::StatusOr<RunResult> PosixProcessRunner::Run(const RunRequest& request) {
   }
 
   // ---- Timed section: keep it to syscalls; nothing here allocates. ----
+  g_spawning.fetch_add(1);
   const int64_t start_ns = MonotonicNs();
   pid_t pid = -1;
-  const int spawn_rc = posix_spawn(&pid, program.c_str(), fa, &spawn_attr_,
-                                   argv.data(), envp.data());
+  int stage = kStageNone;
+  const int spawn_rc =
+      clone_path
+          ? CloneSpawn(clone_stack.get() + kCloneStackBytes, program.c_str(),
+                       argv.data(), envp.data(), request.cwd, out_w.get(),
+                       err_w.get(), cgroup != nullptr ? cgroup->procs_fd() : -1,
+                       &pid, &stage)
+          : posix_spawn(&pid, program.c_str(), fa, &spawn_attr_, argv.data(),
+                        envp.data());
+  if (spawn_rc == 0) slot.SetLeader(pid);
+  g_spawning.fetch_sub(1);
   affinity.Restore();
   if (spawn_rc != 0) {
+    if (cgroup != nullptr) {
+      (void)JobCgroup::KillAndRemove(cgroup->path(), options_.kill_timeout);
+    }
+    const std::string as_user =
+        options_.job_user.name.empty()
+            ? ""
+            : absl::StrCat(" as job user '", options_.job_user.name, "'");
+    switch (stage) {
+      case kStageChdir:
+        return ErrnoStatus(
+            spawn_rc,
+            absl::StrCat("cannot run ", Where(request), as_user,
+                         ": cannot enter the work directory",
+                         as_user.empty()
+                             ? ""
+                             : absl::StrCat("; it and its parents must be "
+                                            "searchable (and writable, if the "
+                                            "job writes there) by '",
+                                            options_.job_user.name, "'")));
+      case kStageUser:
+        return ErrnoStatus(spawn_rc,
+                           absl::StrCat("cannot run ", Where(request), as_user,
+                                        ": switching user failed (the agent "
+                                        "must run as root to use job_user)"));
+      case kStageCgroup:
+        return ErrnoStatus(
+            spawn_rc, absl::StrCat("cannot run ", Where(request),
+                                   ": cannot enter cgroup ", cgroup->path()));
+      case kStagePgid:
+      case kStageStdio:
+        return ErrnoStatus(spawn_rc, absl::StrCat("cannot run ", Where(request),
+                                                  ": setting up the child"));
+      default:
+        break;
+    }
     return ErrnoStatus(
         spawn_rc,
-        absl::StrCat("cannot run ", Where(request),
+        absl::StrCat("cannot run ", Where(request), as_user,
                      program != request.argv[0]
                          ? absl::StrCat(" (resolved to '", program, "')")
                          : ""));
@@ -560,6 +919,9 @@ absl::StatusOr<RunResult> PosixProcessRunner::Run(const RunRequest& request) {
     kill(-pid, SIGKILL);
     int status;
     Reap(pid, &status, nullptr);
+    if (cgroup != nullptr) {
+      (void)JobCgroup::KillAndRemove(cgroup->path(), options_.kill_timeout);
+    }
     return ErrnoStatus(
         e, absl::StrCat("cannot watch ", Where(request), ": pidfd_open"));
   }
@@ -600,6 +962,11 @@ absl::StatusOr<RunResult> PosixProcessRunner::Run(const RunRequest& request) {
       constexpr int64_t kCancelPollNs = 50'000'000;
       left_ns = std::min(left_ns, kCancelPollNs);
     }
+    // The leader's pid goes into the record once the run has lasted this
+    // long: a short run never pays for it inside its timed window.
+    constexpr int64_t kRecordLeaderAfterNs = 50'000'000;
+    if (record.wants_leader())
+      left_ns = std::min(left_ns, kRecordLeaderAfterNs);
     if (left_ns != INT64_MAX) {
       ts = {static_cast<time_t>(left_ns / 1'000'000'000),
             static_cast<long>(left_ns % 1'000'000'000)};
@@ -611,7 +978,10 @@ absl::StatusOr<RunResult> PosixProcessRunner::Run(const RunRequest& request) {
       break;  // cannot wait any more (EINVAL/ENOMEM): end the run as if the
               // deadline passed
     }
-    if (r == 0) continue;  // re-check the deadline; ppoll may wake a hair early
+    if (r == 0) {
+      if (record.wants_leader()) record.AddLeader(pid);
+      continue;  // re-check the deadline; ppoll may wake a hair early
+    }
     if (fds[0].revents != 0) {
       end_ns = MonotonicNs();
       break;
@@ -648,6 +1018,44 @@ absl::StatusOr<RunResult> PosixProcessRunner::Run(const RunRequest& request) {
     } else {
       result.timed_out = true;
     }
+  }
+  slot.SetLeader(0);
+
+  // Everything else the job started: its cgroup, then what the subreaper
+  // brought to us and what carries its cookie (job_tree.h). Before the drain,
+  // so a daemon that kept a pipe does not hold the drain for its grace.
+  if (cgroup != nullptr) {
+    absl::Status killed =
+        JobCgroup::KillAndRemove(cgroup->path(), options_.kill_timeout);
+    if (!killed.ok()) {
+      absl::StrAppend(&result.capture_error,
+                      result.capture_error.empty() ? "" : "; ",
+                      killed.message());
+    }
+  }
+  LeftoverSweep sweep;
+  sweep.cookie = cookie;
+  sweep.started_ticks = started_ticks;
+  sweep.scan_all = !subreaper_;
+  sweep.leader_pgid = pid;
+  sweep.timeout = options_.kill_timeout;
+  const uint64_t my_serial = slot.serial();
+  const pid_t self = self_pid_;
+  const uint64_t self_start = self_start_ticks_;
+  sweep.spare = [my_serial, self, self_start](
+                    pid_t p, const std::optional<std::string>& c) {
+    return SpareForOtherRuns(p, c, my_serial, self, self_start);
+  };
+  const LeftoverResult leftovers = KillJobLeftovers(sweep);
+  for (const KilledProcess& k : leftovers.killed) {
+    result.leftovers.push_back(absl::StrCat(k.pid, " ", k.command));
+  }
+  if (!leftovers.survivors.empty()) {
+    absl::StrAppend(&result.capture_error,
+                    result.capture_error.empty() ? "" : "; ",
+                    "processes of the job survived SIGKILL: ",
+                    absl::StrJoin(leftovers.survivors, " "));
+    record.Keep();  // for the next start-up sweep
   }
   if (!Drain(streams,
              MonotonicNs() + absl::ToInt64Nanoseconds(options_.drain_grace),

@@ -1,6 +1,15 @@
 // The agent's timing instrument: runs one benchmark process to completion and
 // measures it.
 //
+// No orphans (agent/runner/job_tree.h): every run's environment carries a
+// unique BENCHFLEET_JOB cookie, the runner makes its process a child
+// subreaper, and when the run ends everything the job started is killed and
+// reaped, including processes that left its process group or session; where
+// cgroup v2 is writable each run gets its own cgroup, killed as a whole.
+// Optionally the job runs as another user (PosixProcessRunnerOptions::
+// job_user). Those two need a child that does work before exec, so they use a
+// vfork-style clone; without them the spawn is posix_spawn as before.
+//
 // `ProcessRunner` is the role the agent's step executor depends on;
 // `PosixProcessRunner` is the real implementation (posix_spawn into a fresh
 // process group, CLOCK_MONOTONIC around spawn -> exit, rusage from wait4,
@@ -28,6 +37,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "agent/runner/job_tree.h"
+#include "agent/runner/job_user.h"
 
 namespace benchfleet {
 
@@ -41,8 +52,9 @@ struct RunRequest {
   // Working directory of the child; must be an existing directory. "" = the
   // agent's own cwd.
   std::string cwd;
-  // The child's complete environment, "KEY=VALUE" each. Nothing is inherited
-  // from the agent.
+  // The child's complete environment, "KEY=VALUE" each, plus the job's
+  // BENCHFLEET_JOB cookie (which replaces one given here). Nothing is
+  // inherited from the agent.
   std::vector<std::string> env;
   // Measured from just before the spawn. At the deadline the whole process
   // group is SIGKILLed.
@@ -63,6 +75,13 @@ struct RunRequest {
   // `cancelled` set. The agent uses it when its lease is dropped. Must outlive
   // Run().
   const std::atomic<bool>* cancel = nullptr;
+  // Names the job in its BENCHFLEET_JOB cookie ("<agent id>/<attempt>/<seq>");
+  // "" = "run". The runner appends what makes the cookie unique.
+  std::string job;
+  // When set, the running job is recorded in this file (JobRecord) before the
+  // spawn and the file is removed when everything of the job is gone, so a
+  // restarted agent can find what a SIGKILLed one left (SweepLeftoverJobs).
+  std::string record_path;
 };
 
 // What was measured. `exit_code`/`term_signal`/`timed_out` say how the process
@@ -90,6 +109,10 @@ struct RunResult {
   // Non-empty when writing a capture file failed (e.g. disk full); the run
   // itself is still measured and the digests still cover the full streams.
   std::string capture_error;
+  // Processes of the job still alive after its process group was killed
+  // (they had left the group: a daemon, setsid), killed at the end of the
+  // run: "<pid> <command line>" each.
+  std::vector<std::string> leftovers;
 };
 
 // Role interface: runs one process to completion.
@@ -113,6 +136,16 @@ struct PosixProcessRunnerOptions {
   // (setsid) but kept the pipes open cannot be found that way; the drain gives
   // up on it after this long.
   absl::Duration drain_grace = absl::Seconds(1);
+  // Run jobs as this user (setgroups, setresgid, setresuid in the child
+  // before exec); empty name = as the agent's own user. Needs root.
+  JobUser job_user;
+  // A cgroup v2 per run under this configuration, when cgroup v2 is mounted
+  // and the parent is writable (JobCgroup::Parent); otherwise the cookie and
+  // the subreaper alone.
+  bool use_cgroups = true;
+  CgroupOptions cgroup;
+  // How long the end-of-run sweep may wait for killed processes to go.
+  absl::Duration kill_timeout = absl::Seconds(5);
 };
 
 // The real runner. See the file comment for the mechanism. Thread-safe.
@@ -125,8 +158,27 @@ class PosixProcessRunner : public ProcessRunner {
 
   absl::StatusOr<RunResult> Run(const RunRequest& request) override;
 
+  // Where job cgroups are created ("" = no cgroups on this host).
+  const std::string& cgroup_parent() const { return cgroup_parent_; }
+  // False when this process could not become a child subreaper (then every
+  // run also scans /proc for its cookie).
+  bool subreaper() const { return subreaper_; }
+  // FailedPrecondition when job limits (memory/pids) are configured but no
+  // cgroup v2 is writable here, saying what to do; OK otherwise.
+  absl::Status CheckLimitsApply() const;
+
  private:
+  // Spawns with a vfork-style clone: for a user switch or a cgroup.
+  // Returns 0 or an errno; `stage` says which step of the child failed.
+  int CloneSpawn(char* stack_top, const char* program, char* const* argv,
+                 char* const* envp, const std::string& cwd, int out_w,
+                 int err_w, int cgroup_fd, pid_t* pid, int* stage);
+
   const PosixProcessRunnerOptions options_;
+  std::string cgroup_parent_;
+  bool subreaper_ = false;
+  pid_t self_pid_ = 0;
+  uint64_t self_start_ticks_ = 0;
   // Process group, signal mask and dispositions of every child; set in the
   // constructor, read-only afterwards (posix_spawn takes it const).
   posix_spawnattr_t spawn_attr_;

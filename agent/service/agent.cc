@@ -10,11 +10,14 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/lease/host_lock.h"
 #include "agent/probe/host_facts.h"
 #include "agent/probe/nvml_probe.h"
 #include "agent/probe/sysfs_probe.h"
+#include "agent/runner/job_tree.h"
+#include "agent/runner/job_user.h"
 #include "agent/service/agent_convert.h"
 #include "agent/service/controller_link.h"
 #include "agent/service/host_gates.h"
@@ -30,6 +33,76 @@
 extern char** environ;
 
 namespace benchfleet {
+namespace {
+
+// The job-user rules of DESIGN.md §7, at start-up.
+absl::Status CheckJobSecurity(const AgentOptions& options) {
+  const bool root = geteuid() == 0;
+  const RootJobsDecision root_rule =
+      DecideRootJobs(root, !options.job_user.empty(), options.allow_root_jobs,
+                     IsLoopbackAddress(options.controller));
+  if (root_rule.verdict == RootJobsVerdict::kRefuse) {
+    return absl::FailedPreconditionError(root_rule.message);
+  }
+  if (root_rule.verdict == RootJobsVerdict::kWarn) {
+    spdlog::warn("{}", root_rule.message);
+  }
+  if (options.job_user.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(const JobUser user, LookUpJobUser(options.job_user));
+  if (user.uid == geteuid()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job_user '", user.name,
+        "' is the agent's own user, so jobs could read its keys and data: "
+        "set job_user to another, unprivileged user"));
+  }
+  if (!root) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job_user '", user.name,
+        "' needs an agent running as root (it switches to that user for each "
+        "job); start the agent as root or remove job_user"));
+  }
+  if (user.uid == 0) {
+    return absl::FailedPreconditionError(
+        "job_user is root; set it to an unprivileged user (or leave it "
+        "unset and set allow_root_jobs: true)");
+  }
+  std::vector<std::string> paths = options.secret_files;
+  paths.push_back(options.workdir);
+  RETURN_IF_ERROR(CheckUnreadableBy(user, paths));
+  spdlog::info("jobs run as user '{}' (uid {})", user.name, user.uid);
+  return absl::OkStatus();
+}
+
+void SweepLeftoversOfPreviousRuns(const AgentOptions& options) {
+  StartupSweep sweep;
+  sweep.record_path = JobRecordPath(options.workdir);
+  sweep.cookie_prefix = absl::StrCat(options.id, "/");
+  const StartupSweepResult swept = SweepLeftoverJobs(sweep);
+  if (!swept.killed.empty()) {
+    std::string names;
+    for (const KilledProcess& k : swept.killed) {
+      absl::StrAppend(&names, names.empty() ? "" : "; ", k.pid, " ", k.command);
+    }
+    spdlog::warn(
+        "killed {} process(es) left by jobs of a previous run of agent {} "
+        "(before accepting work): {}",
+        swept.killed.size(), options.id, names);
+  }
+  if (!swept.cgroup_removed.empty()) {
+    spdlog::warn("killed and removed the cgroup {} of a previous run's job",
+                 swept.cgroup_removed);
+  }
+  if (!swept.cgroup_error.empty()) spdlog::error("{}", swept.cgroup_error);
+  if (!swept.survivors.empty()) {
+    spdlog::error(
+        "processes of a previous run's job survived SIGKILL: {}; the host may "
+        "not be exclusive",
+        absl::StrJoin(swept.survivors, " "));
+  }
+}
+
+}  // namespace
+
 class Agent::Impl {
  public:
   AgentOptions options;
@@ -116,13 +189,26 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
   if (impl->options.lock_file.empty())
     impl->options.lock_file = HostLock::DefaultPath();
   std::error_code ec;
+  const bool workdir_existed =
+      std::filesystem::exists(impl->options.workdir, ec);
   std::filesystem::create_directories(impl->options.workdir, ec);
+  if (!ec && !workdir_existed && !impl->options.job_user.empty()) {
+    // Ours alone from the start: the job user must not read the agent's data.
+    std::filesystem::permissions(impl->options.workdir,
+                                 std::filesystem::perms::owner_all, ec);
+  }
   if (ec) {
     return absl::PermissionDeniedError(absl::StrCat(
         "cannot create the agent work directory ", impl->options.workdir, ": ",
         ec.message(), "; choose another with --workdir"));
   }
   ASSIGN_OR_RETURN(impl->lock, HostLock::Acquire(impl->options.lock_file));
+  RETURN_IF_ERROR(CheckJobSecurity(impl->options));
+  if (impl->options.sweep_leftover_jobs) {
+    // Holding the host lock, before accepting work: what a SIGKILLed
+    // previous instance left must not run beside our first job.
+    SweepLeftoversOfPreviousRuns(impl->options);
+  }
   for (char** e = environ; e != nullptr && *e != nullptr; ++e)
     impl->base_env.emplace_back(*e);
   impl->clock = options.clock != nullptr ? options.clock : RealClock::Get();

@@ -44,6 +44,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -105,6 +106,19 @@ struct AgentOptions {
   // `toolchain_timeout`. An empty command line records nothing for that name.
   std::map<std::string, std::string> toolchain = DefaultToolchainCommands();
   absl::Duration toolchain_timeout = absl::Seconds(5);
+
+  // Who jobs run as (DESIGN.md §7; the runner does the switch, see
+  // PosixProcessRunnerOptions::job_user). Create refuses to start an agent
+  // that runs as root, has no job_user and dials a controller on another
+  // host, unless allow_root_jobs (DecideRootJobs in agent/runner/job_user.h);
+  // with a job_user, it refuses when that user can read one of
+  // `secret_files` (keys, certificates, tokens) or the work directory.
+  std::string job_user;
+  bool allow_root_jobs = false;
+  std::vector<std::string> secret_files;
+  // At start-up, before any work, kill what jobs of a previous instance of
+  // this agent left (SweepLeftoverJobs in agent/runner/job_tree.h).
+  bool sweep_leftover_jobs = true;
 };
 
 class Agent {

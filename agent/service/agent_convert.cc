@@ -56,6 +56,10 @@ RunRequest RunRequestFromOrder(const v1::StepOrder& order,
       timeout != absl::InfiniteDuration()) {
     req.timeout = timeout;
   }
+  // The job's cookie names it (agent/runner/job_tree.h); a restarted agent
+  // looks for "<agent id>/".
+  req.job =
+      absl::StrCat(agent_id, "/", order.attempt_id(), "/", order.step_seq());
   req.stdout_path = absl::StrCat(attempt_dir, "/", order.step_seq(), ".stdout");
   req.stderr_path = absl::StrCat(attempt_dir, "/", order.step_seq(), ".stderr");
   for (int cpu : order.cpus()) req.cpus.push_back(cpu);

@@ -8,9 +8,11 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "agent/probe/host_summary.h"
 #include "agent/service/agent_convert.h"
 #include "agent/service/order_fields.h"
+#include "spdlog/spdlog.h"
 
 namespace benchfleet {
 namespace {
@@ -78,6 +80,7 @@ StepOutcome StepExecutor::Execute(
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   req.cancel = cancel;
+  req.record_path = JobRecordPath(options_.workdir);
 
   // Gates: before the attempt's first step (cooldown, temperatures, load,
   // competing processes) and before every run (temperatures, competing
@@ -118,6 +121,13 @@ StepOutcome StepExecutor::Execute(
 
   if (is_run) sampler_->Begin();
   absl::StatusOr<RunResult> run = runner_->Run(req);
+  if (run.ok() && !run->leftovers.empty()) {
+    spdlog::warn(
+        "step {} of attempt {} left {} process(es) outside its "
+        "process group; killed: {}",
+        o.step_seq(), o.attempt_id(), run->leftovers.size(),
+        absl::StrJoin(run->leftovers, "; "));
+  }
   last_job_end_ = clock_->Now();
   if (is_run) {
     std::vector<HostSample> samples = sampler_->End();

@@ -307,6 +307,7 @@ TEST_F(AgentSigningTest, ANonLoopbackControllerNeedsAKeyOrInsecure) {
   o.link = nullptr;
   o.controller = "ctl.example:7070";
   o.controller_public_key_file.clear();
+  o.allow_root_jobs = true;  // only the signing rule is tested here
   auto refused = Agent::Create(o, &runner_);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);

@@ -9,6 +9,7 @@
 //    its verdict.
 #include <grpcpp/create_channel.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -70,18 +71,17 @@ std::string Sh(const std::string& command) {
 // A CPU hog that is not a descendant of this process (which is also the
 // agent, whose descendants are the job and never competition): started by a
 // shell that exits at once, so the hog is re-parented. Killed on destruction.
+// The agent's runner makes this process a child subreaper (no orphans), which
+// would re-parent the hog to us, make it the agent's own work and have the
+// end-of-run sweep kill it: the subreaper bit is off while the shell exits.
 class Hog {
  public:
   explicit Hog(const std::string& dir) {
-    const std::string pid_file = dir + "/hog.pid";
-    const pid_t sh = testing::Spawn(
-        {"/bin/sh", "-c",
-         absl::StrCat("(while :; do :; done) </dev/null >/dev/null 2>&1 & "
-                      "echo $! > '",
-                      pid_file, "'")},
-        dir + "/hog.log");
-    if (sh <= 0 || testing::WaitFor(sh, absl::Seconds(30)) != 0) return;
-    std::ifstream(pid_file) >> pid_;
+    int subreaper = 0;
+    prctl(PR_GET_CHILD_SUBREAPER, &subreaper, 0, 0, 0);
+    prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+    Start(dir);
+    prctl(PR_SET_CHILD_SUBREAPER, subreaper, 0, 0, 0);
   }
   ~Hog() { Kill(); }
   void Kill() {
@@ -104,6 +104,18 @@ class Hog {
   }
 
  private:
+  void Start(const std::string& dir) {
+    const std::string pid_file = dir + "/hog.pid";
+    const pid_t sh = testing::Spawn(
+        {"/bin/sh", "-c",
+         absl::StrCat("(while :; do :; done) </dev/null >/dev/null 2>&1 & "
+                      "echo $! > '",
+                      pid_file, "'")},
+        dir + "/hog.log");
+    if (sh <= 0 || testing::WaitFor(sh, absl::Seconds(30)) != 0) return;
+    std::ifstream(pid_file) >> pid_;
+  }
+
   pid_t pid_ = 0;
 };
 

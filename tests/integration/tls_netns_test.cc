@@ -169,7 +169,9 @@ class TlsNetnsTest : public ::testing::Test {
                   "--tls-key", dir_ / (name + ".key"), "--ca", dir_ / "ca.crt",
                   "--controller-public-key", dir_ / "signing.pub", "--workdir",
                   dir_ / name, "--lock-file", dir_ / (name + ".lock"),
-                  "--max-competing-cpu", "0", "--cooldown", "0s"}),
+                  "--max-competing-cpu", "0", "--cooldown", "0s",
+              // The test runs as root; its jobs are `true`.
+              "--allow-root-jobs"}),
         dir_ / (name + ".log")));
   }
 
@@ -237,7 +239,10 @@ TEST_F(TlsNetnsTest, PlaintextToAnotherHostIsRefusedWithoutInsecure) {
   CommandResult agent = RunCommand(
       InNs(a_ns_, {build_ + "/agent/benchfleet-agent", "--controller",
                    "10.213.1.1:7070", "--id", "plain", "--workdir",
-                   dir_ / "plain", "--lock-file", dir_ / "plain.lock"}),
+                   dir_ / "plain", "--lock-file", dir_ / "plain.lock",
+                   // Everything but TLS is in order.
+                   "--controller-public-key", dir_ / "signing.pub",
+                   "--allow-root-jobs"}),
       dir_.path(), absl::Seconds(30));
   EXPECT_NE(agent.exit_code, 0) << agent.all();
   EXPECT_NE(agent.all().find("--insecure"), std::string::npos) << agent.all();

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -118,6 +119,27 @@ std::string FirstUnsearchableDir(const fs::path& path, uid_t uid, gid_t gid) {
   }
   return "";
 }
+
+// Clears this process's child-subreaper bit for its lifetime, then puts it
+// back. A test process that also runs an agent is a child subreaper (the
+// runner's "no orphans"): the postgres server that pg_ctl leaves running
+// would be re-parented to it, count as the agent's own work and be killed by
+// the end-of-run sweep of the step running at that moment.
+class NotASubreaper {
+ public:
+  NotASubreaper() {
+    prctl(PR_GET_CHILD_SUBREAPER, &was_, 0, 0, 0);
+    if (was_ != 0) prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+  }
+  ~NotASubreaper() {
+    if (was_ != 0) prctl(PR_SET_CHILD_SUBREAPER, was_, 0, 0, 0);
+  }
+  NotASubreaper(const NotASubreaper&) = delete;
+  NotASubreaper& operator=(const NotASubreaper&) = delete;
+
+ private:
+  int was_ = 0;
+};
 
 }  // namespace
 
@@ -301,6 +323,7 @@ absl::StatusOr<pid_t> PgCluster::PostmasterPid() const {
 
 absl::Status PgCluster::Run(const std::vector<std::string>& argv,
                             std::string* out) {
+  const NotASubreaper not_a_subreaper;
   const std::string program = bin_dir_ + "/" + argv[0];
   // Output files live in the cluster's directory, created before any command.
   const std::string base = dir_ + "/cmd-" + std::to_string(++command_count_);
