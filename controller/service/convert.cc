@@ -66,8 +66,11 @@ StepOutcome FromProto(const v1::StepResult& r) {
   o.error = r.error();
   o.stderr_tail = r.stderr_tail();
   o.host_flags.assign(r.host_flags().begin(), r.host_flags().end());
-  o.gate_wait_ns = r.gate_wait_us() > 0 ? r.gate_wait_us() * 1'000
-                                        : r.gate_wait_ms() * 1'000'000;
+  // Through absl::Duration, which saturates: an agent's out-of-range value
+  // must not overflow (found by fuzz/agent_message_fuzzer.cc).
+  o.gate_wait_ns = absl::ToInt64Nanoseconds(
+      r.gate_wait_us() > 0 ? absl::Microseconds(r.gate_wait_us())
+                           : absl::Milliseconds(r.gate_wait_ms()));
   o.gate_blocked_by = r.gate_blocked_by();
   o.host_not_ready = r.host_not_ready();
   if (r.has_host()) {

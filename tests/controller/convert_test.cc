@@ -3,6 +3,8 @@
 // agents' whole-millisecond fields are still read.
 #include "controller/service/convert.h"
 
+#include <limits>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -96,6 +98,21 @@ TEST(ConvertTest, StepResultReadsMicrosecondsAndFallsBackToMilliseconds) {
   old.set_gate_wait_ms(2);
   EXPECT_EQ(FromProto(old).gate_wait_ns, 2'000'000);
   EXPECT_FALSE(FromProto(old).host.has_value());
+}
+
+// An agent's gate wait out of int64 nanoseconds' range saturates instead of
+// overflowing (undefined behaviour; found by fuzz/agent_message_fuzzer.cc).
+TEST(ConvertTest, StepResultGateWaitOutOfRangeSaturates) {
+  v1::StepResult us;
+  us.set_gate_wait_us(std::numeric_limits<int64_t>::max() / 1'000 + 1);
+  EXPECT_EQ(FromProto(us).gate_wait_ns, std::numeric_limits<int64_t>::max());
+  v1::StepResult ms;
+  ms.set_gate_wait_ms(std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(FromProto(ms).gate_wait_ns, std::numeric_limits<int64_t>::max());
+  v1::StepResult negative;
+  negative.set_gate_wait_ms(std::numeric_limits<int64_t>::min());
+  EXPECT_EQ(FromProto(negative).gate_wait_ns,
+            std::numeric_limits<int64_t>::min());
 }
 
 TEST(ConvertTest, HelloKeepsIdentityLabelsFactsAndTheCurrentLease) {
