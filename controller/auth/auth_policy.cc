@@ -12,7 +12,6 @@
 namespace benchfleet {
 namespace {
 
-
 constexpr MethodRule kRules[] = {
     {"/benchfleet.v1.AgentService/Connect", true, Role::kViewer},
     {"/benchfleet.v1.FleetService/GetExperiment", false, Role::kViewer},
@@ -49,9 +48,8 @@ const MethodRule* FindMethodRule(std::string_view path) {
 absl::Status CheckMethodAllowed(const Caller& caller, std::string_view path) {
   const MethodRule* rule = FindMethodRule(path);
   if (rule == nullptr) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("method ", std::string(path),
-                     " is not served by benchfleet"));
+    return absl::PermissionDeniedError(absl::StrCat(
+        "method ", std::string(path), " is not served by benchfleet"));
   }
   if (rule->agent) {
     return absl::PermissionDeniedError(
@@ -87,9 +85,9 @@ std::string NewTokenText() {
     std::fprintf(stderr, "benchfleet: no random bytes for a token\n");
     std::abort();
   }
-  return absl::StrCat("bft_", absl::WebSafeBase64Escape(std::string(
-                                 reinterpret_cast<const char*>(raw),
-                                 sizeof(raw))));
+  return absl::StrCat("bft_",
+                      absl::WebSafeBase64Escape(std::string(
+                          reinterpret_cast<const char*>(raw), sizeof(raw))));
 }
 
 std::string TokenSha256Hex(std::string_view text) {
@@ -108,9 +106,9 @@ absl::Status CheckUserName(const std::string& user) {
   for (char c : user) {
     if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' &&
         c != '_' && c != '@' && c != '-') {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "user name '", user, "' contains '", std::string(1, c),
-          "'; use letters, digits, '.', '_', '@' and '-'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("user name '", user, "' contains '", std::string(1, c),
+                       "'; use letters, digits, '.', '_', '@' and '-'"));
     }
   }
   return absl::OkStatus();
@@ -130,8 +128,9 @@ absl::StatusOr<Admission> AdmitAgent(
     const std::string& certificate_id, const TrustedLabels& trusted) {
   if (!certificate_id.empty() && hello_id != certificate_id) {
     return absl::PermissionDeniedError(absl::StrCat(
-        "agent certificate is for '", certificate_id, "' but the agent says it is '",
-        hello_id, "'; start it with --id ", certificate_id,
+        "agent certificate is for '", certificate_id,
+        "' but the agent says it is '", hello_id, "'; start it with --id ",
+        certificate_id,
         " or give it its own certificate (`benchfleet certs agent ", hello_id,
         "`)"));
   }
@@ -150,15 +149,14 @@ absl::StatusOr<Admission> AdmitAgent(
       if (own == out.labels.end()) {
         out.labels[key] = *pin;
       } else if (own->second != *pin) {
-        out.changes.push_back(absl::StrCat(key, "=", own->second,
-                                           " replaced by the pinned ", key,
-                                           "=", *pin));
+        out.changes.push_back(absl::StrCat(
+            key, "=", own->second, " replaced by the pinned ", key, "=", *pin));
         own->second = *pin;
       }
     } else if (own != out.labels.end()) {
-      out.changes.push_back(absl::StrCat(
-          key, "=", own->second, " dropped: ", key,
-          " is a trusted label and is not pinned for this agent"));
+      out.changes.push_back(
+          absl::StrCat(key, "=", own->second, " dropped: ", key,
+                       " is a trusted label and is not pinned for this agent"));
       out.labels.erase(own);
     }
   }

@@ -64,7 +64,8 @@ grpc::Status AuthProcessor::Process(const InputMetadata& auth_metadata,
   std::string authorization;
   for (const auto& [key, value] : auth_metadata) {
     if (key == ":path") path.assign(value.data(), value.size());
-    if (key == "authorization") authorization.assign(value.data(), value.size());
+    if (key == "authorization")
+      authorization.assign(value.data(), value.size());
   }
   const MethodRule* rule = FindMethodRule(path);
   if (rule == nullptr) {
@@ -102,8 +103,7 @@ grpc::Status AuthProcessor::Process(const InputMetadata& auth_metadata,
       TokenSha256Hex(std::string_view(authorization).substr(7));
   absl::StatusOr<std::optional<TokenRecord>> found = Lookup(hash);
   if (!found.ok()) {
-    spdlog::error("auth: cannot look tokens up: {}",
-                  found.status().ToString());
+    spdlog::error("auth: cannot look tokens up: {}", found.status().ToString());
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                         "the controller cannot read its token store right "
                         "now; try again shortly");

@@ -170,8 +170,8 @@ class TlsNetnsTest : public ::testing::Test {
                   "--controller-public-key", dir_ / "signing.pub", "--workdir",
                   dir_ / name, "--lock-file", dir_ / (name + ".lock"),
                   "--max-competing-cpu", "0", "--cooldown", "0s",
-              // The test runs as root; its jobs are `true`.
-              "--allow-root-jobs"}),
+                  // The test runs as root; its jobs are `true`.
+                  "--allow-root-jobs"}),
         dir_ / (name + ".log")));
   }
 
