@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "cli/cli_errors.h"
+#include "cli/output.h"
 #include "cli/commands.h"
 #include "common/certs.h"
 #include "common/grpc_status.h"
@@ -141,15 +141,6 @@ absl::Status Call(v1::FleetService::Stub* stub, Fn fn, const Req& req,
   return FromGrpcStatus((stub->*fn)(&ctx, req, resp));
 }
 
-std::string Json(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.always_print_primitive_fields = true;
-  opts.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
-  return out;
-}
-
 std::string Millis(int64_t ms) {
   return ms == 0 ? "-"
                  : absl::FormatTime("%Y-%m-%d %H:%M", absl::FromUnixMillis(ms),
@@ -232,7 +223,7 @@ std::optional<int> RunTokenCommands(const AdminCommands& cmds,
                            v1::ListTokensRequest(), &resp);
     if (!st.ok()) return ReportRpcError(st, controller);
     if (json) {
-      std::cout << Json(resp) << "\n";
+      std::cout << ProtoToJson(resp) << "\n";
       return kExitOk;
     }
     std::printf("%-5s %-20s %-10s %-16s %-16s %s\n", "ID", "USER", "ROLE",
@@ -263,7 +254,7 @@ std::optional<int> RunTokenCommands(const AdminCommands& cmds,
         Call(stub, &v1::FleetService::Stub::WhoAmI, v1::WhoAmIRequest(), &resp);
     if (!st.ok()) return ReportRpcError(st, controller);
     if (json) {
-      std::cout << Json(resp) << "\n";
+      std::cout << ProtoToJson(resp) << "\n";
     } else if (resp.authenticated()) {
       std::printf("%s (%s) at %s\n", resp.user().c_str(), resp.role().c_str(),
                   controller.c_str());

@@ -25,7 +25,7 @@
 #include "agent/service/agent.h"
 #include "benchfleet/v1/fleet.grpc.pb.h"
 #include "cli/admin_commands.h"
-#include "cli/cli_errors.h"
+#include "cli/output.h"
 #include "cli/history_commands.h"
 #include "common/config_file.h"
 #include "common/credentials.h"
@@ -53,18 +53,9 @@ int Report(const absl::Status& st, const std::string& controller) {
   return ReportRpcError(st, controller);
 }
 
-std::string ToJson(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.always_print_primitive_fields = true;
-  opts.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
-  return out;
-}
-
 // An attempt as JSON, its environment an object rather than a string.
 nlohmann::json AttemptJson(const v1::Attempt& a) {
-  nlohmann::json j = nlohmann::json::parse(ToJson(a));
+  nlohmann::json j = nlohmann::json::parse(ProtoToJson(a));
   j["environment"] =
       a.environment_json().empty()
           ? nlohmann::json::object()
@@ -76,7 +67,7 @@ nlohmann::json AttemptJson(const v1::Attempt& a) {
 // The experiment as JSON, with its report (and its attempts' environments)
 // embedded as objects rather than strings.
 nlohmann::json ExperimentJson(const v1::Experiment& e) {
-  nlohmann::json j = nlohmann::json::parse(ToJson(e));
+  nlohmann::json j = nlohmann::json::parse(ProtoToJson(e));
   if (!e.report_json().empty()) {
     j["report"] = nlohmann::json::parse(e.report_json(), nullptr, false);
   }
@@ -342,7 +333,7 @@ int Submit(Client& client, const std::string& file, bool watch,
   }
   if (!watch) {
     if (g.json) {
-      std::cout << ToJson(resp) << "\n";
+      std::cout << ProtoToJson(resp) << "\n";
     } else {
       std::cout << absl::StrFormat("submitted experiment %d (number %03d)\n",
                                    resp.experiment_id(), resp.number());
@@ -625,7 +616,7 @@ int RunCli(int argc, char** argv) {
         client->Call(&v1::FleetService::Stub::ListExperiments, req, &resp);
     if (!st.ok()) return Report(st, g.controller);
     if (g.json) {
-      std::cout << ToJson(resp) << "\n";
+      std::cout << ProtoToJson(resp) << "\n";
       return kExitOk;
     }
     std::cout << absl::StrFormat("%-6s %-5s %-28s %-10s %-14s %-9s %s\n", "ID",
@@ -664,7 +655,7 @@ int RunCli(int argc, char** argv) {
         client->Call(&v1::FleetService::Stub::ListAgents, req, &resp);
     if (!st.ok()) return Report(st, g.controller);
     if (g.json) {
-      std::cout << ToJson(resp) << "\n";
+      std::cout << ProtoToJson(resp) << "\n";
       return kExitOk;
     }
     std::cout << absl::StrFormat("%-24s %-20s %-12s %-10s %-12s %s\n", "ID",
@@ -694,7 +685,7 @@ int RunCli(int argc, char** argv) {
         client->Call(&v1::FleetService::Stub::SetAgentCordoned, req, &a);
     if (!st.ok()) return Report(st, g.controller);
     if (g.json) {
-      std::cout << ToJson(a) << "\n";
+      std::cout << ProtoToJson(a) << "\n";
     } else {
       std::cout << absl::StrFormat(
           "agent %s %s\n", a.id(),

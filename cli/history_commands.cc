@@ -14,7 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "cli/cli_errors.h"
+#include "cli/output.h"
 #include "cli/commands.h"
 #include "common/grpc_status.h"
 #include "controller/history/history_file.h"

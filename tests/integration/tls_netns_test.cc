@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "common/certs.h"
 #include "common/signing.h"
 #include "controller/auth/tokens.h"
@@ -28,21 +29,6 @@ using ::benchfleet::testing::CommandResult;
 using ::benchfleet::testing::Daemon;
 using ::benchfleet::testing::RunCommand;
 using ::benchfleet::testing::TempDir;
-
-constexpr char kSpec[] = R"(apiVersion: benchfleet/v1
-kind: Experiment
-name: netns-aa
-benchmark:
-  command: "true"
-  inputs: [{name: one, path: inputs/tiny.txt}]
-  warmup: 0
-  runs: 10
-variants:
-  - {name: baseline}
-  - {name: same}
-verdict: {max_cv: 1000%}
-gates: {cooldown: 0s, max_load: 64, max_wait: 1m}
-)";
 
 class TlsNetnsTest : public ::testing::Test {
  protected:
@@ -139,9 +125,25 @@ class TlsNetnsTest : public ::testing::Test {
     std::filesystem::permissions(dir_ / "alice.token",
                                  std::filesystem::perms::owner_read |
                                      std::filesystem::perms::owner_write);
-    std::filesystem::create_directories(dir_ / "work/inputs");
-    testing::WriteFile(dir_ / "work/inputs/tiny.txt", "x");
-    testing::WriteFile(dir_ / "work/netns.yaml", kSpec);
+    // The quickstart, as README's tour runs it (max_cv raised: other tests
+    // may share this machine's two cores).
+    std::filesystem::create_directories(dir_ / "work");
+    testing::CopyExamples(dir_ / "work");
+    std::string quickstart = testing::ReadFile(dir_ / "work/quickstart.yaml");
+    quickstart =
+        absl::StrReplaceAll(quickstart, {{"max_cv: 10%", "max_cv: 30%"}});
+    testing::WriteFile(dir_ / "work/quickstart.yaml", quickstart);
+    // Another user's token, with too low a role.
+    auto viewer = IssueToken(store->get(), "vera", "viewer", "", absl::Now());
+    ASSERT_TRUE(viewer.ok()) << viewer.status();
+    testing::WriteFile(dir_ / "vera.token", viewer->text + "\n");
+    std::filesystem::permissions(dir_ / "vera.token",
+                                 std::filesystem::perms::owner_read |
+                                     std::filesystem::perms::owner_write);
+    testing::WriteFile(dir_ / "wrong.token", "bft_wrong\n");
+    std::filesystem::permissions(dir_ / "wrong.token",
+                                 std::filesystem::perms::owner_read |
+                                     std::filesystem::perms::owner_write);
   }
 
   std::vector<std::string> InNs(const std::string& ns,
@@ -175,15 +177,17 @@ class TlsNetnsTest : public ::testing::Test {
         dir_ / (name + ".log")));
   }
 
+  // The CLI in agent-a's namespace, with `token`'s token file.
   CommandResult Cli(std::vector<std::string> args,
-                    absl::Duration timeout = absl::Seconds(60)) {
+                    absl::Duration timeout = absl::Seconds(60),
+                    const std::string& token = "alice") {
     std::vector<std::string> argv = {build_ + "/cli/benchfleet",
                                      "--controller",
                                      "10.213.1.1:7070",
                                      "--ca",
                                      dir_ / "ca.crt",
                                      "--token-file",
-                                     dir_ / "alice.token"};
+                                     dir_ / (token + ".token")};
     argv.insert(argv.end(), args.begin(), args.end());
     return RunCommand(InNs(a_ns_, argv), dir_.path(), timeout);
   }
@@ -221,8 +225,10 @@ TEST_F(TlsNetnsTest, TwoAgentsOnOtherHostsRunAnExperimentOverMutualTls) {
   EXPECT_EQ(who.exit_code, 0) << who.all();
   EXPECT_NE(who.out.find("alice (submitter)"), std::string::npos) << who.all();
 
-  CommandResult run =
-      Cli({"submit", "--watch", dir_ / "work/netns.yaml"}, absl::Minutes(3));
+  CommandResult run = Cli({"submit", "--watch", dir_ / "work/quickstart.yaml"},
+                          absl::Minutes(4));
+  EXPECT_NE(run.out.find("Verdict: KEEP"), std::string::npos) << run.all();
+  EXPECT_NE(run.out.find("Verdict: KILL"), std::string::npos) << run.all();
   EXPECT_EQ(run.exit_code, 0)
       << run.all() << testing::ReadFile(dir_ / "controller.log");
   auto store = OpenStore(store_url_);
@@ -232,6 +238,64 @@ TEST_F(TlsNetnsTest, TwoAgentsOnOtherHostsRunAnExperimentOverMutualTls) {
   ASSERT_EQ(list->size(), 1u);
   EXPECT_EQ((*list)[0].state, ExperimentState::kDone);
   EXPECT_EQ((*list)[0].submitted_by, "alice");
+}
+
+TEST_F(TlsNetnsTest, WrongIdentitiesAreRefusedAcrossTheNetwork) {
+  StartController();
+  // agent-b's certificate, claiming to be agent-a; a certificate from
+  // another CA; each from its own namespace.
+  auto rogue_ca =
+      MakeCertificateAuthority("rogue", absl::Now() + absl::Hours(24));
+  ASSERT_TRUE(rogue_ca.ok());
+  CertificateRequest req;
+  req.common_name = "agent-a";
+  req.sans = {"agent-a"};
+  req.client_auth = true;
+  auto rogue = IssueCertificate(*rogue_ca, req);
+  ASSERT_TRUE(rogue.ok());
+  ASSERT_TRUE(WriteKeyAndCert(dir_.path(), "rogue", *rogue).ok());
+  auto agent = [&](const std::string& ns, const std::string& cert,
+                   const std::string& id, const std::string& addr) {
+    return std::make_unique<Daemon>(
+        InNs(ns, {build_ + "/agent/benchfleet-agent", "--controller", addr,
+                  "--tls-cert", dir_ / (cert + ".crt"), "--tls-key",
+                  dir_ / (cert + ".key"), "--ca", dir_ / "ca.crt", "--id", id,
+                  "--controller-public-key", dir_ / "signing.pub", "--workdir",
+                  dir_ / (id + cert), "--lock-file",
+                  dir_ / (id + cert + ".lock"), "--allow-root-jobs"}),
+        dir_ / (cert + "-as-" + id + ".log"));
+  };
+  auto impostor = agent(b_ns_, "agent-b", "agent-a", "10.213.2.1:7070");
+  auto stranger = agent(a_ns_, "rogue", "agent-a", "10.213.1.1:7070");
+
+  const absl::Time until = absl::Now() + absl::Seconds(20);
+  std::string log;
+  while (absl::Now() < until) {
+    log = testing::ReadFile(dir_ / "controller.log");
+    if (log.find("certificate is for 'agent-b'") != std::string::npos) break;
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  EXPECT_NE(log.find("certificate is for 'agent-b'"), std::string::npos) << log;
+  EXPECT_NE(log.find("10.213.2.2"), std::string::npos)
+      << "the refusal names the peer: " << log;
+  CommandResult agents = Cli({"--json", "agents"});
+  EXPECT_EQ(agents.exit_code, 0) << agents.all();
+  EXPECT_EQ(agents.out.find("agent-a"), std::string::npos)
+      << "neither impostor may register: " << agents.all();
+  impostor.reset();
+  stranger.reset();
+  EXPECT_EQ(testing::ReadFile(dir_ / "rogue-as-agent-a.log").find("welcome"),
+            std::string::npos);
+
+  // Tokens across the network: wrong (exit 3), too low a role (exit 1).
+  CommandResult wrong = Cli({"list"}, absl::Seconds(60), "wrong");
+  EXPECT_EQ(wrong.exit_code, 3) << wrong.all();
+  EXPECT_NE(wrong.err.find("not recognised"), std::string::npos) << wrong.all();
+  CommandResult viewer =
+      Cli({"submit", dir_ / "work/quickstart.yaml"}, absl::Seconds(60), "vera");
+  EXPECT_EQ(viewer.exit_code, 1) << viewer.all();
+  EXPECT_NE(viewer.err.find("has role viewer"), std::string::npos)
+      << viewer.all();
 }
 
 TEST_F(TlsNetnsTest, PlaintextToAnotherHostIsRefusedWithoutInsecure) {

@@ -1,4 +1,6 @@
-#include "cli/cli_errors.h"
+#include "cli/output.h"
+
+#include <google/protobuf/util/json_util.h>
 
 #include <cstdio>
 
@@ -31,6 +33,15 @@ int ReportRpcError(const absl::Status& st, const std::string& controller) {
   }
   std::fprintf(stderr, "benchfleet: %s\n", message.c_str());
   return kExitUserError;
+}
+
+std::string ProtoToJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.always_print_primitive_fields = true;
+  opts.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
+  return out;
 }
 
 }  // namespace benchfleet
