@@ -1,6 +1,5 @@
 #include "cli/admin_commands.h"
 
-#include <google/protobuf/util/json_util.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,8 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "cli/output.h"
 #include "cli/commands.h"
+#include "cli/output.h"
 #include "common/certs.h"
 #include "common/grpc_status.h"
 #include "common/signing.h"

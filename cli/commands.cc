@@ -1,6 +1,5 @@
 #include "cli/commands.h"
 
-#include <google/protobuf/util/json_util.h>
 #include <grpcpp/create_channel.h>
 #include <unistd.h>
 
@@ -25,8 +24,8 @@
 #include "agent/service/agent.h"
 #include "benchfleet/v1/fleet.grpc.pb.h"
 #include "cli/admin_commands.h"
-#include "cli/output.h"
 #include "cli/history_commands.h"
+#include "cli/output.h"
 #include "common/config_file.h"
 #include "common/credentials.h"
 #include "common/grpc_status.h"

@@ -3,8 +3,6 @@
 #ifndef BENCHFLEET_TESTS_CONTROLLER_VERDICT_TESTING_H_
 #define BENCHFLEET_TESTS_CONTROLLER_VERDICT_TESTING_H_
 
-#include "controller/verdict/verdict.h"
-
 #include <cmath>
 #include <cstdint>
 #include <numbers>
@@ -15,6 +13,7 @@
 #include "absl/time/time.h"
 #include "common/spec.h"
 #include "controller/stats/stats.h"
+#include "controller/verdict/verdict.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -45,7 +44,7 @@ inline std::vector<double> Scaled(std::vector<double> xs, double factor) {
 }
 
 inline InputSamples Input(std::string name, std::vector<double> baseline,
-                   std::vector<double> candidate, double weight = 1.0) {
+                          std::vector<double> candidate, double weight = 1.0) {
   InputSamples in;
   in.input = std::move(name);
   in.weight = weight;
@@ -55,7 +54,8 @@ inline InputSamples Input(std::string name, std::vector<double> baseline,
 }
 
 // One input whose candidate is the quiet baseline scaled by `factor`.
-inline CandidateEvidence ScaledEvidence(double factor, bool at_max_runs = false) {
+inline CandidateEvidence ScaledEvidence(double factor,
+                                        bool at_max_runs = false) {
   CandidateEvidence e;
   e.variant = "cand";
   e.at_max_runs = at_max_runs;
@@ -76,7 +76,6 @@ inline CandidateEvidence FiveInputs(double factor) {
 }
 
 inline DecisionPolicy FirstPass() { return DecisionPolicy{}; }
-
 
 }  // namespace benchfleet::verdict::testing_helpers
 
