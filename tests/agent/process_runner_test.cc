@@ -1,8 +1,8 @@
 // Tests of the agent's process runner against real child processes (sh,
 // coreutils and the process_runner_test_child helper). This long file (over
-// 700 lines) is on
-// purpose: one file for the runner's whole contract (spawn, capture, digests,
-// deadlines, cancel, affinity); the no-orphans sweep has job_tree_test.cc.
+// 700 lines) is on purpose: one file for the runner's whole contract (spawn,
+// capture, digests, deadlines, cancel, affinity); the no-orphans sweep has
+// job_tree_test.cc.
 #include "agent/runner/process_runner.h"
 
 #include <dirent.h>
