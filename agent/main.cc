@@ -164,23 +164,18 @@ int main(int argc, char** argv) {
     take("tls_key", tls_key);
     take("ca", tls_ca);
     take("server_name", server_name);
-    if (config->contains("insecure")) {
-      const std::string& v = (*config)["insecure"];
-      if (v != "true" && v != "false") {
-        return fail(
-            absl::StrCat(config_path,
-                         ": insecure: expected true or false, got \"", v, "\""),
-            1);
-      }
-      insecure = insecure || v == "true";
-    }
     take("controller_public_key", controller_public_key);
     take("job_user", job_user);
     take("job_memory_max", job_memory_max);
     take("job_pids_max", job_pids_max);
     take("cgroup_parent", cgroup_parent);
-    if (config->contains("allow_root_jobs"))
-      allow_root_jobs |= (*config)["allow_root_jobs"] == "true";
+    for (auto [key, flag] : {std::pair{"insecure", &insecure},
+                             std::pair{"allow_root_jobs", &allow_root_jobs}}) {
+      if (absl::Status s =
+              benchfleet::TakeConfigBool(*config, key, config_path, flag);
+          !s.ok())
+        return fail(std::string(s.message()), 1);
+    }
     auto take_number = [&](const char* key, double& flag) -> bool {
       if (flag >= 0 || !config->contains(key)) return true;
       return absl::SimpleAtod((*config)[key], &flag) && flag >= 0;

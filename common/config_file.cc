@@ -90,6 +90,19 @@ absl::StatusOr<std::map<std::string, std::string>> LoadConfigFile(
   return out;
 }
 
+absl::Status TakeConfigBool(const std::map<std::string, std::string>& config,
+                            const std::string& key, const std::string& path,
+                            bool* flag) {
+  auto it = config.find(key);
+  if (it == config.end()) return absl::OkStatus();
+  if (it->second != "true" && it->second != "false") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": ", key, ": expected true or false, got \"", it->second, "\""));
+  }
+  *flag = *flag || it->second == "true";
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::map<std::string, std::string>> ParseLabels(
     const std::string& text) {
   std::map<std::string, std::string> labels;

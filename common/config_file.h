@@ -29,6 +29,14 @@ absl::StatusOr<std::map<std::string, std::string>> LoadConfigFile(
     const std::set<std::string>& mapping_keys,
     std::map<std::string, std::map<std::string, std::string>>* mappings);
 
+// A yes/no setting of a loaded config: when `key` is present it must be
+// "true" or "false" (InvalidArgument naming `path`, the key and the value
+// otherwise), and "true" turns `*flag` on; a flag already on stays on (the
+// command line wins).
+absl::Status TakeConfigBool(const std::map<std::string, std::string>& config,
+                            const std::string& key, const std::string& path,
+                            bool* flag);
+
 // "k=v,k2=v2" -> map; InvalidArgument on a malformed pair.
 absl::StatusOr<std::map<std::string, std::string>> ParseLabels(
     const std::string& text);

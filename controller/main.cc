@@ -112,16 +112,10 @@ int main(int argc, char** argv) {
           std::pair{"client_ca", &client_ca}}) {
       if (flag->empty() && config->contains(key)) *flag = (*config)[key];
     }
-    if (config->contains("insecure")) {
-      const std::string& v = (*config)["insecure"];
-      if (v != "true" && v != "false") {
-        return Fail(
-            absl::StrCat(config_path,
-                         ": insecure: expected true or false, got \"", v, "\""),
-            2);
-      }
-      insecure = insecure || v == "true";
-    }
+    if (absl::Status s = benchfleet::TakeConfigBool(*config, "insecure",
+                                                    config_path, &insecure);
+        !s.ok())
+      return Fail(std::string(s.message()), 2);
     if (config->contains("listen")) options.listen = (*config)["listen"];
     if (config->contains("store")) options.store_url = (*config)["store"];
     if (config->contains("lease_timeout") && lease_timeout.empty())

@@ -107,5 +107,28 @@ TEST_F(ConfigFileTest, MissingFileIsNotFound) {
                 ": it does not exist or is not readable");
 }
 
+TEST(ConfigBoolTest, YesNoSettingsAreTrueOrFalseAndTheFlagWins) {
+  const std::map<std::string, std::string> config = {
+      {"insecure", "true"}, {"allow_root_jobs", "false"}, {"typo", "yes"}};
+  bool on = false;
+  EXPECT_TRUE(TakeConfigBool(config, "insecure", "a.yaml", &on).ok());
+  EXPECT_TRUE(on);
+  bool flag_on = true;
+  EXPECT_TRUE(
+      TakeConfigBool(config, "allow_root_jobs", "a.yaml", &flag_on).ok());
+  EXPECT_TRUE(flag_on);  // the command line's --allow-root-jobs stays
+  bool absent = false;
+  EXPECT_TRUE(TakeConfigBool(config, "missing", "a.yaml", &absent).ok());
+  EXPECT_FALSE(absent);
+  bool typo = false;
+  absl::Status s = TakeConfigBool(config, "typo", "a.yaml", &typo);
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_NE(
+      s.message().find("a.yaml: typo: expected true or false, got \"yes\""),
+      std::string::npos)
+      << s;
+  EXPECT_FALSE(typo);
+}
+
 }  // namespace
 }  // namespace benchfleet
