@@ -290,6 +290,8 @@ ExperimentReport AttemptDriver::Evaluate(
     cr.change = d.aggregate_change;
     cr.p_value = d.aggregate_p_value;
     cr.change_measured = d.aggregate_measured;
+    cr.change_ci_low = d.aggregate_change_ci.low;
+    cr.change_ci_high = d.aggregate_change_ci.high;
     cr.combines = v.combines;
     cr.kill_skipped_runs = vs.kill_skipped_runs;
     cr.kill_saved_ns = vs.kill_saved_ns;

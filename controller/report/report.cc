@@ -85,6 +85,11 @@ std::string RenderReportText(const ExperimentReport& report) {
         " (baseline: ", FormatValue(c.baseline_median, report.unit), ")\n");
     absl::StrAppend(
         &out, "Change: ", c.change_measured ? FormatPercent(c.change) : "n/a",
+        c.change_measured && std::isfinite(c.change_ci_low) &&
+                std::isfinite(c.change_ci_high)
+            ? absl::StrCat(" (95% CI ", FormatPercent(c.change_ci_low), " to ",
+                           FormatPercent(c.change_ci_high), ")")
+            : "",
         c.change_measured && c.verdict == "KILL"
             ? " (runs stopped at their deadline count with what "
               "they measured until then)"
@@ -240,6 +245,10 @@ std::string ReportToJson(const ExperimentReport& report) {
     jc["change"] = c.change;
     jc["p_value"] = c.p_value;
     jc["change_measured"] = c.change_measured;
+    if (c.change_measured && std::isfinite(c.change_ci_low) &&
+        std::isfinite(c.change_ci_high)) {
+      jc["change_ci"] = {c.change_ci_low, c.change_ci_high};
+    }
     jc["combines"] = c.combines;
     jc["conflict"] = c.conflict;
     jc["kill_skipped_runs"] = c.kill_skipped_runs;

@@ -53,6 +53,10 @@ struct CandidateReport {
   double change = 0;
   double p_value = 1;
   bool change_measured = false;
+  // The aggregate change's 95% bootstrap CI (verdict::Decision::
+  // aggregate_change_ci); shown when both bounds are finite.
+  double change_ci_low = 0;
+  double change_ci_high = 0;
   std::vector<std::string> combines;
   std::string
       conflict;  // set when a compound variant does worse than its best part

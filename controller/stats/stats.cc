@@ -390,6 +390,58 @@ Interval BootstrapMedianRatioCI(absl::Span<const double> candidate,
   return {SortedQuantile(ratios, tail), SortedQuantile(ratios, 1 - tail)};
 }
 
+Interval BootstrapWeightedMedianRatioCI(absl::Span<const RatioGroup> groups,
+                                        int iterations, double confidence,
+                                        uint64_t seed) {
+  if (groups.empty() || iterations < 1 || !(confidence > 0) ||
+      !(confidence < 1)) {
+    return {kNaN, kNaN};
+  }
+  double weight_sum = 0;
+  for (const RatioGroup& g : groups) {
+    if (g.candidate.empty() || g.baseline.empty() || !std::isfinite(g.weight) ||
+        !(g.weight > 0)) {
+      return {kNaN, kNaN};
+    }
+    weight_sum += g.weight;
+  }
+  std::mt19937_64 rng(seed);
+  std::vector<double> resample_c;
+  std::vector<double> resample_b;
+  std::vector<double> ratios;
+  ratios.reserve(iterations);
+  for (int i = 0; i < iterations; ++i) {
+    double log_sum = 0;
+    int degenerate = 0;  // +1: a ratio without a finite log above, -1 below
+    for (const RatioGroup& g : groups) {
+      resample_c.resize(g.candidate.size());
+      resample_b.resize(g.baseline.size());
+      for (double& x : resample_c)
+        x = g.candidate[UniformIndex(rng, g.candidate.size())];
+      for (double& x : resample_b)
+        x = g.baseline[UniformIndex(rng, g.baseline.size())];
+      const double mc = MedianInPlace(resample_c);
+      const double mb = MedianInPlace(resample_b);
+      const double ratio = mc / mb;
+      if (std::isfinite(ratio) && ratio > 0) {
+        log_sum += g.weight * std::log(ratio);
+      } else if (degenerate == 0) {
+        degenerate = (std::isnan(ratio) || mc > mb) ? 1 : -1;
+      }
+    }
+    if (degenerate > 0) {
+      ratios.push_back(kInf);
+    } else if (degenerate < 0) {
+      ratios.push_back(0);
+    } else {
+      ratios.push_back(std::exp(log_sum / weight_sum));
+    }
+  }
+  std::sort(ratios.begin(), ratios.end());
+  const double tail = (1 - confidence) / 2;
+  return {SortedQuantile(ratios, tail), SortedQuantile(ratios, 1 - tail)};
+}
+
 OutlierResult RemoveOutliers(absl::Span<const double> xs, double k) {
   OutlierResult result;
   const double centre = Median(xs);

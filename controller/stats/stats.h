@@ -119,6 +119,28 @@ Interval BootstrapMedianRatioCI(absl::Span<const double> candidate,
                                 int iterations, double confidence,
                                 uint64_t seed);
 
+// One input of an aggregate: its two samples and its weight (> 0).
+struct RatioGroup {
+  absl::Span<const double> candidate;
+  absl::Span<const double> baseline;
+  double weight = 1;
+};
+
+// Percentile bootstrap confidence interval of the weighted geometric mean of
+// the groups' median ratios, exp(sum(w_i log(median(c_i) / median(b_i))) /
+// sum(w_i)): the aggregate DESIGN.md §4 decides on. Each of `iterations`
+// rounds resamples every group's two samples (as BootstrapMedianRatioCI does),
+// so the interval carries the uncertainty of every input at once. A round in
+// which some resampled median ratio is not a positive finite number counts as
+// +infinity when the candidate's median is the larger (or the ratio is
+// undefined) and as 0 otherwise, which only widens the interval. Reproducible
+// for a given seed. Returns {NaN, NaN} when there are no groups, a group has
+// an empty sample or a weight that is not positive and finite, iterations < 1
+// or confidence is not in (0, 1).
+Interval BootstrapWeightedMedianRatioCI(absl::Span<const RatioGroup> groups,
+                                        int iterations, double confidence,
+                                        uint64_t seed);
+
 // Result of RemoveOutliers; `kept` and `removed` preserve the input order.
 struct OutlierResult {
   std::vector<double> kept;

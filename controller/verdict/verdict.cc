@@ -64,8 +64,16 @@ double SignedZ(const stats::TestResult& mw, size_t n_candidate,
   return sign * magnitude;
 }
 
+// The samples an input decided on (after outlier removal on the flaky path),
+// kept for the aggregate's bootstrap.
+struct DecidedSamples {
+  std::vector<double> baseline;
+  std::vector<double> candidate;
+};
+
 InputDecision AnalyzeInput(const InputSamples& in, const DecisionPolicy& policy,
-                           uint64_t seed, double* signed_z) {
+                           uint64_t seed, double* signed_z,
+                           DecidedSamples* decided) {
   InputDecision out;
   out.input = in.input;
   out.weight = in.weight;
@@ -110,6 +118,8 @@ InputDecision AnalyzeInput(const InputSamples& in, const DecisionPolicy& policy,
   out.regressed =
       out.improvement < -policy.input_regression - kThresholdTolerance;
   *signed_z = SignedZ(mw, candidate.size(), baseline.size(), policy.better);
+  decided->baseline = std::move(baseline);
+  decided->candidate = std::move(candidate);
   return out;
 }
 
@@ -194,9 +204,10 @@ std::string NoiseNote(const InputDecision& in, const DecisionPolicy& policy) {
 }
 
 // Fills the aggregate fields of `d` when every input is measurable: the
-// weighted geometric mean of the ratios and the weighted Stouffer Z of the
-// tests.
+// weighted geometric mean of the ratios, its bootstrap CI and the weighted
+// Stouffer Z of the tests.
 void ComputeAggregate(const std::vector<double>& signed_z,
+                      const std::vector<DecidedSamples>& samples,
                       const DecisionPolicy& policy, Decision* d) {
   if (d->inputs.empty()) return;
   for (const InputDecision& in : d->inputs)
@@ -224,6 +235,19 @@ void ComputeAggregate(const std::vector<double>& signed_z,
                                  ? -d->aggregate_change
                                  : d->aggregate_change;
   d->aggregate_z = z_sum / std::sqrt(weight_sq_sum);
+  std::vector<stats::RatioGroup> groups;
+  for (size_t i = 0; i < d->inputs.size(); ++i) {
+    groups.push_back({samples[i].candidate, samples[i].baseline,
+                      weights_valid ? d->inputs[i].weight : 1.0});
+  }
+  // Its own stream, apart from the per-input ones (seed + i * golden ratio).
+  const stats::Interval ratio_ci = stats::BootstrapWeightedMedianRatioCI(
+      groups, policy.bootstrap_iterations, 0.95,
+      policy.seed ^ 0xA5A5A5A5A5A5A5A5ULL);
+  d->aggregate_change_ci = {ratio_ci.low - 1, ratio_ci.high - 1};
+  d->aggregate_improvement_low = policy.better == Better::kLower
+                                     ? -d->aggregate_change_ci.high
+                                     : d->aggregate_change_ci.low;
   d->aggregate_p_value =
       d->inputs.size() == 1
           ? d->inputs[0].p_value  // identical, without a round trip
@@ -268,18 +292,28 @@ Decision ApplyMagnitudeRows(Decision d, const CandidateEvidence& evidence,
       improvement >= policy.keep_threshold - kThresholdTolerance;
   const bool reaches_maybe =
       improvement >= policy.maybe_threshold - kThresholdTolerance;
+  // A gain is claimed only when the aggregate's CI rules out the gains too
+  // small to matter (DecisionPolicy::established_gain_fraction).
+  const double gain_floor =
+      policy.established_gain_fraction * policy.maybe_threshold;
+  const bool gain_established =
+      d.aggregate_improvement_low >= gain_floor - kThresholdTolerance;
+  const std::string ci_text =
+      absl::StrCat("its aggregate ", CiText(d.aggregate_change_ci),
+                   gain_established ? " rules out" : " does not rule out",
+                   " a gain under ", Pct(gain_floor));
   const std::string correct =
       d.inputs.size() == 1
           ? std::string("1 input correct")
           : absl::StrFormat("all %d inputs correct", d.inputs.size());
   // Row 5.
-  if (reaches_keep && significant_gain) {
+  if (reaches_keep && significant_gain && gain_established) {
     return Finish(std::move(d), Verdict::kKeep,
                   absl::StrFormat("%s >= keep %s, %s, %s", summary,
                                   Pct(policy.keep_threshold), p_text, correct));
   }
   // Row 6.
-  if (reaches_maybe && !reaches_keep && significant_gain) {
+  if (reaches_maybe && !reaches_keep && significant_gain && gain_established) {
     return Finish(std::move(d), Verdict::kMaybe,
                   absl::StrFormat("%s between maybe %s and keep %s, %s, %s",
                                   summary, Pct(policy.maybe_threshold),
@@ -291,8 +325,11 @@ Decision ApplyMagnitudeRows(Decision d, const CandidateEvidence& evidence,
     for (const InputDecision& in : d.inputs) all.push_back(in.input);
     return Inconclusive(
         std::move(d), evidence, std::move(all),
-        absl::StrFormat("%s >= keep %s but not significant (%s)", summary,
-                        Pct(policy.keep_threshold), p_text));
+        significant_gain
+            ? absl::StrFormat("%s >= keep %s, %s, but %s", summary,
+                              Pct(policy.keep_threshold), p_text, ci_text)
+            : absl::StrFormat("%s >= keep %s but not significant (%s)", summary,
+                              Pct(policy.keep_threshold), p_text));
   }
   // Row 8.
   if (!reaches_maybe) {
@@ -303,7 +340,9 @@ Decision ApplyMagnitudeRows(Decision d, const CandidateEvidence& evidence,
   }
   return Finish(
       std::move(d), Verdict::kDiscard,
-      absl::StrFormat("%s but not significant (%s)", summary, p_text));
+      significant_gain
+          ? absl::StrFormat("%s, %s, but %s", summary, p_text, ci_text)
+          : absl::StrFormat("%s but not significant (%s)", summary, p_text));
 }
 
 }  // namespace
@@ -412,18 +451,20 @@ Decision Decide(const CandidateEvidence& evidence,
                 const DecisionPolicy& policy) {
   Decision d;
   std::vector<double> signed_z;
+  std::vector<DecidedSamples> samples(evidence.inputs.size());
   for (size_t i = 0; i < evidence.inputs.size(); ++i) {
     // A distinct, reproducible bootstrap stream per input (golden-ratio
     // increment).
     const uint64_t seed =
         policy.seed + static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ULL;
     double z = 0;
-    d.inputs.push_back(AnalyzeInput(evidence.inputs[i], policy, seed, &z));
+    d.inputs.push_back(
+        AnalyzeInput(evidence.inputs[i], policy, seed, &z, &samples[i]));
     signed_z.push_back(z);
   }
   // The aggregate first, so that every verdict (REJECT, KILL and INCONCLUSIVE
   // included) reports what was measured.
-  ComputeAggregate(signed_z, policy, &d);
+  ComputeAggregate(signed_z, samples, policy, &d);
 
   // Row 1: correctness.
   if (evidence.correctness_failed) {

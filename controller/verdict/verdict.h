@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -71,6 +72,15 @@ struct DecisionPolicy {
   Better better = Better::kLower;
   uint64_t seed = 0;  // bootstrap seed
   int bootstrap_iterations = 2000;
+  // KEEP and MAYBE claim a gain, so they need more than p < alpha: the
+  // aggregate's 95% bootstrap CI must also rule out every gain under this
+  // fraction of the maybe threshold (first-pass: under 1%), the gains too
+  // small to matter. p < alpha alone is met by an identical copy in alpha/2
+  // of its trials by definition; with the floor a copy of the baseline
+  // practically never reaches MAYBE, while a real 3% gain measured to +-1%
+  // still does. Which of KEEP and MAYBE stays the point estimate's call, as
+  // the methodology defines them. 0 keeps only the CI's side of zero.
+  double established_gain_fraction = 0.5;
 };
 
 // The policy for a spec's `verdict:` block: the profile picks the thresholds
@@ -166,6 +176,15 @@ struct Decision {
   double aggregate_p_value = 1;
   double aggregate_z =
       0;  // the combined Z above (> 0: the candidate ranks better)
+  // 95% bootstrap CI of aggregate_change (stats::
+  // BootstrapWeightedMedianRatioCI over the samples the inputs decided on,
+  // minus 1); NaN bounds when the aggregate was not measured.
+  stats::Interval aggregate_change_ci = {
+      std::numeric_limits<double>::quiet_NaN(),
+      std::numeric_limits<double>::quiet_NaN()};
+  // The lower bound of that CI on the improvement scale (sign-adjusted like
+  // aggregate_improvement); NaN when not measured.
+  double aggregate_improvement_low = std::numeric_limits<double>::quiet_NaN();
   // The verdict would be INCONCLUSIVE but runs can still be extended: the
   // caller should extend `inputs_to_extend` to max_runs and decide again.
   // `verdict` is kInconclusive.
@@ -185,10 +204,15 @@ struct Decision {
 //       otherwise the table goes on and the reason gets a noise note
 //  4. an input regresses by more than input_regression, or the aggregate
 //     regresses significantly                                       -> DISCARD
-//  5. aggregate improvement >= keep threshold, significant          -> KEEP
-//  6. aggregate improvement in [maybe, keep), significant           -> MAYBE
-//  7. aggregate improvement >= keep threshold, not significant
-//     -> INCONCLUSIVE; needs_more_runs (all inputs) unless at_max_runs
+//  5. aggregate improvement >= keep threshold, significant, gain
+//     established                                                   -> KEEP
+//  6. aggregate improvement in [maybe, keep), significant, gain
+//     established                                                   -> MAYBE
+//  7. aggregate improvement >= keep threshold, not significant or gain not
+//     established -> INCONCLUSIVE; needs_more_runs (all inputs) unless
+//     at_max_runs
+// "Gain established": aggregate_improvement_low >= established_gain_fraction
+// x maybe_threshold (see DecisionPolicy).
 //  8. anything else                                                 -> DISCARD
 // Evidence with no inputs (and no REJECT/KILL) is INCONCLUSIVE.
 // Per-input analysis, and the aggregate when every input is measurable, are

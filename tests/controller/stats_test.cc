@@ -338,6 +338,58 @@ TEST(BootstrapTest, ZeroBaselineMedianDoesNotProduceNaN) {
   EXPECT_FALSE(std::isnan(ci.high));
 }
 
+TEST(WeightedBootstrapTest, OneGroupIsTheMedianRatioInterval) {
+  const Interval one =
+      BootstrapMedianRatioCI(kBootCandidate, kBootBaseline, 2000, 0.95, 11);
+  const RatioGroup group{kBootCandidate, kBootBaseline, 3.0};
+  const Interval weighted =
+      BootstrapWeightedMedianRatioCI({&group, 1}, 2000, 0.95, 11);
+  EXPECT_NEAR(weighted.low, one.low, 1e-12);
+  EXPECT_NEAR(weighted.high, one.high, 1e-12);
+}
+
+TEST(WeightedBootstrapTest, ConstantGroupsGiveTheWeightedGeometricMean) {
+  const std::vector<double> nine = {9, 9, 9}, ten = {10, 10}, eleven = {11, 11};
+  const std::vector<RatioGroup> groups = {{nine, ten, 3}, {eleven, ten, 1}};
+  const Interval ci = BootstrapWeightedMedianRatioCI(groups, 100, 0.95, 0);
+  const double expected = std::exp((3 * std::log(0.9) + std::log(1.1)) / 4);
+  EXPECT_NEAR(ci.low, expected, 1e-12);
+  EXPECT_NEAR(ci.high, expected, 1e-12);
+}
+
+TEST(WeightedBootstrapTest, MoreGroupsNarrowTheInterval) {
+  const RatioGroup g{kBootCandidate, kBootBaseline, 1};
+  const std::vector<RatioGroup> four(4, g);
+  const Interval one = BootstrapWeightedMedianRatioCI({&g, 1}, 4000, 0.95, 5);
+  const Interval many = BootstrapWeightedMedianRatioCI(four, 4000, 0.95, 5);
+  EXPECT_LT(many.high - many.low, one.high - one.low);
+  const double ratio = Median(kBootCandidate) / Median(kBootBaseline);
+  EXPECT_LT(many.low, ratio);
+  EXPECT_GT(many.high, ratio);
+}
+
+TEST(WeightedBootstrapTest, InvalidArgumentsGiveNaN) {
+  const std::vector<double> empty;
+  const RatioGroup good{kBootCandidate, kBootBaseline, 1};
+  const RatioGroup no_samples{empty, kBootBaseline, 1};
+  const RatioGroup zero_weight{kBootCandidate, kBootBaseline, 0};
+  EXPECT_TRUE(std::isnan(BootstrapWeightedMedianRatioCI({}, 10, 0.95, 0).low));
+  EXPECT_TRUE(std::isnan(
+      BootstrapWeightedMedianRatioCI({&no_samples, 1}, 10, 0.95, 0).low));
+  EXPECT_TRUE(std::isnan(
+      BootstrapWeightedMedianRatioCI({&zero_weight, 1}, 10, 0.95, 0).low));
+  EXPECT_TRUE(
+      std::isnan(BootstrapWeightedMedianRatioCI({&good, 1}, 0, 0.95, 0).low));
+}
+
+TEST(WeightedBootstrapTest, ZeroBaselineMedianWidensInsteadOfNaN) {
+  const std::vector<double> zeros = {0, 0, 0}, ones = {1, 1, 1};
+  const std::vector<RatioGroup> groups = {{ones, zeros, 1}, {ones, ones, 1}};
+  const Interval ci = BootstrapWeightedMedianRatioCI(groups, 50, 0.95, 0);
+  EXPECT_TRUE(std::isinf(ci.high));
+  EXPECT_FALSE(std::isnan(ci.low));
+}
+
 TEST(OutlierTest, RemovesFarValueAndRecordsIndex) {
   const std::vector<double> xs = {10.0, 10.1, 9.9, 10.2, 9.8, 50.0, 10.05};
   const OutlierResult r = RemoveOutliers(xs);

@@ -150,6 +150,58 @@ TEST(VerdictTest, MaybeForSignificantImprovementBetweenThresholds) {
   EXPECT_NEAR(d.aggregate_improvement, 0.03, 1e-12);
 }
 
+// A gain is claimed only when the aggregate CI rules out the gains too small
+// to matter: p < alpha alone is reached by an identical copy in alpha/2 of its
+// trials.
+TEST(VerdictTest, MaybeRangeGainWhoseCiReachesUnderTheFloorDiscards) {
+  CandidateEvidence e;
+  e.at_max_runs = true;
+  e.inputs.push_back(Input("in", Around(100, 41, 0.5), Around(97, 41, 0.5)));
+  const Decision d = Decide(e, FirstPass());
+  ASSERT_NEAR(d.aggregate_improvement, 0.03, 1e-12);
+  ASSERT_LT(d.aggregate_p_value, 0.05);
+  ASSERT_LT(d.aggregate_improvement_low, 0.01);
+  EXPECT_EQ(d.verdict, Verdict::kDiscard) << d.reason;
+  EXPECT_THAT(d.reason, HasSubstr("does not rule out a gain under 1.0%"));
+  // The same change measured tightly is a MAYBE.
+  EXPECT_EQ(Decide(ScaledEvidence(0.97), FirstPass()).verdict, Verdict::kMaybe);
+}
+
+TEST(VerdictTest, KeepRangeGainWhoseCiReachesUnderTheFloorIsExtended) {
+  CandidateEvidence e;
+  e.inputs.push_back(
+      Input("in", Around(100, 41, 0.75), Around(94.5, 41, 0.75)));
+  const Decision d = Decide(e, FirstPass());
+  ASSERT_NEAR(d.aggregate_improvement, 0.055, 1e-12);
+  ASSERT_LT(d.aggregate_p_value, 0.05);
+  ASSERT_LT(d.aggregate_improvement_low, 0.01);
+  EXPECT_EQ(d.verdict, Verdict::kInconclusive) << d.reason;
+  EXPECT_TRUE(d.needs_more_runs);
+  EXPECT_THAT(d.reason, HasSubstr("does not rule out a gain under 1.0%"));
+  e.at_max_runs = true;
+  const Decision at_max = Decide(e, FirstPass());
+  EXPECT_EQ(at_max.verdict, Verdict::kInconclusive);
+  EXPECT_FALSE(at_max.needs_more_runs);
+  // The same change measured tightly keeps.
+  EXPECT_EQ(Decide(ScaledEvidence(0.945), FirstPass()).verdict, Verdict::kKeep);
+}
+
+TEST(VerdictTest, AggregateCiBracketsTheAggregateChange) {
+  const Decision d = Decide(FiveInputs(0.88), FirstPass());
+  EXPECT_LE(d.aggregate_change_ci.low, d.aggregate_change);
+  EXPECT_GE(d.aggregate_change_ci.high, d.aggregate_change);
+  EXPECT_GT(d.aggregate_change_ci.high, -0.13);
+  EXPECT_LT(d.aggregate_change_ci.low, -0.11);
+  EXPECT_DOUBLE_EQ(d.aggregate_improvement_low, -d.aggregate_change_ci.high);
+  // Not measured: NaN, never a made-up interval.
+  CandidateEvidence e;
+  e.inputs.push_back(Input("in", {100}, {90}));
+  const Decision unmeasured = Decide(e, FirstPass());
+  EXPECT_FALSE(unmeasured.aggregate_measured);
+  EXPECT_TRUE(std::isnan(unmeasured.aggregate_change_ci.low));
+  EXPECT_TRUE(std::isnan(unmeasured.aggregate_improvement_low));
+}
+
 // --- Row 7: big but not significant
 // ------------------------------------------------------
 
