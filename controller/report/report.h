@@ -8,6 +8,7 @@
 #define BENCHFLEET_CONTROLLER_REPORT_REPORT_H_
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -55,8 +56,8 @@ struct CandidateReport {
   bool change_measured = false;
   // The aggregate change's 95% bootstrap CI (verdict::Decision::
   // aggregate_change_ci); shown when both bounds are finite.
-  double change_ci_low = 0;
-  double change_ci_high = 0;
+  double change_ci_low = std::numeric_limits<double>::quiet_NaN();
+  double change_ci_high = std::numeric_limits<double>::quiet_NaN();
   std::vector<std::string> combines;
   std::string
       conflict;  // set when a compound variant does worse than its best part

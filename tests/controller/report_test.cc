@@ -87,6 +87,18 @@ TEST(ReportTextTest, ChangeIsTheMeasuredAggregateWhateverTheVerdict) {
   }
 }
 
+TEST(ReportTextTest, ChangeShowsTheAggregateCiWhenThereIsOne) {
+  CandidateReport c = Inconclusive();
+  EXPECT_THAT(RenderReportText(OneCandidate(c)), HasSubstr("Change: -31.3%\n"));
+  c.change_ci_low = -0.35;
+  c.change_ci_high = -0.28;
+  EXPECT_THAT(RenderReportText(OneCandidate(c)),
+              HasSubstr("Change: -31.3% (95% CI -35.0% to -28.0%)\n"));
+  const nlohmann::json j = nlohmann::json::parse(ReportToJson(OneCandidate(c)));
+  EXPECT_THAT(j["candidates"][0]["change_ci"],
+              ::testing::ElementsAre(-0.35, -0.28));
+}
+
 TEST(ReportTextTest, ChangeIsNotApplicableWithoutAnAggregate) {
   CandidateReport c = Inconclusive();
   c.change = 0;
