@@ -86,7 +86,8 @@ int main(int argc, char** argv) {
                  "the controller's signing.pub (PEM Ed25519): every lease and "
                  "step order must verify with it, or nothing is run");
   // Jobs: who they run as and how they are contained (DESIGN.md §7).
-  std::string job_user, job_memory_max, job_pids_max, cgroup_parent;
+  std::string job_user, job_memory_max, job_pids_max, cgroup_parent,
+      cgroup_root;
   bool allow_root_jobs = false;
   app.add_option("--job-user", job_user,
                  "run jobs as this unprivileged user (the agent must be root)");
@@ -98,6 +99,9 @@ int main(int argc, char** argv) {
                  "pids.max of each job's cgroup (needs cgroup v2)");
   app.add_option("--cgroup-parent", cgroup_parent,
                  "cgroup v2 under which job cgroups go (default: the agent's)");
+  app.add_option("--cgroup-root", cgroup_root,
+                 "where cgroup2 is mounted (default /sys/fs/cgroup; "
+                 "/sys/fs/cgroup/unified on a hybrid host)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -143,7 +147,8 @@ int main(int argc, char** argv) {
                                               "allow_root_jobs",
                                               "job_memory_max",
                                               "job_pids_max",
-                                              "cgroup_parent"},
+                                              "cgroup_parent",
+                                              "cgroup_root"},
                                              {"toolchain"}, &mappings);
     if (!config.ok()) return fail(std::string(config.status().message()), 1);
     toolchain_config = mappings["toolchain"];
@@ -169,6 +174,7 @@ int main(int argc, char** argv) {
     take("job_memory_max", job_memory_max);
     take("job_pids_max", job_pids_max);
     take("cgroup_parent", cgroup_parent);
+    take("cgroup_root", cgroup_root);
     for (auto [key, flag] : {std::pair{"insecure", &insecure},
                              std::pair{"allow_root_jobs", &allow_root_jobs}}) {
       if (absl::Status s =
@@ -281,6 +287,7 @@ int main(int argc, char** argv) {
     runner_options.job_user = *user;
   }
   runner_options.cgroup.parent = cgroup_parent;
+  if (!cgroup_root.empty()) runner_options.cgroup.root = cgroup_root;
   if (!benchfleet::ParseByteSize(job_memory_max,
                                  &runner_options.cgroup.memory_max_bytes) ||
       !benchfleet::ParseByteSize(job_pids_max,

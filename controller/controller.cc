@@ -147,7 +147,8 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(
   impl->fleet_api =
       std::make_unique<FleetApi>(impl->store.get(), impl->scheduler.get());
   impl->fleet_service = std::make_unique<FleetServiceImpl>(
-      impl->fleet_api.get(), impl->scheduler.get(), impl->executor.get());
+      impl->fleet_api.get(), impl->scheduler.get(), impl->executor.get(),
+      options.user_limits);
 
   std::shared_ptr<AuthProcessor> auth;
   if (options.transport.tls()) {

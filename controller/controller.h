@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "common/credentials.h"
 #include "controller/auth/auth_policy.h"
+#include "controller/service/user_input_limits.h"
 
 namespace benchfleet {
 
@@ -29,6 +30,8 @@ struct ControllerOptions {
   // How long a looked-up token is trusted before the store is asked again
   // (a revocation through another controller takes effect within it).
   absl::Duration token_cache_ttl = absl::Seconds(5);
+  // Per-caller bounds on the user API (calls per second, open watches).
+  UserInputLimits user_limits;
   absl::Duration heartbeat_interval = absl::Seconds(2);
   absl::Duration lease_timeout = absl::Seconds(15);
   // Host samples older than this are deleted, at start-up and then hourly;

@@ -36,6 +36,25 @@ v1::Token TokenToProto(const TokenRecord& t) {
   return out;
 }
 
+// Whose budget a call spends: the token's user over TLS, otherwise the
+// client's address without its port ("ipv4:10.0.0.5"), so that opening more
+// connections buys no more calls.
+std::string CallerKey(grpc::CallbackServerContext* ctx) {
+  const Caller caller = CallerOf(ctx->auth_context().get(), "");
+  if (caller.authenticated) return absl::StrCat("user '", caller.user, "'");
+  std::string peer = ctx->peer();
+  const size_t last = peer.rfind(':');
+  if (last != std::string::npos && last > peer.find(':')) peer.resize(last);
+  return absl::StrCat("address ", peer);
+}
+
+// A watch refused before it started.
+class RefusedWatch final : public grpc::ServerWriteReactor<v1::Experiment> {
+ public:
+  explicit RefusedWatch(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
 bool IsFinal(ExperimentState s) {
   return s == ExperimentState::kDone || s == ExperimentState::kFailed ||
          s == ExperimentState::kCancelled;
@@ -43,9 +62,20 @@ bool IsFinal(ExperimentState s) {
 
 }  // namespace
 
+grpc::ServerUnaryReactor* FleetServiceImpl::RefuseOverBudget(
+    grpc::CallbackServerContext* ctx) {
+  // Not logged: a flood would fill the log; the caller is told.
+  const absl::Status st = limiter_.AdmitCall(CallerKey(ctx), absl::Now());
+  if (st.ok()) return nullptr;
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(st));
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* FleetServiceImpl::Submit(
     grpc::CallbackServerContext* ctx, const v1::SubmitRequest* req,
     v1::SubmitResponse* resp) {
+  if (grpc::ServerUnaryReactor* r = RefuseOverBudget(ctx)) return r;
   // With tokens (TLS), the submitter is the token's user, whatever the
   // request says.
   const Caller caller =
@@ -67,6 +97,7 @@ grpc::ServerUnaryReactor* FleetServiceImpl::Submit(
 grpc::ServerUnaryReactor* FleetServiceImpl::GetExperiment(
     grpc::CallbackServerContext* ctx, const v1::GetExperimentRequest* req,
     v1::Experiment* resp) {
+  if (grpc::ServerUnaryReactor* r = RefuseOverBudget(ctx)) return r;
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
     ASSIGN_OR_RETURN(ExperimentDetail detail, api_->GetExperiment(req->id()));
     *resp = ToProto(detail.view);
@@ -79,6 +110,7 @@ grpc::ServerUnaryReactor* FleetServiceImpl::GetExperiment(
 grpc::ServerUnaryReactor* FleetServiceImpl::ListExperiments(
     grpc::CallbackServerContext* ctx, const v1::ListExperimentsRequest* req,
     v1::ListExperimentsResponse* resp) {
+  if (grpc::ServerUnaryReactor* r = RefuseOverBudget(ctx)) return r;
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
     ASSIGN_OR_RETURN(std::vector<ExperimentView> list,
                      api_->ListExperiments(req->limit()));
@@ -90,6 +122,7 @@ grpc::ServerUnaryReactor* FleetServiceImpl::ListExperiments(
 grpc::ServerUnaryReactor* FleetServiceImpl::CancelExperiment(
     grpc::CallbackServerContext* ctx, const v1::CancelExperimentRequest* req,
     v1::Experiment* resp) {
+  if (grpc::ServerUnaryReactor* r = RefuseOverBudget(ctx)) return r;
   const Caller caller = CallerOf(ctx->auth_context().get(), "");
   return RunUnary(ctx, executor_, [this, req, resp, caller]() -> absl::Status {
     ASSIGN_OR_RETURN(ExperimentView view,
@@ -102,6 +135,7 @@ grpc::ServerUnaryReactor* FleetServiceImpl::CancelExperiment(
 grpc::ServerUnaryReactor* FleetServiceImpl::ListAgents(
     grpc::CallbackServerContext* ctx, const v1::ListAgentsRequest* /*req*/,
     v1::ListAgentsResponse* resp) {
+  if (grpc::ServerUnaryReactor* r = RefuseOverBudget(ctx)) return r;
   return RunUnary(ctx, executor_, [this, resp]() -> absl::Status {
     ASSIGN_OR_RETURN(std::vector<AgentView> agents, api_->ListAgents());
     for (const AgentView& a : agents) {
@@ -115,6 +149,7 @@ grpc::ServerUnaryReactor* FleetServiceImpl::ListAgents(
 grpc::ServerUnaryReactor* FleetServiceImpl::SetAgentCordoned(
     grpc::CallbackServerContext* ctx, const v1::SetAgentCordonedRequest* req,
     v1::Agent* resp) {
+  if (grpc::ServerUnaryReactor* r = RefuseOverBudget(ctx)) return r;
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
     ASSIGN_OR_RETURN(AgentView a,
                      api_->SetAgentCordoned(req->id(), req->cordoned()));
@@ -126,6 +161,7 @@ grpc::ServerUnaryReactor* FleetServiceImpl::SetAgentCordoned(
 grpc::ServerUnaryReactor* FleetServiceImpl::GetHistory(
     grpc::CallbackServerContext* ctx, const v1::GetHistoryRequest* req,
     v1::GetHistoryResponse* resp) {
+  if (grpc::ServerUnaryReactor* r = RefuseOverBudget(ctx)) return r;
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
     HistoryRequest q;
     q.name = req->name();
@@ -143,6 +179,7 @@ grpc::ServerUnaryReactor* FleetServiceImpl::GetHistory(
 grpc::ServerUnaryReactor* FleetServiceImpl::ExportHistory(
     grpc::CallbackServerContext* ctx, const v1::ExportHistoryRequest* req,
     v1::ExportHistoryResponse* resp) {
+  if (grpc::ServerUnaryReactor* r = RefuseOverBudget(ctx)) return r;
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
     ASSIGN_OR_RETURN(
         HistoryExport out,
@@ -159,6 +196,7 @@ grpc::ServerUnaryReactor* FleetServiceImpl::ExportHistory(
 grpc::ServerUnaryReactor* FleetServiceImpl::ImportHistory(
     grpc::CallbackServerContext* ctx, const v1::ImportHistoryRequest* req,
     v1::ImportHistoryResponse* resp) {
+  if (grpc::ServerUnaryReactor* r = RefuseOverBudget(ctx)) return r;
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
     ASSIGN_OR_RETURN(ImportCounts counts,
                      api_->ImportHistory(req->file_text(), req->file_name()));
@@ -171,6 +209,7 @@ grpc::ServerUnaryReactor* FleetServiceImpl::ImportHistory(
 grpc::ServerUnaryReactor* FleetServiceImpl::CreateToken(
     grpc::CallbackServerContext* ctx, const v1::CreateTokenRequest* req,
     v1::CreateTokenResponse* resp) {
+  if (grpc::ServerUnaryReactor* r = RefuseOverBudget(ctx)) return r;
   const Caller caller = CallerOf(ctx->auth_context().get(), "");
   return RunUnary(ctx, executor_, [this, req, resp, caller]() -> absl::Status {
     ASSIGN_OR_RETURN(IssuedToken issued,
@@ -184,6 +223,7 @@ grpc::ServerUnaryReactor* FleetServiceImpl::CreateToken(
 grpc::ServerUnaryReactor* FleetServiceImpl::ListTokens(
     grpc::CallbackServerContext* ctx, const v1::ListTokensRequest* /*req*/,
     v1::ListTokensResponse* resp) {
+  if (grpc::ServerUnaryReactor* r = RefuseOverBudget(ctx)) return r;
   return RunUnary(ctx, executor_, [this, resp]() -> absl::Status {
     ASSIGN_OR_RETURN(std::vector<TokenRecord> tokens, api_->ListTokens());
     for (const TokenRecord& t : tokens) *resp->add_tokens() = TokenToProto(t);
@@ -194,6 +234,7 @@ grpc::ServerUnaryReactor* FleetServiceImpl::ListTokens(
 grpc::ServerUnaryReactor* FleetServiceImpl::RevokeToken(
     grpc::CallbackServerContext* ctx, const v1::RevokeTokenRequest* req,
     v1::Token* resp) {
+  if (grpc::ServerUnaryReactor* r = RefuseOverBudget(ctx)) return r;
   return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
     ASSIGN_OR_RETURN(TokenRecord t, api_->RevokeToken(req->id()));
     *resp = TokenToProto(t);
@@ -204,6 +245,7 @@ grpc::ServerUnaryReactor* FleetServiceImpl::RevokeToken(
 grpc::ServerUnaryReactor* FleetServiceImpl::WhoAmI(
     grpc::CallbackServerContext* ctx, const v1::WhoAmIRequest* /*req*/,
     v1::WhoAmIResponse* resp) {
+  if (grpc::ServerUnaryReactor* r = RefuseOverBudget(ctx)) return r;
   const Caller caller = CallerOf(ctx->auth_context().get(), "");
   resp->set_user(caller.user);
   resp->set_role(RoleName(caller.role));
@@ -220,8 +262,13 @@ namespace {
 // (watchers want the present, not every intermediate step).
 class WatchReactor final : public grpc::ServerWriteReactor<v1::Experiment> {
  public:
-  WatchReactor(ExperimentScheduler* scheduler, Executor* executor, int64_t id)
-      : scheduler_(scheduler), state_(std::make_shared<State>()) {
+  // `limiter` counts this stream for `caller` until OnDone.
+  WatchReactor(ExperimentScheduler* scheduler, Executor* executor, int64_t id,
+               UserCallLimiter* limiter, std::string caller)
+      : scheduler_(scheduler),
+        limiter_(limiter),
+        caller_(std::move(caller)),
+        state_(std::make_shared<State>()) {
     state_->reactor = this;
     std::shared_ptr<State> state = state_;
     handle_ = scheduler->Subscribe(id, [state](const ExperimentView& view) {
@@ -247,6 +294,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Experiment> {
   void OnCancel() override { state_->Fail(grpc::Status::CANCELLED); }
   void OnDone() override {
     scheduler_->Unsubscribe(handle_);
+    limiter_->EndWatch(caller_);
     {
       absl::MutexLock lock(&state_->mu);
       state_->reactor = nullptr;
@@ -304,6 +352,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Experiment> {
   };
 
   ExperimentScheduler* scheduler_;
+  UserCallLimiter* limiter_;
+  const std::string caller_;
   std::shared_ptr<State> state_;
   int64_t handle_ = 0;
 };
@@ -311,9 +361,12 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Experiment> {
 }  // namespace
 
 grpc::ServerWriteReactor<v1::Experiment>* FleetServiceImpl::WatchExperiment(
-    grpc::CallbackServerContext* /*ctx*/,
-    const v1::WatchExperimentRequest* req) {
-  return new WatchReactor(scheduler_, executor_, req->id());
+    grpc::CallbackServerContext* ctx, const v1::WatchExperimentRequest* req) {
+  std::string caller = CallerKey(ctx);
+  if (absl::Status st = limiter_.AdmitWatch(caller, absl::Now()); !st.ok())
+    return new RefusedWatch(ToGrpcStatus(st));
+  return new WatchReactor(scheduler_, executor_, req->id(), &limiter_,
+                          std::move(caller));
 }
 
 }  // namespace benchfleet

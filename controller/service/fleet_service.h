@@ -2,6 +2,8 @@
 // It converts requests to FleetApi calls (controller/fleet/, where the logic
 // lives) and their results back to protos. Unary calls run on an Executor and
 // finish from there; WatchExperiment streams the scheduler's snapshots.
+// Every call first spends its caller's budget (user_input_limits.h): over it,
+// the call ends RESOURCE_EXHAUSTED saying what to do.
 // Thread-safe; reactions never block.
 #ifndef BENCHFLEET_CONTROLLER_SERVICE_FLEET_SERVICE_H_
 #define BENCHFLEET_CONTROLLER_SERVICE_FLEET_SERVICE_H_
@@ -9,6 +11,7 @@
 #include "benchfleet/v1/fleet.grpc.pb.h"
 #include "common/executor.h"
 #include "controller/fleet/fleet_api.h"
+#include "controller/service/user_input_limits.h"
 
 namespace benchfleet {
 
@@ -16,8 +19,11 @@ class FleetServiceImpl final : public v1::FleetService::CallbackService {
  public:
   // `api`, `scheduler` and `executor` must outlive the service.
   FleetServiceImpl(FleetApi* api, ExperimentScheduler* scheduler,
-                   Executor* executor)
-      : api_(api), scheduler_(scheduler), executor_(executor) {}
+                   Executor* executor, UserInputLimits limits = {})
+      : api_(api),
+        scheduler_(scheduler),
+        executor_(executor),
+        limiter_(limits) {}
 
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx,
                                    const v1::SubmitRequest* req,
@@ -63,9 +69,14 @@ class FleetServiceImpl final : public v1::FleetService::CallbackService {
                                    v1::WhoAmIResponse* resp) override;
 
  private:
+  // A reactor already finished with RESOURCE_EXHAUSTED when the caller is
+  // over its budget; nullptr when the call may go on.
+  grpc::ServerUnaryReactor* RefuseOverBudget(grpc::CallbackServerContext* ctx);
+
   FleetApi* api_;
   ExperimentScheduler* scheduler_;
   Executor* executor_;
+  UserCallLimiter limiter_;
 };
 
 }  // namespace benchfleet
