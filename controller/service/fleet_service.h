@@ -8,16 +8,21 @@
 
 #include "benchfleet/v1/fleet.grpc.pb.h"
 #include "common/executor.h"
+#include "controller/bundle/bundle_store.h"
 #include "controller/fleet/fleet_api.h"
 
 namespace benchfleet {
 
 class FleetServiceImpl final : public v1::FleetService::CallbackService {
  public:
-  // `api`, `scheduler` and `executor` must outlive the service.
+  // `api`, `scheduler`, `executor` and `bundles` must outlive the service;
+  // `bundles` null: the bundle calls answer UNAVAILABLE.
   FleetServiceImpl(FleetApi* api, ExperimentScheduler* scheduler,
-                   Executor* executor)
-      : api_(api), scheduler_(scheduler), executor_(executor) {}
+                   Executor* executor, BundleStore* bundles = nullptr)
+      : api_(api),
+        scheduler_(scheduler),
+        executor_(executor),
+        bundles_(bundles) {}
 
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx,
                                    const v1::SubmitRequest* req,
@@ -61,11 +66,18 @@ class FleetServiceImpl final : public v1::FleetService::CallbackService {
   grpc::ServerUnaryReactor* WhoAmI(grpc::CallbackServerContext* ctx,
                                    const v1::WhoAmIRequest* req,
                                    v1::WhoAmIResponse* resp) override;
+  grpc::ServerUnaryReactor* HasBundle(grpc::CallbackServerContext* ctx,
+                                      const v1::HasBundleRequest* req,
+                                      v1::HasBundleResponse* resp) override;
+  grpc::ServerReadReactor<v1::UploadBundleChunk>* UploadBundle(
+      grpc::CallbackServerContext* ctx,
+      v1::UploadBundleResponse* resp) override;
 
  private:
   FleetApi* api_;
   ExperimentScheduler* scheduler_;
   Executor* executor_;
+  BundleStore* bundles_;
 };
 
 }  // namespace benchfleet
