@@ -167,7 +167,9 @@ absl::StatusOr<std::vector<std::string>> ListBundleFiles(
   const fs::path root = fs::path(dir);
   if (!fs::is_directory(root, ec)) {
     return absl::NotFoundError(
-        absl::StrCat("cannot bundle ", dir, ": it is not a directory"));
+        absl::StrCat("cannot bundle ", dir,
+                     ": it is not a directory; name the directory that holds "
+                     "the files (default: the current one)"));
   }
   std::vector<std::string> files;
   if (!options.files.empty()) {
