@@ -161,7 +161,18 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(
   BundleStoreOptions bopts;
   bopts.dir = BundleDirOf(options);
   bopts.max_bundle_bytes = options.max_bundle_bytes;
-  ASSIGN_OR_RETURN(impl->bundles, BundleStore::Open(bopts));
+  absl::StatusOr<std::unique_ptr<BundleStore>> bundles =
+      BundleStore::Open(bopts);
+  if (bundles.ok()) {
+    impl->bundles = std::move(*bundles);
+  } else if (!options.data_dir.empty()) {
+    return bundles.status();
+  } else {
+    // A default place that cannot be written (a service without a home
+    // directory) must not stop a controller that never sees a bundle.
+    spdlog::warn("source bundles are off: {}",
+                 std::string(bundles.status().message()));
+  }
   impl->agent_service = std::make_unique<AgentServiceImpl>(
       impl->dispatcher.get(), signing_key, options.trusted_labels,
       AgentInputLimits{},
