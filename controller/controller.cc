@@ -5,12 +5,15 @@
 
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/config_file.h"
 #include "common/executor.h"
 #include "common/signing.h"
 #include "common/spec_loader.h"
 #include "common/status_macros.h"
 #include "controller/auth/auth_processor.h"
+#include "controller/bundle/bundle_store.h"
 #include "controller/fleet/fleet_api.h"
 #include "controller/sample_retention.h"
 #include "controller/scheduler/dispatcher.h"
@@ -20,6 +23,20 @@
 #include "spdlog/spdlog.h"
 
 namespace benchfleet {
+namespace {
+
+std::string BundleDirOf(const ControllerOptions& options) {
+  if (!options.data_dir.empty()) return options.data_dir + "/bundles";
+  constexpr char kSqlite[] = "sqlite://";
+  if (absl::StartsWith(options.store_url, kSqlite)) {
+    const std::string file = options.store_url.substr(sizeof(kSqlite) - 1);
+    const size_t slash = file.rfind('/');
+    if (slash != std::string::npos) return file.substr(0, slash) + "/bundles";
+  }
+  return DefaultDataDir() + "/bundles";
+}
+
+}  // namespace
 
 class Controller::Impl {
  public:
@@ -28,6 +45,7 @@ class Controller::Impl {
   std::unique_ptr<Store> store;
   std::unique_ptr<Dispatcher> dispatcher;
   std::unique_ptr<Executor> executor;
+  std::unique_ptr<BundleStore> bundles;
   std::unique_ptr<AgentServiceImpl> agent_service;
   std::unique_ptr<DispatcherScheduler> scheduler;
   std::unique_ptr<FleetApi> fleet_api;
@@ -140,15 +158,32 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(
   } else {
     spdlog::info("sample retention: off, samples are kept forever");
   }
+  BundleStoreOptions bopts;
+  bopts.dir = BundleDirOf(options);
+  bopts.max_bundle_bytes = options.max_bundle_bytes;
+  absl::StatusOr<std::unique_ptr<BundleStore>> bundles =
+      BundleStore::Open(bopts);
+  if (bundles.ok()) {
+    impl->bundles = std::move(*bundles);
+  } else if (!options.data_dir.empty()) {
+    return bundles.status();
+  } else {
+    // A default place that cannot be written (a service without a home
+    // directory) must not stop a controller that never sees a bundle.
+    spdlog::warn("source bundles are off: {}",
+                 std::string(bundles.status().message()));
+  }
   impl->agent_service = std::make_unique<AgentServiceImpl>(
-      impl->dispatcher.get(), signing_key, options.trusted_labels);
+      impl->dispatcher.get(), signing_key, options.trusted_labels,
+      AgentInputLimits{},
+      BundleServing{impl->bundles.get(), impl->executor.get()});
   impl->scheduler =
       std::make_unique<DispatcherScheduler>(impl->dispatcher.get());
   impl->fleet_api =
       std::make_unique<FleetApi>(impl->store.get(), impl->scheduler.get());
   impl->fleet_service = std::make_unique<FleetServiceImpl>(
       impl->fleet_api.get(), impl->scheduler.get(), impl->executor.get(),
-      options.user_limits);
+      impl->bundles.get(), options.user_limits);
 
   std::shared_ptr<AuthProcessor> auth;
   if (options.transport.tls()) {

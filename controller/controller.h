@@ -42,6 +42,14 @@ struct ControllerOptions {
   // order sent to agents; empty = orders go out unsigned, and agents
   // configured with controller_public_key refuse them.
   std::string signing_key_file;
+  // Where the controller keeps what is not in the store: source bundles go
+  // to <data_dir>/bundles (Create fails when it cannot be made). Empty: the
+  // directory of a sqlite store's file, else the user's data directory
+  // (common/config_file.h DefaultDataDir); when that cannot be written, the
+  // controller runs without bundles (their calls answer UNAVAILABLE).
+  std::string data_dir;
+  // Bundles larger than this are refused at upload.
+  int64_t max_bundle_bytes = int64_t{256} << 20;
 };
 
 class Controller {

@@ -60,6 +60,13 @@ int main(int argc, char** argv) {
                  "CA that signs agents' client certificates (mutual TLS)");
   app.add_flag("--insecure", insecure,
                "allow plaintext on an address other hosts can reach");
+  std::string data_dir, max_bundle_size;
+  app.add_option("--data-dir", data_dir,
+                 "where uploaded source bundles are kept (<dir>/bundles; "
+                 "default: the directory of a sqlite store, else the user's "
+                 "data directory)");
+  app.add_option("--max-bundle-size", max_bundle_size,
+                 "largest source bundle accepted, in MiB (default 256)");
   // The first admin token is made here, on the controller's host, straight
   // in its store: nobody can call CreateToken before an admin exists.
   auto* token_cmd =
@@ -93,7 +100,8 @@ int main(int argc, char** argv) {
     auto config = benchfleet::LoadConfigFile(
         config_path,
         {"listen", "store", "lease_timeout", "sample_retention", "tls_cert",
-         "tls_key", "client_ca", "insecure", "trusted_labels", "signing_key"},
+         "tls_key", "client_ca", "insecure", "trusted_labels", "signing_key",
+         "data_dir", "max_bundle_size"},
         {"trusted_labels"}, &mappings);
     if (!config.ok()) return Fail(std::string(config.status().message()), 1);
     for (const auto& [agent, text] : mappings["trusted_labels"]) {
@@ -124,8 +132,24 @@ int main(int argc, char** argv) {
       sample_retention = (*config)["sample_retention"];
     if (config->contains("signing_key") && signing_key.empty())
       signing_key = (*config)["signing_key"];
+    if (config->contains("data_dir") && data_dir.empty())
+      data_dir = (*config)["data_dir"];
+    if (config->contains("max_bundle_size") && max_bundle_size.empty())
+      max_bundle_size = (*config)["max_bundle_size"];
   }
   options.signing_key_file = signing_key;
+  options.data_dir = data_dir;
+  if (!max_bundle_size.empty()) {
+    int64_t mib = 0;
+    if (!absl::SimpleAtoi(max_bundle_size, &mib) || mib <= 0 ||
+        mib > (int64_t{1} << 20)) {
+      return Fail(absl::StrCat("--max-bundle-size '", max_bundle_size,
+                               "' is not a size in MiB between 1 and ",
+                               int64_t{1} << 20, " (e.g. 512)"),
+                  2);
+    }
+    options.max_bundle_bytes = mib << 20;
+  }
   if (!listen.empty()) options.listen = listen;
   if (!store.empty()) options.store_url = store;
   options.transport.cert_file = tls_cert;

@@ -14,6 +14,7 @@ namespace {
 
 constexpr MethodRule kRules[] = {
     {"/benchfleet.v1.AgentService/Connect", true, Role::kViewer},
+    {"/benchfleet.v1.AgentService/FetchBundle", true, Role::kViewer},
     {"/benchfleet.v1.FleetService/GetExperiment", false, Role::kViewer},
     {"/benchfleet.v1.FleetService/ListExperiments", false, Role::kViewer},
     {"/benchfleet.v1.FleetService/WatchExperiment", false, Role::kViewer},
@@ -22,6 +23,8 @@ constexpr MethodRule kRules[] = {
     {"/benchfleet.v1.FleetService/ExportHistory", false, Role::kViewer},
     {"/benchfleet.v1.FleetService/WhoAmI", false, Role::kViewer},
     {"/benchfleet.v1.FleetService/Submit", false, Role::kSubmitter},
+    {"/benchfleet.v1.FleetService/HasBundle", false, Role::kSubmitter},
+    {"/benchfleet.v1.FleetService/UploadBundle", false, Role::kSubmitter},
     // Ownership is checked by FleetApi::Cancel (CheckMayCancel).
     {"/benchfleet.v1.FleetService/CancelExperiment", false, Role::kSubmitter},
     {"/benchfleet.v1.FleetService/SetAgentCordoned", false, Role::kAdmin},

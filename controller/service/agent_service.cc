@@ -8,6 +8,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/order_signing.h"
 #include "controller/auth/auth_processor.h"
+#include "controller/service/bundle_service.h"
 #include "controller/service/convert.h"
 #include "spdlog/spdlog.h"
 
@@ -296,6 +297,13 @@ Reactor* AgentServiceImpl::Connect(grpc::CallbackServerContext* context) {
   return new AgentStreamReactor(dispatcher_, signing_key_, &trusted_, &limits_,
                                 CertifiedAgentId(context->auth_context().get()),
                                 context->peer());
+}
+
+grpc::ServerWriteReactor<v1::BundlePiece>* AgentServiceImpl::FetchBundle(
+    grpc::CallbackServerContext* /*context*/,
+    const v1::FetchBundleRequest* request) {
+  return NewFetchBundleReactor(bundles_.store, bundles_.executor,
+                               request->digest());
 }
 
 }  // namespace benchfleet

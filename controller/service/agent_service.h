@@ -12,12 +12,21 @@
 #include <utility>
 
 #include "benchfleet/v1/agent.grpc.pb.h"
+#include "common/executor.h"
 #include "common/signing.h"
 #include "controller/auth/auth_policy.h"
+#include "controller/bundle/bundle_store.h"
 #include "controller/scheduler/dispatcher.h"
 #include "controller/service/agent_input_limits.h"
 
 namespace benchfleet {
+
+// Where FetchBundle reads bundles from, and the executor its disk reads run
+// on; both null: FetchBundle answers UNAVAILABLE.
+struct BundleServing {
+  BundleStore* store = nullptr;
+  Executor* executor = nullptr;
+};
 
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
  public:
@@ -27,19 +36,27 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   explicit AgentServiceImpl(
       Dispatcher* dispatcher,
       std::shared_ptr<const SigningKey> signing_key = nullptr,
-      TrustedLabels trusted = {}, AgentInputLimits limits = {})
+      TrustedLabels trusted = {}, AgentInputLimits limits = {},
+      BundleServing bundles = {})
       : dispatcher_(dispatcher),
         signing_key_(std::move(signing_key)),
         trusted_(std::move(trusted)),
-        limits_(limits) {}
+        limits_(limits),
+        bundles_(bundles) {}
   grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* Connect(
       grpc::CallbackServerContext* context) override;
+  // A held bundle, in pieces (controller/service/bundle_service.h). On TLS
+  // only agents (client certificate) get here: controller/auth.
+  grpc::ServerWriteReactor<v1::BundlePiece>* FetchBundle(
+      grpc::CallbackServerContext* context,
+      const v1::FetchBundleRequest* request) override;
 
  private:
   Dispatcher* dispatcher_;
   std::shared_ptr<const SigningKey> signing_key_;
   const TrustedLabels trusted_;
   const AgentInputLimits limits_;
+  const BundleServing bundles_;
 };
 
 }  // namespace benchfleet

@@ -8,6 +8,7 @@
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "controller/auth/auth_processor.h"
+#include "controller/service/bundle_service.h"
 #include "controller/service/convert.h"
 
 namespace benchfleet {
@@ -253,6 +254,33 @@ grpc::ServerUnaryReactor* FleetServiceImpl::WhoAmI(
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
+}
+
+grpc::ServerUnaryReactor* FleetServiceImpl::HasBundle(
+    grpc::CallbackServerContext* ctx, const v1::HasBundleRequest* req,
+    v1::HasBundleResponse* resp) {
+  if (grpc::ServerUnaryReactor* r = RefuseOverBudget(ctx)) return r;
+  return RunUnary(ctx, executor_, [this, req, resp]() -> absl::Status {
+    if (bundles_ == nullptr) {
+      return absl::UnavailableError(
+          "this controller keeps no bundles (it has no data directory); "
+          "start it with --data-dir");
+    }
+    ASSIGN_OR_RETURN(std::optional<int64_t> size,
+                     bundles_->Find(req->digest()));
+    resp->set_present(size.has_value());
+    if (size.has_value()) resp->set_size_bytes(*size);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerReadReactor<v1::UploadBundleChunk>* FleetServiceImpl::UploadBundle(
+    grpc::CallbackServerContext* ctx, v1::UploadBundleResponse* resp) {
+  // One upload is one call of the caller's budget, however many chunks it
+  // sends: its size is bounded by the store's per-bundle cap.
+  const absl::Status st = limiter_.AdmitCall(CallerKey(ctx), absl::Now());
+  if (!st.ok()) return NewRefusedUploadReactor(ToGrpcStatus(st));
+  return NewUploadBundleReactor(bundles_, executor_, resp);
 }
 
 namespace {

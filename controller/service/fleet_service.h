@@ -10,6 +10,7 @@
 
 #include "benchfleet/v1/fleet.grpc.pb.h"
 #include "common/executor.h"
+#include "controller/bundle/bundle_store.h"
 #include "controller/fleet/fleet_api.h"
 #include "controller/service/user_input_limits.h"
 
@@ -17,12 +18,15 @@ namespace benchfleet {
 
 class FleetServiceImpl final : public v1::FleetService::CallbackService {
  public:
-  // `api`, `scheduler` and `executor` must outlive the service.
+  // `api`, `scheduler`, `executor` and `bundles` must outlive the service;
+  // `bundles` null: the bundle calls answer UNAVAILABLE.
   FleetServiceImpl(FleetApi* api, ExperimentScheduler* scheduler,
-                   Executor* executor, UserInputLimits limits = {})
+                   Executor* executor, BundleStore* bundles = nullptr,
+                   UserInputLimits limits = {})
       : api_(api),
         scheduler_(scheduler),
         executor_(executor),
+        bundles_(bundles),
         limiter_(limits) {}
 
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx,
@@ -67,6 +71,12 @@ class FleetServiceImpl final : public v1::FleetService::CallbackService {
   grpc::ServerUnaryReactor* WhoAmI(grpc::CallbackServerContext* ctx,
                                    const v1::WhoAmIRequest* req,
                                    v1::WhoAmIResponse* resp) override;
+  grpc::ServerUnaryReactor* HasBundle(grpc::CallbackServerContext* ctx,
+                                      const v1::HasBundleRequest* req,
+                                      v1::HasBundleResponse* resp) override;
+  grpc::ServerReadReactor<v1::UploadBundleChunk>* UploadBundle(
+      grpc::CallbackServerContext* ctx,
+      v1::UploadBundleResponse* resp) override;
 
  private:
   // A reactor already finished with RESOURCE_EXHAUSTED when the caller is
@@ -76,6 +86,7 @@ class FleetServiceImpl final : public v1::FleetService::CallbackService {
   FleetApi* api_;
   ExperimentScheduler* scheduler_;
   Executor* executor_;
+  BundleStore* bundles_;
   UserCallLimiter limiter_;
 };
 

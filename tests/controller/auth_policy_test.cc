@@ -142,5 +142,29 @@ TEST(AuthPolicyTest, TrustedLabelsArePinnedNotSelfAssigned) {
   EXPECT_TRUE(cpu->changes.empty());
 }
 
+// Bundles (issue 11): uploading and asking need the submitter role, as
+// Submit does; fetching is for agents, with their certificate.
+TEST(AuthPolicyTest, BundleUploadNeedsSubmitterAndFetchNeedsAnAgent) {
+  for (const char* path : {"/benchfleet.v1.FleetService/HasBundle",
+                           "/benchfleet.v1.FleetService/UploadBundle"}) {
+    const MethodRule* rule = FindMethodRule(path);
+    ASSERT_NE(rule, nullptr) << path;
+    EXPECT_FALSE(rule->agent) << path;
+    EXPECT_EQ(rule->role, Role::kSubmitter) << path;
+    EXPECT_FALSE(
+        CheckMethodAllowed(Caller{"v", Role::kViewer, true}, path).ok());
+    EXPECT_TRUE(
+        CheckMethodAllowed(Caller{"s", Role::kSubmitter, true}, path).ok());
+  }
+  const MethodRule* fetch =
+      FindMethodRule("/benchfleet.v1.AgentService/FetchBundle");
+  ASSERT_NE(fetch, nullptr);
+  EXPECT_TRUE(fetch->agent);
+  // No token opens it, not even an admin's.
+  EXPECT_FALSE(CheckMethodAllowed(Caller{"a", Role::kAdmin, true},
+                                  "/benchfleet.v1.AgentService/FetchBundle")
+                   .ok());
+}
+
 }  // namespace
 }  // namespace benchfleet
