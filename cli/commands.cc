@@ -634,7 +634,7 @@ int RunCli(int argc, char** argv) {
     if (!IsFinal(e.state()) && e.progress().runs_total() > 0) {
       std::cout << "Progress: " << ProgressLine(e) << "\n";
     }
-    if (!e.report_text().empty()) std::cout << "\n" << e.report_text();
+    std::cout << ReportOrSources(e);
     return kExitOk;
   }
   if (list->parsed()) {

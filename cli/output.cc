@@ -44,4 +44,14 @@ std::string ProtoToJson(const google::protobuf::Message& m) {
   return out;
 }
 
+std::string ReportOrSources(const v1::Experiment& e) {
+  if (!e.report_text().empty()) return "\n" + e.report_text();
+  if (e.sources_size() == 0) return "";
+  std::string out = "Source: " + e.sources(0).repo() + "\n";
+  for (const v1::SourceCommit& s : e.sources()) {
+    out += "  - " + s.variant() + ": " + s.commit() + " (" + s.ref() + ")\n";
+  }
+  return out;
+}
+
 }  // namespace benchfleet

@@ -48,7 +48,18 @@ struct CustomMetricSpec {
 
 struct VariantSpec {
   std::string name;  // [a-z0-9+_.-]+, unique
-  std::string ref;   // source ref (branch/commit); may be empty
+  // A branch, tag or commit of source.repo this variant is built from. Only
+  // with source.repo (a ref without it is refused). With source.repo the
+  // baseline must name one; a candidate without one uses the baseline's ref
+  // (e.g. a variant that only changes env). Resolved to a commit at submit.
+  std::string ref;
+  // Where `ref` was written ("spec.yaml:12:5"), for errors found after
+  // parsing (an unknown ref at submit); empty when the variant has no ref.
+  std::string ref_location;
+  // The full commit id `ref` resolved to at submit. Never read from YAML: the
+  // controller fills it in from the store (Store::ListExperimentSources) when
+  // it loads a stored spec; empty without source.repo.
+  std::string commit;
   std::vector<std::string>
       combines;  // names of other variants this one compounds
   std::map<std::string, std::string> env;  // extra environment for every step
@@ -89,7 +100,11 @@ struct ExperimentSpec {
   std::string idea;        // optional, same charset as name
   std::string hypothesis;  // optional free text
   std::map<std::string, std::string> required_labels;  // requires.labels
-  std::string source_repo;  // source.repo; empty = run in workdir
+  // source.repo: a git repository path or URL (file://, https://, ssh).
+  // Set: every step of a variant runs in a clean, read-only checkout of that
+  // variant's commit on the agent, and inputs are relative to it. Empty: run
+  // in workdir.
+  std::string source_repo;
   // Absolute directory the commands run in (spec `workdir:`, default: the spec
   // file's directory made absolute by the loader).
   std::string workdir;

@@ -15,6 +15,7 @@
 #include "controller/auth/auth_processor.h"
 #include "controller/bundle/bundle_store.h"
 #include "controller/fleet/fleet_api.h"
+#include "controller/fleet/source_resolver.h"
 #include "controller/sample_retention.h"
 #include "controller/scheduler/dispatcher.h"
 #include "controller/service/agent_service.h"
@@ -143,10 +144,16 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(
   dopts.lease_timeout = options.lease_timeout;
   // The dispatcher takes specs already parsed: the stored YAML, validated
   // again against the experiment's work directory.
-  auto parse_stored_spec = [](const ExperimentRecord& e) {
+  // With source.repo, the commits resolved at submit are attached.
+  Store* store = impl->store.get();
+  auto parse_stored_spec =
+      [store](const ExperimentRecord& e) -> absl::StatusOr<ExperimentSpec> {
     SpecLoadOptions opts;
     opts.base_dir = e.workdir;
-    return ParseSpec(e.spec_yaml, e.spec_path, opts);
+    ASSIGN_OR_RETURN(ExperimentSpec spec,
+                     ParseSpec(e.spec_yaml, e.spec_path, opts));
+    RETURN_IF_ERROR(AttachStoredCommits(*store, e.id, &spec));
+    return spec;
   };
   ASSIGN_OR_RETURN(impl->dispatcher,
                    Dispatcher::Create(impl->store.get(), impl->clock, dopts,

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <optional>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -21,6 +22,7 @@
 #include "agent/service/agent_convert.h"
 #include "agent/service/controller_link.h"
 #include "agent/service/host_gates.h"
+#include "agent/service/lease_checkouts.h"
 #include "agent/service/lease_state.h"
 #include "agent/service/step_executor.h"
 #include "benchfleet/v1/agent.pb.h"
@@ -149,6 +151,10 @@ class Agent::Impl {
   std::unique_ptr<StepSampler> sampler;
   // Gates, sampler, runner and result of one step; used by the worker only.
   std::unique_ptr<StepExecutor> executor;
+  // The checkouts of leases with sources; used by the worker only.
+  std::unique_ptr<LeaseCheckouts> checkouts;
+  // Ended attempts whose checkouts the worker removes (nothing runs there).
+  std::vector<int64_t> checkouts_to_remove ABSL_GUARDED_BY(mu);
   std::string status ABSL_GUARDED_BY(mu);  // shown in heartbeats (gate waits)
 
   bool Write(const v1::AgentMessage& m) {
@@ -269,6 +275,12 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
   impl->executor = std::make_unique<StepExecutor>(
       std::move(xopts), runner, impl->probe.get(), impl->clock,
       impl->sampler.get());
+  CheckoutOptions checkout_options;
+  checkout_options.root = absl::StrCat(impl->options.workdir, "/source");
+  impl->checkouts = std::make_unique<LeaseCheckouts>(
+      std::move(checkout_options), impl->options.id);
+  // Holding the host lock, before any lease: checkouts a killed agent left.
+  impl->checkouts->SweepAll();
   if (impl->nvml->state() == NvmlState::kReady) {
     spdlog::info("NVML: {} GPU(s) through {}", impl->nvml->gpu_count(),
                  impl->nvml->library());
@@ -332,6 +344,8 @@ void Agent::Impl::DropLeaseLocked(const std::string& why) {
   if (dropped.stop_recording) cancel_env = true;
   std::error_code ec;
   std::filesystem::remove_all(executor->AttemptDir(dropped.attempt_id), ec);
+  if (dropped.attempt_id != 0)
+    checkouts_to_remove.push_back(dropped.attempt_id);
 }
 
 void Agent::Impl::CheckCutOffLocked() {
@@ -570,31 +584,47 @@ void Agent::Impl::WorkerLoop() {
   for (;;) {
     LeaseState::Work work;
     StepContext context;
+    std::vector<int64_t> ended;
+    bool stop = false, has_work = false;
     {
       absl::MutexLock lock(&mu);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-        return stopping || lease.HasWork();
+        return stopping || lease.HasWork() || !checkouts_to_remove.empty();
       };
       mu.Await(absl::Condition(&ready));
-      if (stopping) return;
-      work = lease.TakeWork();
-      if (work.lease) {
-        cancel_env = false;
-      } else {
-        cancel_running = false;
-        context.attempt_start = lease.StartAttemptIfFirst();
-        context.gates = lease.gates();
-        context.last_attempt_end = lease.last_attempt_end();
+      stop = stopping;
+      ended = std::exchange(checkouts_to_remove, {});
+      has_work = !stop && lease.HasWork();
+      if (has_work) {
+        work = lease.TakeWork();
+        if (work.lease) {
+          cancel_env = false;
+        } else {
+          cancel_running = false;
+          context.attempt_start = lease.StartAttemptIfFirst();
+          context.gates = lease.gates();
+          context.last_attempt_end = lease.last_attempt_end();
+        }
       }
     }
+    for (int64_t attempt_id : ended) checkouts->Remove(attempt_id);
+    if (stop) {
+      checkouts->SweepAll();
+      return;
+    }
+    if (!has_work) continue;
     if (work.lease) {
       AcceptLease(*work.lease);
       continue;
     }
     const v1::StepOrder& order = work.step;
+    v1::StepOrder placed = order;  // cwd: in its variant's checkout, if any
+    const absl::Status place = checkouts->Place(&placed);
     StepOutcome outcome =
-        executor->Execute(order, context, &cancel_running,
-                          [this](const std::string& s) { SetStatus(s); });
+        !place.ok()
+            ? UnrunStep(order, place)
+            : executor->Execute(placed, context, &cancel_running,
+                                [this](const std::string& s) { SetStatus(s); });
     if (outcome.samples) {
       // Best effort: samples describe the run, the result is what must arrive.
       v1::AgentMessage samples;
@@ -613,10 +643,29 @@ void Agent::Impl::WorkerLoop() {
 
 void Agent::Impl::AcceptLease(const v1::Lease& offer) {
   const absl::Time started = absl::Now();
+  if (!offer.sources().empty()) {
+    SetStatus(absl::StrCat("checking out ", offer.sources_size(),
+                           " variant(s) of ", offer.sources(0).repo()));
+  }
+  // With sources, the commit recorded is that of the baseline's checkout.
+  const absl::StatusOr<std::string> checkout = checkouts->Prepare(offer);
+  if (!checkout.ok()) {
+    const std::string reason(checkout.status().message());
+    spdlog::error("declining attempt {}: {}", offer.attempt_id(), reason);
+    const v1::AgentMessage m = DeclinedLease(offer, reason);
+    {
+      absl::MutexLock lock(&mu);
+      status.clear();
+      if (lease.attempt_id() != offer.attempt_id() || stopping) return;
+      DropLeaseLocked(reason);
+    }
+    Write(m);
+    return;
+  }
   EnvironmentOptions eopts;
   eopts.toolchain = options.toolchain;
   eopts.command_timeout = options.toolchain_timeout;
-  eopts.workdir = offer.workdir();
+  eopts.workdir = checkout->empty() ? offer.workdir() : *checkout;
   eopts.fallback_cwd = options.workdir;
   eopts.env = base_env;
   eopts.scratch_path = absl::StrCat(options.workdir, "/toolchain.stderr");

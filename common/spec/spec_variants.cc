@@ -98,7 +98,24 @@ void SpecParser::ReadVariants(const Item& item, ExperimentSpec* spec) {
       all_names_ok = false;
     }
     if (const Item* ref = variant->Find("ref")) {
-      if (auto v = ReadString(*ref)) parsed.ref = *v;
+      if (spec->source_repo.empty()) {
+        // Accepting it would measure the work directory while the user
+        // believes the ref was measured.
+        Error(*ref,
+              "a ref needs a repository to resolve it in; add source: {repo: "
+              "<path or URL of the git repository>} at the top level, or "
+              "remove ref to run this variant in the work directory");
+      } else if (auto v = ReadNonEmptyString(
+                     *ref, "a branch, tag or commit of source.repo")) {
+        parsed.ref = *v;
+        parsed.ref_location = absl::StrCat(
+            display_path(), ":", ref->mark.Line(), ":", ref->mark.Column());
+      }
+    } else if (!spec->source_repo.empty() && spec->variants.empty()) {
+      Error(variant_item,
+            "the baseline needs a ref: with source.repo, add ref: <branch, tag "
+            "or commit> to the first variant (the others default to the "
+            "baseline's ref)");
     }
     std::vector<Item> combines;
     if (const Item* c = variant->Find("combines")) {

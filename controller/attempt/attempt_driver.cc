@@ -262,7 +262,9 @@ PlannedStep AttemptDriver::Materialize(const Pending& p) {
   step.kind = p.kind;
   step.variant = p.variant;
   step.input = p.input;
-  step.cwd = spec_.workdir;
+  // With source.repo the agent runs the step in the variant's checkout: an
+  // empty cwd is that checkout's root (agent.proto Lease.sources).
+  step.cwd = spec_.source_repo.empty() ? spec_.workdir : std::string();
   step.env = variant->env;
   step.env["BENCHFLEET_VARIANT"] = p.variant;
   step.env["BENCHFLEET_STEP"] = StepKindName(p.kind);

@@ -187,6 +187,13 @@ ExperimentReport AttemptDriver::Evaluate(
   report.gate_wait_ns = gate_wait_ns_;
   report.gate_waits = gate_waits_;
   report.warnings = warnings_;
+  if (!spec_.source_repo.empty()) {
+    report.source_repo = spec_.source_repo;
+    for (const VariantSpec& v : spec_.variants) {
+      report.source_commits.push_back(
+          {v.name, v.ref.empty() ? spec_.baseline().ref : v.ref, v.commit});
+    }
+  }
   Better better = Better::kLower;
   if (report.metric == "max_rss") {
     report.unit = MetricUnit::kBytes;

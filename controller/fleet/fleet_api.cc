@@ -7,8 +7,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "common/spec_loader.h"
 #include "common/status_macros.h"
+#include "controller/fleet/source_resolver.h"
 #include "controller/history/history_file.h"
 #include "spdlog/spdlog.h"
 
@@ -72,13 +74,10 @@ absl::StatusOr<Submitted> FleetApi::Submit(const Submission& submission) {
   // The controller never trusts the client's validation.
   ASSIGN_OR_RETURN(ExperimentSpec spec,
                    ParseSpec(submission.spec_yaml, path, opts));
-  if (!spec.source_repo.empty()) {
-    return absl::UnimplementedError(absl::StrCat(
-        path,
-        ": source.repo: building variants from a repository is not supported "
-        "by this controller yet; build the variants yourself and point each "
-        "variant's command at its binary"));
-  }
+  // Refs are resolved now, before anything is stored: what is measured is
+  // fixed when the experiment is queued, and a bad ref queues nothing.
+  ASSIGN_OR_RETURN(std::vector<VariantSourceRecord> sources,
+                   ResolveSources(spec, git_timeout_));
   ExperimentRecord rec;
   rec.name = spec.name;
   rec.campaign = spec.campaign;
@@ -91,6 +90,25 @@ absl::StatusOr<Submitted> FleetApi::Submit(const Submission& submission) {
   const std::vector<std::string> discarded = DiscardedBeforeFor(spec);
   rec.discarded_before = absl::StrJoin(discarded, "; ");
   ASSIGN_OR_RETURN(ExperimentRecord stored, store_->CreateExperiment(rec));
+  if (!sources.empty()) {
+    // A dispatcher that claims the experiment before this is stored finds no
+    // commits and re-queues the attempt (Controller's stored-spec loader).
+    absl::Status recorded = store_->RecordExperimentSources(stored.id, sources);
+    if (!recorded.ok()) {
+      (void)store_->CancelExperiment(
+          stored.id, "its resolved commits could not be stored", absl::Now());
+      return absl::Status(
+          recorded.code(),
+          absl::StrCat("experiment ", stored.id,
+                       " was not queued: storing the commits of its variants "
+                       "failed (",
+                       recorded.message(), "); submit it again"));
+    }
+    for (const VariantSourceRecord& s : sources) {
+      spdlog::info("experiment {} ({}): variant {} at {} ({} of {})", stored.id,
+                   spec.name, s.variant, s.commit, s.ref, s.repo);
+    }
+  }
   Submitted out;
   out.experiment_id = stored.id;
   out.number = stored.number;
@@ -133,6 +151,7 @@ absl::StatusOr<ExperimentDetail> FleetApi::GetExperiment(int64_t id) {
   ExperimentDetail out;
   out.view = std::move(*view);
   ASSIGN_OR_RETURN(out.attempts, store_->ListAttempts(id));
+  ASSIGN_OR_RETURN(out.sources, store_->ListExperimentSources(id));
   return out;
 }
 

@@ -89,6 +89,9 @@ struct Submitted {
 struct ExperimentDetail {
   ExperimentView view;
   std::vector<AttemptRecord> attempts;
+  // With source.repo: the commit each variant is measured at (resolved at
+  // submit), in the spec's order; empty otherwise.
+  std::vector<VariantSourceRecord> sources;
 };
 
 // An agent as `benchfleet agents` shows it.
@@ -125,10 +128,14 @@ class FleetApi {
   // Validates the spec as the controller sees it (never trusting the client),
   // stores the experiment and tells the scheduler. InvalidArgument for a
   // relative or empty workdir or a spec that does not load (the loader's
-  // file:line:col message); Unimplemented for `source.repo`; the store's
+  // file:line:col message) or a variant ref that does not resolve in
+  // source.repo (ResolveSources: the variant, its ref and where it was
+  // written); Unavailable when git cannot list source.repo; the store's
   // status when it refuses. The "DISCARDed before" check is advice: a history
   // the store cannot read is logged and never blocks a submission.
   absl::StatusOr<Submitted> Submit(const Submission& submission);
+  // How long each git command of ref resolution may take (default 60 s).
+  void set_git_timeout(absl::Duration timeout) { git_timeout_ = timeout; }
 
   // NotFound (naming the id and `benchfleet list`) for an unknown experiment.
   absl::StatusOr<ExperimentDetail> GetExperiment(int64_t id);
@@ -177,6 +184,7 @@ class FleetApi {
   Store* store_;
   ExperimentScheduler* scheduler_;
   std::function<void()> on_token_revoked_;
+  absl::Duration git_timeout_ = absl::Seconds(60);
 };
 
 }  // namespace benchfleet

@@ -153,6 +153,12 @@ std::string RenderReportText(const ExperimentReport& report) {
     for (const std::string& line : report.environment.lines)
       absl::StrAppend(&out, "  - ", line, "\n");
   }
+  if (!report.source_commits.empty()) {
+    absl::StrAppend(&out, "\nSource: ", report.source_repo, "\n");
+    for (const ExperimentReport::SourceCommit& s : report.source_commits)
+      absl::StrAppend(&out, "  - ", s.variant, ": ", s.commit, " (", s.ref,
+                      ")\n");
+  }
   if (report.reruns > 0) {
     std::vector<std::string> flags;
     for (const auto& [flag, count] : report.host_flags)
@@ -234,6 +240,14 @@ std::string ReportToJson(const ExperimentReport& report) {
   j["host_flags"] = report.host_flags;
   j["outlier_sigmas"] = report.outlier_sigmas;
   j["warnings"] = report.warnings;
+  if (!report.source_commits.empty()) {
+    j["source_repo"] = report.source_repo;
+    j["sources"] = nlohmann::json::array();
+    for (const ExperimentReport::SourceCommit& s : report.source_commits) {
+      j["sources"].push_back(
+          {{"variant", s.variant}, {"ref", s.ref}, {"commit", s.commit}});
+    }
+  }
   j["candidates"] = nlohmann::json::array();
   for (const CandidateReport& c : report.candidates) {
     nlohmann::json jc;

@@ -143,6 +143,13 @@ struct ExperimentReport {
   std::vector<std::string> warnings;
   std::vector<BaselineInputRow> baseline_inputs;
   EnvironmentCheck environment;
+  // With source.repo: the repository and, per variant in spec order, its ref
+  // and the commit it was measured at (resolved at submit).
+  std::string source_repo;
+  struct SourceCommit {
+    std::string variant, ref, commit;
+  };
+  std::vector<SourceCommit> source_commits;
 };
 
 // "12.34 ms", "1.20 s", "35.2 MiB", or a plain number.

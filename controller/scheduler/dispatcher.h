@@ -62,11 +62,14 @@ class AgentLink {
                            absl::Duration lease_timeout) = 0;
   // `gates` are the spec's host gates, which the agent enforces; `workdir` is
   // the experiment's work directory on the agent's host (whose commit and
-  // toolchain the agent records).
+  // toolchain the agent records). `sources` (with source.repo; else empty):
+  // the commit of each variant, which the agent checks out and runs that
+  // variant's steps in.
   virtual void SendLease(int64_t attempt_id, const std::string& lease_token,
                          int64_t experiment_id,
                          const std::string& experiment_name,
-                         const GateSpec& gates, const std::string& workdir) = 0;
+                         const GateSpec& gates, const std::string& workdir,
+                         const std::vector<VariantSourceRecord>& sources) = 0;
   virtual void SendStep(int64_t attempt_id, const std::string& lease_token,
                         const PlannedStep& step) = 0;
   // Steps sent earlier that the agent must drop (or stop) without a result.

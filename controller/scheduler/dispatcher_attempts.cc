@@ -214,15 +214,22 @@ void Dispatcher::StartAttempt(Session& session) {
   Store::Claim c = std::move(**claim);
   absl::StatusOr<ExperimentSpec> spec = specs_(c.experiment);
   if (!spec.ok()) {
-    const std::string reason = absl::StrCat(
-        "the stored spec no longer validates: ", spec.status().message());
+    // Unavailable: the spec is fine but what it needs is not stored yet (the
+    // commits of source.repo, recorded right after the experiment): lost, so
+    // it is queued again.
+    const bool retry = absl::IsUnavailable(spec.status());
+    const std::string reason =
+        retry ? std::string(spec.status().message())
+              : absl::StrCat("the stored spec no longer validates: ",
+                             spec.status().message());
+    const AttemptState state =
+        retry ? AttemptState::kLost : AttemptState::kFailed;
     const absl::Time now = clock_->Now();
     const int64_t attempt_id = c.attempt.id;
     StoreWrite(absl::StrCat("end:", attempt_id),
                absl::StrCat("end attempt ", attempt_id),
-               [this, attempt_id, reason, now] {
-                 return store_->EndAttempt(attempt_id, AttemptState::kFailed,
-                                           reason, now);
+               [this, attempt_id, reason, state, now] {
+                 return store_->EndAttempt(attempt_id, state, reason, now);
                });
     Publish(c.experiment.id);
     work_maybe_queued_ = true;
@@ -233,6 +240,17 @@ void Dispatcher::StartAttempt(Session& session) {
   const uint64_t effective_seed = spec->seed.value_or(c.attempt.seed);
   const GateSpec gates = spec->gates;
   const std::string workdir = spec->workdir;
+  std::vector<VariantSourceRecord> sources;
+  if (!spec->source_repo.empty()) {
+    for (const VariantSpec& v : spec->variants) {
+      VariantSourceRecord s;
+      s.variant = v.name;
+      s.repo = spec->source_repo;
+      s.ref = v.ref.empty() ? spec->baseline().ref : v.ref;
+      s.commit = v.commit;
+      sources.push_back(std::move(s));
+    }
+  }
   Active active;
   active.attempt = c.attempt;
   active.attempt.seed = effective_seed;
@@ -250,7 +268,7 @@ void Dispatcher::StartAttempt(Session& session) {
     connected_[session.hello.agent_id] = c.experiment.id;
   }
   session.link->SendLease(attempt_id, token, c.experiment.id, c.experiment.name,
-                          gates, workdir);
+                          gates, workdir, sources);
   spdlog::info("experiment {} ({}) leased to agent {} as attempt {}",
                c.experiment.id, c.experiment.name, session.hello.agent_id,
                attempt_id);

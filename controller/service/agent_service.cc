@@ -44,7 +44,8 @@ class GrpcAgentLink : public AgentLink,
   }
   void SendLease(int64_t attempt_id, const std::string& token,
                  int64_t experiment_id, const std::string& name,
-                 const GateSpec& gates, const std::string& workdir) override {
+                 const GateSpec& gates, const std::string& workdir,
+                 const std::vector<VariantSourceRecord>& sources) override {
     v1::ControllerMessage m;
     *m.mutable_lease()->mutable_gates() = ToProto(gates);
     m.mutable_lease()->set_attempt_id(attempt_id);
@@ -52,6 +53,12 @@ class GrpcAgentLink : public AgentLink,
     m.mutable_lease()->set_experiment_id(experiment_id);
     m.mutable_lease()->set_experiment_name(name);
     m.mutable_lease()->set_workdir(workdir);
+    for (const VariantSourceRecord& s : sources) {
+      v1::VariantSource* v = m.mutable_lease()->add_sources();
+      v->set_variant(s.variant);
+      v->set_repo(s.repo);
+      v->set_commit(s.commit);
+    }
     Send(std::move(m));
   }
   void SendStep(int64_t attempt_id, const std::string& token,

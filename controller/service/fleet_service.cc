@@ -104,6 +104,13 @@ grpc::ServerUnaryReactor* FleetServiceImpl::GetExperiment(
     *resp = ToProto(detail.view);
     for (const AttemptRecord& a : detail.attempts)
       *resp->add_attempt_list() = ToProto(a);
+    for (const VariantSourceRecord& s : detail.sources) {
+      v1::SourceCommit* c = resp->add_sources();
+      c->set_variant(s.variant);
+      c->set_repo(s.repo);
+      c->set_ref(s.ref);
+      c->set_commit(s.commit);
+    }
     return absl::OkStatus();
   });
 }

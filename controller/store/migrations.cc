@@ -353,6 +353,20 @@ constexpr std::string_view kMigration8[] = {
     " revoked_at BIGINT)",
 };
 
+// The commit each variant of an experiment with source.repo is measured at,
+// resolved from its ref at submit (common/model/variant_source.h); `position`
+// keeps the spec's variant order.
+constexpr std::string_view kMigration9[] = {
+    "CREATE TABLE experiment_sources ("
+    " experiment_id BIGINT NOT NULL REFERENCES experiments (id),"
+    " position INTEGER NOT NULL,"
+    " variant TEXT NOT NULL,"
+    " repo TEXT NOT NULL,"
+    " ref TEXT NOT NULL,"
+    " commit_id TEXT NOT NULL,"
+    " PRIMARY KEY (experiment_id, position))",
+};
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema: experiments, attempts, step_results, verdicts, agents",
      kMigration1},
@@ -374,6 +388,8 @@ constexpr Migration kMigrations[] = {
     {7, "host summary, host flags and gate wait of step results", kMigration7,
      kMigration7Postgres},
     {8, "API tokens (hashed)", kMigration8},
+    {9, "resolved commits of the variants of experiments with source.repo",
+     kMigration9},
 };
 
 }  // namespace

@@ -181,6 +181,13 @@ class PgStore : public Store {
   absl::StatusOr<std::vector<TokenRecord>> ListTokens() override;
   absl::StatusOr<TokenRecord> RevokeToken(int64_t id, absl::Time when) override;
 
+  // Resolved commits of variants (pg_store_sources.cc).
+  absl::Status RecordExperimentSources(
+      int64_t experiment_id,
+      const std::vector<VariantSourceRecord>& sources) override;
+  absl::StatusOr<std::vector<VariantSourceRecord>> ListExperimentSources(
+      int64_t experiment_id) override;
+
  private:
   // kRead: changes nothing. kWrite: a change that must not be applied twice
   // (commit-marked). kRerunnable: a change whose second run does nothing

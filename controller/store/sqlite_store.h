@@ -126,6 +126,13 @@ class SqliteStore : public Store {
   absl::StatusOr<std::vector<TokenRecord>> ListTokens() override;
   absl::StatusOr<TokenRecord> RevokeToken(int64_t id, absl::Time when) override;
 
+  // Resolved commits of variants (sqlite_store_sources.cc).
+  absl::Status RecordExperimentSources(
+      int64_t experiment_id,
+      const std::vector<VariantSourceRecord>& sources) override;
+  absl::StatusOr<std::vector<VariantSourceRecord>> ListExperimentSources(
+      int64_t experiment_id) override;
+
  private:
   // Takes ownership of `db`, which is open on `path`.
   SqliteStore(sqlite3* db, std::string path);

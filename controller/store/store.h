@@ -30,6 +30,7 @@
 #include "common/model/sample.h"
 #include "common/model/step_result.h"
 #include "common/model/token.h"
+#include "common/model/variant_source.h"
 #include "common/model/verdict_record.h"
 
 namespace benchfleet {
@@ -169,6 +170,16 @@ class Store {
   // for an unknown id.
   virtual absl::StatusOr<TokenRecord> RevokeToken(int64_t id,
                                                   absl::Time when) = 0;
+
+  // The commits the variants of an experiment with source.repo are measured
+  // at (resolved at submit), in the spec's variant order; replaces any stored
+  // for it. NotFound for an unknown experiment.
+  virtual absl::Status RecordExperimentSources(
+      int64_t experiment_id,
+      const std::vector<VariantSourceRecord>& sources) = 0;
+  // In the order recorded; empty when none were (no source.repo).
+  virtual absl::StatusOr<std::vector<VariantSourceRecord>>
+  ListExperimentSources(int64_t experiment_id) = 0;
 };
 
 // Opens a store from a URL: "sqlite:///abs/path.db", "sqlite://relative.db",

@@ -145,7 +145,7 @@ TEST(SpecLoaderTest, RefusesDuplicateVariantNames) {
                                  "variants:\n"
                                  "  - {name: baseline}\n"
                                  "  - {name: fast}\n"
-                                 "  - {name: baseline, ref: other}\n")),
+                                 "  - {name: baseline, env: {A: b}}\n")),
             "spec.yaml:10:12: variants[2].name: \"baseline\" is already the "
             "name of variants[0].name; expected a unique name for each "
             "variant");

@@ -100,8 +100,8 @@ class FakeAgentLink : public AgentLink {
   }
   void SendLease(int64_t attempt_id, const std::string& lease_token,
                  int64_t experiment_id, const std::string& experiment_name,
-                 const GateSpec& /*gates*/,
-                 const std::string& /*workdir*/) override {
+                 const GateSpec& /*gates*/, const std::string& /*workdir*/,
+                 const std::vector<VariantSourceRecord>& /*sources*/) override {
     Msg m;
     m.type = Msg::kLease;
     m.attempt_id = attempt_id;

@@ -142,6 +142,15 @@ class FlakyStore : public Store {
                                           absl::Time when) override {
     return real_->RevokeToken(id, when);
   }
+  absl::Status RecordExperimentSources(
+      int64_t experiment_id,
+      const std::vector<VariantSourceRecord>& sources) override {
+    return real_->RecordExperimentSources(experiment_id, sources);
+  }
+  absl::StatusOr<std::vector<VariantSourceRecord>> ListExperimentSources(
+      int64_t experiment_id) override {
+    return real_->ListExperimentSources(experiment_id);
+  }
 
  private:
   bool TakeFailure(std::atomic<int>& left) {

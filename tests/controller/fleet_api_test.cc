@@ -12,6 +12,7 @@
 #include "controller/store/sqlite_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/git_repo.h"
 #include "tests/testing/temp_dir.h"
 
 namespace benchfleet {
@@ -175,14 +176,74 @@ TEST_F(FleetApiTest, SubmitRefusesABadSpecWithTheLoadersLocation) {
   EXPECT_TRUE(list->empty()) << "a refused spec must store nothing";
 }
 
-TEST_F(FleetApiTest, SubmitRefusesSourceRepoAsNotYetSupported) {
+// A spec over `repo` whose variants are at `base_ref` and `fast_ref`.
+std::string SourceSpec(const std::string& repo, const std::string& base_ref,
+                       const std::string& fast_ref) {
+  return absl::StrCat(R"(apiVersion: benchfleet/v1
+kind: Experiment
+name: tiny
+source: {repo: )",
+                      repo, R"(}
+benchmark:
+  argv: [./bench, "{input}"]
+  inputs:
+    - {name: one, path: one.txt}
+  runs: 10
+  max_runs: 10
+variants:
+  - {name: base, ref: )",
+                      base_ref, "}\n  - {name: fast, ref: ", fast_ref, "}\n");
+}
+
+TEST_F(FleetApiTest, SubmitResolvesEachVariantsRefAndStoresTheCommits) {
+  testing::GitRepo repo(dir_ / "repo");
+  const std::string base = repo.Commit("bench", "#!/bin/sh\necho base\n");
+  repo.Branch("fast");
+  const std::string fast = repo.Commit("bench", "#!/bin/sh\necho fast\n");
   Submission s = Valid();
-  s.spec_yaml =
-      std::string(kSpec) + "source: {repo: https://example.invalid/r.git}\n";
+  s.spec_yaml = SourceSpec(repo.dir(), "main", "fast");
   absl::StatusOr<Submitted> done = api_->Submit(s);
-  EXPECT_EQ(done.status().code(), absl::StatusCode::kUnimplemented);
+  ASSERT_TRUE(done.ok()) << done.status();
+  absl::StatusOr<ExperimentDetail> detail =
+      api_->GetExperiment(done->experiment_id);
+  ASSERT_TRUE(detail.ok()) << detail.status();
+  ASSERT_EQ(detail->sources.size(), 2u);
+  EXPECT_EQ(detail->sources[0].variant, "base");
+  EXPECT_EQ(detail->sources[0].ref, "main");
+  EXPECT_EQ(detail->sources[0].commit, base);
+  EXPECT_EQ(detail->sources[0].repo, repo.dir());
+  EXPECT_EQ(detail->sources[1].variant, "fast");
+  EXPECT_EQ(detail->sources[1].commit, fast);
+  EXPECT_THAT(scheduler_->submitted, ElementsAre(done->experiment_id));
+}
+
+TEST_F(FleetApiTest,
+       SubmitRefusesAnUnknownRefNamingTheVariantAndQueuesNothing) {
+  testing::GitRepo repo(dir_ / "repo");
+  repo.Commit("bench", "x");
+  Submission s = Valid();
+  s.spec_yaml = SourceSpec(repo.dir(), "main", "no-such-branch");
+  absl::StatusOr<Submitted> done = api_->Submit(s);
+  EXPECT_EQ(done.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(done.status().message(),
-              HasSubstr("/w/tiny.yaml: source.repo: building variants"));
+              HasSubstr("/w/tiny.yaml:13:23: variant fast: ref "
+                        "'no-such-branch' is not a branch, tag or commit of"));
+  auto list = store_->ListExperiments(10);
+  ASSERT_TRUE(list.ok());
+  EXPECT_TRUE(list->empty()) << "a refused spec must store nothing";
+  EXPECT_TRUE(scheduler_->submitted.empty());
+}
+
+TEST_F(FleetApiTest, SubmitRefusesARepositoryGitCannotRead) {
+  Submission s = Valid();
+  s.spec_yaml = SourceSpec(dir_ / "missing", "main", "main");
+  absl::StatusOr<Submitted> done = api_->Submit(s);
+  EXPECT_EQ(done.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(done.status().message(),
+              HasSubstr("source.repo: cannot list the refs of"));
+  auto list = store_->ListExperiments(10);
+  ASSERT_TRUE(list.ok());
+  EXPECT_TRUE(list->empty());
 }
 
 TEST_F(FleetApiTest, SubmitWarnsWhenTheIdeaWasDiscardedBefore) {

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -122,6 +123,31 @@ TEST(ReportJsonTest, HasKeptAndMeasuredCountsUnderOldAndNewNames) {
   EXPECT_EQ(row["n_candidate_measured"], 10);
   EXPECT_EQ(row["n_baseline_measured"], 20);
   EXPECT_EQ(row["outliers_removed"], 3);
+}
+
+TEST(ReportSourceTest, NamesTheCommitEachVariantWasMeasuredAt) {
+  ExperimentReport report = OneCandidate(Inconclusive());
+  report.source_repo = "/srv/git/app.git";
+  report.source_commits = {{"base", "main", std::string(40, 'a')},
+                           {"fast", "bench/fast", std::string(40, 'b')}};
+  EXPECT_THAT(
+      RenderReportText(report),
+      ::testing::HasSubstr(absl::StrCat(
+          "\nSource: /srv/git/app.git\n  - base: ", std::string(40, 'a'),
+          " (main)\n  - fast: ", std::string(40, 'b'), " (bench/fast)\n")));
+  const nlohmann::json j = nlohmann::json::parse(ReportToJson(report));
+  EXPECT_EQ(j["source_repo"], "/srv/git/app.git");
+  ASSERT_EQ(j["sources"].size(), 2u);
+  EXPECT_EQ(j["sources"][1]["variant"], "fast");
+  EXPECT_EQ(j["sources"][1]["ref"], "bench/fast");
+  EXPECT_EQ(j["sources"][1]["commit"], std::string(40, 'b'));
+}
+
+TEST(ReportSourceTest, SaysNothingOfSourcesWithoutARepository) {
+  ExperimentReport report = OneCandidate(Inconclusive());
+  EXPECT_THAT(RenderReportText(report),
+              ::testing::Not(::testing::HasSubstr("Source:")));
+  EXPECT_FALSE(nlohmann::json::parse(ReportToJson(report)).contains("sources"));
 }
 
 }  // namespace

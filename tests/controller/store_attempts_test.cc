@@ -468,6 +468,34 @@ TEST_P(ClaimedStoreTest,
             absl::StatusCode::kNotFound);
 }
 
+// ---- Resolved commits of variants (source.repo) ----
+
+TEST_P(ClaimedStoreTest, SourcesAreStoredInVariantOrderAndReplacedAsAWhole) {
+  ASSERT_OK_AND_ASSIGN(auto none,
+                       store_->ListExperimentSources(experiment_.id));
+  EXPECT_TRUE(none.empty());
+  const std::string repo = "https://git.example/app.git?x='1'";
+  std::vector<VariantSourceRecord> sources = {
+      {"zeta", repo, "main", std::string(40, 'a')},
+      {"alpha", repo, "bench/001-x", std::string(40, 'b')}};
+  ASSERT_OK(store_->RecordExperimentSources(experiment_.id, sources));
+  ASSERT_OK_AND_ASSIGN(auto got, store_->ListExperimentSources(experiment_.id));
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].variant, "zeta");
+  EXPECT_EQ(got[0].repo, repo);
+  EXPECT_EQ(got[0].ref, "main");
+  EXPECT_EQ(got[0].commit, std::string(40, 'a'));
+  EXPECT_EQ(got[1].variant, "alpha");
+  EXPECT_EQ(got[1].ref, "bench/001-x");
+  sources.pop_back();
+  ASSERT_OK(store_->RecordExperimentSources(experiment_.id, sources));
+  ASSERT_OK_AND_ASSIGN(got, store_->ListExperimentSources(experiment_.id));
+  EXPECT_EQ(got.size(), 1u);
+  EXPECT_EQ(
+      store_->RecordExperimentSources(experiment_.id + 100, sources).code(),
+      absl::StatusCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace store_testing
 }  // namespace benchfleet
