@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/yaml/located_reader.h"
 #include "common/yaml/located_yaml.h"
 
 namespace benchfleet {
@@ -45,9 +46,15 @@ absl::StatusOr<std::map<std::string, std::string>> LoadConfigFile(
     return absl::InvalidArgumentError(
         yaml::FormatAt(path, n.mark(), "", message));
   };
-  for (const auto& [key_node, value] : root.entries()) {
+  const std::vector<absl::string_view> allowed(allowed_keys.begin(),
+                                               allowed_keys.end());
+  for (const yaml::CheckedKey& checked : yaml::CheckKeys(root, allowed)) {
+    const yaml::Node& key_node = *checked.key;
+    const yaml::Node& value = *checked.value;
     const std::string& key = key_node.Scalar();
-    if (!allowed_keys.contains(key)) {
+    // A repeated setting is not refused: the later one wins.
+    if (checked.status == yaml::KeyStatus::kUnknown ||
+        checked.status == yaml::KeyStatus::kNotPlain) {
       return where(key_node,
                    absl::StrCat("unknown setting '", key, "'; allowed: ",
                                 absl::StrJoin(allowed_keys, ", ")));

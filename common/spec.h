@@ -142,6 +142,12 @@ struct ExperimentSpec {
   std::vector<std::string> warnings;
 
   const VariantSpec& baseline() const { return variants.front(); }
+
+  // The ref `v` is built from with source.repo: its own, or the baseline's
+  // when it names none (a variant that only changes env or command).
+  const std::string& RefOf(const VariantSpec& v) const {
+    return v.ref.empty() ? baseline().ref : v.ref;
+  }
 };
 
 // The built-in metric names, valid as benchmark.metrics.primary.

@@ -30,6 +30,32 @@ std::string Index(absl::string_view path, size_t i) {
   return absl::StrCat(path, "[", i, "]");
 }
 
+std::vector<CheckedKey> CheckKeys(const Node& mapping,
+                                  std::span<const absl::string_view> allowed) {
+  std::vector<CheckedKey> out;
+  if (!mapping.IsMap()) return out;
+  out.reserve(mapping.size());
+  std::map<std::string, Mark, std::less<>> first;
+  for (const auto& [key, value] : mapping.entries()) {
+    CheckedKey checked;
+    checked.key = &key;
+    checked.value = &value;
+    if (!key.IsScalar()) {
+      checked.status = KeyStatus::kNotPlain;
+    } else if (std::find(allowed.begin(), allowed.end(), key.Scalar()) ==
+               allowed.end()) {
+      checked.status = KeyStatus::kUnknown;
+      checked.suggestion = Suggest(key.Scalar(), allowed);
+    } else if (auto [it, inserted] = first.emplace(key.Scalar(), key.mark());
+               !inserted) {
+      checked.status = KeyStatus::kDuplicate;
+      checked.first = it->second;
+    }
+    out.push_back(checked);
+  }
+  return out;
+}
+
 const Item* Mapping::Find(absl::string_view key) const {
   for (const auto& [k, item] : entries_) {
     if (k == key) return &item;
@@ -113,11 +139,12 @@ std::optional<Mapping> LocatedReader::ReadMapping(
     return std::nullopt;
   }
   Mapping mapping(item.mark, item.path);
-  std::map<std::string, int, std::less<>> first_line;
   std::string where =
       item.path.empty() ? "at the top level" : absl::StrCat("in ", item.path);
-  for (const auto& [key, value] : item.node->entries()) {
-    if (!key.IsScalar()) {
+  for (const CheckedKey& checked : CheckKeys(*item.node, allowed)) {
+    const Node& key = *checked.key;
+    const Node& value = *checked.value;
+    if (checked.status == KeyStatus::kNotPlain) {
       Error(key.mark(), item.path,
             absl::StrCat("a key is not a plain word; expected keys ", where,
                          " to be one of: ", absl::StrJoin(allowed, ", ")));
@@ -125,21 +152,21 @@ std::optional<Mapping> LocatedReader::ReadMapping(
     }
     const std::string& name = key.Scalar();
     std::string path = Child(item.path, name);
-    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
-      absl::string_view suggestion = Suggest(name, allowed);
+    if (checked.status == KeyStatus::kUnknown) {
       Error(key.mark(), path,
-            absl::StrCat("unknown key",
-                         suggestion.empty() ? ""
-                                            : absl::StrCat(" (did you mean ",
-                                                           suggestion, "?)"),
-                         "; expected one of the keys allowed ", where, ": ",
-                         absl::StrJoin(allowed, ", ")));
+            absl::StrCat(
+                "unknown key",
+                checked.suggestion.empty()
+                    ? ""
+                    : absl::StrCat(" (did you mean ", checked.suggestion, "?)"),
+                "; expected one of the keys allowed ", where, ": ",
+                absl::StrJoin(allowed, ", ")));
       continue;
     }
-    auto [previous, inserted] = first_line.emplace(name, key.mark().Line());
-    if (!inserted) {
+    if (checked.status == KeyStatus::kDuplicate) {
       Error(key.mark(), path,
-            absl::StrCat("duplicate key (first set on line ", previous->second,
+            absl::StrCat("duplicate key (first set on line ",
+                         checked.first.Line(),
                          "); expected each key once, remove one of them"));
       continue;
     }

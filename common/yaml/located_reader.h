@@ -6,9 +6,13 @@
 // refused); scalars convert to strings, whole numbers, numbers, booleans,
 // durations and percentages with the wording the spec loader has always used.
 //
-// Used by the spec loader's section readers (common/spec/). A LocatedReader
-// is not thread-safe; use one per document. Items point into the tree the
-// reader was given, which must outlive them.
+// Used by the spec loader's section readers (common/spec/). CheckKeys, the
+// rule for a mapping's keys behind ReadMapping, is also used by the readers
+// that word their messages their own way and stop at the first problem: the
+// --config files (common/config_file.cc) and the history file
+// (controller/history/history_file.cc). A LocatedReader is not thread-safe;
+// use one per document; CheckKeys is pure. Items and CheckedKeys point into
+// the tree they were read from, which must outlive them.
 #ifndef BENCHFLEET_COMMON_YAML_LOCATED_READER_H_
 #define BENCHFLEET_COMMON_YAML_LOCATED_READER_H_
 
@@ -58,6 +62,35 @@ class Mapping {
   std::string path_;
   std::vector<std::pair<std::string, Item>> entries_;
 };
+
+// ---- The keys of a mapping ----
+
+// What CheckKeys found for one key.
+enum class KeyStatus {
+  kAllowed,    // one of the allowed keys, first time in the mapping
+  kNotPlain,   // the key is not a scalar (a list or mapping used as a key)
+  kUnknown,    // not one of the allowed keys
+  kDuplicate,  // an allowed key seen before in the same mapping
+};
+
+struct CheckedKey {
+  const Node* key = nullptr;
+  const Node* value = nullptr;
+  KeyStatus status = KeyStatus::kAllowed;
+  // kUnknown: the allowed key it is closest to (Suggest, yaml_values.h), ""
+  // when none is close. Points into `allowed`.
+  absl::string_view suggestion;
+  // kDuplicate: where the key was first set.
+  Mark first;
+};
+
+// The one rule for a mapping's keys: each must be a plain scalar, one of
+// `allowed`, and appear once. Returns every entry of `mapping` in document
+// order with what is wrong with its key (duplicates are counted among the
+// allowed keys only); empty when `mapping` is not a mapping. Callers word
+// the messages.
+std::vector<CheckedKey> CheckKeys(const Node& mapping,
+                                  std::span<const absl::string_view> allowed);
 
 struct Diagnostic {
   int line;    // 1-based

@@ -190,8 +190,7 @@ ExperimentReport AttemptDriver::Evaluate(
   if (!spec_.source_repo.empty()) {
     report.source_repo = spec_.source_repo;
     for (const VariantSpec& v : spec_.variants) {
-      report.source_commits.push_back(
-          {v.name, v.ref.empty() ? spec_.baseline().ref : v.ref, v.commit});
+      report.source_commits.push_back({v.name, spec_.RefOf(v), v.commit});
     }
   }
   Better better = Better::kLower;

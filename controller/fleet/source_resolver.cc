@@ -69,12 +69,11 @@ absl::StatusOr<std::vector<VariantSourceRecord>> ResolveSources(
     if (parts.size() == 2 && IsFullCommitId(parts[0]))
       refs[parts[1]] = parts[0];
   }
-  const std::string& baseline_ref = spec.baseline().ref;
   for (const VariantSpec& v : spec.variants) {
     VariantSourceRecord r;
     r.variant = v.name;
     r.repo = repo;
-    r.ref = v.ref.empty() ? baseline_ref : v.ref;
+    r.ref = spec.RefOf(v);
     const std::string where =
         v.ref_location.empty()
             ? absl::StrCat(spec.source_path, ": variants: ", v.name,

@@ -8,7 +8,6 @@
 #include <limits>
 #include <map>
 #include <optional>
-#include <set>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -22,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
+#include "common/yaml/located_reader.h"
 #include "common/yaml/located_yaml.h"
 #include "common/yaml/yaml_values.h"
 #include "controller/history/history.h"
@@ -232,25 +232,28 @@ class Reader {
       return Error(node.IsNull() ? where : node.mark(), field,
                    "expected a mapping (key: value lines)");
     }
+    std::vector<absl::string_view> allowed(required.begin(), required.end());
+    allowed.insert(allowed.end(), optional.begin(), optional.end());
     FieldMap out;
-    std::set<std::string> known(required.begin(), required.end());
-    known.insert(optional.begin(), optional.end());
-    for (const auto& [key_node, value] : node.entries()) {
-      if (!key_node.IsScalar()) {
-        return Error(key_node.mark(), field, "expected a plain key");
-      }
+    for (const yaml::CheckedKey& checked : yaml::CheckKeys(node, allowed)) {
+      const Node& key_node = *checked.key;
       const std::string& key = key_node.Scalar();
-      if (!known.count(key)) {
-        return Error(
-            key_node.mark(), field,
-            absl::StrCat("unknown key \"", key.substr(0, 60),
-                         "\"; expected one of: ", absl::StrJoin(required, ", "),
-                         optional.empty() ? "" : ", ",
-                         absl::StrJoin(optional, ", ")));
-      }
-      if (!out.emplace(key, KeyValue(&key_node, &value)).second) {
-        return Error(key_node.mark(), field,
-                     absl::StrCat("key \"", key, "\" appears twice"));
+      switch (checked.status) {
+        case yaml::KeyStatus::kNotPlain:
+          return Error(key_node.mark(), field, "expected a plain key");
+        case yaml::KeyStatus::kUnknown:
+          return Error(
+              key_node.mark(), field,
+              absl::StrCat(
+                  "unknown key \"", key.substr(0, 60),
+                  "\"; expected one of: ", absl::StrJoin(required, ", "),
+                  optional.empty() ? "" : ", ", absl::StrJoin(optional, ", ")));
+        case yaml::KeyStatus::kDuplicate:
+          return Error(key_node.mark(), field,
+                       absl::StrCat("key \"", key, "\" appears twice"));
+        case yaml::KeyStatus::kAllowed:
+          out.emplace(key, KeyValue(&key_node, checked.value));
+          break;
       }
     }
     for (const std::string& key : required) {

@@ -1,15 +1,13 @@
-// Dispatcher (dispatcher.h): construction, the loop thread and Tick, agent
-// sessions (connects, heartbeats, disconnects, silence), samples, cancel, and
-// the views published to watchers. The attempt lifecycle is in
-// dispatcher_attempts.cc.
+// Dispatcher (dispatcher.h): construction, the loop thread and Tick, the
+// events from agents handed to the AgentRegistry and the AttemptRunner,
+// samples, cancel, and the views published to watchers.
 #include "controller/scheduler/dispatcher.h"
 
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "controller/scheduler/environment_record.h"
-#include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 
 namespace benchfleet {
@@ -44,9 +42,27 @@ Dispatcher::Dispatcher(Store* store, Clock* clock, DispatcherOptions options,
     : store_(store),
       clock_(clock),
       options_(options),
-      specs_(std::move(specs)),
       progress_pacer_(kProgressInterval),
-      store_writes_(kStoreRetryInterval) {
+      store_writes_(AttemptRunner::kStoreRetryInterval),
+      agents_(
+          store, clock,
+          [this](const std::string& key, const std::string& what,
+                 StoreWrites::Write write) {
+            StoreWrite(key, what, std::move(write));
+          },
+          [this](const std::string& key) { store_writes_.Drop(key); }),
+      attempts_(store, clock, &agents_,
+                AttemptRunner::Options{options.steps_ahead,
+                                       options.not_ready_retry_after},
+                std::move(specs),
+                AttemptRunner::Hooks{
+                    [this](int64_t id) { Publish(id); },
+                    [this](int64_t id) { PublishProgress(id); },
+                    [this] { work_maybe_queued_ = true; },
+                    [this](const std::string& key, const std::string& what,
+                           StoreWrites::Write write) {
+                      StoreWrite(key, what, std::move(write));
+                    }}) {
   if (options_.run_loop_thread) loop_ = std::thread([this] { Loop(); });
 }
 
@@ -107,126 +123,22 @@ void Dispatcher::StoreWrite(const std::string& key, const std::string& what,
   counters_.store_writes_failed = store_writes_.failed();
 }
 
-void Dispatcher::SetAgentState(const std::string& agent_id, AgentState state) {
-  const absl::Time now = clock_->Now();
-  // Sorts after "agent:ID", so a kept record is retried before its state.
-  StoreWrite(absl::StrCat("agent:", agent_id, "/state"),
-             absl::StrCat("record the state of agent ", agent_id),
-             [this, agent_id, state, now] {
-               return store_->SetAgentState(agent_id, state, now);
-             });
-}
-
-void Dispatcher::RecordEnvironment(
-    const Session& session, int64_t attempt_id, uint64_t seed,
-    const std::optional<HostEnvironment>& reported) {
-  EnvironmentOrigin origin;
-  origin.agent_id = session.hello.agent_id;
-  origin.labels = session.hello.labels;
-  origin.facts = session.hello.facts;
-  std::string env = EnvironmentRecordJson(origin, seed, reported);
-  StoreWrite(absl::StrCat("environment:", attempt_id),
-             absl::StrCat("record the environment of attempt ", attempt_id),
-             [this, attempt_id, env = std::move(env)] {
-               return store_->SetAttemptEnvironment(attempt_id, env);
-             });
-}
-
-Dispatcher::Session* Dispatcher::SessionFor(
-    const std::shared_ptr<AgentLink>& link) {
-  for (auto& [id, s] : sessions_)
-    if (s.link == link) return &s;
-  return nullptr;
-}
-
 void Dispatcher::OnConnected(std::shared_ptr<AgentLink> link,
                              AgentHello hello) {
   Post([this, link = std::move(link), hello = std::move(hello)]() mutable {
     const std::string id = hello.agent_id;
-    auto old = sessions_.find(id);
-    if (old != sessions_.end() && old->second.link != link) {
-      old->second.link->Close(
-          "a newer connection from the same agent replaced this one");
-    }
-    Session& s = sessions_[id];
-    s.link = link;
-    s.hello = hello;
-    s.last_seen = clock_->Now();
-    s.attempt_id = 0;
-    s.refuses_orders.clear();
-    AgentRecord rec;
-    rec.id = id;
-    rec.hostname = hello.facts.hostname;
-    rec.labels = hello.labels;
-    rec.facts_json = nlohmann::json{{"cpu_model", hello.facts.cpu_model},
-                                    {"cpu_cores", hello.facts.cpu_cores},
-                                    {"memory_bytes", hello.facts.memory_bytes},
-                                    {"os", hello.facts.os},
-                                    {"kernel", hello.facts.kernel}}
-                         .dump();
-    rec.state = AgentState::kIdle;
-    rec.last_seen = s.last_seen;
-    // Re-attach to the attempt the agent still holds, if it is still ours.
-    Active* reattached = nullptr;
-    if (hello.current_attempt_id != 0) {
-      auto it = active_.find(hello.current_attempt_id);
-      if (it != active_.end() && it->second.agent_id == id &&
-          it->second.attempt.lease_token == hello.current_lease_token) {
-        reattached = &it->second;
-        s.attempt_id = it->first;
-        it->second.agent_lost_at = absl::InfiniteFuture();
-        rec.state = AgentState::kBusy;
-      }
-    }
-    // Any other attempt we still hold for this agent is one it no longer runs
-    // (it restarted, or its old stream has not been seen to end yet): lost now,
-    // not after the lease timeout.
-    std::vector<int64_t> abandoned;
-    for (const auto& [attempt_id, a] : active_) {
-      if (a.agent_id == id && attempt_id != s.attempt_id)
-        abandoned.push_back(attempt_id);
-    }
-    for (int64_t attempt_id : abandoned) {
-      LoseAttempt(
-          attempt_id,
-          absl::StrCat("agent ", id,
-                       " reconnected without it (the agent restarted)"));
-    }
-    // Registered before the Welcome acknowledges it (DESIGN.md §6).
-    // A kept state write is older than this record.
-    store_writes_.Drop(absl::StrCat("agent:", id, "/state"));
-    StoreWrite(absl::StrCat("agent:", id), absl::StrCat("record agent ", id),
-               [this, rec] { return store_->UpsertAgent(rec); });
-    {
-      absl::MutexLock lock(&mu_);
-      connected_[id] = reattached != nullptr ? reattached->experiment.id : 0;
-    }
+    AgentSession& s = agents_.Connect(link, hello);
+    // Re-attach to the attempt the agent still holds, if it is still ours;
+    // any other it held is lost.
+    const int64_t experiment_id = attempts_.Reattach(
+        id, hello.current_attempt_id, hello.current_lease_token);
+    const bool reattached = experiment_id != 0;
+    if (reattached) s.attempt_id = hello.current_attempt_id;
+    agents_.Register(id, reattached ? AgentState::kBusy : AgentState::kIdle,
+                     experiment_id);
     link->SendWelcome(options_.heartbeat_interval, options_.lease_timeout);
-    if (reattached != nullptr) {
-      if (!reattached->sent.empty()) {
-        // The orders may have been lost with the old stream; the agent
-        // de-duplicates by step_seq and resends a result it already has.
-        std::vector<int64_t> revoked;
-        for (const auto& [seq, sent] : reattached->sent) {
-          if (sent.revoked) {
-            revoked.push_back(seq);
-            continue;
-          }
-          link->SendStep(reattached->attempt.id,
-                         reattached->attempt.lease_token, sent.step);
-        }
-        // A revocation may have been lost with the old stream too.
-        if (!revoked.empty()) {
-          link->SendRevoke(reattached->attempt.id,
-                           reattached->attempt.lease_token, revoked,
-                           "the variant was aborted (KILL or REJECT)");
-        }
-      } else if (!reattached->lease_accepted) {
-        // Its lease reply was lost with the old stream; holding the lease's
-        // token is the acceptance.
-        reattached->lease_accepted = true;
-        FillWindow(*reattached);
-      }
+    if (reattached) {
+      attempts_.Resume(hello.current_attempt_id, *link);
     } else if (hello.current_attempt_id != 0) {
       link->SendRelease(hello.current_attempt_id, hello.current_lease_token,
                         "the controller no longer knows this attempt");
@@ -239,33 +151,25 @@ void Dispatcher::OnConnected(std::shared_ptr<AgentLink> link,
 void Dispatcher::OnHeartbeat(const std::shared_ptr<AgentLink>& link,
                              int64_t attempt_id, const std::string& status) {
   Post([this, link, attempt_id, status] {
-    Session* s = SessionFor(link);
+    AgentSession* s = agents_.Find(link);
     if (s == nullptr) return;
     s->last_seen = clock_->Now();
     if (s->status == status) return;
     s->status = status;
-    auto it = active_.find(attempt_id);
-    if (it != active_.end() && it->second.agent_id == s->hello.agent_id) {
-      PublishProgress(it->second.experiment.id);
+    std::optional<AttemptRunner::Live> live =
+        attempts_.LiveOfAttempt(attempt_id);
+    if (live && live->agent_id == s->hello.agent_id) {
+      PublishProgress(live->experiment_id);
     }
   });
 }
 
 void Dispatcher::OnDisconnected(const std::shared_ptr<AgentLink>& link) {
   Post([this, link] {
-    for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
-      if (it->second.link != link) continue;
-      const std::string id = it->first;
-      if (it->second.attempt_id != 0) {
-        auto a = active_.find(it->second.attempt_id);
-        if (a != active_.end()) a->second.agent_lost_at = clock_->Now();
-      }
-      sessions_.erase(it);
-      SetAgentState(id, AgentState::kOffline);
-      absl::MutexLock lock(&mu_);
-      connected_.erase(id);
-      spdlog::info("agent {} disconnected", id);
-      return;
+    const absl::Time now = clock_->Now();
+    std::optional<AgentSession> gone = agents_.Disconnect(link);
+    if (gone && gone->attempt_id != 0) {
+      attempts_.AgentGone(gone->attempt_id, now);
     }
   });
 }
@@ -274,12 +178,11 @@ void Dispatcher::OnSamples(const std::shared_ptr<AgentLink>& link,
                            int64_t attempt_id, const std::string& token,
                            std::vector<SampleRecord> samples) {
   Post([this, link, attempt_id, token, samples = std::move(samples)]() mutable {
-    if (Session* s = SessionFor(link)) {
+    if (AgentSession* s = agents_.Find(link)) {
       s->last_seen = clock_->Now();
       for (SampleRecord& r : samples) r.agent_id = s->hello.agent_id;
     }
-    auto it = active_.find(attempt_id);
-    if (it == active_.end() || it->second.attempt.lease_token != token) return;
+    if (!attempts_.Holds(attempt_id, token)) return;
     // Kept for a retry under their own key: a later batch does not replace it.
     const int64_t n = static_cast<int64_t>(samples.size());
     const int64_t batch = next_sample_batch_++;
@@ -308,20 +211,7 @@ absl::Status Dispatcher::Cancel(int64_t experiment_id,
   RETURN_IF_ERROR(
       store_->CancelExperiment(experiment_id, reason, clock_->Now()));
   Post([this, experiment_id, reason] {
-    for (auto it = active_.begin(); it != active_.end(); ++it) {
-      if (it->second.experiment.id != experiment_id) continue;
-      auto s = sessions_.find(it->second.agent_id);
-      if (s != sessions_.end()) {
-        s->second.link->SendRelease(it->first, it->second.attempt.lease_token,
-                                    absl::StrCat("cancelled: ", reason));
-        s->second.attempt_id = 0;
-        SetAgentState(s->first, AgentState::kIdle);
-        absl::MutexLock lock(&mu_);
-        connected_[s->first] = 0;
-      }
-      active_.erase(it);
-      break;
-    }
+    attempts_.Cancelled(experiment_id, reason);
     Publish(experiment_id);
     work_maybe_queued_ = true;
   });
@@ -329,16 +219,9 @@ absl::Status Dispatcher::Cancel(int64_t experiment_id,
 }
 
 void Dispatcher::RunDue(absl::Time now) {
-  if ((!unstored_results_.empty() || !unfinished_attempts_.empty()) &&
-      now >= next_store_retry_) {
-    next_store_retry_ = now + kStoreRetryInterval;
-    for (UnstoredResult& r : std::exchange(unstored_results_, {})) {
-      OnStepResult(r.link, r.attempt_id, r.token, std::move(r.outcome));
-    }
-    for (int64_t attempt_id : std::exchange(unfinished_attempts_, {})) {
-      FinishAttempt(attempt_id);
-    }
-  }
+  attempts_.RetryDue(now, [this](AttemptRunner::UnstoredResult& r) {
+    OnStepResult(r.link, r.attempt_id, r.token, std::move(r.outcome));
+  });
   // An attempt end that reached the store only now re-queues its experiment.
   if (!store_writes_.empty()) work_maybe_queued_ = true;
   store_writes_.RetryDue(now);
@@ -350,40 +233,43 @@ void Dispatcher::RunDue(absl::Time now) {
   for (int64_t id : progress_pacer_.Due(now)) Publish(id);
   // An agent passed over for an experiment its host was not ready for may
   // take it again now.
-  for (const auto& [experiment_id, agents] : not_ready_) {
-    for (const auto& [agent_id, until] : agents)
-      if (until <= now) work_maybe_queued_ = true;
-  }
+  if (attempts_.NotReadyExpired(now)) work_maybe_queued_ = true;
   // Agents that stopped talking lose their stream; the lease check below then
   // applies.
-  std::vector<std::shared_ptr<AgentLink>> silent;
-  for (auto& [id, s] : sessions_) {
-    if (now - s.last_seen > options_.lease_timeout) silent.push_back(s.link);
-  }
-  for (auto& link : silent) {
-    link->Close("no heartbeat within the lease timeout");
-    for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
-      if (it->second.link != link) continue;
-      if (it->second.attempt_id != 0) {
-        auto a = active_.find(it->second.attempt_id);
-        if (a != active_.end())
-          a->second.agent_lost_at = now - options_.lease_timeout;
-      }
-      absl::MutexLock lock(&mu_);
-      connected_.erase(it->first);
-      sessions_.erase(it);
-      break;
+  for (const AgentSession& s :
+       agents_.DropSilent(now, options_.lease_timeout)) {
+    if (s.attempt_id != 0) {
+      attempts_.AgentGone(s.attempt_id, now - options_.lease_timeout);
     }
   }
-  std::vector<int64_t> lost;
-  for (auto& [id, a] : active_) {
-    if (now - a.agent_lost_at >= options_.lease_timeout) lost.push_back(id);
-  }
-  for (int64_t id : lost) {
-    LoseAttempt(id, absl::StrCat("agent ", active_[id].agent_id,
-                                 " was silent for more than ",
-                                 absl::FormatDuration(options_.lease_timeout)));
-  }
+  attempts_.LoseExpired(now, options_.lease_timeout);
+}
+
+void Dispatcher::AssignWork() {
+  work_maybe_queued_ = false;
+  agents_.ForEachAvailable([this](AgentSession& s) { attempts_.Start(s); });
+}
+
+void Dispatcher::OnLeaseReply(const std::shared_ptr<AgentLink>& link,
+                              int64_t attempt_id, const std::string& token,
+                              bool accepted, const std::string& reason,
+                              std::optional<HostEnvironment> environment,
+                              bool signature_refused) {
+  Post([=, this, environment = std::move(environment)] {
+    AgentSession* s = agents_.Find(link);
+    if (s == nullptr) return;
+    s->last_seen = clock_->Now();
+    attempts_.OnLeaseReply(*s, attempt_id, token, accepted, reason, environment,
+                           signature_refused);
+  });
+}
+
+void Dispatcher::OnStepResult(const std::shared_ptr<AgentLink>& link,
+                              int64_t attempt_id, const std::string& token,
+                              StepOutcome outcome) {
+  Post([=, this, outcome = std::move(outcome)]() mutable {
+    attempts_.OnStepResult(link, attempt_id, token, std::move(outcome));
+  });
 }
 
 void Dispatcher::PublishProgress(int64_t experiment_id) {
@@ -397,17 +283,14 @@ void Dispatcher::Publish(int64_t experiment_id) {
   if (!rec.ok()) return;
   ExperimentView view;
   view.record = std::move(*rec);
-  for (auto& [id, a] : active_) {
-    if (a.experiment.id != experiment_id) continue;
-    view.progress = a.driver->progress();
-    if (auto st = sessions_.find(a.agent_id);
-        st != sessions_.end() && !st->second.status.empty()) {
-      view.progress.current = st->second.status;
-    }
-    view.attempt_id = id;
-    view.agent_id = a.agent_id;
-    auto s = sessions_.find(a.agent_id);
-    if (s != sessions_.end()) view.hostname = s->second.hello.facts.hostname;
+  if (std::optional<AttemptRunner::Live> live =
+          attempts_.LiveOf(experiment_id)) {
+    view.progress = std::move(live->progress);
+    const AgentSession* s = agents_.Find(live->agent_id);
+    if (s != nullptr && !s->status.empty()) view.progress.current = s->status;
+    view.attempt_id = live->attempt_id;
+    view.agent_id = live->agent_id;
+    if (s != nullptr) view.hostname = s->hello.facts.hostname;
   }
   std::vector<Watcher> to_call;
   {
@@ -438,14 +321,11 @@ absl::StatusOr<ExperimentView> Dispatcher::View(int64_t experiment_id) {
 }
 
 bool Dispatcher::IsConnected(const std::string& agent_id) {
-  absl::MutexLock lock(&mu_);
-  return connected_.contains(agent_id);
+  return agents_.IsConnected(agent_id);
 }
 
 int64_t Dispatcher::CurrentExperimentOf(const std::string& agent_id) {
-  absl::MutexLock lock(&mu_);
-  auto it = connected_.find(agent_id);
-  return it == connected_.end() ? 0 : it->second;
+  return agents_.CurrentExperimentOf(agent_id);
 }
 
 int64_t Dispatcher::Subscribe(int64_t experiment_id, Watcher fn) {
@@ -461,8 +341,14 @@ void Dispatcher::Unsubscribe(int64_t handle) {
 }
 
 DispatcherCounters Dispatcher::counters() {
+  const AttemptRunnerCounters attempts = attempts_.counters();
   absl::MutexLock lock(&mu_);
-  return counters_;
+  DispatcherCounters out = counters_;
+  out.stale_results = attempts.stale_results;
+  out.duplicate_results = attempts.duplicate_results;
+  out.results_stored = attempts.results_stored;
+  out.attempts_lost = attempts.attempts_lost;
+  return out;
 }
 
 }  // namespace benchfleet

@@ -6,11 +6,13 @@
 //
 // It speaks to agents through AgentLink (implemented by the gRPC service
 // adapter) and gets each experiment's spec already parsed from a SpecSource, so
-// it holds only plain structs. Its parts live beside it: the environment
-// record (environment_record.h), progress pacing (progress_pacer.h) and the
-// retried store writes (store_writes.h); the attempt lifecycle (leasing, the
-// window of step orders, results, finishing and losing attempts) is in
-// dispatcher_attempts.cc.
+// it holds only plain structs. It composes its parts: the agent registry
+// (agent_registry.h: the agents, their streams, hellos, states and cordons),
+// the attempt runner (attempt_runner.h: leasing, the window of step orders,
+// results, finishing and losing attempts), the environment record
+// (environment_record.h), progress pacing (progress_pacer.h) and the retried
+// store writes (store_writes.h); it keeps the events, Tick, the views and the
+// watchers.
 //
 // Time: every decision reads the injected Clock. All work happens in Tick(now):
 // it runs the events the On* methods queued, then what is due at `now` (store
@@ -46,52 +48,13 @@
 #include "common/model/host_facts.h"
 #include "common/spec.h"
 #include "controller/attempt/attempt_driver.h"
+#include "controller/scheduler/agent_registry.h"
+#include "controller/scheduler/attempt_runner.h"
 #include "controller/scheduler/progress_pacer.h"
 #include "controller/scheduler/store_writes.h"
 #include "controller/store/store.h"
 
 namespace benchfleet {
-
-// The controller's side of one agent's stream. Implementations queue the
-// message and return at once; they never block and may be called from the
-// dispatcher's loop thread only.
-class AgentLink {
- public:
-  virtual ~AgentLink() = default;
-  virtual void SendWelcome(absl::Duration heartbeat_interval,
-                           absl::Duration lease_timeout) = 0;
-  // `gates` are the spec's host gates, which the agent enforces; `workdir` is
-  // the experiment's work directory on the agent's host (whose commit and
-  // toolchain the agent records). `sources` (with source.repo; else empty):
-  // the commit of each variant, which the agent checks out and runs that
-  // variant's steps in.
-  virtual void SendLease(int64_t attempt_id, const std::string& lease_token,
-                         int64_t experiment_id,
-                         const std::string& experiment_name,
-                         const GateSpec& gates, const std::string& workdir,
-                         const std::vector<VariantSourceRecord>& sources) = 0;
-  virtual void SendStep(int64_t attempt_id, const std::string& lease_token,
-                        const PlannedStep& step) = 0;
-  // Steps sent earlier that the agent must drop (or stop) without a result.
-  virtual void SendRevoke(int64_t attempt_id, const std::string& lease_token,
-                          const std::vector<int64_t>& step_seqs,
-                          const std::string& reason) = 0;
-  virtual void SendAck(int64_t attempt_id, int64_t step_seq, bool accepted,
-                       const std::string& reason) = 0;
-  virtual void SendRelease(int64_t attempt_id, const std::string& lease_token,
-                           const std::string& reason) = 0;
-  // Ends the stream (the agent will reconnect).
-  virtual void Close(const std::string& reason) = 0;
-};
-
-struct AgentHello {
-  std::string agent_id;
-  std::map<std::string, std::string> labels;
-  HostFacts facts;
-  std::string version;
-  int64_t current_attempt_id = 0;
-  std::string current_lease_token;
-};
 
 // What watchers and the Fleet API see of an experiment.
 struct ExperimentView {
@@ -120,13 +83,6 @@ struct DispatcherOptions {
   // FakeClock).
   bool run_loop_thread = true;
 };
-
-// The seam through which the dispatcher gets an experiment's spec: the stored
-// record's spec parsed and validated (the controller passes ParseSpec of the
-// stored YAML, common/spec_loader.h). An error fails the attempt with its
-// message. Called from Tick.
-using SpecSource =
-    std::function<absl::StatusOr<ExperimentSpec>(const ExperimentRecord&)>;
 
 struct DispatcherCounters {
   int64_t stale_results = 0;
@@ -205,38 +161,6 @@ class Dispatcher {
   DispatcherCounters counters();
 
  private:
-  struct Session {
-    std::shared_ptr<AgentLink> link;
-    AgentHello hello;
-    absl::Time last_seen;
-    int64_t attempt_id = 0;  // 0 = idle
-    std::string status;
-    // Why no work is offered on this stream: the agent refused an order's
-    // signature. Cleared when it connects again.
-    std::string refuses_orders;
-  };
-  struct Active {
-    AttemptRecord attempt;
-    ExperimentRecord experiment;
-    std::unique_ptr<AttemptDriver> driver;
-    // Steps sent whose results have not been stored, by seq. Revoked ones stay
-    // until their result arrives (the agent may have finished one before the
-    // revocation reached it) so that it is stored with its kind and variant.
-    struct Sent {
-      PlannedStep step;
-      bool revoked = false;
-    };
-    std::map<int64_t, Sent> sent;
-    bool lease_accepted = false;
-    bool history_checked = false;  // the driver has its baseline reference
-    std::string agent_id;
-    absl::Time agent_lost_at =
-        absl::InfiniteFuture();  // when its agent disconnected
-  };
-
-  // How often results, attempt ends and other writes that the store could not
-  // take are tried again.
-  static constexpr absl::Duration kStoreRetryInterval = absl::Seconds(1);
   // Progress within an attempt is published at most this often per experiment
   // (ProgressPacer).
   static constexpr absl::Duration kProgressInterval = absl::Milliseconds(250);
@@ -252,28 +176,7 @@ class Dispatcher {
   // A store write nothing waits on, through store_writes_.
   void StoreWrite(const std::string& key, const std::string& what,
                   StoreWrites::Write write);
-  void SetAgentState(const std::string& agent_id, AgentState state);
-  // Records the attempt's environment: the host facts of `session`, and what
-  // the agent reported once it did.
-  void RecordEnvironment(const Session& session, int64_t attempt_id,
-                         uint64_t seed,
-                         const std::optional<HostEnvironment>& reported);
   void AssignWork();
-  void StartAttempt(Session& session);
-  // The experiments `agent_id` is passed over for now (its host was not ready
-  // for them a moment ago); drops the entries whose time has passed.
-  std::set<int64_t> NotReadyHere(const std::string& agent_id);
-  // Sends steps until the agent holds options_.steps_ahead of them (or the
-  // plan must wait for results); ends the attempt when the driver is finished.
-  // May erase `active`.
-  void FillWindow(Active& active);
-  // The previous comparable baseline for the driver's "environment changed"
-  // check: the newest completed attempt of the same experiment name on the
-  // same host fingerprint and commit (read from the attempt's environment,
-  // merged when the agent accepted the lease), or why there is none.
-  history::BaselineReference BaselineReferenceFor(const Active& active);
-  void FinishAttempt(int64_t attempt_id);
-  void LoseAttempt(int64_t attempt_id, const std::string& reason);
   // Sends the experiment's current view to its watchers at once (state
   // changes).
   void Publish(int64_t experiment_id);
@@ -281,13 +184,10 @@ class Dispatcher {
   // experiment (Tick flushes the rest), so that watchers and their terminals do
   // not compete with short benchmark runs for the host's CPUs after every step.
   void PublishProgress(int64_t experiment_id);
-  Session* SessionFor(const std::shared_ptr<AgentLink>& link);
-  std::string NewToken();
 
   Store* store_;
   Clock* clock_;
   DispatcherOptions options_;
-  SpecSource specs_;
 
   // Held for a whole Tick: the state below is touched only inside one. It is
   // held across store I/O on purpose: it only orders rounds (the loop thread
@@ -296,36 +196,18 @@ class Dispatcher {
   absl::Mutex tick_mu_ ABSL_ACQUIRED_BEFORE(mu_);
 
   // Tick state (the loop thread, or whoever calls Tick).
-  std::map<std::string, Session> sessions_;
-  std::map<int64_t, Active> active_;
   bool work_maybe_queued_ = true;
-  // experiment -> agent -> until when that agent is passed over for it (its
-  // host was not ready).
-  std::map<int64_t, std::map<std::string, absl::Time>> not_ready_;
   ProgressPacer progress_pacer_;
   StoreWrites store_writes_;
   int64_t next_sample_batch_ = 1;  // keys of sample writes
-  // Step results the store could not take (it was unreachable even after its
-  // own reconnect attempts): not acknowledged, tried again on the next tick.
-  struct UnstoredResult {
-    std::shared_ptr<AgentLink> link;
-    int64_t attempt_id = 0;
-    std::string token;
-    StepOutcome outcome;
-  };
-  std::vector<UnstoredResult> unstored_results_;
-  // Attempts whose end the store could not take; FinishAttempt runs again on
-  // the next tick.
-  std::vector<int64_t> unfinished_attempts_;
-  absl::Time next_store_retry_ = absl::InfinitePast();
+  AgentRegistry agents_;
+  AttemptRunner attempts_;
 
   absl::Mutex mu_;
   std::deque<std::function<void()>> events_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Published snapshots for readers on other threads.
   std::map<int64_t, ExperimentView> live_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, int64_t> connected_
-      ABSL_GUARDED_BY(mu_);  // agent -> experiment
   std::map<int64_t, std::pair<int64_t, Watcher>> watchers_ ABSL_GUARDED_BY(mu_);
   int64_t next_watcher_ ABSL_GUARDED_BY(mu_) = 1;
   DispatcherCounters counters_ ABSL_GUARDED_BY(mu_);

@@ -59,13 +59,6 @@ constexpr absl::Duration kMaxBackoff = absl::Seconds(1);
 // Advisory lock key of migrations; the one-key (bigint) and two-key (int,
 // int) forms are separate lock spaces in PostgreSQL (kCampaignLockClass).
 constexpr int64_t kMigrationLockKey = 0x62656e6368666c74;  // "benchflt"
-// The schema version that has commit_marks (migrations.cc, migration 5).
-constexpr int kCommitMarksVersion = 5;
-// The schema version that added experiments.idea, origin and discarded_before.
-constexpr int kHistoryColumnsVersion = 6;
-// The schema version that added step_results.host_json, host_flags and
-// gate_wait_ns.
-constexpr int kHostColumnsVersion = 7;
 
 // ---- Connection strings, without ever echoing a password ----
 
@@ -346,8 +339,9 @@ absl::Status PgStore::Transact(std::string_view what, TxnKind kind,
                                const std::function<absl::Status(Txn&)>& body) {
   const bool write = kind != TxnKind::kRead;
   // Only plain writes need a mark: a read changes nothing, and a kRerunnable
-  // transaction may simply run again.
-  const bool mark = kind == TxnKind::kWrite && commit_marks_;
+  // transaction (migrations among them, which run before commit_marks exists)
+  // may simply run again.
+  const bool mark = kind == TxnKind::kWrite;
   const absl::Time deadline = absl::Now() + reconnect_timeout_;
   absl::Duration backoff = kFirstBackoff;
   struct InDoubt {
@@ -453,16 +447,7 @@ absl::Status PgStore::Transact(std::string_view what, TxnKind kind,
     // what happened (above) before anything else; reads and re-runnable
     // writes simply run again.
     auto lost_during_commit = [&](int64_t slot) -> std::optional<absl::Status> {
-      if (kind != TxnKind::kWrite) return std::nullopt;
-      if (!mark) {
-        return absl::UnavailableError(
-            prefix() +
-            ": the connection broke while committing, and this database's "
-            "schema (older than version " +
-            std::to_string(kCommitMarksVersion) +
-            ") cannot tell whether the change was stored; check before "
-            "retrying");
-      }
+      if (!mark) return std::nullopt;
       in_doubt = InDoubt{slot, token};
       return std::nullopt;
     };
@@ -544,28 +529,20 @@ absl::StatusOr<std::unique_ptr<PgStore>> PgStore::Open(
       std::move(target.conninfo), target.display, options.max_connections);
   std::unique_ptr<PgStore> store(new PgStore(
       std::move(target.display), std::move(pool), options.reconnect_timeout));
-  RETURN_IF_ERROR(store->Migrate(options.schema_version));
-  ASSIGN_OR_RETURN(const int version, store->SchemaVersion());
-  store->commit_marks_ = version >= kCommitMarksVersion;
-  store->history_columns_ = version >= kHistoryColumnsVersion;
-  store->host_columns_ = version >= kHostColumnsVersion;
-  if (store->commit_marks_) {
-    // Rows of connections that have not written for a week are of no use:
-    // their transactions ended long ago. A live connection re-registers.
-    const int64_t cutoff = ToMicros(absl::Now() - absl::Hours(24 * 7));
-    RETURN_IF_ERROR(store->Transact("pruning commit marks",
-                                    TxnKind::kRerunnable,
-                                    [&](Txn& txn) -> absl::Status {
-                                      txn.Exec(kPruneMarks, cutoff);
-                                      return absl::OkStatus();
-                                    }));
-  }
+  RETURN_IF_ERROR(store->Migrate());
+  // Rows of connections that have not written for a week are of no use: their
+  // transactions ended long ago. A live connection re-registers.
+  const int64_t cutoff = ToMicros(absl::Now() - absl::Hours(24 * 7));
+  RETURN_IF_ERROR(store->Transact("pruning commit marks", TxnKind::kRerunnable,
+                                  [&](Txn& txn) -> absl::Status {
+                                    txn.Exec(kPruneMarks, cutoff);
+                                    return absl::OkStatus();
+                                  }));
   return store;
 }
 
-absl::Status PgStore::Migrate(int target) {
-  const int latest = LatestSchemaVersion();
-  if (target <= 0 || target > latest) target = latest;
+absl::Status PgStore::Migrate() {
+  const int target = LatestSchemaVersion();
   for (bool done = false; !done;) {
     int applied = 0;
     RETURN_IF_ERROR(Transact(

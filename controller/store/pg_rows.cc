@@ -14,20 +14,9 @@ namespace benchfleet {
 namespace pg_internal {
 namespace {
 
-// Whether the row's statement selected `name`.
-bool HasColumn(const pqxx::row& row, const char* name) {
-  for (pqxx::row::size_type i = 0; i < row.size(); ++i) {
-    if (std::string_view(row[i].name()) == name) return true;
-  }
-  return false;
-}
-
 constexpr Query kGetExperiment{"bf_get_experiment",
                                "SELECT " BF_EXPERIMENT_COLUMNS
                                " FROM experiments WHERE id = $1"};
-constexpr Query kGetExperimentH{"bf_get_experiment_h",
-                                "SELECT " BF_EXPERIMENT_HISTORY_COLUMNS
-                                " FROM experiments WHERE id = $1"};
 constexpr Query kGetAttempt{"bf_get_attempt", "SELECT " BF_ATTEMPT_COLUMNS
                                               " FROM attempts WHERE id = $1"};
 }  // namespace
@@ -61,11 +50,9 @@ absl::StatusOr<ExperimentRecord> ReadExperiment(const pqxx::row& row,
   r.updated_at = Time(row["updated_at"]);
   r.report_json = Str(row["report_json"]);
   r.report_text = Str(row["report_text"]);
-  if (HasColumn(row, "idea")) {  // the history columns (migration 6)
-    r.idea = Str(row["idea"]);
-    r.origin = row["origin"].is_null() ? std::string() : Str(row["origin"]);
-    r.discarded_before = Str(row["discarded_before"]);
-  }
+  r.idea = Str(row["idea"]);
+  r.origin = row["origin"].is_null() ? std::string() : Str(row["origin"]);
+  r.discarded_before = Str(row["discarded_before"]);
   return r;
 }
 
@@ -92,8 +79,7 @@ absl::StatusOr<AttemptRecord> ReadAttempt(const pqxx::row& row,
   return r;
 }
 
-// `host`: the row has the host columns of migration 7 after the others.
-absl::StatusOr<StepResultRecord> ReadStepResult(const pqxx::row& row, bool host,
+absl::StatusOr<StepResultRecord> ReadStepResult(const pqxx::row& row,
                                                 const std::string& display) {
   StepResultRecord r;
   r.attempt_id = I64(row["attempt_id"]);
@@ -112,10 +98,6 @@ absl::StatusOr<StepResultRecord> ReadStepResult(const pqxx::row& row, bool host,
   r.metrics_json = Str(row["metrics_json"]);
   r.error = Str(row["error"]);
   r.finished_at = Time(row["finished_at"]);
-  if (!host) {
-    r.host_json = "{}";
-    return r;
-  }
   r.host_json = Str(row["host_json"]);
   ASSIGN_OR_RETURN(
       r.host_flags,
@@ -178,10 +160,8 @@ SampleRecord ReadSample(const pqxx::row& row) {
 }
 
 absl::StatusOr<ExperimentRecord> LoadExperiment(Txn& txn, int64_t id,
-                                                const std::string& display,
-                                                bool history) {
-  const pqxx::result r =
-      txn.Exec(history ? kGetExperimentH : kGetExperiment, id);
+                                                const std::string& display) {
+  const pqxx::result r = txn.Exec(kGetExperiment, id);
   if (r.empty()) {
     return absl::NotFoundError("experiment " + std::to_string(id) +
                                " not found");

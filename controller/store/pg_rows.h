@@ -26,17 +26,20 @@ inline absl::Time Time(const pqxx::field& f) {
   return FromMicros(f.as<int64_t>());
 }
 
+// The stores read and write the latest schema only: Open migrates every older
+// database first (migrations.h).
 #define BF_EXPERIMENT_COLUMNS                                               \
   "id, number, name, campaign, state, state_reason, spec_yaml, spec_path, " \
   "workdir, required_labels_json, attempts, max_attempts, submitted_by, "   \
-  "created_at, updated_at, report_json, report_text"
+  "created_at, updated_at, report_json, report_text, idea, origin, "        \
+  "discarded_before"
 #define BF_ATTEMPT_COLUMNS                                          \
   "id, experiment_id, agent_id, lease_token, state, seed, reason, " \
   "environment_json, started_at, ended_at"
 #define BF_STEP_RESULT_COLUMNS                                             \
   "attempt_id, step_seq, kind, variant, input, wall_ns, user_ns, sys_ns, " \
   "max_rss_bytes, exit_code, term_signal, timed_out, output_digest, "      \
-  "metrics_json, error, finished_at"
+  "metrics_json, error, finished_at, host_json, host_flags, gate_wait_ns"
 #define BF_VERDICT_COLUMNS                                                 \
   "experiment_id, attempt_id, variant, verdict, reason, relative_change, " \
   "detail_json"
@@ -47,29 +50,20 @@ inline absl::Time Time(const pqxx::field& f) {
   "mem_available_bytes, min_freq_mhz, max_cpu_temp_c, max_gpu_temp_c, " \
   "gpu_util, throttle_events, competing_cpu, detail_json"
 
-// With the history columns of migration 6; the statements above serve a
-// store opened at an older schema version (tests).
-#define BF_EXPERIMENT_HISTORY_COLUMNS \
-  BF_EXPERIMENT_COLUMNS ", idea, origin, discarded_before"
-#define BF_STEP_RESULT_HOST_COLUMNS \
-  BF_STEP_RESULT_COLUMNS ", host_json, host_flags, gate_wait_ns"
-
 absl::StatusOr<ExperimentRecord> ReadExperiment(const pqxx::row& row,
                                                 const std::string& display);
 absl::StatusOr<AttemptRecord> ReadAttempt(const pqxx::row& row,
                                           const std::string& display);
-absl::StatusOr<StepResultRecord> ReadStepResult(const pqxx::row& row, bool host,
+absl::StatusOr<StepResultRecord> ReadStepResult(const pqxx::row& row,
                                                 const std::string& display);
 VerdictRecord ReadVerdict(const pqxx::row& row);
 absl::StatusOr<AgentRecord> ReadAgent(const pqxx::row& row,
                                       const std::string& display);
 SampleRecord ReadSample(const pqxx::row& row);
 
-// NotFound when no row has that id; `history` reads the columns of
-// migration 6.
+// NotFound when no row has that id.
 absl::StatusOr<ExperimentRecord> LoadExperiment(Txn& txn, int64_t id,
-                                                const std::string& display,
-                                                bool history);
+                                                const std::string& display);
 absl::StatusOr<AttemptRecord> LoadAttempt(Txn& txn, int64_t id,
                                           const std::string& display);
 absl::StatusOr<std::vector<AttemptRecord>> ReadAttempts(

@@ -72,8 +72,8 @@ constexpr Query kInsertExperiment{
     "INSERT INTO experiments (number, name, campaign, state, state_reason, "
     "spec_yaml, spec_path, workdir, required_labels_json, attempts, "
     "max_attempts, submitted_by, created_at, updated_at, report_json, "
-    "report_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, "
-    "$12, $12, $13, $14) RETURNING id"};
+    "report_text, idea, discarded_before) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+    "$8, $9, 0, $10, $11, $12, $12, $13, $14, $15, $16) RETURNING id"};
 constexpr Query kListExperiments{"bf_list_experiments",
                                  "SELECT " BF_EXPERIMENT_COLUMNS
                                  " FROM experiments ORDER BY id DESC"};
@@ -81,16 +81,6 @@ constexpr Query kListExperimentsLimit{
     "bf_list_experiments_limit", "SELECT " BF_EXPERIMENT_COLUMNS
                                  " FROM experiments ORDER BY id DESC LIMIT $1"};
 
-constexpr Query kListExperimentsH{"bf_list_experiments_h",
-                                  "SELECT " BF_EXPERIMENT_HISTORY_COLUMNS
-                                  " FROM experiments ORDER BY id DESC"};
-constexpr Query kListExperimentsLimitH{
-    "bf_list_experiments_limit_h",
-    "SELECT " BF_EXPERIMENT_HISTORY_COLUMNS
-    " FROM experiments ORDER BY id DESC LIMIT $1"};
-constexpr Query kSetExperimentHistory{
-    "bf_set_experiment_history",
-    "UPDATE experiments SET idea = $1, discarded_before = $2 WHERE id = $3"};
 constexpr Query kQueuedExperiments{
     "bf_queued_experiments",
     "SELECT id, required_labels_json FROM experiments WHERE state = $1 "
@@ -126,23 +116,11 @@ constexpr Query kInsertStepResult{
     "bf_insert_step_result",
     "INSERT INTO step_results (" BF_STEP_RESULT_COLUMNS
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
-    "$15, $16) ON CONFLICT (attempt_id, step_seq) DO NOTHING"};
+    "$15, $16, $17, $18, $19) ON CONFLICT (attempt_id, step_seq) DO NOTHING"};
 constexpr Query kListStepResults{"bf_list_step_results",
                                  "SELECT " BF_STEP_RESULT_COLUMNS
                                  " FROM step_results WHERE attempt_id = $1 "
                                  "ORDER BY step_seq"};
-// With the host columns of migration 7; the two statements above serve a
-// store opened at an older schema version (tests).
-constexpr Query kInsertStepResultH{
-    "bf_insert_step_result_h",
-    "INSERT INTO step_results (" BF_STEP_RESULT_HOST_COLUMNS
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
-    "$15, $16, $17, $18, $19) ON CONFLICT (attempt_id, step_seq) DO NOTHING"};
-constexpr Query kListStepResultsH{"bf_list_step_results_h",
-                                  "SELECT " BF_STEP_RESULT_HOST_COLUMNS
-                                  " FROM step_results WHERE attempt_id = $1 "
-                                  "ORDER BY step_seq"};
-
 constexpr Query kEndAttemptDone{
     "bf_end_attempt_done",
     "UPDATE attempts SET state = $1, ended_at = $2 WHERE id = $3"};
@@ -193,13 +171,9 @@ absl::StatusOr<ExperimentRecord> PgStore::CreateExperiment(
             ExperimentStateName(ExperimentState::kQueued), record.state_reason,
             record.spec_yaml, record.spec_path, record.workdir, labels_json,
             record.max_attempts, record.submitted_by, created_at,
-            record.report_json, record.report_text)[0][0]);
-        if (history_columns_) {
-          txn.Exec(kSetExperimentHistory, record.idea, record.discarded_before,
-                   id);
-        }
-        ASSIGN_OR_RETURN(
-            out, LoadExperiment(txn, id, display_name_, history_columns_));
+            record.report_json, record.report_text, record.idea,
+            record.discarded_before)[0][0]);
+        ASSIGN_OR_RETURN(out, LoadExperiment(txn, id, display_name_));
         return absl::OkStatus();
       }));
   return out;
@@ -209,8 +183,7 @@ absl::StatusOr<ExperimentRecord> PgStore::GetExperiment(int64_t id) {
   ExperimentRecord out;
   RETURN_IF_ERROR(Transact(
       "reading an experiment", TxnKind::kRead, [&](Txn& txn) -> absl::Status {
-        ASSIGN_OR_RETURN(
-            out, LoadExperiment(txn, id, display_name_, history_columns_));
+        ASSIGN_OR_RETURN(out, LoadExperiment(txn, id, display_name_));
         return absl::OkStatus();
       }));
   return out;
@@ -222,12 +195,9 @@ absl::StatusOr<std::vector<ExperimentRecord>> PgStore::ListExperiments(
   RETURN_IF_ERROR(Transact(
       "listing experiments", TxnKind::kRead, [&](Txn& txn) -> absl::Status {
         out.clear();
-        const pqxx::result r =
-            limit > 0 ? txn.Exec(history_columns_ ? kListExperimentsLimitH
-                                                  : kListExperimentsLimit,
-                                 limit)
-                      : txn.Exec(history_columns_ ? kListExperimentsH
-                                                  : kListExperiments);
+        const pqxx::result r = limit > 0
+                                   ? txn.Exec(kListExperimentsLimit, limit)
+                                   : txn.Exec(kListExperiments);
         out.reserve(r.size());
         for (const pqxx::row& row : r) {
           ASSIGN_OR_RETURN(ExperimentRecord e,
@@ -283,9 +253,8 @@ absl::StatusOr<std::optional<Store::Claim>> PgStore::ClaimNextExperiment(
                          AttemptStateName(AttemptState::kRunning),
                          static_cast<int64_t>(seed), now_us)[0][0]);
         Claim claim;
-        ASSIGN_OR_RETURN(
-            claim.experiment,
-            LoadExperiment(txn, *chosen, display_name_, history_columns_));
+        ASSIGN_OR_RETURN(claim.experiment,
+                         LoadExperiment(txn, *chosen, display_name_));
         ASSIGN_OR_RETURN(claim.attempt,
                          LoadAttempt(txn, attempt_id, display_name_));
         out = std::move(claim);
@@ -372,25 +341,13 @@ absl::StatusOr<RecordOutcome> PgStore::RecordStepResult(
         ASSIGN_OR_RETURN(AttemptRecord attempt,
                          LoadAttempt(txn, result.attempt_id, display_name_));
         RETURN_IF_ERROR(CheckResultAccepted(attempt, lease_token, result));
-        const pqxx::result r =
-            host_columns_
-                ? txn.Exec(kInsertStepResultH, result.attempt_id,
-                           result.step_seq, result.kind, result.variant,
-                           result.input, result.wall_ns, result.user_ns,
-                           result.sys_ns, result.max_rss_bytes,
-                           result.exit_code, result.term_signal,
-                           result.timed_out ? 1 : 0, result.output_digest,
-                           result.metrics_json, result.error,
-                           ToMicros(result.finished_at), result.host_json,
-                           flags_json, result.gate_wait_ns)
-                : txn.Exec(kInsertStepResult, result.attempt_id,
-                           result.step_seq, result.kind, result.variant,
-                           result.input, result.wall_ns, result.user_ns,
-                           result.sys_ns, result.max_rss_bytes,
-                           result.exit_code, result.term_signal,
-                           result.timed_out ? 1 : 0, result.output_digest,
-                           result.metrics_json, result.error,
-                           ToMicros(result.finished_at));
+        const pqxx::result r = txn.Exec(
+            kInsertStepResult, result.attempt_id, result.step_seq, result.kind,
+            result.variant, result.input, result.wall_ns, result.user_ns,
+            result.sys_ns, result.max_rss_bytes, result.exit_code,
+            result.term_signal, result.timed_out ? 1 : 0, result.output_digest,
+            result.metrics_json, result.error, ToMicros(result.finished_at),
+            result.host_json, flags_json, result.gate_wait_ns);
         outcome = r.affected_rows() == 0 ? RecordOutcome::kDuplicate
                                          : RecordOutcome::kInserted;
         return absl::OkStatus();
@@ -404,11 +361,9 @@ absl::StatusOr<std::vector<StepResultRecord>> PgStore::ListStepResults(
   RETURN_IF_ERROR(Transact(
       "listing step results", TxnKind::kRead, [&](Txn& txn) -> absl::Status {
         out.clear();
-        for (const pqxx::row& row :
-             txn.Exec(host_columns_ ? kListStepResultsH : kListStepResults,
-                      attempt_id)) {
+        for (const pqxx::row& row : txn.Exec(kListStepResults, attempt_id)) {
           ASSIGN_OR_RETURN(StepResultRecord result,
-                           ReadStepResult(row, host_columns_, display_name_));
+                           ReadStepResult(row, display_name_));
           out.push_back(std::move(result));
         }
         return absl::OkStatus();
@@ -426,9 +381,9 @@ absl::Status PgStore::CompleteExperiment(
         ASSIGN_OR_RETURN(AttemptRecord attempt,
                          LoadAttempt(txn, attempt_id, display_name_));
         RETURN_IF_ERROR(CheckCompletionLease(attempt, lease_token));
-        ASSIGN_OR_RETURN(ExperimentRecord experiment,
-                         LoadExperiment(txn, attempt.experiment_id,
-                                        display_name_, history_columns_));
+        ASSIGN_OR_RETURN(
+            ExperimentRecord experiment,
+            LoadExperiment(txn, attempt.experiment_id, display_name_));
         RETURN_IF_ERROR(CheckCompletionExperiment(experiment, attempt));
         const std::string which = CompletedAttemptName(attempt);
         const int64_t now_us = ToMicros(now);
@@ -459,9 +414,9 @@ absl::Status PgStore::EndAttempt(int64_t attempt_id, AttemptState state,
         const int64_t now_us = ToMicros(now);
         txn.Exec(kEndAttempt, AttemptStateName(state), reason, now_us,
                  attempt_id);
-        ASSIGN_OR_RETURN(ExperimentRecord experiment,
-                         LoadExperiment(txn, attempt.experiment_id,
-                                        display_name_, history_columns_));
+        ASSIGN_OR_RETURN(
+            ExperimentRecord experiment,
+            LoadExperiment(txn, attempt.experiment_id, display_name_));
         if (!EndAttemptMovesExperiment(experiment)) return absl::OkStatus();
         const pqxx::result count = txn.Exec(
             kCountAttempts, AttemptStateName(AttemptState::kHostNotReady),
@@ -481,9 +436,8 @@ absl::Status PgStore::CancelExperiment(int64_t id, const std::string& reason,
   return Transact(
       "cancelling an experiment", TxnKind::kWrite,
       [&](Txn& txn) -> absl::Status {
-        ASSIGN_OR_RETURN(
-            ExperimentRecord experiment,
-            LoadExperiment(txn, id, display_name_, history_columns_));
+        ASSIGN_OR_RETURN(ExperimentRecord experiment,
+                         LoadExperiment(txn, id, display_name_));
         RETURN_IF_ERROR(CheckCancellable(experiment));
         const int64_t now_us = ToMicros(now);
         txn.Exec(kCancelAttempts, AttemptStateName(AttemptState::kCancelled),

@@ -82,9 +82,6 @@ struct PgOptions {
   // How long one call keeps reconnecting and retrying after its connection
   // broke before it fails with Unavailable.
   absl::Duration reconnect_timeout = absl::Seconds(10);
-  // Migrate up to this schema version only; 0 means LatestSchemaVersion().
-  // For tests of upgrades from older schemas.
-  int schema_version = 0;
 };
 
 // Notes on this implementation of the Store contract (the same behaviour as
@@ -109,7 +106,7 @@ class PgStore : public Store {
  public:
   // Connects (retrying a server that is starting up, within
   // options.reconnect_timeout) and migrates the database to
-  // options.schema_version. Fails with a message naming the database (without
+  // LatestSchemaVersion(). Fails with a message naming the database (without
   // its password) and what to do: InvalidArgument for a malformed URL or an
   // unreadable password file, Unavailable when the server cannot be reached,
   // PermissionDenied for failed authentication or missing privileges,
@@ -201,7 +198,7 @@ class PgStore : public Store {
   absl::Status Transact(
       std::string_view what, TxnKind kind,
       const std::function<absl::Status(pg_internal::Txn&)>& body);
-  absl::Status Migrate(int target_version);
+  absl::Status Migrate();
 
   PgStore(std::string display_name, std::unique_ptr<pg_internal::Pool> pool,
           absl::Duration reconnect_timeout);
@@ -209,18 +206,6 @@ class PgStore : public Store {
   const std::string display_name_;
   const std::unique_ptr<pg_internal::Pool> pool_;
   const absl::Duration reconnect_timeout_;
-  // Whether the schema has commit_marks (migration 5); set by Open before the
-  // store is shared. Without it (a store opened at an older schema version,
-  // in tests) an in-doubt COMMIT is reported as Unavailable.
-  bool commit_marks_ = false;
-  // Whether the schema has the history columns of experiments (migration 6);
-  // set by Open likewise. Without them idea and discarded_before are not
-  // stored and the history methods are FailedPrecondition.
-  bool history_columns_ = false;
-  // Whether step_results has host_json, host_flags and gate_wait_ns
-  // (migration 7); set by Open likewise. Without them a result's host summary,
-  // flags and gate wait are not stored and read as "{}", none and 0.
-  bool host_columns_ = false;
 };
 
 // The factory OpenStore (store.h) calls for "postgresql://" and "postgres://"

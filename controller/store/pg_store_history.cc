@@ -107,7 +107,7 @@ const Query& HistoryQueryFor(bool name, bool campaign, bool idea) {
     Variants() {
       for (int mask = 0; mask < 8; ++mask) {
         std::string sql =
-            "SELECT " BF_EXPERIMENT_HISTORY_COLUMNS
+            "SELECT " BF_EXPERIMENT_COLUMNS
             " FROM experiments WHERE state = $1 AND created_at >= $5";
         if (mask & 1) {
           sql +=
@@ -138,13 +138,6 @@ const Query& HistoryQueryFor(bool name, bool campaign, bool idea) {
   static const Variants* const variants = new Variants();
   return variants
       ->queries[(name ? 1 : 0) | (campaign ? 2 : 0) | (idea ? 4 : 0)];
-}
-
-absl::Status HistoryNeedsMigration(const std::string& display) {
-  return absl::FailedPreconditionError(
-      "PostgreSQL store " + display +
-      " is at a schema version without history (before migration 6); open it "
-      "with a store at the latest schema version to migrate it");
 }
 
 constexpr Query kListVerdicts{"bf_list_verdicts",
@@ -298,7 +291,6 @@ void StreamSamples(PGconn* pg, const std::vector<SampleRecord>& samples) {
 
 absl::StatusOr<std::vector<HistoryEntry>> PgStore::ListHistory(
     const HistoryQuery& q) {
-  if (!history_columns_) return HistoryNeedsMigration(display_name_);
   const Query& query =
       HistoryQueryFor(!q.name.empty(), !q.campaign.empty(), !q.idea.empty());
   const int64_t since = q.since == absl::InfinitePast()
@@ -361,7 +353,6 @@ absl::StatusOr<std::vector<HistoryEntry>> PgStore::ListHistory(
 
 absl::StatusOr<ImportCounts> PgStore::ImportHistory(
     const std::vector<HistoryEntry>& entries) {
-  if (!history_columns_) return HistoryNeedsMigration(display_name_);
   RETURN_IF_ERROR(CheckImportEntries(entries));
   ASSIGN_OR_RETURN(const std::vector<std::string> labels_json,
                    ImportedLabelsJson(entries));

@@ -118,12 +118,6 @@ absl::Status Transact(sqlite3* db, const std::string& path, TxnKind kind,
   return status;
 }
 
-std::string ExperimentColumns(bool history) {
-  std::string columns(kExperimentColumns);
-  if (history) columns += ", idea, origin, discarded_before";
-  return columns;
-}
-
 absl::StatusOr<ExperimentRecord> ReadExperiment(const Stmt& row,
                                                 const std::string& path) {
   ExperimentRecord r;
@@ -153,11 +147,9 @@ absl::StatusOr<ExperimentRecord> ReadExperiment(const Stmt& row,
   r.updated_at = row.Time("updated_at");
   r.report_json = row.Text("report_json");
   r.report_text = row.Text("report_text");
-  if (row.Column("idea") >= 0) {  // the history columns (migration 6)
-    r.idea = row.Text("idea");
-    r.origin = row.Text("origin");  // NULL reads as ""
-    r.discarded_before = row.Text("discarded_before");
-  }
+  r.idea = row.Text("idea");
+  r.origin = row.Text("origin");  // NULL reads as ""
+  r.discarded_before = row.Text("discarded_before");
   return r;
 }
 
@@ -185,7 +177,7 @@ absl::StatusOr<AttemptRecord> ReadAttempt(const Stmt& row,
   return r;
 }
 
-absl::StatusOr<StepResultRecord> ReadStepResult(const Stmt& row, bool host,
+absl::StatusOr<StepResultRecord> ReadStepResult(const Stmt& row,
                                                 const std::string& path) {
   StepResultRecord r;
   r.attempt_id = row.Int("attempt_id");
@@ -204,10 +196,6 @@ absl::StatusOr<StepResultRecord> ReadStepResult(const Stmt& row, bool host,
   r.metrics_json = row.Text("metrics_json");
   r.error = row.Text("error");
   r.finished_at = row.Time("finished_at");
-  if (!host) {
-    r.host_json = "{}";
-    return r;
-  }
   r.host_json = row.Text("host_json");
   ASSIGN_OR_RETURN(
       r.host_flags,
@@ -275,10 +263,9 @@ std::string Select(std::string_view columns, std::string_view rest) {
   return sql;
 }
 
-absl::StatusOr<ExperimentRecord> LoadExperiment(Conn& conn, int64_t id,
-                                                bool history) {
+absl::StatusOr<ExperimentRecord> LoadExperiment(Conn& conn, int64_t id) {
   ASSIGN_OR_RETURN(Stmt stmt,
-                   conn.Prepare(Select(ExperimentColumns(history),
+                   conn.Prepare(Select(kExperimentColumns,
                                        "FROM experiments WHERE id = ?")));
   stmt.BindInt(id);
   ASSIGN_OR_RETURN(bool found, stmt.Step());
@@ -310,16 +297,8 @@ absl::StatusOr<std::vector<AttemptRecord>> LoadAttempts(Conn& conn,
   }
 }
 
-absl::Status HistoryNeedsMigration(const std::string& path) {
-  return absl::FailedPreconditionError(
-      "store database " + path +
-      " is at a schema version without history (before migration 6); open it "
-      "with a store at the latest schema version to migrate it");
-}
-
-absl::Status Migrate(sqlite3* db, const std::string& path, int target) {
-  const int latest = LatestSchemaVersion();
-  if (target <= 0 || target > latest) target = latest;
+absl::Status Migrate(sqlite3* db, const std::string& path) {
+  const int target = LatestSchemaVersion();
   // One migration per transaction, re-reading the version each time: another
   // process may be migrating the same file concurrently, and BEGIN IMMEDIATE
   // makes us take turns.

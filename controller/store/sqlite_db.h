@@ -30,13 +30,6 @@ namespace sqlite_internal {
 
 inline constexpr std::string_view kMemoryPath = ":memory:";
 
-// The schema version that added experiments.idea, origin and discarded_before.
-inline constexpr int kHistoryColumnsVersion = 6;
-
-// The schema version that added step_results.host_json, host_flags and
-// gate_wait_ns.
-inline constexpr int kHostColumnsVersion = 7;
-
 inline int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 
 inline absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
@@ -199,16 +192,13 @@ absl::Status Transact(sqlite3* db, const std::string& path, TxnKind kind,
 
 // ---- JSON label maps ----
 // ---- Row readers; the column lists and the readers must agree. ----
+// The stores read and write the latest schema only: Open migrates every older
+// database first (migrations.h).
 inline constexpr std::string_view kExperimentColumns =
     "id, number, name, campaign, state, state_reason, spec_yaml, spec_path, "
-    "workdir, "
-    "required_labels_json, attempts, max_attempts, submitted_by, created_at, "
-    "updated_at, "
-    "report_json, report_text";
-
-// With the columns of migration 6 (`history`) or without them (a store opened
-// at an older schema version, in tests).
-std::string ExperimentColumns(bool history);
+    "workdir, required_labels_json, attempts, max_attempts, submitted_by, "
+    "created_at, updated_at, report_json, report_text, idea, origin, "
+    "discarded_before";
 
 absl::StatusOr<ExperimentRecord> ReadExperiment(const Stmt& row,
                                                 const std::string& path);
@@ -223,16 +213,10 @@ absl::StatusOr<AttemptRecord> ReadAttempt(const Stmt& row,
 
 inline constexpr std::string_view kStepResultColumns =
     "attempt_id, step_seq, kind, variant, input, wall_ns, user_ns, sys_ns, "
-    "max_rss_bytes, "
-    "exit_code, term_signal, timed_out, output_digest, metrics_json, error, "
-    "finished_at";
+    "max_rss_bytes, exit_code, term_signal, timed_out, output_digest, "
+    "metrics_json, error, finished_at, host_json, host_flags, gate_wait_ns";
 
-// With the host columns of migration 7; kStepResultColumns alone serves a
-// store opened at an older schema version (tests).
-inline constexpr std::string_view kStepResultHostColumns =
-    ", host_json, host_flags, gate_wait_ns";
-
-absl::StatusOr<StepResultRecord> ReadStepResult(const Stmt& row, bool host,
+absl::StatusOr<StepResultRecord> ReadStepResult(const Stmt& row,
                                                 const std::string& path);
 
 inline constexpr std::string_view kVerdictColumns =
@@ -257,17 +241,14 @@ absl::StatusOr<AgentRecord> ReadAgent(const Stmt& row, const std::string& path);
 
 std::string Select(std::string_view columns, std::string_view rest);
 
-absl::StatusOr<ExperimentRecord> LoadExperiment(Conn& conn, int64_t id,
-                                                bool history);
+absl::StatusOr<ExperimentRecord> LoadExperiment(Conn& conn, int64_t id);
 
 absl::StatusOr<AttemptRecord> LoadAttempt(Conn& conn, int64_t id);
 
 absl::StatusOr<std::vector<AttemptRecord>> LoadAttempts(Conn& conn, Stmt& stmt);
 
-absl::Status HistoryNeedsMigration(const std::string& path);
-
-// Migrates to `target` (LatestSchemaVersion() when 0).
-absl::Status Migrate(sqlite3* db, const std::string& path, int target);
+// Migrates to LatestSchemaVersion().
+absl::Status Migrate(sqlite3* db, const std::string& path);
 
 }  // namespace sqlite_internal
 }  // namespace benchfleet

@@ -33,20 +33,15 @@ namespace benchfleet {
 
 using sqlite_internal::CodeFor;
 using sqlite_internal::Conn;
-using sqlite_internal::ExperimentColumns;
 using sqlite_internal::FromMicros;
 using sqlite_internal::HintFor;
-using sqlite_internal::HistoryNeedsMigration;
 using sqlite_internal::kAgentColumns;
 using sqlite_internal::kAttemptColumns;
 using sqlite_internal::kExperimentColumns;
-using sqlite_internal::kHistoryColumnsVersion;
-using sqlite_internal::kHostColumnsVersion;
 using sqlite_internal::kMemoryPath;
 using sqlite_internal::kSampleColumnCount;
 using sqlite_internal::kSampleColumns;
 using sqlite_internal::kStepResultColumns;
-using sqlite_internal::kStepResultHostColumns;
 using sqlite_internal::kVerdictColumns;
 using sqlite_internal::LoadAttempt;
 using sqlite_internal::LoadAttempts;
@@ -131,10 +126,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
   // change is durable (DESIGN.md §6); WAL's default NORMAL could lose the last
   // commits.
   RETURN_IF_ERROR(conn.Exec("PRAGMA synchronous = FULL"));
-  RETURN_IF_ERROR(Migrate(db, path, options.schema_version));
-  ASSIGN_OR_RETURN(const int version, store->SchemaVersion());
-  store->history_columns_ = version >= kHistoryColumnsVersion;
-  store->host_columns_ = version >= kHostColumnsVersion;
+  RETURN_IF_ERROR(Migrate(db, path));
   return store;
 }
 
@@ -183,9 +175,9 @@ absl::StatusOr<ExperimentRecord> SqliteStore::CreateExperiment(
                                       "required_labels_json, attempts, "
                                       "max_attempts, submitted_by, created_at, "
                                       "updated_at, report_json, "
-                                      "report_text) "
+                                      "report_text, idea, discarded_before) "
                                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, "
-                                      "?, ?, ?, ?, ?, ?) RETURNING id"));
+                                      "?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"));
         insert.BindInt(number)
             .BindText(record.name)
             .BindText(record.campaign)
@@ -200,22 +192,15 @@ absl::StatusOr<ExperimentRecord> SqliteStore::CreateExperiment(
             .BindTime(created_at)
             .BindTime(created_at)
             .BindText(record.report_json)
-            .BindText(record.report_text);
+            .BindText(record.report_text)
+            .BindText(record.idea)
+            .BindText(record.discarded_before);
         ASSIGN_OR_RETURN(bool returned, insert.Step());
         if (!returned)
           return absl::InternalError("INSERT ... RETURNING id returned no row");
         const int64_t id = insert.Int(0);
         RETURN_IF_ERROR(insert.Run());
-        if (history_columns_) {
-          ASSIGN_OR_RETURN(Stmt history,
-                           conn.Prepare("UPDATE experiments SET idea = ?, "
-                                        "discarded_before = ? WHERE id = ?"));
-          history.BindText(record.idea)
-              .BindText(record.discarded_before)
-              .BindInt(id);
-          RETURN_IF_ERROR(history.Run());
-        }
-        ASSIGN_OR_RETURN(out, LoadExperiment(conn, id, history_columns_));
+        ASSIGN_OR_RETURN(out, LoadExperiment(conn, id));
         return absl::OkStatus();
       }));
   return out;
@@ -224,12 +209,11 @@ absl::StatusOr<ExperimentRecord> SqliteStore::CreateExperiment(
 absl::StatusOr<ExperimentRecord> SqliteStore::GetExperiment(int64_t id) {
   ExperimentRecord out;
   absl::MutexLock lock(&mu_);
-  RETURN_IF_ERROR(Transact(
-      db_, path_, TxnKind::kRead, "reading an experiment",
-      [&](Conn& conn) -> absl::Status {
-        ASSIGN_OR_RETURN(out, LoadExperiment(conn, id, history_columns_));
-        return absl::OkStatus();
-      }));
+  RETURN_IF_ERROR(Transact(db_, path_, TxnKind::kRead, "reading an experiment",
+                           [&](Conn& conn) -> absl::Status {
+                             ASSIGN_OR_RETURN(out, LoadExperiment(conn, id));
+                             return absl::OkStatus();
+                           }));
   return out;
 }
 
@@ -240,7 +224,7 @@ absl::StatusOr<std::vector<ExperimentRecord>> SqliteStore::ListExperiments(
   RETURN_IF_ERROR(Transact(db_, path_, TxnKind::kRead, "listing experiments",
                            [&](Conn& conn) -> absl::Status {
                              std::string sql =
-                                 Select(ExperimentColumns(history_columns_),
+                                 Select(kExperimentColumns,
                                         "FROM experiments ORDER BY id DESC");
                              if (limit > 0) sql += " LIMIT ?";
                              ASSIGN_OR_RETURN(Stmt stmt, conn.Prepare(sql));
@@ -328,8 +312,7 @@ absl::StatusOr<std::optional<Store::Claim>> SqliteStore::ClaimNextExperiment(
         RETURN_IF_ERROR(insert.Run());
 
         Claim claim;
-        ASSIGN_OR_RETURN(claim.experiment,
-                         LoadExperiment(conn, *chosen, history_columns_));
+        ASSIGN_OR_RETURN(claim.experiment, LoadExperiment(conn, *chosen));
         ASSIGN_OR_RETURN(claim.attempt, LoadAttempt(conn, attempt_id));
         out = std::move(claim);
         return absl::OkStatus();
@@ -424,10 +407,10 @@ absl::StatusOr<RecordOutcome> SqliteStore::RecordStepResult(
         RETURN_IF_ERROR(CheckResultAccepted(attempt, lease_token, result));
         std::string sql = "INSERT INTO step_results (";
         sql.append(kStepResultColumns);
-        if (host_columns_) sql.append(kStepResultHostColumns);
-        sql.append(") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?");
-        if (host_columns_) sql.append(", ?, ?, ?");
-        sql.append(") ON CONFLICT (attempt_id, step_seq) DO NOTHING");
+        sql.append(
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "?) "
+            "ON CONFLICT (attempt_id, step_seq) DO NOTHING");
         ASSIGN_OR_RETURN(Stmt insert, conn.Prepare(sql));
         insert.BindInt(result.attempt_id)
             .BindInt(result.step_seq)
@@ -444,12 +427,10 @@ absl::StatusOr<RecordOutcome> SqliteStore::RecordStepResult(
             .BindText(result.output_digest)
             .BindText(result.metrics_json)
             .BindText(result.error)
-            .BindTime(result.finished_at);
-        if (host_columns_) {
-          insert.BindText(result.host_json)
-              .BindText(flags_json)
-              .BindInt(result.gate_wait_ns);
-        }
+            .BindTime(result.finished_at)
+            .BindText(result.host_json)
+            .BindText(flags_json)
+            .BindInt(result.gate_wait_ns);
         RETURN_IF_ERROR(insert.Run());
         outcome = conn.Changes() == 0 ? RecordOutcome::kDuplicate
                                       : RecordOutcome::kInserted;
@@ -465,19 +446,17 @@ absl::StatusOr<std::vector<StepResultRecord>> SqliteStore::ListStepResults(
   RETURN_IF_ERROR(Transact(
       db_, path_, TxnKind::kRead, "listing step results",
       [&](Conn& conn) -> absl::Status {
-        std::string columns(kStepResultColumns);
-        if (host_columns_) columns.append(kStepResultHostColumns);
         ASSIGN_OR_RETURN(
             Stmt stmt,
             conn.Prepare(Select(
-                columns,
+                kStepResultColumns,
                 "FROM step_results WHERE attempt_id = ? ORDER BY step_seq")));
         stmt.BindInt(attempt_id);
         for (;;) {
           ASSIGN_OR_RETURN(bool row, stmt.Step());
           if (!row) return absl::OkStatus();
           ASSIGN_OR_RETURN(StepResultRecord result,
-                           ReadStepResult(stmt, host_columns_, path_));
+                           ReadStepResult(stmt, path_));
           out.push_back(std::move(result));
         }
       }));
@@ -494,9 +473,8 @@ absl::Status SqliteStore::CompleteExperiment(
       [&](Conn& conn) -> absl::Status {
         ASSIGN_OR_RETURN(AttemptRecord attempt, LoadAttempt(conn, attempt_id));
         RETURN_IF_ERROR(CheckCompletionLease(attempt, lease_token));
-        ASSIGN_OR_RETURN(
-            ExperimentRecord experiment,
-            LoadExperiment(conn, attempt.experiment_id, history_columns_));
+        ASSIGN_OR_RETURN(ExperimentRecord experiment,
+                         LoadExperiment(conn, attempt.experiment_id));
         RETURN_IF_ERROR(CheckCompletionExperiment(experiment, attempt));
         const std::string which = CompletedAttemptName(attempt);
 
@@ -561,9 +539,8 @@ absl::Status SqliteStore::EndAttempt(int64_t attempt_id, AttemptState state,
             .BindInt(attempt_id);
         RETURN_IF_ERROR(end_attempt.Run());
 
-        ASSIGN_OR_RETURN(
-            ExperimentRecord experiment,
-            LoadExperiment(conn, attempt.experiment_id, history_columns_));
+        ASSIGN_OR_RETURN(ExperimentRecord experiment,
+                         LoadExperiment(conn, attempt.experiment_id));
         if (!EndAttemptMovesExperiment(experiment)) return absl::OkStatus();
         ASSIGN_OR_RETURN(
             Stmt count,
@@ -595,8 +572,7 @@ absl::Status SqliteStore::CancelExperiment(int64_t id,
   return Transact(
       db_, path_, TxnKind::kWrite, "cancelling an experiment",
       [&](Conn& conn) -> absl::Status {
-        ASSIGN_OR_RETURN(ExperimentRecord experiment,
-                         LoadExperiment(conn, id, history_columns_));
+        ASSIGN_OR_RETURN(ExperimentRecord experiment, LoadExperiment(conn, id));
         RETURN_IF_ERROR(CheckCancellable(experiment));
         ASSIGN_OR_RETURN(
             Stmt attempts,

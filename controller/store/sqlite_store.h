@@ -36,10 +36,6 @@ struct SqliteOptions {
   // How long a write waits for another connection's write transaction before
   // failing with Unavailable.
   absl::Duration busy_timeout = absl::Seconds(10);
-  // Migrate up to this schema version only; 0 means LatestSchemaVersion().
-  // For tests of upgrades from older schemas; a store opened below the latest
-  // version lacks the tables of later migrations.
-  int schema_version = 0;
 };
 
 // Notes on this implementation of the Store contract:
@@ -143,16 +139,6 @@ class SqliteStore : public Store {
   // connection.
   absl::Mutex mu_;
   sqlite3* const db_ ABSL_GUARDED_BY(mu_);
-  // Whether the schema has the history columns of experiments (migration 6);
-  // set by Open before the store is shared. Without them (a store opened at
-  // an older version, in tests) idea and discarded_before are not stored and
-  // the history methods are FailedPrecondition.
-  bool history_columns_ = false;
-  // Whether step_results has host_json, host_flags and gate_wait_ns
-  // (migration 7); set by Open like history_columns_. Without them a result's
-  // host summary, flags and gate wait are not stored and read as "{}", none
-  // and 0.
-  bool host_columns_ = false;
 };
 
 }  // namespace benchfleet

@@ -30,20 +30,15 @@ namespace benchfleet {
 
 using sqlite_internal::CodeFor;
 using sqlite_internal::Conn;
-using sqlite_internal::ExperimentColumns;
 using sqlite_internal::FromMicros;
 using sqlite_internal::HintFor;
-using sqlite_internal::HistoryNeedsMigration;
 using sqlite_internal::kAgentColumns;
 using sqlite_internal::kAttemptColumns;
 using sqlite_internal::kExperimentColumns;
-using sqlite_internal::kHistoryColumnsVersion;
-using sqlite_internal::kHostColumnsVersion;
 using sqlite_internal::kMemoryPath;
 using sqlite_internal::kSampleColumnCount;
 using sqlite_internal::kSampleColumns;
 using sqlite_internal::kStepResultColumns;
-using sqlite_internal::kStepResultHostColumns;
 using sqlite_internal::kVerdictColumns;
 using sqlite_internal::LoadAttempt;
 using sqlite_internal::LoadAttempts;
@@ -65,7 +60,6 @@ using sqlite_internal::TxnKind;
 
 absl::StatusOr<std::vector<HistoryEntry>> SqliteStore::ListHistory(
     const HistoryQuery& q) {
-  if (!history_columns_) return HistoryNeedsMigration(path_);
   std::vector<HistoryEntry> out;
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(Transact(
@@ -80,7 +74,7 @@ absl::StatusOr<std::vector<HistoryEntry>> SqliteStore::ListHistory(
         where += " AND created_at >= ? ORDER BY created_at DESC, id DESC";
         if (q.limit > 0) where += " LIMIT ?";
         ASSIGN_OR_RETURN(Stmt stmt,
-                         conn.Prepare(Select(ExperimentColumns(true), where)));
+                         conn.Prepare(Select(kExperimentColumns, where)));
         stmt.BindText(ExperimentStateName(ExperimentState::kDone));
         if (!q.name.empty()) stmt.BindText(q.name);
         if (!q.campaign.empty()) stmt.BindText(q.campaign);
@@ -135,7 +129,6 @@ absl::StatusOr<std::vector<HistoryEntry>> SqliteStore::ListHistory(
 
 absl::StatusOr<ImportCounts> SqliteStore::ImportHistory(
     const std::vector<HistoryEntry>& entries) {
-  if (!history_columns_) return HistoryNeedsMigration(path_);
   RETURN_IF_ERROR(CheckImportEntries(entries));
   ASSIGN_OR_RETURN(const std::vector<std::string> labels_json,
                    ImportedLabelsJson(entries));

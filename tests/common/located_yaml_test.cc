@@ -181,6 +181,46 @@ class LocatedReaderTest : public ::testing::Test {
 
 constexpr absl::string_view kKeys[] = {"runs", "warmup", "timeout"};
 
+// ---- CheckKeys: the rule for a mapping's keys ----
+
+TEST(CheckKeysTest, SaysForEachKeyInOrderWhatIsWrongWithIt) {
+  ParseResult r =
+      ParseYaml("runs: 1\nwramup: 2\n? [a]\n: 3\nruns: 4\nzzzzzz: 5\n");
+  ASSERT_TRUE(r.ok());
+  constexpr absl::string_view kAllowed[] = {"runs", "warmup", "timeout"};
+  const std::vector<CheckedKey> keys = CheckKeys(r.root, kAllowed);
+  ASSERT_EQ(keys.size(), 5u);
+  EXPECT_EQ(keys[0].status, KeyStatus::kAllowed);
+  EXPECT_EQ(keys[0].key->Scalar(), "runs");
+  EXPECT_EQ(keys[0].value->Scalar(), "1");
+  EXPECT_EQ(keys[1].status, KeyStatus::kUnknown);
+  EXPECT_EQ(keys[1].suggestion, "warmup");
+  EXPECT_EQ(keys[2].status, KeyStatus::kNotPlain);
+  EXPECT_EQ(keys[2].value->Scalar(), "3");
+  EXPECT_EQ(keys[3].status, KeyStatus::kDuplicate);
+  EXPECT_EQ(keys[3].key->mark().Line(), 5);
+  EXPECT_EQ(keys[3].first.Line(), 1);
+  EXPECT_EQ(keys[4].status, KeyStatus::kUnknown);
+  EXPECT_EQ(keys[4].suggestion, "");
+}
+
+TEST(CheckKeysTest, RepeatedUnknownKeysAreUnknownNotDuplicates) {
+  ParseResult r = ParseYaml("other: 1\nother: 2\n");
+  ASSERT_TRUE(r.ok());
+  constexpr absl::string_view kAllowed[] = {"runs"};
+  const std::vector<CheckedKey> keys = CheckKeys(r.root, kAllowed);
+  ASSERT_EQ(keys.size(), 2u);
+  EXPECT_EQ(keys[0].status, KeyStatus::kUnknown);
+  EXPECT_EQ(keys[1].status, KeyStatus::kUnknown);
+}
+
+TEST(CheckKeysTest, ANodeThatIsNotAMappingHasNoKeys) {
+  ParseResult r = ParseYaml("[runs, warmup]\n");
+  ASSERT_TRUE(r.ok());
+  constexpr absl::string_view kAllowed[] = {"runs"};
+  EXPECT_TRUE(CheckKeys(r.root, kAllowed).empty());
+}
+
 TEST_F(LocatedReaderTest, UnknownKeyGetsDidYouMeanAndItsPlace) {
   auto m = reader_.ReadMapping(Root("runs: 3\nwramup: 1\n"), kKeys, "x");
   ASSERT_TRUE(m.has_value());

@@ -109,8 +109,8 @@ inline StepResultRecord MakeStep(int64_t attempt_id, int64_t step_seq) {
   return r;
 }
 
-// MakeStep as a store reads back a row written before migration 7 (or by a
-// store opened at an older schema): no host summary, flags or gate wait.
+// MakeStep as a store reads back a row written before migration 7: no host
+// summary, flags or gate wait.
 inline StepResultRecord MakeOldStep(int64_t attempt_id, int64_t step_seq) {
   StepResultRecord r = MakeStep(attempt_id, step_seq);
   r.host_json = "{}";
@@ -303,20 +303,17 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
     return db->second;
   }
 
-  // A new store over `location`, migrated up to `schema_version` (0: all).
-  absl::StatusOr<std::unique_ptr<Store>> OpenAt(const std::string& location,
-                                                int schema_version = 0) {
+  // A new store over `location` (migrated to the latest schema).
+  absl::StatusOr<std::unique_ptr<Store>> OpenAt(const std::string& location) {
     if (!IsPostgres()) {
       SqliteOptions options;
       options.path = location;
       options.busy_timeout = absl::Seconds(30);
-      options.schema_version = schema_version;
       ASSIGN_OR_RETURN(auto store, SqliteStore::Open(options));
       return std::unique_ptr<Store>(std::move(store));
     }
     PgOptions options;
     options.url = location;
-    options.schema_version = schema_version;
     ASSIGN_OR_RETURN(auto store, PgStore::Open(options));
     return std::unique_ptr<Store>(std::move(store));
   }
