@@ -166,13 +166,25 @@ TEST_F(RealCgroupTest, KillAndRemoveEmptiesACgroupOfEscapedProcesses) {
           static_cast<char*>(nullptr));
     _exit(127);
   }
+  // Settled once the three sleeps are all that is left: setsid -f forks a
+  // short-lived intermediate, and the shell is there until its exec, so a
+  // read in between may list four processes or a non-sleep among three.
+  auto settled = [](const std::vector<pid_t>& pids) {
+    if (pids.size() != 3) return false;
+    for (pid_t pid : pids) {
+      if (absl::StripAsciiWhitespace(
+              Read(absl::StrCat("/proc/", pid, "/comm"))) != "sleep")
+        return false;
+    }
+    return true;
+  };
   std::vector<pid_t> pids;
   const absl::Time until = absl::Now() + absl::Seconds(10);
-  while (pids.size() < 3 && absl::Now() < until) {
-    pids = PidsIn(Read(path + "/cgroup.procs"));
+  while (!settled(pids) && absl::Now() < until) {
     absl::SleepFor(absl::Milliseconds(10));
+    pids = PidsIn(Read(path + "/cgroup.procs"));
   }
-  ASSERT_EQ(pids.size(), 3u) << Read(path + "/cgroup.procs");
+  ASSERT_TRUE(settled(pids)) << Read(path + "/cgroup.procs");
   cgroup->reset();  // closes procs_fd; the cgroup stays
 
   EXPECT_TRUE(JobCgroup::KillAndRemove(path, absl::Seconds(10)).ok());
