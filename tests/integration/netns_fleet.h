@@ -121,6 +121,7 @@ class NetnsFleetTest : public ::testing::Test {
         MakeCertificateAuthority("netns CA", absl::Now() + absl::Hours(24));
     ASSERT_TRUE(ca.ok()) << ca.status();
     ASSERT_TRUE(WriteKeyAndCert(dir_.path(), "ca", *ca).ok());
+    ca_ = *ca;
     CertificateRequest ctl;
     ctl.common_name = "controller";
     ctl.sans = {"10.213.1.1", "10.213.2.1"};
@@ -162,6 +163,14 @@ class NetnsFleetTest : public ::testing::Test {
     ASSERT_TRUE(viewer.ok()) << viewer.status();
     testing::WriteFile(dir_ / "vera.token", viewer->text + "\n");
     std::filesystem::permissions(dir_ / "vera.token",
+                                 std::filesystem::perms::owner_read |
+                                     std::filesystem::perms::owner_write);
+    vera_token_id_ = viewer->record.id;
+    // An admin's, to manage tokens.
+    auto admin = IssueToken(store->get(), "root", "admin", "", absl::Now());
+    ASSERT_TRUE(admin.ok()) << admin.status();
+    testing::WriteFile(dir_ / "root.token", admin->text + "\n");
+    std::filesystem::permissions(dir_ / "root.token",
                                  std::filesystem::perms::owner_read |
                                      std::filesystem::perms::owner_write);
     testing::WriteFile(dir_ / "wrong.token", "bft_wrong\n");
@@ -249,6 +258,8 @@ class NetnsFleetTest : public ::testing::Test {
   }
 
   TempDir dir_;
+  KeyAndCert ca_;
+  int64_t vera_token_id_ = 0;
   std::string ip_, nsenter_, build_, ctl_ns_, a_ns_, b_ns_, store_url_;
   std::vector<std::string> made_;
   std::unique_ptr<Daemon> controller_;

@@ -7,9 +7,6 @@
 // certificate is picked up without a restart. The same over separate network
 // namespaces is tls_netns_test.
 #include <grpcpp/create_channel.h>
-#include <grpcpp/security/tls_certificate_provider.h>
-#include <grpcpp/security/tls_certificate_verifier.h>
-#include <grpcpp/security/tls_credentials_options.h>
 
 #include <filesystem>
 #include <thread>
@@ -25,12 +22,14 @@
 #include "controller/store/store.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fleet_client.h"
+#include "tests/testing/raw_tls.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/temp_dir.h"
 
 namespace benchfleet {
 namespace {
 
+using ::benchfleet::testing::RawTls;
 using ::benchfleet::testing::TempDir;
 
 constexpr char kSpec[] = R"(apiVersion: benchfleet/v1
@@ -47,26 +46,6 @@ variants:
 verdict: {max_cv: 1000%}
 gates: {cooldown: 0s, max_load: 64, max_wait: 1m}
 )";
-
-// Credentials built straight from PEM text, bypassing the product's own
-// client-side checks, so that the test sees what the controller refuses.
-std::shared_ptr<grpc::ChannelCredentials> RawTls(const std::string& ca_pem,
-                                                 const KeyAndCert* identity) {
-  std::vector<grpc::experimental::IdentityKeyCertPair> pairs;
-  if (identity != nullptr)
-    pairs.push_back({identity->key_pem, identity->cert_pem});
-  auto provider =
-      identity != nullptr
-          ? std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
-                ca_pem, pairs)
-          : std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
-                ca_pem);
-  grpc::experimental::TlsChannelCredentialsOptions opts;
-  opts.set_certificate_provider(provider);
-  opts.watch_root_certs();
-  if (identity != nullptr) opts.watch_identity_key_cert_pairs();
-  return grpc::experimental::TlsCredentials(opts);
-}
 
 class TlsFleetTest : public ::testing::Test {
  protected:
@@ -139,25 +118,9 @@ class TlsFleetTest : public ::testing::Test {
         grpc::CreateCustomChannel(address_, *creds, MakeChannelArguments(t)));
   }
 
-  // Opens an agent stream with `creds`, says hello as `id` and returns how the
-  // controller answered: OK with a welcome, or the stream's status.
   grpc::Status Hello(std::shared_ptr<grpc::ChannelCredentials> creds,
                      const std::string& id) {
-    auto stub = v1::AgentService::NewStub(
-        grpc::CreateCustomChannel(address_, creds, MakeChannelArguments()));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::seconds(10));
-    auto stream = stub->Connect(&ctx);
-    v1::AgentMessage hello;
-    hello.mutable_hello()->set_agent_id(id);
-    stream->Write(hello);
-    v1::ControllerMessage reply;
-    if (stream->Read(&reply) && reply.has_welcome()) {
-      ctx.TryCancel();
-      return grpc::Status::OK;
-    }
-    return stream->Finish();
+    return testing::AgentHello(address_, std::move(creds), id);
   }
 
   grpc::Status Submit(v1::FleetService::Stub& stub, int64_t* id = nullptr) {

@@ -3,15 +3,29 @@
 // so that every byte is real TCP between namespaces over mutual TLS, never
 // loopback, every order signed by the controller and verified by the agents.
 // The real binaries: benchfleet-controller, benchfleet-agent and benchfleet.
-// Root only (skipped with a message otherwise). Faults on the same fleet are
+// Every refusal of tls_fleet_test (loopback) is made again here across the
+// network: no client certificate, a self-signed one, an expired one, another
+// agent's, a missing, wrong, revoked or too-low-role token. Root only
+// (skipped with a message otherwise). Faults on the same fleet are
 // tls_netns_faults_test.
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "controller/store/store.h"
 #include "gtest/gtest.h"
 #include "tests/integration/netns_fleet.h"
+#include "tests/testing/raw_tls.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/temp_dir.h"
 
@@ -108,6 +122,117 @@ TEST_F(TlsNetnsTest, WrongIdentitiesAreRefusedAcrossTheNetwork) {
   EXPECT_EQ(viewer.exit_code, 1) << viewer.all();
   EXPECT_NE(viewer.err.find("has role viewer"), std::string::npos)
       << viewer.all();
+}
+
+// In a forked child (the test process never starts gRPC itself): enters
+// network namespace `ns` and says hello on the agent stream to `address` as
+// `id` once per identity in `cases`, bypassing the product's own client-side
+// checks. Writes one line per case to `report`: "NAME CODE message".
+pid_t HellosFrom(
+    const std::string& ns, const std::string& address, const std::string& id,
+    const std::string& ca_pem,
+    const std::vector<std::pair<std::string, const KeyAndCert*>>& cases,
+    const std::string& report) {
+  const pid_t pid = fork();
+  if (pid != 0) return pid;
+  std::ofstream out(report);
+  const int fd = open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
+    out << "cannot enter " << ns << "\n";
+    out.close();
+    _exit(1);
+  }
+  for (const auto& [name, identity] : cases) {
+    const grpc::Status st =
+        testing::AgentHello(address, testing::RawTls(ca_pem, identity), id);
+    out << name << " " << st.error_code() << " " << st.error_message() << "\n";
+  }
+  out.close();
+  _exit(0);
+}
+
+TEST_F(TlsNetnsTest, BadCertificatesAndTokensAreRefusedAcrossTheNetwork) {
+  StartController();
+  CommandResult up = WaitForAgents({});
+  ASSERT_EQ(up.exit_code, 0)
+      << up.all() << testing::ReadFile(dir_ / "controller.log");
+
+  // From agent-b's namespace, over its own link, claiming to be agent-b:
+  // its own certificate (the control), none, a self-signed one, and one from
+  // the fleet's CA that expired yesterday.
+  auto self_signed =
+      MakeCertificateAuthority("agent-b", absl::Now() + absl::Hours(24));
+  ASSERT_TRUE(self_signed.ok()) << self_signed.status();
+  CertificateRequest req;
+  req.common_name = "agent-b";
+  req.sans = {"agent-b"};
+  req.client_auth = true;
+  req.not_before = absl::Now() - absl::Hours(48);
+  req.not_after = absl::Now() - absl::Hours(24);
+  auto expired = IssueCertificate(ca_, req);
+  ASSERT_TRUE(expired.ok()) << expired.status();
+  KeyAndCert own;
+  own.cert_pem = testing::ReadFile(dir_ / "agent-b.crt");
+  own.key_pem = testing::ReadFile(dir_ / "agent-b.key");
+  const std::string report = dir_ / "hellos.report";
+  const pid_t child =
+      HellosFrom(b_ns_, "10.213.2.1:7070", "agent-b", ca_.cert_pem,
+                 {{"own", &own},
+                  {"none", nullptr},
+                  {"self-signed", &*self_signed},
+                  {"expired", &*expired}},
+                 report);
+  ASSERT_GT(child, 0);
+  ASSERT_EQ(testing::WaitFor(child, absl::Seconds(90)), 0)
+      << testing::ReadFile(report);
+  std::map<std::string, std::pair<int, std::string>> got;
+  for (absl::string_view line :
+       absl::StrSplit(testing::ReadFile(report), '\n', absl::SkipEmpty())) {
+    std::vector<std::string> parts =
+        absl::StrSplit(line, absl::MaxSplits(' ', 2));
+    int code = -1;
+    ASSERT_GE(parts.size(), 2u) << line;
+    ASSERT_TRUE(absl::SimpleAtoi(parts[1], &code)) << line;
+    got[parts[0]] = {code, parts.size() > 2 ? parts[2] : ""};
+  }
+  ASSERT_EQ(got.size(), 4u) << testing::ReadFile(report);
+  EXPECT_EQ(got["own"].first, grpc::StatusCode::OK) << got["own"].second;
+  // No client certificate: the handshake passes (users connect that way),
+  // the agent stream does not.
+  EXPECT_EQ(got["none"].first, grpc::StatusCode::UNAUTHENTICATED)
+      << got["none"].second;
+  EXPECT_NE(got["none"].second.find("client certificate"), std::string::npos)
+      << got["none"].second;
+  // The handshake itself fails for the other two.
+  EXPECT_EQ(got["self-signed"].first, grpc::StatusCode::UNAVAILABLE)
+      << got["self-signed"].second;
+  EXPECT_EQ(got["expired"].first, grpc::StatusCode::UNAVAILABLE)
+      << got["expired"].second;
+
+  // Tokens from agent-a's namespace: none at all (exit 3, "no token").
+  CommandResult none = RunCommand(
+      InNs(a_ns_, {build_ + "/cli/benchfleet", "--controller",
+                   "10.213.1.1:7070", "--ca", dir_ / "ca.crt", "list"}),
+      dir_.path(), absl::Seconds(60));
+  EXPECT_EQ(none.exit_code, 3) << none.all();
+  EXPECT_NE(none.err.find("no token"), std::string::npos) << none.all();
+
+  // Revoked by the admin: vera's token works, then stops working (within the
+  // controller's token cache, 5 s), with its own error.
+  CommandResult before = Cli({"list"}, absl::Seconds(60), "vera");
+  EXPECT_EQ(before.exit_code, 0) << before.all();
+  CommandResult revoke = Cli({"token", "revoke", absl::StrCat(vera_token_id_)},
+                             absl::Seconds(60), "root");
+  ASSERT_EQ(revoke.exit_code, 0) << revoke.all();
+  CommandResult after;
+  const absl::Time until = absl::Now() + absl::Seconds(15);
+  while (absl::Now() < until) {
+    after = Cli({"list"}, absl::Seconds(60), "vera");
+    if (after.exit_code != 0) break;
+    absl::SleepFor(absl::Milliseconds(500));
+  }
+  EXPECT_EQ(after.exit_code, 3) << after.all();
+  EXPECT_NE(after.err.find("revoked"), std::string::npos) << after.all();
 }
 
 TEST_F(TlsNetnsTest, PlaintextToAnotherHostIsRefusedWithoutInsecure) {
