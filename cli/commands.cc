@@ -295,7 +295,16 @@ int Watch(Client& client, int64_t id, const Globals& g) {
   return last.state() == "done" ? kExitOk : kExitUserError;
 }
 
-absl::StatusOr<std::pair<std::string, std::string>> ReadSpecForSubmit(
+// What submit sends: the spec's text, its directory (the work directory) and,
+// with source.bundle, the directory to pack and the files the spec lists.
+struct SpecForSubmit {
+  std::string text;
+  std::string dir;
+  std::string bundle_dir;  // "" without source.bundle
+  std::vector<std::string> bundle_files;
+};
+
+absl::StatusOr<SpecForSubmit> ReadSpecForSubmit(
     const std::string& file, std::vector<std::string>* printed_warnings) {
   SpecLoadOptions opts;
   opts.check_input_files = true;
@@ -309,13 +318,21 @@ absl::StatusOr<std::pair<std::string, std::string>> ReadSpecForSubmit(
       std::filesystem::absolute(std::filesystem::path(file), ec)
           .parent_path()
           .lexically_normal();
-  return std::make_pair(spec->source_text, dir);
+  SpecForSubmit out{spec->source_text, dir, "", spec->source_files};
+  if (!spec->source_bundle.empty()) {
+    out.bundle_dir = (std::filesystem::path(dir) / spec->source_bundle)
+                         .lexically_normal()
+                         .string();
+  }
+  return out;
 }
 
-// `bundle` set: the spec's directory is packed and uploaded first (unless the
-// controller holds it) and the request carries its digest.
+// With source.bundle in the spec, or `force_bundle` (`submit --bundle`): the
+// bundle directory (the spec's own with --bundle) is packed with `pack` and
+// uploaded first (unless the controller holds it) and the request carries
+// its digest.
 int Submit(Client& client, const std::string& file, bool watch,
-           const Globals& g, const PackOptions* bundle = nullptr) {
+           const Globals& g, const PackOptions& pack, bool force_bundle) {
   std::vector<std::string> printed;
   auto text = ReadSpecForSubmit(file, &printed);
   if (!text.ok()) {
@@ -323,16 +340,19 @@ int Submit(Client& client, const std::string& file, bool watch,
     return kExitUserError;
   }
   v1::SubmitRequest req;
-  if (bundle != nullptr) {
-    absl::StatusOr<BundlePush> push =
-        PushBundle(client.stub(), text->second, *bundle);
+  if (!text->bundle_dir.empty() || force_bundle) {
+    const std::string dir =
+        text->bundle_dir.empty() ? text->dir : text->bundle_dir;
+    PackOptions files = pack;
+    files.files = text->bundle_files;
+    absl::StatusOr<BundlePush> push = PushBundle(client.stub(), dir, files);
     if (!push.ok()) return Report(push.status(), g.controller);
-    std::fprintf(stderr, "%s\n", DescribePush(*push, text->second).c_str());
+    std::fprintf(stderr, "%s\n", DescribePush(*push, dir).c_str());
     req.set_bundle_digest(push->info.digest);
   }
-  req.set_spec_yaml(text->first);
+  req.set_spec_yaml(text->text);
   req.set_spec_path(file);
-  req.set_workdir(text->second);
+  req.set_workdir(text->dir);
   const char* user = std::getenv("USER");
   req.set_submitted_by(user != nullptr ? user : "");
   v1::SubmitResponse resp;
@@ -433,7 +453,9 @@ int RunLocal(const std::string& file, const std::string& store_url,
   g.controller = (*controller)->address();
   int rc = kExitUnreachable;
   auto client = Client::Dial(g.controller, TransportOptions{});
-  if (client.ok()) rc = Submit(*client, file, /*watch=*/true, g);
+  if (client.ok())
+    rc = Submit(*client, file, /*watch=*/true, g, PackOptions{},
+                /*force_bundle=*/false);
   (*agent)->Shutdown();
   agent_thread.join();
   (*controller)->Shutdown();
@@ -491,8 +513,8 @@ int RunCli(int argc, char** argv) {
                    "so that agents without that directory can run it");
   BundleCommands bundle_cmds;
   submit->add_option("--bundle-max-size", bundle_cmds.max_size_mib,
-                     "with --bundle: refuse a bundle larger than this many "
-                     "MiB (default 256)");
+                     "with --bundle or source.bundle: refuse a bundle larger "
+                     "than this many MiB (default 256)");
   auto* show = app.add_subcommand("show", "an experiment's state and report");
   show->add_option("id", id, "experiment id")->required();
   bool show_env = false;
@@ -580,7 +602,7 @@ int RunCli(int argc, char** argv) {
 
   if (submit->parsed()) {
     const PackOptions pack = BundlePackOptions(bundle_cmds);
-    return Submit(*client, file, watch, g, submit_bundle ? &pack : nullptr);
+    return Submit(*client, file, watch, g, pack, submit_bundle);
   }
   if (std::optional<int> rc = RunBundleCommands(bundle_cmds, client->stub(),
                                                 g.controller, g.json)) {

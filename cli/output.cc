@@ -46,6 +46,8 @@ std::string ProtoToJson(const google::protobuf::Message& m) {
 
 std::string ReportOrSources(const v1::Experiment& e) {
   if (!e.report_text().empty()) return "\n" + e.report_text();
+  if (!e.bundle_digest().empty())
+    return "Source: bundle " + e.bundle_digest() + " (every variant)\n";
   if (e.sources_size() == 0) return "";
   std::string out = "Source: " + e.sources(0).repo() + "\n";
   for (const v1::SourceCommit& s : e.sources()) {

@@ -105,6 +105,17 @@ struct ExperimentSpec {
   // variant's commit on the agent, and inputs are relative to it. Empty: run
   // in workdir.
   std::string source_repo;
+  // source.bundle: a directory relative to the spec file ("." for its own)
+  // that the CLI packs and uploads (common/bundle). Set: every step runs in a
+  // clean, read-only copy of that tree on the agent, and inputs are relative
+  // to it. source_files: what to pack (empty: git-tracked and untracked
+  // files that are not ignored, or every file outside git).
+  std::string source_bundle;
+  std::vector<std::string> source_files;
+  // The SHA-256 of the bundle uploaded at submit; never read from YAML: the
+  // controller fills it in from the stored experiment. Also set when the
+  // spec has no source and was submitted with `benchfleet submit --bundle`.
+  std::string source_bundle_digest;
   // Absolute directory the commands run in (spec `workdir:`, default: the spec
   // file's directory made absolute by the loader).
   std::string workdir;
@@ -142,6 +153,20 @@ struct ExperimentSpec {
   std::vector<std::string> warnings;
 
   const VariantSpec& baseline() const { return variants.front(); }
+
+  // Whether steps run in a copy of the code made for them on the agent
+  // (source.repo or source.bundle) rather than in workdir.
+  bool HasSource() const {
+    return !source_repo.empty() || !source_bundle.empty() ||
+           !source_bundle_digest.empty();
+  }
+  // The directory the bundle is packed from on the submitting host.
+  std::string BundleDir() const;
+  // Where inputs are found on the submitting host: the bundle directory with
+  // source.bundle, else workdir.
+  std::string InputsDir() const {
+    return source_bundle.empty() ? workdir : BundleDir();
+  }
 
   // The ref `v` is built from with source.repo: its own, or the baseline's
   // when it names none (a variant that only changes env or command).

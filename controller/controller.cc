@@ -153,6 +153,7 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(
     ASSIGN_OR_RETURN(ExperimentSpec spec,
                      ParseSpec(e.spec_yaml, e.spec_path, opts));
     RETURN_IF_ERROR(AttachStoredCommits(*store, e.id, &spec));
+    spec.source_bundle_digest = e.bundle_digest;
     return spec;
   };
   ASSIGN_OR_RETURN(impl->dispatcher,
@@ -186,8 +187,8 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(
       BundleServing{impl->bundles.get(), impl->executor.get()});
   impl->scheduler =
       std::make_unique<DispatcherScheduler>(impl->dispatcher.get());
-  impl->fleet_api =
-      std::make_unique<FleetApi>(impl->store.get(), impl->scheduler.get());
+  impl->fleet_api = std::make_unique<FleetApi>(
+      impl->store.get(), impl->scheduler.get(), impl->bundles.get());
   impl->fleet_service = std::make_unique<FleetServiceImpl>(
       impl->fleet_api.get(), impl->scheduler.get(), impl->executor.get(),
       impl->bundles.get(), options.user_limits);

@@ -13,6 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "agent/bundle/bundle_cache.h"
+#include "agent/bundle/grpc_bundle_fetcher.h"
 #include "agent/lease/host_lock.h"
 #include "agent/probe/host_facts.h"
 #include "agent/probe/nvml_probe.h"
@@ -151,6 +153,10 @@ class Agent::Impl {
   std::unique_ptr<StepSampler> sampler;
   // Gates, sampler, runner and result of one step; used by the worker only.
   std::unique_ptr<StepExecutor> executor;
+  // Source bundles: the fetcher made here (when options had none) and the
+  // cache the checkouts unpack from.
+  std::unique_ptr<GrpcBundleFetcher> own_bundle_fetcher;
+  std::unique_ptr<BundleCache> bundles;
   // The checkouts of leases with sources; used by the worker only.
   std::unique_ptr<LeaseCheckouts> checkouts;
   // Ended attempts whose checkouts the worker removes (nothing runs there).
@@ -277,8 +283,34 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
       impl->sampler.get());
   CheckoutOptions checkout_options;
   checkout_options.root = absl::StrCat(impl->options.workdir, "/source");
+  BundleFetcher* fetcher = impl->options.bundle_fetcher;
+  if (fetcher == nullptr && impl->options.link == nullptr) {
+    absl::StatusOr<std::unique_ptr<GrpcBundleFetcher>> made =
+        GrpcBundleFetcher::Create(impl->options.controller,
+                                  impl->options.transport);
+    if (made.ok()) {
+      impl->own_bundle_fetcher = std::move(*made);
+      fetcher = impl->own_bundle_fetcher.get();
+    } else {
+      spdlog::warn("source bundles are off: {}",
+                   std::string(made.status().message()));
+    }
+  }
+  if (fetcher != nullptr) {
+    BundleCacheOptions bopts;
+    bopts.dir = absl::StrCat(impl->options.workdir, "/bundles");
+    bopts.max_total_bytes = impl->options.bundle_cache_bytes;
+    absl::StatusOr<std::unique_ptr<BundleCache>> cache =
+        BundleCache::Open(bopts, fetcher);
+    if (cache.ok()) {
+      impl->bundles = std::move(*cache);
+    } else {
+      spdlog::warn("source bundles are off: {}",
+                   std::string(cache.status().message()));
+    }
+  }
   impl->checkouts = std::make_unique<LeaseCheckouts>(
-      std::move(checkout_options), impl->options.id);
+      std::move(checkout_options), impl->options.id, impl->bundles.get());
   // Holding the host lock, before any lease: checkouts a killed agent left.
   impl->checkouts->SweepAll();
   if (impl->nvml->state() == NvmlState::kReady) {

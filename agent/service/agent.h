@@ -55,6 +55,7 @@
 
 namespace benchfleet {
 
+class BundleFetcher;   // agent/bundle/bundle_cache.h
 class ControllerLink;  // agent/service/controller_link.h
 
 struct AgentOptions {
@@ -99,6 +100,12 @@ struct AgentOptions {
   // `transport`. Tests pass a fake (tests/agent/fake_controller_link.h). Must
   // outlive the agent.
   ControllerLink* link = nullptr;
+  // Source bundles (source.bundle): where they come from — default: the
+  // controller, over a channel like the stream's (none with a `link` fake,
+  // when bundle leases are declined) — and how many bytes of them the cache
+  // under <workdir>/bundles keeps (least recently used go first).
+  BundleFetcher* bundle_fetcher = nullptr;
+  int64_t bundle_cache_bytes = int64_t{2} << 30;
 
   // Toolchain versions recorded with every attempt (DESIGN.md §5): name ->
   // command line, run in the experiment's work directory when the agent

@@ -11,13 +11,71 @@
 
 namespace benchfleet {
 
-LeaseCheckouts::LeaseCheckouts(CheckoutOptions options, std::string host)
-    : manager_(std::move(options)), host_(std::move(host)) {}
+LeaseCheckouts::LeaseCheckouts(CheckoutOptions options, std::string host,
+                               BundleCache* bundles)
+    : manager_(std::move(options)), host_(std::move(host)), bundles_(bundles) {}
+
+absl::StatusOr<std::map<std::string, std::string>> LeaseCheckouts::Unpack(
+    const v1::Lease& lease) {
+  const std::string what =
+      absl::StrCat("agent ", host_,
+                   " cannot unpack the source bundle of "
+                   "experiment ",
+                   lease.experiment_id(), " (", lease.experiment_name(), ")");
+  if (bundles_ == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, ": this agent keeps no bundle cache (see its start-up log)"));
+  }
+  const std::string attempt_dir = manager_.AttemptDir(lease.attempt_id());
+  std::map<std::string, std::string> dirs;
+  auto fail = [&](const absl::Status& st) {
+    (void)manager_.Remove(lease.attempt_id());
+    return absl::Status(st.code(), absl::StrCat(what, ": ", st.message()));
+  };
+  absl::Status cleared = manager_.Remove(lease.attempt_id());
+  if (!cleared.ok()) return fail(cleared);
+  std::error_code ec;
+  std::filesystem::create_directories(attempt_dir, ec);
+  if (ec) {
+    return fail(absl::InternalError(
+        absl::StrCat("cannot create ", attempt_dir, ": ", ec.message())));
+  }
+  for (const v1::VariantSource& s : lease.sources()) {
+    if (s.bundle_digest().empty() || !s.repo().empty()) {
+      return fail(absl::InvalidArgumentError(absl::StrCat(
+          "variant ", s.variant(),
+          " names no bundle while another does; a lease has one kind of "
+          "source")));
+    }
+    if (s.variant().empty() || s.variant().find('/') != std::string::npos ||
+        s.variant() == "." || s.variant() == "..") {
+      return fail(absl::InvalidArgumentError(
+          absl::StrCat("'", s.variant(), "' is not a variant name")));
+    }
+    const std::string dir = absl::StrCat(attempt_dir, "/", s.variant());
+    absl::StatusOr<BundleInfo> unpacked =
+        bundles_->ExtractTo(s.bundle_digest(), dir);
+    if (!unpacked.ok()) return fail(unpacked.status());
+    spdlog::info("attempt {}: bundle {} ({} files) unpacked for variant {}",
+                 lease.attempt_id(), s.bundle_digest(), unpacked->files,
+                 s.variant());
+    dirs[s.variant()] = dir;
+  }
+  return dirs;
+}
 
 absl::StatusOr<std::string> LeaseCheckouts::Prepare(const v1::Lease& lease) {
   if (lease.sources().empty()) return std::string();
   if (attempt_id_ != 0 && attempt_id_ != lease.attempt_id())
     Remove(attempt_id_);
+  if (!lease.sources(0).bundle_digest().empty()) {
+    absl::StatusOr<std::map<std::string, std::string>> dirs = Unpack(lease);
+    if (!dirs.ok()) return dirs.status();
+    attempt_id_ = lease.attempt_id();
+    dirs_ = std::move(*dirs);
+    sealed_.clear();
+    return dirs_[lease.sources(0).variant()];
+  }
   std::vector<VariantSourceRecord> sources;
   for (const v1::VariantSource& s : lease.sources()) {
     VariantSourceRecord r;

@@ -1,6 +1,8 @@
 // LeaseCheckouts: what a lease with sources (agent.proto Lease.sources, the
-// spec's source.repo) means on the agent. On acceptance it checks every
-// variant out at its commit (agent/source/checkout_manager.h); before each
+// spec's source.repo or source.bundle) means on the agent. On acceptance it
+// checks every variant out at its commit (agent/source/checkout_manager.h),
+// or unpacks the lease's bundle (fetched through the BundleCache,
+// agent/bundle/bundle_cache.h) into one directory per variant; before each
 // step it turns the order's cwd — relative to its variant's checkout — into a
 // directory inside that checkout, making the checkout read-only before the
 // variant's first warmup or measured run; when the attempt ends it removes
@@ -18,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "agent/bundle/bundle_cache.h"
 #include "agent/service/step_executor.h"
 #include "agent/source/checkout_manager.h"
 #include "benchfleet/v1/agent.pb.h"
@@ -26,8 +29,10 @@ namespace benchfleet {
 
 class LeaseCheckouts {
  public:
-  // `host` names this agent in messages.
-  LeaseCheckouts(CheckoutOptions options, std::string host);
+  // `host` names this agent in messages. `bundles` (may be null: bundle
+  // leases are then declined) must outlive this.
+  LeaseCheckouts(CheckoutOptions options, std::string host,
+                 BundleCache* bundles = nullptr);
 
   // Checks the lease's variants out (nothing without sources). Returns the
   // directory whose commit the attempt's environment records (the baseline's
@@ -48,8 +53,13 @@ class LeaseCheckouts {
   void SweepAll();
 
  private:
+  // The bundle variant of Prepare: one unpacked copy per variant.
+  absl::StatusOr<std::map<std::string, std::string>> Unpack(
+      const v1::Lease& lease);
+
   CheckoutManager manager_;
   std::string host_;
+  BundleCache* bundles_;
   int64_t attempt_id_ = 0;
   std::map<std::string, std::string> dirs_;  // variant -> checkout
   std::set<std::string> sealed_;             // variants made read-only

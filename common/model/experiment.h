@@ -87,6 +87,10 @@ struct ExperimentRecord {
   // The "DISCARDed before" flag (DESIGN.md §4): a one-line warning naming the
   // earlier experiment whose DISCARD verdict this one repeats; empty = none.
   std::string discarded_before;
+  // The source bundle (common/bundle) the experiment runs from, by SHA-256,
+  // with source.bundle or `submit --bundle`; empty otherwise. Every variant
+  // runs the same tree.
+  std::string bundle_digest;
 };
 
 struct AttemptRecord {

@@ -15,6 +15,10 @@ struct VariantSourceRecord {
   std::string repo;     // the spec's source.repo, as written
   std::string ref;      // as written in the spec (the baseline's when none)
   std::string commit;   // full 40-hex commit id
+  // In a lease only (the experiment's record keeps it, not the sources
+  // table): with source.bundle, the SHA-256 of the tree every variant runs
+  // from; repo, ref and commit are then empty.
+  std::string bundle_digest;
 };
 
 }  // namespace benchfleet

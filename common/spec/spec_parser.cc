@@ -16,6 +16,19 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
+namespace benchfleet {
+
+std::string ExperimentSpec::BundleDir() const {
+  if (source_bundle.empty()) return "";
+  std::string dir = (std::filesystem::path(workdir) / source_bundle)
+                        .lexically_normal()
+                        .generic_string();
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  return dir;
+}
+
+}  // namespace benchfleet
+
 namespace benchfleet::spec_internal {
 
 namespace fs = std::filesystem;
@@ -70,15 +83,63 @@ void SpecParser::ReadTop(const Mapping& top, ExperimentSpec* spec) {
     }
   }
   if (const Item* item = top.Find("source")) {
-    if (auto source = ReadMapping(
-            *item, kSourceKeys, "a mapping such as {repo: /srv/git/app.git}")) {
-      if (const Item* repo = Require(
-              *source, "repo",
-              "add repo: <path or URL of the git repository>, or remove "
-              "source to run in the work directory")) {
+    if (auto source = ReadMapping(*item, kSourceKeys,
+                                  "a mapping such as {repo: /srv/git/app.git} "
+                                  "or {bundle: .}")) {
+      const Item* repo = source->Find("repo");
+      const Item* bundle = source->Find("bundle");
+      const Item* files = source->Find("files");
+      if (repo != nullptr && bundle != nullptr) {
+        Error(*bundle,
+              "source has both repo and bundle; keep repo to build each "
+              "variant from its ref, or bundle to send this directory's "
+              "files");
+      } else if (repo == nullptr && bundle == nullptr) {
+        Error(*item,
+              "source needs repo: <path or URL of the git repository> or "
+              "bundle: <directory to send, relative to the spec, usually .>; "
+              "or remove source to run in the work directory");
+      }
+      if (repo != nullptr) {
         if (auto v =
                 ReadNonEmptyString(*repo, "a git repository path or URL")) {
           spec->source_repo = *v;
+        }
+        if (files != nullptr) {
+          Error(*files,
+                "files: lists what a bundle holds; with repo the checkout "
+                "holds the whole commit, remove files");
+        }
+      }
+      if (bundle != nullptr) {
+        if (auto v = ReadNonEmptyString(
+                *bundle,
+                "a directory relative to the spec file, such as . (the "
+                "spec's own directory)")) {
+          if (!v->empty() && (*v)[0] == '/') {
+            Error(*bundle,
+                  "the bundle directory must be relative to the spec file "
+                  "(such as . or src); an absolute path would not mean the "
+                  "same on another host");
+          } else {
+            spec->source_bundle = *v;
+          }
+        }
+        if (files != nullptr) {
+          if (auto v = ReadStringList(*files,
+                                      "a list of paths relative to the "
+                                      "bundle directory")) {
+            for (const std::string& f : *v) {
+              if (f.empty() || f[0] == '/' ||
+                  absl::StrContains(absl::StrCat("/", f, "/"), "/../")) {
+                Error(*files, absl::StrCat(Quote(f),
+                                           " is not a path inside the bundle "
+                                           "directory; list relative paths "
+                                           "without .."));
+              }
+            }
+            spec->source_files = std::move(*v);
+          }
         }
       }
     }
@@ -127,9 +188,10 @@ void SpecParser::ResolveWorkdir(const Mapping& top, ExperimentSpec* spec) {
   while (normal.size() > 1 && normal.back() == '/') normal.pop_back();
   spec->workdir = normal;
 
-  // With source, commands and inputs live in a checkout that does not exist
-  // yet.
+  // With source.repo, commands and inputs live in a checkout that does not
+  // exist yet; with source.bundle, in the bundle directory, here.
   if (!options_.check_input_files || !spec->source_repo.empty()) return;
+  const std::string inputs_dir = spec->InputsDir();
   std::error_code ec;
   if (!fs::is_directory(spec->workdir, ec)) {
     Item where =
@@ -140,12 +202,11 @@ void SpecParser::ResolveWorkdir(const Mapping& top, ExperimentSpec* spec) {
     return;
   }
   for (const auto& [item, path] : input_paths_) {
-    fs::path full = fs::path(spec->workdir) / path;
+    fs::path full = fs::path(inputs_dir) / path;
     if (!fs::is_regular_file(full, ec)) {
-      Error(item,
-            absl::StrCat(Quote(path), " does not exist in ", spec->workdir,
-                         "; expected an existing file, create it or fix "
-                         "the path"));
+      Error(item, absl::StrCat(Quote(path), " does not exist in ", inputs_dir,
+                               "; expected an existing file, create it or fix "
+                               "the path"));
     }
   }
 }

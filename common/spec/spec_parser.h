@@ -51,7 +51,7 @@ inline constexpr absl::string_view kTopKeys[] = {
     "requires",   "source",  "workdir", "setup",    "benchmark", "correctness",
     "variants",   "verdict", "gates",   "notify"};
 inline constexpr absl::string_view kRequiresKeys[] = {"labels"};
-inline constexpr absl::string_view kSourceKeys[] = {"repo"};
+inline constexpr absl::string_view kSourceKeys[] = {"repo", "bundle", "files"};
 inline constexpr absl::string_view kBenchmarkKeys[] = {"command",
                                                        "argv",
                                                        "inputs",

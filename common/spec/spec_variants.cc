@@ -98,7 +98,11 @@ void SpecParser::ReadVariants(const Item& item, ExperimentSpec* spec) {
       all_names_ok = false;
     }
     if (const Item* ref = variant->Find("ref")) {
-      if (spec->source_repo.empty()) {
+      if (!spec->source_bundle.empty()) {
+        Error(*ref,
+              "with source.bundle every variant runs the uploaded tree; a ref "
+              "needs source: {repo: ...} instead, or remove ref");
+      } else if (spec->source_repo.empty()) {
         // Accepting it would measure the work directory while the user
         // believes the ref was measured.
         Error(*ref,

@@ -264,7 +264,7 @@ PlannedStep AttemptDriver::Materialize(const Pending& p) {
   step.input = p.input;
   // With source.repo the agent runs the step in the variant's checkout: an
   // empty cwd is that checkout's root (agent.proto Lease.sources).
-  step.cwd = spec_.source_repo.empty() ? spec_.workdir : std::string();
+  step.cwd = spec_.HasSource() ? std::string() : spec_.workdir;
   step.env = variant->env;
   step.env["BENCHFLEET_VARIANT"] = p.variant;
   step.env["BENCHFLEET_STEP"] = StepKindName(p.kind);

@@ -187,6 +187,7 @@ ExperimentReport AttemptDriver::Evaluate(
   report.gate_wait_ns = gate_wait_ns_;
   report.gate_waits = gate_waits_;
   report.warnings = warnings_;
+  report.source_bundle = spec_.source_bundle_digest;
   if (!spec_.source_repo.empty()) {
     report.source_repo = spec_.source_repo;
     for (const VariantSpec& v : spec_.variants) {

@@ -78,7 +78,10 @@ absl::StatusOr<Submitted> FleetApi::Submit(const Submission& submission) {
   // fixed when the experiment is queued, and a bad ref queues nothing.
   ASSIGN_OR_RETURN(std::vector<VariantSourceRecord> sources,
                    ResolveSources(spec, git_timeout_));
+  ASSIGN_OR_RETURN(const std::string bundle_digest,
+                   CheckBundle(spec, submission.bundle_digest));
   ExperimentRecord rec;
+  rec.bundle_digest = bundle_digest;
   rec.name = spec.name;
   rec.campaign = spec.campaign;
   rec.spec_yaml = submission.spec_yaml;
@@ -116,6 +119,39 @@ absl::StatusOr<Submitted> FleetApi::Submit(const Submission& submission) {
   out.warnings.insert(out.warnings.end(), discarded.begin(), discarded.end());
   scheduler_->OnSubmitted(stored.id);
   return out;
+}
+
+absl::StatusOr<std::string> FleetApi::CheckBundle(const ExperimentSpec& spec,
+                                                  const std::string& digest) {
+  const std::string& where = spec.source_path;
+  if (digest.empty()) {
+    if (spec.source_bundle.empty()) return std::string();
+    return absl::FailedPreconditionError(absl::StrCat(
+        where, ": the spec says source: {bundle: ", spec.source_bundle,
+        "} but no bundle came with it; submit it with `benchfleet submit`, "
+        "which packs and uploads the directory first"));
+  }
+  if (!spec.source_repo.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where,
+        ": the spec builds its variants from source.repo, so a bundle would "
+        "not be used; submit without --bundle, or replace source.repo with "
+        "source: {bundle: .}"));
+  }
+  if (bundles_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "this controller keeps no source bundles (its data directory could "
+        "not be used; see its log); start it with --data-dir, or submit "
+        "without a bundle");
+  }
+  ASSIGN_OR_RETURN(std::optional<int64_t> size, bundles_->Find(digest));
+  if (!size.has_value()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the controller holds no bundle ", digest,
+        "; upload it first (`benchfleet bundle push DIR`, or submit with "
+        "`benchfleet submit`, which uploads it)"));
+  }
+  return digest;
 }
 
 std::vector<std::string> FleetApi::DiscardedBeforeFor(

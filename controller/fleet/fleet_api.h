@@ -23,6 +23,7 @@
 #include "common/spec.h"
 #include "controller/auth/auth_policy.h"
 #include "controller/auth/tokens.h"
+#include "controller/bundle/bundle_store.h"
 #include "controller/history/history.h"
 #include "controller/scheduler/dispatcher.h"
 #include "controller/store/store.h"
@@ -76,6 +77,9 @@ struct Submission {
   std::string spec_path;  // shown in messages; may be empty
   std::string workdir;    // absolute: the spec file's directory
   std::string submitted_by;
+  // The source bundle the CLI uploaded (SubmitRequest.bundle_digest): needed
+  // with source.bundle, allowed without source (`submit --bundle`).
+  std::string bundle_digest;
 };
 
 struct Submitted {
@@ -121,9 +125,11 @@ class FleetApi {
   // The largest spec Submit accepts (the YAML text).
   static constexpr size_t kMaxSpecBytes = 1 << 20;
 
-  // `store` and `scheduler` must outlive the FleetApi.
-  FleetApi(Store* store, ExperimentScheduler* scheduler)
-      : store_(store), scheduler_(scheduler) {}
+  // `store`, `scheduler` and `bundles` must outlive the FleetApi; `bundles`
+  // may be null (a controller without a bundle store refuses bundles).
+  FleetApi(Store* store, ExperimentScheduler* scheduler,
+           const BundleStore* bundles = nullptr)
+      : store_(store), scheduler_(scheduler), bundles_(bundles) {}
 
   // Validates the spec as the controller sees it (never trusting the client),
   // stores the experiment and tells the scheduler. InvalidArgument for a
@@ -134,6 +140,13 @@ class FleetApi {
   // status when it refuses. The "DISCARDed before" check is advice: a history
   // the store cannot read is logged and never blocks a submission.
   absl::StatusOr<Submitted> Submit(const Submission& submission);
+  // The bundle the experiment runs from: `digest` when the spec may use one
+  // (source.bundle, or no source at all) and the bundle store holds it; ""
+  // without either. FailedPrecondition (what to do) for source.bundle
+  // without a digest or a digest not held; InvalidArgument with
+  // source.repo.
+  absl::StatusOr<std::string> CheckBundle(const ExperimentSpec& spec,
+                                          const std::string& digest);
   // How long each git command of ref resolution may take (default 60 s).
   void set_git_timeout(absl::Duration timeout) { git_timeout_ = timeout; }
 
@@ -183,6 +196,7 @@ class FleetApi {
 
   Store* store_;
   ExperimentScheduler* scheduler_;
+  const BundleStore* bundles_;
   std::function<void()> on_token_revoked_;
   absl::Duration git_timeout_ = absl::Seconds(60);
 };

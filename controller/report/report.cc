@@ -153,6 +153,10 @@ std::string RenderReportText(const ExperimentReport& report) {
     for (const std::string& line : report.environment.lines)
       absl::StrAppend(&out, "  - ", line, "\n");
   }
+  if (!report.source_bundle.empty()) {
+    absl::StrAppend(&out, "\nSource: bundle ", report.source_bundle,
+                    " (every variant)\n");
+  }
   if (!report.source_commits.empty()) {
     absl::StrAppend(&out, "\nSource: ", report.source_repo, "\n");
     for (const ExperimentReport::SourceCommit& s : report.source_commits)
@@ -240,6 +244,7 @@ std::string ReportToJson(const ExperimentReport& report) {
   j["host_flags"] = report.host_flags;
   j["outlier_sigmas"] = report.outlier_sigmas;
   j["warnings"] = report.warnings;
+  if (!report.source_bundle.empty()) j["source_bundle"] = report.source_bundle;
   if (!report.source_commits.empty()) {
     j["source_repo"] = report.source_repo;
     j["sources"] = nlohmann::json::array();

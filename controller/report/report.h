@@ -150,6 +150,8 @@ struct ExperimentReport {
     std::string variant, ref, commit;
   };
   std::vector<SourceCommit> source_commits;
+  // With source.bundle: the SHA-256 of the tree every variant ran from.
+  std::string source_bundle;
 };
 
 // "12.34 ms", "1.20 s", "35.2 MiB", or a plain number.

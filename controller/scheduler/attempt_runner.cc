@@ -258,6 +258,13 @@ void AttemptRunner::Start(AgentSession& session) {
       s.commit = v.commit;
       sources.push_back(std::move(s));
     }
+  } else if (!spec->source_bundle_digest.empty()) {
+    for (const VariantSpec& v : spec->variants) {
+      VariantSourceRecord s;
+      s.variant = v.name;
+      s.bundle_digest = spec->source_bundle_digest;
+      sources.push_back(std::move(s));
+    }
   }
   Active active;
   active.attempt = c.attempt;

@@ -58,6 +58,7 @@ class GrpcAgentLink : public AgentLink,
       v->set_variant(s.variant);
       v->set_repo(s.repo);
       v->set_commit(s.commit);
+      v->set_bundle_digest(s.bundle_digest);
     }
     Send(std::move(m));
   }

@@ -125,6 +125,7 @@ v1::Experiment ToProto(const ExperimentView& view) {
   p->set_attempt_id(view.attempt_id);
   e.set_report_text(r.report_text);
   e.set_report_json(r.report_json);
+  e.set_bundle_digest(r.bundle_digest);
   return e;
 }
 

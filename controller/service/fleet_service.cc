@@ -87,6 +87,7 @@ grpc::ServerUnaryReactor* FleetServiceImpl::Submit(
     s.spec_path = req->spec_path();
     s.workdir = req->workdir();
     s.submitted_by = caller.user;
+    s.bundle_digest = req->bundle_digest();
     ASSIGN_OR_RETURN(Submitted done, api_->Submit(s));
     resp->set_experiment_id(done.experiment_id);
     resp->set_number(done.number);

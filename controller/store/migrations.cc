@@ -367,6 +367,13 @@ constexpr std::string_view kMigration9[] = {
     " PRIMARY KEY (experiment_id, position))",
 };
 
+// The source bundle (common/bundle) an experiment runs from, by SHA-256,
+// with source.bundle; empty otherwise.
+constexpr std::string_view kMigration10[] = {
+    "ALTER TABLE experiments ADD COLUMN bundle_digest TEXT NOT NULL "
+    "DEFAULT ''",
+};
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema: experiments, attempts, step_results, verdicts, agents",
      kMigration1},
@@ -390,6 +397,7 @@ constexpr Migration kMigrations[] = {
     {8, "API tokens (hashed)", kMigration8},
     {9, "resolved commits of the variants of experiments with source.repo",
      kMigration9},
+    {10, "the source bundle of experiments with source.bundle", kMigration10},
 };
 
 }  // namespace

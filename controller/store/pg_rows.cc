@@ -53,6 +53,7 @@ absl::StatusOr<ExperimentRecord> ReadExperiment(const pqxx::row& row,
   r.idea = Str(row["idea"]);
   r.origin = row["origin"].is_null() ? std::string() : Str(row["origin"]);
   r.discarded_before = Str(row["discarded_before"]);
+  r.bundle_digest = Str(row["bundle_digest"]);
   return r;
 }
 

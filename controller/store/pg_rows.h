@@ -32,7 +32,7 @@ inline absl::Time Time(const pqxx::field& f) {
   "id, number, name, campaign, state, state_reason, spec_yaml, spec_path, " \
   "workdir, required_labels_json, attempts, max_attempts, submitted_by, "   \
   "created_at, updated_at, report_json, report_text, idea, origin, "        \
-  "discarded_before"
+  "discarded_before, bundle_digest"
 #define BF_ATTEMPT_COLUMNS                                          \
   "id, experiment_id, agent_id, lease_token, state, seed, reason, " \
   "environment_json, started_at, ended_at"

@@ -72,8 +72,9 @@ constexpr Query kInsertExperiment{
     "INSERT INTO experiments (number, name, campaign, state, state_reason, "
     "spec_yaml, spec_path, workdir, required_labels_json, attempts, "
     "max_attempts, submitted_by, created_at, updated_at, report_json, "
-    "report_text, idea, discarded_before) VALUES ($1, $2, $3, $4, $5, $6, $7, "
-    "$8, $9, 0, $10, $11, $12, $12, $13, $14, $15, $16) RETURNING id"};
+    "report_text, idea, discarded_before, bundle_digest) VALUES ($1, $2, $3, "
+    "$4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $12, $13, $14, $15, $16, $17) "
+    "RETURNING id"};
 constexpr Query kListExperiments{"bf_list_experiments",
                                  "SELECT " BF_EXPERIMENT_COLUMNS
                                  " FROM experiments ORDER BY id DESC"};
@@ -172,7 +173,7 @@ absl::StatusOr<ExperimentRecord> PgStore::CreateExperiment(
             record.spec_yaml, record.spec_path, record.workdir, labels_json,
             record.max_attempts, record.submitted_by, created_at,
             record.report_json, record.report_text, record.idea,
-            record.discarded_before)[0][0]);
+            record.discarded_before, record.bundle_digest)[0][0]);
         ASSIGN_OR_RETURN(out, LoadExperiment(txn, id, display_name_));
         return absl::OkStatus();
       }));

@@ -150,6 +150,7 @@ absl::StatusOr<ExperimentRecord> ReadExperiment(const Stmt& row,
   r.idea = row.Text("idea");
   r.origin = row.Text("origin");  // NULL reads as ""
   r.discarded_before = row.Text("discarded_before");
+  r.bundle_digest = row.Text("bundle_digest");
   return r;
 }
 

@@ -198,7 +198,7 @@ inline constexpr std::string_view kExperimentColumns =
     "id, number, name, campaign, state, state_reason, spec_yaml, spec_path, "
     "workdir, required_labels_json, attempts, max_attempts, submitted_by, "
     "created_at, updated_at, report_json, report_text, idea, origin, "
-    "discarded_before";
+    "discarded_before, bundle_digest";
 
 absl::StatusOr<ExperimentRecord> ReadExperiment(const Stmt& row,
                                                 const std::string& path);

@@ -175,9 +175,11 @@ absl::StatusOr<ExperimentRecord> SqliteStore::CreateExperiment(
                                       "required_labels_json, attempts, "
                                       "max_attempts, submitted_by, created_at, "
                                       "updated_at, report_json, "
-                                      "report_text, idea, discarded_before) "
+                                      "report_text, idea, discarded_before, "
+                                      "bundle_digest) "
                                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, "
-                                      "?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"));
+                                      "?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING "
+                                      "id"));
         insert.BindInt(number)
             .BindText(record.name)
             .BindText(record.campaign)
@@ -194,7 +196,8 @@ absl::StatusOr<ExperimentRecord> SqliteStore::CreateExperiment(
             .BindText(record.report_json)
             .BindText(record.report_text)
             .BindText(record.idea)
-            .BindText(record.discarded_before);
+            .BindText(record.discarded_before)
+            .BindText(record.bundle_digest);
         ASSIGN_OR_RETURN(bool returned, insert.Step());
         if (!returned)
           return absl::InternalError("INSERT ... RETURNING id returned no row");

@@ -1,6 +1,9 @@
-// The spec loader and source.repo: a variant's ref needs a repository, the
-// baseline needs a ref when there is one, and other variants default to it.
+// The spec loader and source: a variant's ref needs a repository, the
+// baseline needs a ref when there is one, and other variants default to it;
+// source.bundle is a relative directory with an optional list of paths
+// inside it, never with repo or a ref.
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/spec_loader.h"
@@ -63,6 +66,61 @@ TEST(SpecSourceTest, KeepsRefsAndWhereTheyWereWritten) {
   EXPECT_EQ(spec->variants[1].ref, "bench/fast");
   EXPECT_EQ(spec->variants[2].ref, "");  // the baseline's, at submit
   EXPECT_EQ(spec->variants[2].ref_location, "");
+}
+
+constexpr char kVariants[] =
+    "variants:\n"
+    "  - {name: baseline}\n"
+    "  - {name: fast, env: {MODE: fast}}\n";
+
+TEST(SpecSourceTest, KeepsABundleAndItsFiles) {
+  absl::StatusOr<ExperimentSpec> spec = Parse(
+      absl::StrCat(kHeader, "source: {bundle: src, files: [a.bin, lib]}\n",
+                   kBenchmark, kVariants));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->source_bundle, "src");
+  EXPECT_EQ(spec->source_files, (std::vector<std::string>{"a.bin", "lib"}));
+  EXPECT_TRUE(spec->HasSource());
+  EXPECT_EQ(spec->BundleDir(), spec->workdir + "/src");
+  EXPECT_EQ(spec->InputsDir(), spec->BundleDir());
+}
+
+TEST(SpecSourceTest, RefusesBundlesThatCannotMeanTheSameElsewhere) {
+  EXPECT_NE(
+      ErrorOf(absl::StrCat(kHeader,
+                           "source: {repo: /srv/git/app.git, bundle: .}\n",
+                           kBenchmark, kVariants))
+          .find("source has both repo and bundle"),
+      std::string::npos);
+  EXPECT_NE(ErrorOf(absl::StrCat(kHeader, "source: {bundle: /home/me/app}\n",
+                                 kBenchmark, kVariants))
+                .find("must be relative to the spec file"),
+            std::string::npos);
+  EXPECT_NE(
+      ErrorOf(absl::StrCat(kHeader, "source: {bundle: ., files: [../secret]}\n",
+                           kBenchmark, kVariants))
+          .find("is not a path inside the bundle directory"),
+      std::string::npos);
+  EXPECT_NE(
+      ErrorOf(absl::StrCat(kHeader,
+                           "source: {repo: /srv/git/app.git, files: [a]}\n",
+                           kBenchmark,
+                           "variants:\n"
+                           "  - {name: baseline, ref: main}\n"
+                           "  - {name: fast}\n"))
+          .find("remove files"),
+      std::string::npos);
+  EXPECT_NE(
+      ErrorOf(absl::StrCat(kHeader, "source: {}\n", kBenchmark, kVariants))
+          .find("source needs repo:"),
+      std::string::npos);
+  EXPECT_NE(ErrorOf(absl::StrCat(kHeader, "source: {bundle: .}\n", kBenchmark,
+                                 "variants:\n"
+                                 "  - {name: baseline, ref: main}\n"
+                                 "  - {name: fast}\n"))
+                .find("with source.bundle every variant runs the uploaded "
+                      "tree"),
+            std::string::npos);
 }
 
 }  // namespace

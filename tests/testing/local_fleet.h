@@ -83,6 +83,8 @@ class LocalFleet {
   LocalFleet& operator=(const LocalFleet&) = delete;
 
   v1::FleetService::Stub& stub() { return *stub_; }
+  // The controller's loopback address (host:port), for the real CLI.
+  std::string address() const { return controller_->address(); }
   // "sqlite://<dir>/fleet.db": open it with OpenStore to read what was stored.
   std::string store_url() const { return "sqlite://" + dir_ + "/fleet.db"; }
 
