@@ -680,7 +680,19 @@ void Agent::Impl::AcceptLease(const v1::Lease& offer) {
                            " variant(s) of ", offer.sources(0).repo()));
   }
   // With sources, the commit recorded is that of the baseline's checkout.
-  const absl::StatusOr<std::string> checkout = checkouts->Prepare(offer);
+  // Without, the experiment's work directory must be on this host (local
+  // mode, a shared filesystem): otherwise this host cannot run it.
+  std::error_code ec;
+  const absl::StatusOr<std::string> checkout =
+      offer.sources().empty() && !offer.workdir().empty() &&
+              !std::filesystem::is_directory(offer.workdir(), ec)
+          ? absl::StatusOr<std::string>(absl::FailedPreconditionError(
+                absl::StrCat("cannot run here: agent ", options.id,
+                             " has no directory ", offer.workdir(),
+                             " (the experiment's work directory); give the "
+                             "spec source: {bundle: .} or source: {repo: "
+                             "...} so that its code reaches any host")))
+          : checkouts->Prepare(offer);
   if (!checkout.ok()) {
     const std::string reason(checkout.status().message());
     spdlog::error("declining attempt {}: {}", offer.attempt_id(), reason);

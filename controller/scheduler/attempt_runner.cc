@@ -77,6 +77,14 @@ void AttemptRunner::OnLeaseReply(
           "controller_public_key: {}",
           session.hello.agent_id, reason);
     }
+    // The experiment goes back to the queue, other hosts first: this one
+    // said it cannot run it (a work directory it does not have, a checkout
+    // or bundle it could not make), and would most likely say so again.
+    // (A signature refusal already stops all work on this stream.)
+    if (!signature_refused) {
+      not_ready_[it->second.experiment.id][session.hello.agent_id] =
+          clock_->Now() + options_.not_ready_retry_after;
+    }
     LoseAttempt(attempt_id, absl::StrCat("agent ", session.hello.agent_id,
                                          " refused the lease: ", reason));
     return;

@@ -253,5 +253,25 @@ TEST_F(AgentTest, CutOffLongerThanTheLeaseKillsTheJobEvenOnAnOpenStream) {
     EXPECT_FALSE(m.has_step_result()) << "a killed job reports nothing";
 }
 
+TEST_F(AgentTest, DeclinesALeaseWhoseWorkDirectoryIsNotOnThisHost) {
+  auto s = Session(1);
+  ASSERT_NE(s, nullptr);
+  v1::ControllerMessage m;
+  m.mutable_lease()->set_attempt_id(9);
+  m.mutable_lease()->set_lease_token("tok");
+  m.mutable_lease()->set_workdir(workdir_ + "/not-on-this-host");
+  s->Send(m);
+  auto reply =
+      s->WaitFor([](const v1::AgentMessage& a) { return a.has_lease_reply(); });
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_FALSE(reply->lease_reply().accepted());
+  EXPECT_THAT(reply->lease_reply().reason(),
+              ::testing::AllOf(::testing::HasSubstr("cannot run here"),
+                               ::testing::HasSubstr("/not-on-this-host"),
+                               ::testing::HasSubstr("source: {bundle: .}")));
+  // The next lease, whose directory exists, is taken.
+  Lease(*s, 10);
+}
+
 }  // namespace
 }  // namespace benchfleet

@@ -335,6 +335,11 @@ class DispatcherStoreErrorTest : public DispatcherTest {
 };
 
 TEST_F(DispatcherStoreErrorTest, LostAttemptEndsInTheStoreOnceItTakesTheWrite) {
+  // Shorter than the lease timeout: stepping the clock past it must not also
+  // make the agents silent.
+  dispatcher_.reset();
+  options_.not_ready_retry_after = absl::Seconds(5);
+  StartDispatcher();
   SimAgent a{"agent-a", {}};
   ConnectAndWelcome(a);
   const int64_t id = Submit();
@@ -359,8 +364,11 @@ TEST_F(DispatcherStoreErrorTest, LostAttemptEndsInTheStoreOnceItTakesTheWrite) {
     EXPECT_EQ(Attempt(first->attempt_id).state, AttemptState::kRunning);
   }
   // The fourth try is taken: the attempt ends as lost and the experiment is
-  // re-queued and leased again.
+  // re-queued and leased again (to the host that declined, after the wait
+  // for another host).
   clock_.Advance(absl::Seconds(1));
+  Pump();
+  clock_.Advance(options_.not_ready_retry_after + absl::Seconds(1));
   auto second = a.link->WaitFor([&](const Msg& m) {
     return m.type == Msg::kLease && m.attempt_id != first->attempt_id;
   });

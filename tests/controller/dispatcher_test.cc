@@ -75,28 +75,47 @@ TEST_F(DispatcherTest, QueuedExperimentIsLeasedToTheIdleAgentWhoseLabelsMatch) {
 }
 
 TEST_F(DispatcherTest, RefusedLeaseLosesTheAttemptAndRequeuesTheExperiment) {
+  // Shorter than the lease timeout: stepping the clock past it must not also
+  // make the agents silent.
+  dispatcher_.reset();
+  options_.not_ready_retry_after = absl::Seconds(5);
+  StartDispatcher();
   SimAgent a{"agent-a", {}};
   ConnectAndWelcome(a);
   const int64_t id = Submit();
   std::optional<Msg> first = WaitLease(a);
   ASSERT_TRUE(first);
   dispatcher_->OnLeaseReply(a.link, first->attempt_id, first->token, false,
-                            "already holds another lease");
-  // The experiment goes back to the queue and is leased again, as a new
-  // attempt.
-  auto second = a.link->WaitFor([&](const Msg& m) {
-    return m.type == Msg::kLease && m.attempt_id != first->attempt_id;
-  });
+                            "cannot run here: no directory /srv/app");
+  Pump();
+  // The experiment goes back to the queue, other hosts first: agent-a is
+  // not offered it again at once...
+  EXPECT_EQ(a.link->Count(Msg::kLease), 1);
+  EXPECT_EQ(Experiment(id).state, ExperimentState::kQueued);
+  // ...another agent takes it, as a new attempt...
+  SimAgent b{"agent-b", {}};
+  ConnectAndWelcome(b);
+  std::optional<Msg> second = WaitLease(b);
   ASSERT_TRUE(second);
-  EXPECT_EQ(second->second.experiment_id, id);
-  EXPECT_NE(second->second.token, first->token);
+  EXPECT_EQ(second->experiment_id, id);
+  EXPECT_NE(second->token, first->token);
   const AttemptRecord lost = Attempt(first->attempt_id);
   EXPECT_EQ(lost.state, AttemptState::kLost);
-  EXPECT_THAT(lost.reason,
-              HasSubstr("refused the lease: already holds another lease"));
+  EXPECT_THAT(lost.reason, HasSubstr("refused the lease: cannot run here"));
   EXPECT_EQ(dispatcher_->counters().attempts_lost, 1);
   EXPECT_EQ(Experiment(id).attempts, 2);
   EXPECT_EQ(a.link->Count(Msg::kStep), 0);
+  // ...and once the wait is over, agent-a may have it again (here: b
+  // refuses too and only a is left).
+  dispatcher_->OnLeaseReply(b.link, second->attempt_id, second->token, false,
+                            "cannot run here either");
+  Pump();
+  clock_.Advance(options_.not_ready_retry_after + absl::Seconds(1));
+  auto third = a.link->WaitFor([&](const Msg& m) {
+    return m.type == Msg::kLease && m.attempt_id != first->attempt_id;
+  });
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third->second.experiment_id, id);
 }
 
 TEST_F(DispatcherTest,
@@ -129,6 +148,11 @@ TEST_F(DispatcherTest,
 }
 
 TEST_F(DispatcherTest, AgentRefusingEveryLeaseIsIdleOnceTheExperimentGivesUp) {
+  // Shorter than the lease timeout: stepping the clock past it must not also
+  // make the agents silent.
+  dispatcher_.reset();
+  options_.not_ready_retry_after = absl::Seconds(5);
+  StartDispatcher();
   SimAgent a{"agent-a", {}};
   ConnectAndWelcome(a);
   const int64_t id = Submit();
@@ -141,6 +165,9 @@ TEST_F(DispatcherTest, AgentRefusingEveryLeaseIsIdleOnceTheExperimentGivesUp) {
     refused.insert(lease->second.attempt_id);
     dispatcher_->OnLeaseReply(a.link, lease->second.attempt_id,
                               lease->second.token, false, "busy");
+    Pump();
+    // A host that declined is offered the experiment again only later.
+    clock_.Advance(options_.not_ready_retry_after + absl::Seconds(1));
   }
   ASSERT_TRUE(Eventually(
       [&] { return Experiment(id).state == ExperimentState::kFailed; }));
